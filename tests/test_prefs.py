@@ -283,6 +283,17 @@ def test_missing_store_is_an_error_and_is_not_created(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_empty_file_is_no_store_to_read_but_may_become_one(tmp_path):
+    path = tmp_path / "prefs.sqlite"
+    path.touch()
+    with pytest.raises(UserError, match=r"prefs\.sqlite does not exist or is empty"):
+        pairs(path)
+    assert path.read_bytes() == b""
+    with VoteStore(path) as store:  # the app's own open: nothing to lose, so it becomes a store
+        vote(store, "a")
+    assert len(pairs(path)) == 1
+
+
 def test_missing_store_via_python_dash_m(tmp_path):
     result = subprocess.run([sys.executable, "-m", "tinyalign.prefs", "stats", str(tmp_path / "nope.db")],
                             cwd=REPO, capture_output=True, text=True)

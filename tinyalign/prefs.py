@@ -87,13 +87,14 @@ class VoteStore:
         self._lock = threading.Lock()  # one connection, many Gradio worker threads: one statement at a time
         if self.path.is_dir():
             raise UserError(f"vote store {self.path} is a folder; give the path of a .sqlite file")
-        if not self.path.exists():
-            if not create:
-                raise UserError(f"vote store {self.path} does not exist; check the path "
-                                "(the arena app creates it when the first vote is recorded)")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        else:
+        # An empty file holds nothing to lose, so the app may make it a store; a reader must not.
+        if not create and (not self.path.exists() or self.path.stat().st_size == 0):
+            raise UserError(f"vote store {self.path} does not exist or is empty; check the path "
+                            "(the arena app creates it when the first vote is recorded)")
+        if self.path.exists():
             self._refuse_foreign_bytes()
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None,
                                      check_same_thread=False)
         try:
