@@ -1,0 +1,387 @@
+"""The doctor names each symptom of DESIGN.md section 5 with the override to try -- and stays quiet on healthy runs.
+
+Log histories are synthetic: smooth curves plus seeded noise, logged the way TRL logs them.
+"""
+
+import json
+import math
+import random
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from tinyalign import doctor
+from tinyalign.doctor import diagnose
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------- synthetic logs
+
+
+def curve(start, end, noise=0.0, shape=lambda t: t, floor=None):
+    """A metric going start -> end along `shape` (t in 0..1), with Gaussian noise of sd `noise`."""
+
+    def value(t, rng):
+        v = start + (end - start) * shape(t) + rng.gauss(0, noise)
+        return v if floor is None else max(floor, v)
+
+    return value
+
+
+def lognormal(level, sigma):
+    """A positive metric jittering around `level` (gradient norms are skewed like this)."""
+    return lambda t, rng: level * math.exp(rng.gauss(0, sigma))
+
+
+def logs(curves: dict, n=100, every=2, seed=0, spikes=()):
+    """TRL-style log_history: n entries at steps every, 2*every, ...; `spikes` = [(index, key, factor)]."""
+    rng = random.Random(seed)
+    history = []
+    for i in range(n):
+        t = i / (n - 1)
+        entry = {"step": (i + 1) * every, "epoch": t}
+        entry.update({key: make(t, rng) for key, make in curves.items()})
+        history.append(entry)
+    for index, key, factor in spikes:
+        history[index][key] *= factor
+    return history
+
+
+def fast(t):  # most of the change early, as learning curves do
+    return 1 - math.exp(-4 * t)
+
+
+HEALTHY_GRPO = {
+    "loss": curve(0.0, 0.0, 0.01),
+    "grad_norm": lognormal(0.3, 0.15),
+    "learning_rate": curve(5e-6, 5e-7),
+    "reward": curve(0.45, 1.2, 0.06, fast),
+    "reward_std": curve(0.5, 0.35, 0.03),
+    "rewards/think_format/mean": curve(0.3, 0.95, 0.04, fast),
+    "rewards/think_format/std": curve(0.4, 0.2, 0.02),
+    "rewards/math_accuracy/mean": curve(0.3, 0.72, 0.05, fast),
+    "rewards/math_accuracy/std": curve(0.45, 0.4, 0.02),
+    "kl": curve(0.0005, 0.008, 0.0008, floor=0.0),
+    "entropy": curve(0.9, 0.72, 0.03),
+    "completions/mean_length": curve(210, 190, 12),
+    "completions/max_length": curve(400, 380, 20),
+    "completions/clipped_ratio": curve(0.02, 0.01, 0.01, floor=0.0),
+    "frac_reward_zero_std": curve(0.15, 0.2, 0.04, floor=0.0),
+    "clip_ratio/region_mean": curve(0.0, 0.0),
+}
+HEALTHY_DPO = {
+    "loss": curve(0.693, 0.35, 0.03, fast),
+    "grad_norm": lognormal(2.0, 0.15),
+    "learning_rate": curve(5e-6, 5e-7),
+    "rewards/chosen": curve(0.0, 0.4, 0.05, fast),
+    "rewards/rejected": curve(0.0, -0.9, 0.05, fast),
+    "rewards/margins": curve(0.0, 1.3, 0.08, fast),
+    "rewards/accuracies": curve(0.5, 0.85, 0.04, fast),
+}
+HEALTHY_SFT = {
+    "loss": curve(2.4, 0.6, 0.05, fast),
+    "grad_norm": lognormal(1.0, 0.15),
+    "learning_rate": curve(1e-4, 1e-5),
+}
+
+GRPO_RECIPE = {
+    "method": "grpo",
+    "model": {"name": "Qwen/Qwen2.5-1.5B-Instruct", "quantization": "4bit", "adapter": None},
+    "data": {"source": "openai/gsm8k"},
+    "rewards": [{"name": "think_format", "weight": 0.5}, {"name": "math_accuracy", "weight": 1.0}],
+    "train": {"learning_rate": 5.0e-6, "beta": 0.04, "max_completion_length": 512, "temperature": 1.0,
+              "num_generations": 8, "max_steps": 200},
+    "output_dir": "runs/math",
+}
+DPO_RECIPE = {"method": "dpo", "model": {"name": "m"}, "data": {"source": "prefs.sqlite"},
+              "train": {"learning_rate": 5.0e-6, "beta": 0.1, "max_steps": 200}, "output_dir": "runs/dpo"}
+SFT_RECIPE = {"method": "sft", "model": {"name": "m"}, "data": {"source": "d"},
+              "train": {"learning_rate": 1.0e-4, "max_steps": 200}, "output_dir": "runs/sft"}
+
+
+def with_evals(history, evals):
+    """Append eval entries {step, eval_loss} the way Trainer interleaves them."""
+    return history + [{"step": step, "eval_loss": value} for step, value in evals]
+
+
+def healthy_completions(steps=200, per_step=8, every=20, seed=0):
+    rng = random.Random(seed)
+    rows = []
+    for step in range(every, steps + 1, every):
+        for k in range(per_step):
+            a, b = rng.randint(10, 99), rng.randint(10, 99)
+            thought = " ".join(rng.choice(["add", "the", "tens", "then", "ones", "carry", "so", "we", "get"]) for _ in range(12))
+            rows.append({"step": step, "prompt": f"{a}+{b}=?", "completion": f"<think>{thought}</think> {a + b}",
+                         "answer": str(a + b), "rewards": {"math_accuracy": 1.0}})
+    return rows
+
+
+def finding(findings, symptom):
+    named = [f for f in findings if f.symptom == symptom]
+    assert named, f"expected {symptom}, got {[f.symptom for f in findings]}"
+    return named[0]
+
+
+# ---------------------------------------------------------------- healthy runs: no findings
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_healthy_grpo_run_has_no_findings(seed):
+    history = logs(HEALTHY_GRPO, n=100, every=2, seed=seed)
+    assert diagnose(history, GRPO_RECIPE, healthy_completions(seed=seed)) == []
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_healthy_dpo_run_has_no_findings(seed):
+    history = with_evals(logs(HEALTHY_DPO, seed=seed), [(50, 0.6), (100, 0.5), (150, 0.46), (200, 0.45)])
+    assert diagnose(history, DPO_RECIPE) == []
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_healthy_sft_run_has_no_findings(seed):
+    history = with_evals(logs(HEALTHY_SFT, seed=seed), [(50, 1.3), (100, 0.95), (150, 0.9), (200, 0.89)])
+    assert diagnose(history, SFT_RECIPE) == []
+
+
+def test_a_run_too_short_to_judge_gets_no_findings():
+    flat = {**HEALTHY_GRPO, "reward": curve(0.1, 0.1, 0.01), "entropy": curve(0.9, 0.05)}
+    assert diagnose(logs(flat, n=5), GRPO_RECIPE) == []
+
+
+def test_one_hard_batch_is_not_a_spike():
+    history = logs(HEALTHY_SFT, seed=1, spikes=[(60, "grad_norm", 3.0)])
+    assert diagnose(history, SFT_RECIPE) == []
+
+
+# ---------------------------------------------------------------- GRPO symptoms
+
+
+def test_flat_low_reward_points_to_sft_first():
+    history = logs({**HEALTHY_GRPO, "reward": curve(0.08, 0.09, 0.02), "kl": curve(0.002, 0.01, 0.001)})
+    f = finding(diagnose(history, GRPO_RECIPE), "reward_flat")
+    assert "over steps 2–200" in f.evidence
+    assert "SFT first" in f.remedy and "probe" in f.remedy
+
+
+def test_flat_middling_reward_suggests_a_higher_learning_rate():
+    history = logs({**HEALTHY_GRPO, "reward": curve(0.6, 0.62, 0.04), "kl": curve(0.002, 0.01, 0.001)})
+    assert finding(diagnose(history, GRPO_RECIPE), "reward_flat").overrides == ["train.learning_rate=1.0e-05"]
+
+
+def test_falling_reward_lowers_the_learning_rate():
+    history = logs({**HEALTHY_GRPO, "reward": curve(1.2, 0.7, 0.05)})
+    f = finding(diagnose(history, GRPO_RECIPE), "reward_falling")
+    assert f.overrides == ["train.learning_rate=2.5e-06", "train.max_grad_norm=0.2"]
+
+
+def test_kl_running_away_raises_beta_and_lowers_lr():
+    history = logs({**HEALTHY_GRPO, "kl": curve(0.002, 0.6, 0.01, lambda t: t * t, floor=0.0)})
+    f = finding(diagnose(history, GRPO_RECIPE), "kl_runaway")
+    assert f.overrides == ["train.beta=0.08", "train.learning_rate=2.5e-06"]
+    assert "kl 0.0" in f.evidence and "reward" in f.evidence
+
+
+def test_tiny_kl_with_flat_reward_lowers_beta_and_raises_lr():
+    history = logs({**HEALTHY_GRPO, "reward": curve(0.6, 0.61, 0.03), "kl": curve(0.0001, 0.0003, 0.00005, floor=0.0)})
+    findings = diagnose(history, GRPO_RECIPE)
+    assert finding(findings, "kl_tiny_reward_flat").overrides == ["train.beta=0.004", "train.learning_rate=1.0e-05"]
+    assert "reward_flat" not in [f.symptom for f in findings]  # one cause, named once
+
+
+def test_entropy_collapse_samples_hotter_and_clips_higher():
+    history = logs({**HEALTHY_GRPO, "entropy": curve(0.9, 0.08, 0.01, fast, floor=0.0)})
+    f = finding(diagnose(history, GRPO_RECIPE), "entropy_collapse")
+    assert f.overrides == ["train.temperature=1.2", "train.epsilon_high=0.28"]
+    assert re.match(r"entropy 0\.[5-7]\d* → 0\.[01]\d* over steps 2–200", f.evidence)  # quarter medians
+
+
+def test_length_drifting_to_the_cap_masks_truncated_completions():
+    history = logs({**HEALTHY_GRPO, "completions/mean_length": curve(200, 490, 10),
+                    "completions/clipped_ratio": curve(0.0, 0.6, 0.03, floor=0.0)})
+    f = finding(diagnose(history, GRPO_RECIPE), "length_to_cap")
+    assert "train.mask_truncated_completions=true" in f.overrides
+    assert "max_completion_length 512" in f.evidence
+
+
+def test_length_to_cap_with_per_sequence_loss_switches_to_dr_grpo():
+    recipe = {**GRPO_RECIPE, "train": {**GRPO_RECIPE["train"], "loss_type": "grpo"}}
+    history = logs({**HEALTHY_GRPO, "completions/clipped_ratio": curve(0.1, 0.5, 0.03, floor=0.0)})
+    assert "train.loss_type=dr_grpo" in finding(diagnose(history, recipe), "length_to_cap").overrides
+
+
+def test_length_collapsing_to_very_short_is_named():
+    recipe = {**GRPO_RECIPE, "train": {**GRPO_RECIPE["train"], "loss_type": "grpo"}}
+    history = logs({**HEALTHY_GRPO, "completions/mean_length": curve(220, 15, 5, fast, floor=1)})
+    assert finding(diagnose(history, recipe), "length_collapse").overrides == ["train.loss_type=dr_grpo"]
+
+
+def test_groups_with_zero_reward_std_ask_for_more_generations():
+    history = logs({**HEALTHY_GRPO, "reward": curve(1.4, 1.45, 0.02), "frac_reward_zero_std": curve(0.7, 0.85, 0.03)})
+    f = finding(diagnose(history, GRPO_RECIPE), "reward_zero_std")
+    assert f.overrides == ["train.num_generations=16", "train.gradient_accumulation_steps=2"]
+    assert "too easy" in f.cause
+
+
+def test_high_clip_ratio_lowers_the_learning_rate_and_iterations():
+    recipe = {**GRPO_RECIPE, "train": {**GRPO_RECIPE["train"], "num_iterations": 4}}
+    history = logs({**HEALTHY_GRPO, "clip_ratio/region_mean": curve(0.05, 0.35, 0.02)})
+    assert finding(diagnose(history, recipe), "clip_ratio_high").overrides == [
+        "train.learning_rate=2.5e-06", "train.num_iterations=2"]
+
+
+def test_grad_norm_spikes_lower_lr_and_clip_gradients():
+    history = logs(HEALTHY_GRPO, seed=3, spikes=[(30, "grad_norm", 6.0), (70, "grad_norm", 4.0)])
+    f = finding(diagnose(history, GRPO_RECIPE), "loss_spikes")
+    assert f.overrides == ["train.learning_rate=2.5e-06", "train.max_grad_norm=0.2"]
+    assert "step 62" in f.evidence
+
+
+def test_format_reward_rising_while_accuracy_falls_is_reward_hacking():
+    history = logs({**HEALTHY_GRPO, "rewards/math_accuracy/mean": curve(0.45, 0.25, 0.04)})
+    f = finding(diagnose(history, GRPO_RECIPE), "reward_hacking")
+    assert f.overrides == ["rewards.0.weight=0.25"]  # halve the gamed think_format reward
+    assert "rewards/think_format/mean" in f.evidence and "rewards/math_accuracy/mean" in f.evidence
+
+
+def test_accuracy_rewards_can_be_named_explicitly():
+    curves = {k: v for k, v in HEALTHY_GRPO.items() if "math_accuracy" not in k}
+    history = logs({**curves, "rewards/judge/mean": curve(0.6, 0.3, 0.04)})
+    assert "reward_hacking" not in [f.symptom for f in diagnose(history, GRPO_RECIPE)]
+    assert finding(diagnose(history, GRPO_RECIPE, accuracy_rewards=["judge"]), "reward_hacking")
+
+
+def test_identical_late_completions_across_prompts():
+    rows = healthy_completions()
+    for row in rows:
+        if row["step"] >= 160:
+            row["completion"] = "<think></think> 0"
+    f = finding(diagnose(logs(HEALTHY_GRPO), GRPO_RECIPE, rows), "identical_completions")
+    assert "'<think></think> 0'" in f.evidence
+    assert "train.epsilon_high=0.28" in f.overrides
+
+
+def test_looping_late_completions_lower_the_learning_rate():
+    rows = healthy_completions()
+    for row in rows[-40:]:
+        row["completion"] = "so the answer is " + "the answer is " * 12
+    f = finding(diagnose(logs(HEALTHY_GRPO), GRPO_RECIPE, rows), "looping_completions")
+    assert "train.learning_rate=2.5e-06" in f.overrides
+
+
+# ---------------------------------------------------------------- DPO and SFT symptoms
+
+
+def test_dpo_margins_growing_slowly_lower_beta():
+    history = logs({**HEALTHY_DPO, "loss": curve(0.693, 0.67, 0.01), "rewards/margins": curve(0.0, 0.04, 0.01)})
+    f = finding(diagnose(history, DPO_RECIPE), "dpo_margins_flat")
+    assert f.overrides == ["train.beta=0.05"]
+
+
+def test_dpo_loss_collapsing_early_raises_beta_and_lowers_lr():
+    collapse = {**HEALTHY_DPO, "loss": curve(0.693, 0.005, 0.001, lambda t: min(1.0, t * 25), floor=0.001),
+                "rewards/margins": curve(0.0, 9.0, 0.2, lambda t: min(1.0, t * 25)),
+                "rewards/accuracies": curve(0.5, 1.0, 0.0, lambda t: min(1.0, t * 25))}
+    f = finding(diagnose(logs(collapse), DPO_RECIPE), "dpo_loss_collapse")
+    assert f.overrides == ["train.beta=0.2", "train.learning_rate=2.5e-06"]
+    assert "rewards/accuracies 1.00" in f.evidence
+
+
+def test_sft_loss_spikes():
+    history = logs(HEALTHY_SFT, seed=2, spikes=[(40, "loss", 2.5), (41, "loss", 2.2), (80, "loss", 3.0)])
+    f = finding(diagnose(history, SFT_RECIPE), "loss_spikes")
+    assert f.overrides == ["train.learning_rate=5.0e-05", "train.max_grad_norm=0.2"]
+
+
+def test_sft_eval_loss_rising_while_train_loss_falls_is_overfitting():
+    history = with_evals(logs(HEALTHY_SFT), [(50, 1.3), (100, 1.1), (150, 1.25), (200, 1.4)])
+    f = finding(diagnose(history, SFT_RECIPE), "overfitting")
+    assert f.overrides == ["train.max_steps=100"]
+
+
+def test_without_a_recipe_the_method_is_inferred_and_lr_taken_from_the_logs():
+    history = logs({**HEALTHY_GRPO, "kl": curve(0.002, 0.6, 0.01, lambda t: t * t, floor=0.0)})
+    f = finding(diagnose(history), "kl_runaway")
+    assert f.overrides == ["train.learning_rate=2.5e-06"]  # beta is unknown without the recipe
+
+
+# ---------------------------------------------------------------- the command line
+
+
+def write_run(path: Path, history, recipe=None, where="trainer_state.json"):
+    (path / where).parent.mkdir(parents=True, exist_ok=True)
+    (path / where).write_text(json.dumps({"global_step": history[-1]["step"], "log_history": history}))
+    if recipe:
+        (path / "recipe.yaml").write_text(yaml.safe_dump({**recipe, "output_dir": str(path)}))
+    return path
+
+
+def test_report_names_the_symptom_and_the_command_to_try(tmp_path, capsys):
+    history = logs({**HEALTHY_GRPO, "kl": curve(0.002, 0.6, 0.01, lambda t: t * t, floor=0.0)})
+    run = write_run(tmp_path / "math", history, GRPO_RECIPE)
+    doctor.main([str(run)])
+    out = capsys.readouterr().out
+    assert "grpo, 200 steps, final reward" in out
+    assert "kl_runaway" in out and "likely cause:" in out
+    assert f"python -m tinyalign.grpo {run}/recipe.yaml train.beta=0.08 train.learning_rate=2.5e-06 output_dir={run}-kl_runaway" in out
+
+
+def test_report_reads_the_newest_checkpoint_while_training(tmp_path, capsys):
+    history = logs({**HEALTHY_GRPO, "entropy": curve(0.9, 0.05, 0.01, fast, floor=0.0)})
+    write_run(tmp_path, history[:20], where="checkpoint-40/trainer_state.json")
+    write_run(tmp_path, history, where="checkpoint-200/trainer_state.json")
+    doctor.main([str(tmp_path), "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert result["method"] == "grpo" and result["summary"].startswith("grpo, 200 steps")
+    assert [f["symptom"] for f in result["findings"]] == ["entropy_collapse"]
+    assert result["findings"][0]["overrides"] == ["train.epsilon_high=0.28"]  # temperature unknown without a recipe
+
+
+def test_healthy_run_reports_no_findings(tmp_path, capsys):
+    run = write_run(tmp_path, logs(HEALTHY_SFT), SFT_RECIPE)
+    doctor.main([str(run)])
+    assert "no findings" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("make", [lambda p: p / "missing", lambda p: p])
+def test_missing_run_or_logs_is_one_line_exit_2(tmp_path, make):
+    result = subprocess.run([sys.executable, "-m", "tinyalign.doctor", str(make(tmp_path))],
+                            capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+    assert str(tmp_path) in result.stderr
+
+
+# ---------------------------------------------------------------- while training
+
+
+def test_callback_warns_once_per_symptom(tmp_path, capsys):
+    callback = doctor.DoctorCallback(GRPO_RECIPE, every=10)
+    args = SimpleNamespace(output_dir=str(tmp_path))
+    history = logs({**HEALTHY_GRPO, "kl": curve(0.002, 0.6, 0.01, lambda t: t * t, floor=0.0)})
+    for entry in history:
+        state = SimpleNamespace(global_step=entry["step"])
+        callback.on_log(args, state, None, logs={k: v for k, v in entry.items() if k != "step"})
+    callback.on_train_end(args, state, None)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("doctor: kl_runaway")]
+    assert len(warnings) == 1
+    assert "at step" in warnings[0] and "raise beta" in warnings[0] and "train.beta=0.08" in warnings[0]
+
+
+def test_callback_never_raises_into_training(capsys):
+    callback = doctor.DoctorCallback({"method": "grpo", "train": "not a mapping"}, every=1)
+    state = SimpleNamespace(global_step=1)
+    callback.on_log(SimpleNamespace(output_dir=None), state, None, logs={"reward": 0.1})
+    callback.on_train_end(SimpleNamespace(output_dir=None), state, None)
+    assert "doctor: skipped a check" in capsys.readouterr().err
+
+
+def test_callback_is_a_trainer_callback():
+    from transformers import TrainerCallback
+
+    assert isinstance(doctor.DoctorCallback(), TrainerCallback)
