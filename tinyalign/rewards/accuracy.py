@@ -5,6 +5,7 @@ missing (GRPO then leaves that score out of its averages).
 """
 
 import functools
+import importlib.util
 import re
 
 from ..errors import UserError
@@ -16,10 +17,11 @@ from .text import as_number, completion_text, last_boxed, last_number, normalise
 MAX_ANSWER_CHARS = 400
 MAX_BRACE_DEPTH = 12
 
-# Words that are mathematics, not prose, when they appear without a backslash.
+# Words that are mathematics, not prose, when they appear without a backslash (or as \begin{pmatrix}).
 _MATH_WORDS = {
     "sin", "cos", "tan", "cot", "sec", "csc", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh",
     "log", "ln", "lg", "exp", "sqrt", "pi", "inf", "infty", "max", "min", "gcd", "lcm", "mod", "or", "and",
+    "matrix", "pmatrix", "bmatrix", "vmatrix", "array", "cases",
 }
 _WORD_RE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}\b")
 _UNIT_POWER_RE = re.compile(r"(?<=[A-Za-z])\^\{?\d+\}?")  # the ^2 of "12 cm^2"
@@ -53,7 +55,7 @@ def math_form(answer: str | None) -> str | None:
     Takes the content of a `\boxed{}`, drops `$`, `\(`, `\)` and the like, and turns prose or units
     ("The answer is 42 apples", "12 cm^2", "5 dollars") into the last number in it.
     """
-    if answer is None or len(answer) > 4 * MAX_ANSWER_CHARS:
+    if answer is None:
         return None
     boxed = last_boxed(answer)
     text = (boxed if boxed is not None else answer).replace("\u2212", "-")
@@ -91,15 +93,22 @@ def math_equal(pred: str | None, gold: str | None, timeout: float = 1.0) -> bool
 
 def _references(answer, reward: str) -> list:
     if answer is None:
-        raise UserError(f"reward '{reward}' needs the reference answer in a dataset column named 'answer'; map one with data.answer in the recipe")
+        raise UserError(
+            f"reward '{reward}' needs the reference answer in a dataset column named 'answer'; "
+            "map one with data.answer in the recipe"
+        )
     return answer
 
 
 def _math_accuracy_scores(completions, answer=None, *, timeout: float, **columns) -> list[float | None]:
-    return [
-        None if ref is None else float(math_equal(math_form(model_answer(completion_text(c))), math_form(reference_answer(ref)), timeout))
-        for c, ref in zip(completions, _references(answer, "math_accuracy"), strict=True)
-    ]
+    scores = []
+    for completion, reference in zip(completions, _references(answer, "math_accuracy"), strict=True):
+        if reference is None:
+            scores.append(None)
+            continue
+        pred, gold = math_form(model_answer(completion_text(completion))), math_form(reference_answer(reference))
+        scores.append(float(math_equal(pred, gold, timeout)))
+    return scores
 
 
 def math_accuracy(timeout: float = 1.0):
@@ -116,6 +125,8 @@ def math_accuracy(timeout: float = 1.0):
     """
     if not timeout > 0:
         raise UserError(f"reward 'math_accuracy': timeout must be > 0 seconds, got {timeout}; fix it")
+    if importlib.util.find_spec("math_verify") is None:
+        raise UserError("reward 'math_accuracy' needs the math-verify package; pip install 'math-verify>=0.8'")
     return functools.partial(_math_accuracy_scores, timeout=float(timeout))
 
 

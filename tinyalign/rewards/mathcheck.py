@@ -17,6 +17,7 @@ import threading
 
 GRACE_SECONDS = 0.5  # the child's own timer fires at `timeout`; the kill only comes after this grace
 STARTUP_SECONDS = 120.0  # importing sympy on a cold, busy CI box can take a while
+_WORKER_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mathworker.py")
 
 
 class MathWorkerError(RuntimeError):
@@ -27,22 +28,25 @@ class _Worker:
     """One child process and a thread that turns its stdout into a queue (portable read-with-timeout)."""
 
     def __init__(self):
-        package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
         self.pid_of_owner = os.getpid()
+        # run_path, not `-m`: the child imports only math-verify, never tinyalign or what it imports.
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tinyalign.rewards.mathworker"],
+            [sys.executable, "-c", "import runpy, sys; runpy.run_path(sys.argv[1], run_name='__main__')", _WORKER_FILE],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            text=True, encoding="utf-8", bufsize=1, env=env,
+            text=True, encoding="utf-8", bufsize=1,
         )
         self.replies = queue.SimpleQueue()
         threading.Thread(target=self._pump, daemon=True, name="mathcheck-reader").start()
         self.ready = False
 
     def _pump(self):
-        for line in self.process.stdout:
-            self.replies.put(line)
-        self.replies.put(None)  # end of file: the child died
+        try:
+            with self.process.stdout:
+                for line in self.process.stdout:
+                    self.replies.put(line)
+        except (OSError, ValueError):
+            pass
+        self.replies.put(None)  # end of file: the child died or was killed
 
     def wait_ready(self):
         try:
@@ -51,7 +55,10 @@ class _Worker:
             reply = "no reply"
         if reply != "ready":
             self.close()
-            raise MathWorkerError(f"math_accuracy could not start math-verify in a child process ({reply}); check that `python -c 'import math_verify'` works")
+            raise MathWorkerError(
+                f"math_accuracy could not start math-verify in a child process ({reply}); "
+                "check that `python -c 'import math_verify'` works"
+            )
         self.ready = True
 
     def ask(self, request: list, timeout: float):
@@ -74,11 +81,10 @@ class _Worker:
     def close(self):
         self.process.kill()
         self.process.wait()
-        for pipe in (self.process.stdin, self.process.stdout):
-            try:
-                pipe.close()
-            except OSError:
-                pass
+        try:
+            self.process.stdin.close()
+        except OSError:  # a request was still buffered for the dead child
+            pass
 
 
 _lock = threading.Lock()

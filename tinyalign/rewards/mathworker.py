@@ -1,7 +1,7 @@
 """The child side of `mathcheck`: compares answers with math-verify, one JSON line in, one out.
 
-Run as `python -m tinyalign.rewards.mathworker`. It prints `"ready"`, then for each request line
-`[gold, pred, timeout]` prints `true`, `false`, or `null` when the gold answer cannot be parsed (or
+`mathcheck` runs this file as a script; it imports nothing from tinyalign. It prints `"ready"`, then
+for each request line `[gold, pred, timeout]` prints `true`, `false`, or `null` when the gold answer cannot be parsed (or
 is itself unboundedly expensive to evaluate). A timer stops ordinary slow work after `timeout`
 seconds; expressions whose evaluation size cannot be bounded (power towers, huge factorials) are
 refused before sympy evaluates them, because no timer can interrupt that C-level work.
