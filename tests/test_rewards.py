@@ -79,6 +79,7 @@ def test_answer_format_wants_one_answer_block_and_strict_wants_it_last():
 
 # --------------------------------------------------------------------------- math_accuracy
 
+MATH_SOLUTION = "Using the unit circle, " * 200 + r"so $\sin 60^\circ = \boxed{\dfrac{\sqrt{3}}{2}}$."
 GSM8K_REFERENCE = (
     "Janet sells 16 - 3 - 4 = <<16-3-4=9>>9 duck eggs a day.\n"
     "She makes 9 * 2 = $<<9*2=18>>18 every day at the farmer's market.\n#### 18"
@@ -107,6 +108,8 @@ GSM8K_REFERENCE = (
         ("<answer>x = 5</answer>", "5"),
         ("<answer>x^2 + 1</answer>", "1 + x^2"),
         ("<answer>\u22123</answer>", "-3"),  # typographic minus
+        (r"<answer>\frac{\sqrt3}{2}</answer>", MATH_SOLUTION),  # a long solution: its last box counts
+        (r"<answer>\begin{pmatrix} 2 \\ 1 \end{pmatrix}</answer>", r"\begin{pmatrix}2\\1\end{pmatrix}"),
         ("First 3 eggs, then 4, so 42 in all.", "42"),  # last number, no tags
     ],
 )
@@ -123,6 +126,8 @@ def test_math_accuracy_accepts_equivalent_answers(completion, reference):
         (r"<answer>\sqrt{3}/2</answer>", r"\frac{\sqrt{2}}{2}"),
         (r"<answer>\pi</answer>", r"2\pi"),
         ("<answer>(2, 1)</answer>", "(1, 2)"),
+        (r"<answer>\frac{1}{2}</answer>", MATH_SOLUTION),
+        (r"<answer>\begin{pmatrix} 1 \\ 2 \end{pmatrix}</answer>", r"\begin{pmatrix}2\\1\end{pmatrix}"),
         ("<think>the answer is 18</think> or maybe 17", GSM8K_REFERENCE),  # no tags: the last number counts
         ("I do not know.", "18"),
         ("", "18"),

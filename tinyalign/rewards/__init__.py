@@ -75,10 +75,14 @@ class Reward:
     Picklable whenever the wrapped function is (all built-ins are).
     """
 
-    def __init__(self, name: str, fn: typing.Callable, kind: str, max_score: float, params: dict | None = None):
+    def __init__(
+        self, name: str, fn: typing.Callable, kind: str, max_score: float, params: dict | None = None, doc: str | None = None
+    ):
+        if kind not in KINDS:
+            raise ValueError(f"reward kind must be one of {KINDS}, got {kind!r}")
         self.__name__ = name
         self.fn, self.kind, self.max_score, self.params = fn, kind, float(max_score), dict(params or {})
-        self.__doc__ = inspect.getdoc(fn)
+        self.__doc__ = doc or inspect.getdoc(getattr(fn, "func", fn))
 
     def __repr__(self):
         return f"<reward {self.__name__} kind={self.kind} max_score={self.max_score} params={self.params}>"
@@ -102,20 +106,32 @@ class Reward:
         text = completion_text(completions[row]) if len(completions) > row else ""
         snippet = text[:_SNIPPET_CHARS] + ("..." if len(text) > _SNIPPET_CHARS else "")
         message = " ".join(f"{type(error).__name__}: {error}".split())
-        return RewardError(f"reward '{self.__name__}' failed on completion {row} ({message}); completion: {snippet!r}; fix the reward or the data it reads")
+        return RewardError(
+            f"reward '{self.__name__}' failed on completion {row} ({message}); "
+            f"completion: {snippet!r}; fix the reward or the data it reads"
+        )
 
     def _checked(self, scores, completions) -> list:
         expected = len(completions)
         if isinstance(scores, (str, bytes, Mapping)) or not hasattr(scores, "__len__"):
-            raise RewardError(f"reward '{self.__name__}' returned {type(scores).__name__}, expected a list of {expected} scores; return one score (or None) per completion")
+            raise RewardError(
+                f"reward '{self.__name__}' returned {type(scores).__name__}, expected a list of {expected} scores; "
+                "return one score (or None) per completion"
+            )
         if len(scores) != expected:
-            raise RewardError(f"reward '{self.__name__}' returned {len(scores)} scores for {expected} completions; return one score (or None) per completion")
+            raise RewardError(
+                f"reward '{self.__name__}' returned {len(scores)} scores for {expected} completions; "
+                "return one score (or None) per completion"
+            )
         for row, score in enumerate(scores):
             if score is not None and not isinstance(score, numbers.Real):
                 try:
                     float(score)
                 except (TypeError, ValueError):
-                    raise RewardError(f"reward '{self.__name__}' returned {score!r} for completion {row}; scores must be numbers or None") from None
+                    raise RewardError(
+                        f"reward '{self.__name__}' returned {score!r} for completion {row}; "
+                        "scores must be numbers or None"
+                    ) from None
         return list(scores)
 
 
@@ -143,8 +159,11 @@ class AsyncReward(Reward):
 def _rows(completions, columns: dict):
     """(index, kwargs for that completion alone) for each completion, to find the one that fails."""
     count = len(completions)
+    columns = {key: value for key, value in columns.items() if key not in ("log_extra", "log_metric")}  # no re-logging
     for i in range(count):
-        one = {key: [value[i]] if isinstance(value, list) and len(value) == count else value for key, value in columns.items()}
+        one = {
+            key: [value[i]] if isinstance(value, list) and len(value) == count else value for key, value in columns.items()
+        }
         yield i, {**one, "completions": [completions[i]]}
 
 
@@ -156,7 +175,9 @@ def _fails(fn, kwargs) -> bool:
     return False
 
 
-def guard(fn: typing.Callable, name: str | None = None, kind: str = "custom", max_score: float = 1.0, params: dict | None = None) -> Reward:
+def guard(
+    fn: typing.Callable, name: str | None = None, kind: str = "custom", max_score: float = 1.0, params: dict | None = None
+) -> Reward:
     """Wrap any reward function so that its failures name it and show the offending completion."""
     name = name or getattr(fn, "__name__", type(fn).__name__)
     wrapper = AsyncReward if inspect.iscoroutinefunction(getattr(fn, "func", fn)) else Reward
@@ -203,11 +224,17 @@ def _builtin(name: str, params: dict) -> Reward:
             raise UserError(f"reward '{name}' has no parameter '{key}'{_did_you_mean(key, parameters)}; {accepted}")
         expected = parameters[key].annotation
         if not _has_type(value, expected):
-            raise UserError(f"reward '{name}': parameter '{key}' must be {_type_words(expected)}, got {value!r}; {accepted}")
+            raise UserError(
+                f"reward '{name}': parameter '{key}' must be {_type_words(expected)}, "
+                f"got {value!r}; {accepted}"
+            )
     missing = [key for key, p in parameters.items() if p.default is p.empty and key not in params]
     if missing:
-        raise UserError(f"reward '{name}' needs parameter '{missing[0]}', e.g. {{name: {name}, {missing[0]}: ...}}; {accepted}")
-    return Reward(name, info.factory(**params), info.kind, info.max_score, params)
+        raise UserError(
+            f"reward '{name}' needs parameter '{missing[0]}', "
+            f"e.g. {{name: {name}, {missing[0]}: ...}}; {accepted}"
+        )
+    return Reward(name, info.factory(**params), info.kind, info.max_score, params, inspect.getdoc(info.factory))
 
 
 def _import_custom(name: str):
@@ -217,14 +244,23 @@ def _import_custom(name: str):
     try:
         target = importlib.import_module(module_name)
     except Exception as e:  # ModuleNotFoundError, or the module itself failed while importing
-        raise UserError(f"reward '{name}': cannot import module '{module_name}' ({type(e).__name__}: {e}); check the path and run from the folder that contains it, or install the package") from None
+        raise UserError(
+            f"reward '{name}': cannot import module '{module_name}' ({type(e).__name__}: {e}); "
+            "check the path and run from the folder that contains it, or install the package"
+        ) from None
     for part in attribute.split("."):
         if not hasattr(target, part):
             public = [n for n in dir(target) if not n.startswith("_")]
-            raise UserError(f"reward '{name}': '{module_name}' has no attribute '{part}'{_did_you_mean(part, public)}; check the name after the colon")
+            raise UserError(
+                f"reward '{name}': '{module_name}' has no attribute '{part}'{_did_you_mean(part, public)}; "
+                "check the name after the colon"
+            )
         target = getattr(target, part)
     if not callable(target):
-        raise UserError(f"reward '{name}': '{attribute}' is a {type(target).__name__}, not a function; point at a function f(completions, **kwargs)")
+        raise UserError(
+            f"reward '{name}': '{attribute}' is a {type(target).__name__}, not a function; "
+            "point at a function f(completions, **kwargs)"
+        )
     return target
 
 
@@ -243,7 +279,10 @@ def _custom(name: str, params: dict) -> Reward:
         except TypeError:
             accepted = [p for p in signature.parameters if p != "completions"]
             bad = [key for key in params if key not in signature.parameters]
-            raise UserError(f"reward '{name}' does not accept parameter '{(bad or list(params))[0]}'; its parameters: {', '.join(accepted) or 'none'}") from None
+            raise UserError(
+                f"reward '{name}' does not accept parameter '{(bad or list(params))[0]}'; "
+                f"its parameters: {', '.join(accepted) or 'none'}"
+            ) from None
     bound = functools.partial(fn, **params) if params else fn
     return guard(bound, name, "custom", max_score, params)
 
@@ -261,9 +300,15 @@ def resolve(spec: Mapping | str) -> Reward:
     params = {key: value for key, value in spec.items() if key not in ("name", "weight")}
     name = spec.get("name")
     if not isinstance(name, str) or not name.strip():
-        raise UserError(f"a reward entry needs a name, e.g. {{name: math_accuracy}}; got {dict(spec)!r}; known rewards: {', '.join(names())}")
+        raise UserError(
+            f"a reward entry needs a name, e.g. {{name: math_accuracy}}; "
+            f"got {dict(spec)!r}; known rewards: {', '.join(names())}"
+        )
     if name in REWARDS:
         return _builtin(name, params)
     if ":" in name or "." in name:
         return _custom(name, params)
-    raise UserError(f"unknown reward '{name}'{_did_you_mean(name, REWARDS)}; known rewards: {', '.join(names())}, or 'package.module:function' for your own")
+    raise UserError(
+        f"unknown reward '{name}'{_did_you_mean(name, REWARDS)}; "
+        f"known rewards: {', '.join(names())}, or 'package.module:function' for your own"
+    )

@@ -38,7 +38,10 @@ def overlong(max_len: int, buffer: int | None = None):
     """
     buffer = max_len // 4 if buffer is None else buffer
     if max_len < 1 or not 0 < buffer <= max_len:
-        raise UserError(f"reward 'overlong': need max_len >= 1 and 0 < buffer <= max_len, got max_len={max_len}, buffer={buffer}; fix them")
+        raise UserError(
+            "reward 'overlong': need max_len >= 1 and 0 < buffer <= max_len, "
+            f"got max_len={max_len}, buffer={buffer}; fix them"
+        )
     return functools.partial(_overlong_scores, max_len=max_len, buffer=buffer)
 
 
@@ -54,7 +57,10 @@ def length_penalty(target: int, scale: int | None = None):
     """
     scale = target if scale is None else scale
     if target < 1 or scale < 1:
-        raise UserError(f"reward 'length_penalty': target and scale must be >= 1, got target={target}, scale={scale}; fix them")
+        raise UserError(
+            "reward 'length_penalty': target and scale must be >= 1, "
+            f"got target={target}, scale={scale}; fix them"
+        )
     return functools.partial(_length_penalty_scores, target=target, scale=scale)
 
 
@@ -75,5 +81,9 @@ def repetition(ngram: int = 3, max_penalty: float = -1.0):
     tokenizer; completions shorter than `ngram` words score 0.
     """
     if ngram < 1 or max_penalty > 0:
-        raise UserError(f"reward 'repetition': need ngram >= 1 and max_penalty <= 0, got ngram={ngram}, max_penalty={max_penalty}; fix them")
-    return functools.partial(score_each, score=functools.partial(_repetition_score, ngram=ngram, max_penalty=float(max_penalty)))
+        raise UserError(
+            "reward 'repetition': need ngram >= 1 and max_penalty <= 0, "
+            f"got ngram={ngram}, max_penalty={max_penalty}; fix them"
+        )
+    score = functools.partial(_repetition_score, ngram=ngram, max_penalty=float(max_penalty))
+    return functools.partial(score_each, score=score)

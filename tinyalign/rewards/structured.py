@@ -24,7 +24,10 @@ def regex_match(pattern: str, full_match: bool = False):
     try:
         compiled = re.compile(pattern)
     except re.error as e:
-        raise UserError(f"reward 'regex_match': pattern {pattern!r} is not a valid regular expression ({e}); fix the pattern") from None
+        raise UserError(
+            f"reward 'regex_match': pattern {pattern!r} is not a valid regular expression ({e}); "
+            "fix the pattern"
+        ) from None
     return functools.partial(score_each, score=functools.partial(_regex_score, pattern=compiled, full_match=full_match))
 
 
