@@ -283,6 +283,21 @@ def test_resolved_rewards_look_right_to_trl_and_survive_pickling():
         assert copy.__name__ == reward.__name__ and copy(completions=["aaa"], answer=["1"]) == reward(completions=["aaa"], answer=["1"])
 
 
+def test_every_builtin_takes_the_keywords_grpo_passes():
+    # GRPOTrainer calls f(prompts=, completions=, completion_ids=, **columns, trainer_state=, log_extra=, log_metric=)
+    prompts = [[{"role": "user", "content": "7*6?"}]] * 2
+    completions = [chat("<think>7*6</think><answer>42</answer>"), chat("41")]
+    trl_kwargs = dict(
+        prompts=prompts, completion_ids=[[1] * 9, [2] * 2], answer=["42", "42"], question=["7*6?"] * 2,
+        trainer_state=object(), log_extra=lambda column, values: None, log_metric=lambda name, value: None,
+    )
+    required = {"overlong": {"max_len": 8}, "length_penalty": {"target": 8}, "regex_match": {"pattern": "42"}}
+    for name in names():
+        scores = resolve({"name": name, **required.get(name, {})})(completions=completions, **trl_kwargs)
+        assert len(scores) == 2 and all(isinstance(value, float) for value in scores), name
+    assert resolve("math_accuracy")(completions=completions, **trl_kwargs) == [1.0, 0.0]
+
+
 @pytest.mark.parametrize(
     "spec, expected",
     [

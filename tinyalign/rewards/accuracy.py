@@ -119,9 +119,10 @@ def math_accuracy(timeout: float = 1.0):
     `#### 1,234`. Equality is math-verify's: `\frac12` = `0.5`, `1,234` = `1234`, `$5` = `5 dollars`
     = `5`, `50\%` = `0.5`, `\sqrt{2}/2` = `\frac{\sqrt2}{2}`, intervals and tuples.
 
-    A reference math-verify cannot parse scores 1.0 only if the answer is the same text (case and
-    spacing aside). A row with no reference scores None. Each comparison is cut off after `timeout`
-    seconds (scoring 0.0), from any thread; answers longer than 400 characters score 0.0 unparsed.
+    When math-verify cannot parse the reference (say `\frac{`), the score is 1.0 only if the answer is
+    the same text, case and spacing aside. A reference or answer that is empty, or longer than 400
+    characters once reduced to its number, scores 0.0; a row whose reference is None scores None.
+    Each comparison is cut off after `timeout` seconds (scoring 0.0), from any thread.
     """
     if not timeout > 0:
         raise UserError(f"reward 'math_accuracy': timeout must be > 0 seconds, got {timeout}; fix it")
