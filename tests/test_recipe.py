@@ -1,0 +1,154 @@
+"""Recipe parsing, overrides and every user error: one line, exit 2, naming the key / file / column."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tinyalign import recipe as recipes
+from tinyalign.errors import UserError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+GOOD = """\
+method: sft
+model: {name: tiny:qwen2-1m, lora: {r: 8}}
+data: {source: DATA, prompt: "{question}", completion: "{answer}"}
+train: {max_steps: 5, learning_rate: 1.0e-3}
+output_dir: OUT
+"""
+
+
+@pytest.fixture
+def data_file(tmp_path):
+    path = tmp_path / "qa.jsonl"
+    path.write_text("".join(json.dumps({"question": f"{i}+1", "answer": str(i + 1)}) + "\n" for i in range(20)))
+    return path
+
+
+@pytest.fixture
+def recipe_file(tmp_path, data_file):
+    def write(text=GOOD):
+        path = tmp_path / "r.yaml"
+        path.write_text(text.replace("DATA", str(data_file)).replace("OUT", str(tmp_path / "run")))
+        return path
+    return write
+
+
+def validate(*args):
+    return subprocess.run([sys.executable, "-m", "tinyalign.validate", *map(str, args)],
+                          capture_output=True, text=True, cwd=ROOT)
+
+
+def test_loads_sections_with_defaults(recipe_file):
+    recipe = recipes.load(recipe_file())
+    assert recipe.method == "sft"
+    assert recipe.model.lora.r == 8 and recipe.model.lora.alpha == 32  # unset keys keep defaults
+    assert recipe.model.quantization == "4bit"
+    assert recipe.train == {"max_steps": 5, "learning_rate": 1e-3}
+
+
+def test_overrides_are_yaml_typed_and_nested(recipe_file):
+    recipe = recipes.load(recipe_file(), ["train.max_steps=10", "model.lora.dropout=0.1",
+                                          "overwrite=true", "data.system=Be brief."])
+    assert recipe.train["max_steps"] == 10
+    assert recipe.model.lora.dropout == 0.1
+    assert recipe.overwrite is True
+    assert recipe.data.system == "Be brief."
+
+
+@pytest.mark.parametrize("text, override, names", [
+    (GOOD, "model.quantisation=4bit", ["model.quantisation", "did you mean `quantization`", "adapter"]),
+    (GOOD, "train.learning_rat=1e-4", ["train.learning_rat", "did you mean `learning_rate`"]),
+    (GOOD, "train.max_steps=ten", ["train.max_steps", "integer", "ten"]),
+    (GOOD, "model.quantization=3bit", ["model.quantization", "4bit", "3bit"]),
+    (GOOD, "model.lora.r=big", ["model.lora.r", "integer"]),
+    (GOOD, "datta.source=x", ["datta", "did you mean `data`"]),
+    (GOOD, "train.max_prompt_length=64", ["train.max_prompt_length"]),  # not an SFTConfig field
+    (GOOD, "rewards=[{name: exact_match}]", ["rewards", "GRPO"]),
+])
+def test_bad_keys_and_types_are_named(recipe_file, text, override, names):
+    with pytest.raises(UserError) as err:
+        recipes.load(recipe_file(text), [override])
+    for name in names:
+        assert name in str(err.value)
+
+
+def test_missing_required_key(recipe_file):
+    with pytest.raises(UserError, match="missing `model.name`"):
+        recipes.load(recipe_file(GOOD.replace("name: tiny:qwen2-1m, ", "")))
+
+
+def test_malformed_yaml_gives_line_and_column(recipe_file):
+    with pytest.raises(UserError, match=r"r\.yaml:2:\d+: malformed YAML"):
+        recipes.load(recipe_file("method: sft\nmodel: {name: x\ndata: [\n"))
+
+
+def test_missing_recipe_file(tmp_path):
+    with pytest.raises(UserError, match="recipe file not found: .*nope.yaml"):
+        recipes.load(tmp_path / "nope.yaml")
+
+
+def test_bad_override_syntax(recipe_file):
+    with pytest.raises(UserError, match="not key=value"):
+        recipes.load(recipe_file(), ["train.max_steps"])
+
+
+def test_method_mismatch_points_to_the_right_command(recipe_file):
+    with pytest.raises(UserError, match="python -m tinyalign.sft"):
+        recipes.load(recipe_file(), method="dpo")
+
+
+# ---------------------------------------------------------------- validate, end to end
+
+
+def test_validate_prints_resolved_recipe(recipe_file):
+    result = validate(recipe_file())
+    assert result.returncode == 0, result.stderr
+    assert "learning_rate: 0.001" in result.stdout  # the recipe's value
+    assert "lr_scheduler_type: cosine" in result.stdout  # tinyalign's default, filled in
+    assert "ok: data" in result.stdout and "20 rows" in result.stdout
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.source=/no/such/file.jsonl", "file not found: /no/such/file.jsonl"),
+    ("data.prompt={questoin}", "column 'questoin'"),
+    ("model.name=./no/such/model", "local model folder not found: ./no/such/model"),
+    ("model.adapter=/no/such/run", "no adapter (adapter_config.json) in /no/such/run"),
+    ("train.learning_rat=1", "did you mean `learning_rate`"),
+])
+def test_validate_errors_are_one_line_exit_2(recipe_file, override, message):
+    result = validate(recipe_file(), override)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert message in result.stderr
+
+
+def test_missing_column_lists_the_columns_it_has(recipe_file):
+    result = validate(recipe_file(), "data.completion={solution}")
+    assert result.returncode == 2
+    assert "'solution'" in result.stderr and "its columns: question, answer" in result.stderr
+
+
+def test_finished_run_is_refused_unless_overwrite(recipe_file, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "adapter_model.safetensors").write_bytes(b"x")
+    result = validate(recipe_file())
+    assert result.returncode == 2 and "holds a finished run" in result.stderr and "overwrite=true" in result.stderr
+    assert validate(recipe_file(), "overwrite=true").returncode == 0
+    assert (run / "adapter_model.safetensors").read_bytes() == b"x"  # validate writes nothing
+
+
+@pytest.mark.parametrize("name", ["qwen_1.5b_sft.yaml", "qwen_1.5b_math.yaml", "qwen_1.5b_dpo.yaml",
+                                  "tiny_sft.yaml", "tiny_grpo.yaml", "tiny_dpo.yaml"])
+def test_shipped_recipes_validate_offline(name, tmp_path):
+    path = ROOT / "recipes" / name
+    if not path.exists():
+        pytest.skip(f"{name} not shipped yet")
+    header = path.read_text().splitlines()[0]
+    assert header.startswith("# python -m tinyalign."), "every recipe starts with the command that runs it"
+    result = validate(path, f"output_dir={tmp_path / 'out'}")
+    assert result.returncode == 0, result.stderr

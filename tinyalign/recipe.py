@@ -1,0 +1,244 @@
+"""YAML recipe + `dotted.key=value` overrides -> a validated Recipe.
+
+Every mistake a user can make in a recipe ends in a UserError naming the key (with a
+did-you-mean and the valid keys of that section) before anything is downloaded or written.
+"""
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional, Union
+
+import yaml
+
+from .errors import UserError
+
+METHODS = ("sft", "dpo", "grpo")
+
+
+@dataclass
+class Lora:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: Union[str, list[str]] = "all-linear"  # "all-linear": every linear layer but the head
+
+
+@dataclass
+class Model:
+    name: str = ""  # hub id, local folder, or tiny:qwen2-1m
+    quantization: Literal["4bit", "8bit", "none"] = "4bit"  # 4bit = NF4 with double quantisation
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"  # auto: bf16, fp16 on T4, fp32 on CPU
+    backend: Literal["auto", "transformers", "unsloth"] = "auto"  # auto: unsloth when CUDA + unsloth
+    lora: Lora = field(default_factory=Lora)
+    adapter: Optional[str] = None  # start from this adapter (a run directory) instead of a fresh LoRA
+    chat_template: Optional[str] = None  # Jinja; default: the tokenizer's own
+    max_seq_length: int = 2048
+
+
+@dataclass
+class Data:
+    source: str = ""  # hub id, local .jsonl/.json/.parquet/.csv, a vote store .sqlite, or tiny:addition
+    config: Optional[str] = None
+    split: str = "train"
+    prompt: Optional[str] = None  # template over columns, e.g. "{question}"
+    completion: Optional[str] = None  # SFT target template
+    answer: Optional[str] = None  # GRPO reference template, passed to rewards as `answer`
+    chosen: Optional[str] = None  # DPO columns (templates); default: the dataset's own
+    rejected: Optional[str] = None
+    messages: Optional[str] = None  # column already holding chat messages (SFT)
+    system: Optional[str] = None  # system prompt put before every prompt
+    test_split: Optional[str] = None  # held-out split by name ...
+    test_size: Optional[Union[int, float]] = None  # ... or carved from `split` (count or fraction)
+    limit: Optional[int] = None  # use only the first N training rows
+
+
+@dataclass
+class Recipe:
+    method: Literal["sft", "dpo", "grpo"] = "sft"
+    model: Model = field(default_factory=Model)
+    data: Data = field(default_factory=Data)
+    rewards: list[dict] = field(default_factory=list)  # GRPO: [{name: math_accuracy, weight: 1.0}, ...]
+    train: dict = field(default_factory=dict)  # passed to TRL's SFTConfig / DPOConfig / GRPOConfig
+    generation: dict = field(default_factory=dict)  # sampling for probe/evaluate/app: temperature, top_p, max_new_tokens
+    probe: bool = False  # GRPO: run the viability probe first and refuse to train on "no signal"
+    force: bool = False  # GRPO: train even when the probe says "no signal"
+    doctor: bool = True  # print the doctor's warnings while training
+    seed: int = 42
+    output_dir: str = ""
+    overwrite: bool = False  # replace a finished run in output_dir
+    resume: Union[bool, str] = False  # true: from the last checkpoint in output_dir; or a checkpoint path
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+REQUIRED = ("model.name", "data.source", "output_dir")
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load(path, overrides=(), method: Optional[str] = None) -> Recipe:
+    """Read a recipe file, apply `a.b=value` overrides, check every key and type."""
+    raw = read_yaml(path)
+    for item in overrides:
+        apply_override(raw, item)
+    if method:
+        if raw.setdefault("method", method) != method:
+            raise UserError(f"{path} is a {raw['method']} recipe; run: python -m tinyalign.{raw['method']} {path}")
+    elif "method" not in raw:
+        raw["method"] = "grpo" if raw.get("rewards") else None
+        if raw["method"] is None:
+            raise UserError(f"{path}: say which method it is for: add `method: sft` (choices: {', '.join(METHODS)})")
+    recipe = build(Recipe, raw, "")
+    for key in REQUIRED:
+        section, _, name = key.rpartition(".")
+        if not getattr(getattr(recipe, section) if section else recipe, name):
+            raise UserError(f"recipe is missing `{key}`")
+    if recipe.rewards and recipe.method != "grpo":
+        raise UserError(f"`rewards` apply to GRPO only; remove them from this {recipe.method} recipe")
+    if recipe.method == "grpo" and not recipe.rewards:
+        raise UserError("a GRPO recipe needs `rewards`, e.g. [{name: exact_match, weight: 1.0}]")
+    check_train_keys(recipe)
+    return recipe
+
+
+def read_yaml(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"recipe file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        raise UserError(f"{path}{where}: malformed YAML: {getattr(e, 'problem', None) or e}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: a recipe is a mapping of sections (model, data, train, ...), got {type(raw).__name__}")
+    return raw
+
+
+def apply_override(raw: dict, item: str) -> None:
+    """`train.max_steps=10` -> raw["train"]["max_steps"] = 10 (the value is read as YAML)."""
+    key, eq, text = item.partition("=")
+    if not eq or not key:
+        raise UserError(f"override {item!r} is not key=value (e.g. train.max_steps=10)")
+    try:
+        value = yaml.safe_load(text) if text else ""
+    except yaml.YAMLError:
+        value = text
+    node = raw
+    *parents, last = key.split(".")
+    for part in parents:
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+            continue
+        if not isinstance(node, dict):
+            raise UserError(f"override {key}: {part!r} is not a section")
+        node = node.setdefault(part, {})
+        if node is None:
+            node = {}
+    if isinstance(node, list) and last.isdigit() and int(last) < len(node):
+        node[int(last)] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise UserError(f"override {key}: cannot set {last!r} here")
+
+
+# ---------------------------------------------------------------- checking
+
+
+def unknown_key(key: str, valid, where: str) -> UserError:
+    valid = sorted(valid)
+    guess = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    hint = f"did you mean `{guess[0]}`? " if guess else ""
+    return UserError(f"unknown key `{where}{key}`: {hint}valid keys{' of ' + where.rstrip('.') if where else ''}: {', '.join(valid)}")
+
+
+def build(cls, raw, where: str):
+    """Dataclass `cls` from mapping `raw`, checking keys and types; `where` prefixes key names in errors."""
+    if not isinstance(raw, dict):
+        raise UserError(f"`{where.rstrip('.') or 'recipe'}` must be a mapping, got {type(raw).__name__}: {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in raw.items():
+        if key not in names:
+            raise unknown_key(str(key), names, where)
+        kwargs[key] = coerce(value, hints[key], f"{where}{key}")
+    return cls(**kwargs)
+
+
+def coerce(value, tp, key: str):
+    """Check `value` against annotation `tp`; build nested dataclasses. Ints are accepted as floats."""
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value if value is not None else {}, key + ".")
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return coerce(value, arg, key)
+            except UserError as e:
+                errors.append(e)
+        raise UserError(f"`{key}` should be {type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise UserError(f"`{key}` should be one of {', '.join(map(str, args))}; got {value!r}")
+        return value
+    if origin in (list, dict):
+        if not isinstance(value, origin):
+            raise UserError(f"`{key}` should be a {origin.__name__}, got {value!r}")
+        if origin is list and args:
+            return [coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool) and (not isinstance(value, tp) or (tp is int and isinstance(value, bool))):
+        raise UserError(f"`{key}` should be {type_name(tp)}, got {value!r}")
+    return value
+
+
+def type_name(tp) -> str:
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) is Literal:
+        return " | ".join(map(str, args))
+    if args:
+        return " or ".join(type_name(a) for a in args if a is not type(None))
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def trl_config_class(method: str):
+    import trl
+
+    return {"sft": trl.SFTConfig, "dpo": trl.DPOConfig, "grpo": trl.GRPOConfig}[method]
+
+
+def check_train_keys(recipe: Recipe) -> None:
+    """Every `train:` key must be a field of the method's TRL config class, with a plausible type."""
+    config_cls = trl_config_class(recipe.method)
+    fields = {f.name: f for f in dataclasses.fields(config_cls) if f.init}
+    for key, value in recipe.train.items():
+        if key not in fields:
+            raise unknown_key(key, fields, "train.")
+        tp = fields[key].type
+        if isinstance(tp, type) and tp in (int, float, bool) and value is not None:
+            coerce(value, tp, f"train.{key}")
+
+
+def write(recipe: Recipe, path) -> None:
+    """Write the resolved recipe (what actually ran) next to the run's outputs."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False, allow_unicode=True))
+    tmp.replace(path)
