@@ -1,0 +1,206 @@
+"""Load a base model (4-bit NF4, 8-bit or full precision) with a LoRA adapter on top.
+
+Two backends: unsloth (fast kernels, CUDA only) and transformers + peft (everywhere). `auto`
+picks unsloth when a CUDA GPU is present and unsloth imports. Unsloth patches TRL when it is
+imported, so it is imported only on its own path, before TRL is.
+"""
+
+import importlib.util
+import json
+from pathlib import Path
+
+from . import tiny
+from .errors import UserError
+from .recipe import Model
+
+
+def resolve_name(name: str) -> str:
+    """`tiny:*` -> its local folder (built on first use); a path -> checked; else a hub id."""
+    if tiny.is_tiny(name):
+        return str(tiny.model_path(name))
+    if looks_like_path(name) and not Path(name).expanduser().is_dir():
+        raise UserError(f"model.name: local model folder not found: {name}")
+    return str(Path(name).expanduser()) if looks_like_path(name) else name
+
+
+def looks_like_path(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or Path(name).expanduser().exists() or name.count("/") > 1
+
+
+def adapter_dir(path: str) -> Path:
+    """An adapter is a folder with adapter_config.json: a run directory or one of its checkpoints."""
+    folder = Path(path).expanduser()
+    if not (folder / "adapter_config.json").is_file():
+        hint = "; is the run finished? point at a checkpoint-* folder inside it" if folder.is_dir() else ""
+        raise UserError(f"model.adapter: no adapter (adapter_config.json) in {path}{hint}")
+    return folder
+
+
+def check_adapter_base(adapter: Path, base_name: str) -> None:
+    """Refuse an adapter trained on another base: its shapes would not fit, or worse, silently would."""
+    recipe = adapter / "recipe.yaml"
+    if not recipe.is_file():
+        recipe = adapter.parent / "recipe.yaml"
+    if recipe.is_file():
+        import yaml
+
+        trained_on = (yaml.safe_load(recipe.read_text()) or {}).get("model", {}).get("name")
+    else:
+        trained_on = json.loads((adapter / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if trained_on and Path(str(trained_on)).name != Path(base_name).name and trained_on != base_name:
+        raise UserError(f"model.adapter {adapter} was trained on {trained_on}, not {base_name}; "
+                        f"set model.name: {trained_on}")
+
+
+def has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def backend_for(spec: Model) -> str:
+    if spec.backend == "unsloth":
+        if not has_cuda():
+            raise UserError("model.backend=unsloth needs a CUDA GPU; use backend: transformers (or auto)")
+        if importlib.util.find_spec("unsloth") is None:
+            raise UserError("model.backend=unsloth: unsloth is not installed; pip install 'tinyalign[unsloth]'")
+        return "unsloth"
+    if spec.backend == "auto" and has_cuda() and importlib.util.find_spec("unsloth") is not None:
+        return "unsloth"
+    return "transformers"
+
+
+def compute_dtype(spec: Model):
+    """bf16 on GPUs that have it, fp16 on older ones (T4), fp32 on CPU; `model.dtype` overrides."""
+    import torch
+
+    if spec.dtype != "auto":
+        return getattr(torch, spec.dtype)
+    if not has_cuda():
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def hardware_args(spec: Model) -> dict:
+    """TrainingArguments that must agree with the hardware and the model's compute dtype.
+
+    Gradient checkpointing trades compute for memory: worth it on a GPU, pure loss on CPU.
+    """
+    import torch
+
+    dtype = compute_dtype(spec)
+    if not has_cuda():
+        return {"use_cpu": True, "bf16": False, "fp16": False, "gradient_checkpointing": False}
+    return {"bf16": dtype == torch.bfloat16, "fp16": dtype == torch.float16, "gradient_checkpointing": True}
+
+
+def quantization_config(spec: Model):
+    from transformers import BitsAndBytesConfig
+
+    if spec.quantization == "4bit":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                  bnb_4bit_compute_dtype=compute_dtype(spec))
+    if spec.quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return None
+
+
+def load_tokenizer(spec: Model, source: str | None = None):
+    """The tokenizer of the base (or of an adapter run, which saved its own), with a pad token."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source or resolve_name(spec.name))
+    if spec.chat_template:
+        tokenizer.chat_template = spec.chat_template
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.chat_template is None:
+        raise UserError(f"{spec.name} has no chat template; set model.chat_template (Jinja) in the recipe")
+    return tokenizer
+
+
+def load_base(spec: Model):
+    """The base model, quantised as the recipe says, on the GPU when there is one."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    name = resolve_name(spec.name)
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            name,
+            quantization_config=quantization_config(spec),
+            dtype=compute_dtype(spec),
+            device_map={"": 0} if torch.cuda.is_available() else None,
+        )
+    except OSError as e:
+        raise UserError(f"model.name: cannot load {spec.name}: {str(e).splitlines()[0]}") from None
+
+
+def lora_config(spec: Model):
+    from peft import LoraConfig
+
+    return LoraConfig(r=spec.lora.r, lora_alpha=spec.lora.alpha, lora_dropout=spec.lora.dropout,
+                      target_modules=spec.lora.target_modules, task_type="CAUSAL_LM")
+
+
+def load_for_training(spec: Model, gradient_checkpointing: bool = False):
+    """(model with a trainable LoRA adapter, tokenizer): a fresh adapter, or `model.adapter` continued."""
+    if backend_for(spec) == "unsloth":
+        return _load_unsloth(spec, gradient_checkpointing)
+    from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
+
+    tokenizer = load_tokenizer(spec)
+    model = load_base(spec)
+    if spec.quantization != "none":
+        # fp32 norms and input grads for k-bit training; checkpointing only where memory is scarce (GPU)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    if spec.adapter:
+        folder = adapter_dir(spec.adapter)
+        check_adapter_base(folder, spec.name)
+        model = PeftModel.from_pretrained(model, str(folder), is_trainable=True)
+    else:
+        model = get_peft_model(model, lora_config(spec))
+    return model, tokenizer
+
+
+def _load_unsloth(spec: Model, gradient_checkpointing: bool):
+    import unsloth  # noqa: F401  (must come first: it patches transformers, peft and TRL)
+    from unsloth import FastLanguageModel
+
+    model, tokenizer = FastLanguageModel.from_pretrained(
+        model_name=spec.adapter or resolve_name(spec.name),
+        max_seq_length=spec.max_seq_length,
+        load_in_4bit=spec.quantization == "4bit",
+        load_in_8bit=spec.quantization == "8bit",
+        dtype=compute_dtype(spec),
+    )
+    if spec.chat_template:
+        tokenizer.chat_template = spec.chat_template
+    if not spec.adapter:
+        model = FastLanguageModel.get_peft_model(
+            model, r=spec.lora.r, lora_alpha=spec.lora.alpha, lora_dropout=spec.lora.dropout,
+            target_modules=(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+                            if spec.lora.target_modules == "all-linear" else spec.lora.target_modules),
+            use_gradient_checkpointing="unsloth" if gradient_checkpointing else False,
+        )
+    return model, tokenizer
+
+
+def load_with_adapters(spec: Model, adapters: dict[str, str]):
+    """The base loaded once, with each named adapter attached (PEFT multi-adapter), for inference.
+
+    Switch with `model.set_adapter(name)`; `with model.disable_adapter():` gives the base.
+    """
+    from peft import PeftModel
+
+    tokenizer = load_tokenizer(spec)
+    model = load_base(spec)
+    for i, (name, path) in enumerate(adapters.items()):
+        folder = adapter_dir(path)
+        check_adapter_base(folder, spec.name)
+        if i == 0:
+            model = PeftModel.from_pretrained(model, str(folder), adapter_name=name)
+        else:
+            model.load_adapter(str(folder), adapter_name=name)
+    model.eval()
+    return model, tokenizer

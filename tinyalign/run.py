@@ -1,0 +1,107 @@
+"""The run directory: what every method writes into `output_dir`, and how a run starts and ends.
+
+    output_dir/
+      recipe.yaml              the resolved recipe, written before training starts
+      checkpoint-*/            TRL checkpoints (adapter, optimizer, trainer_state.json)
+      adapter_model.safetensors, adapter_config.json, tokenizer files   the final adapter
+      trainer_state.json       the whole log history (the doctor reads it)
+      completions.jsonl        GRPO: sampled completions with their per-reward scores
+"""
+
+import argparse
+import shutil
+from pathlib import Path
+
+from . import recipe as recipes
+from .errors import UserError
+from .model import hardware_args
+
+FINAL = "adapter_model.safetensors"
+RUN_FILES = ("recipe.yaml", "trainer_state.json", "completions.jsonl", FINAL, "adapter_config.json")
+
+
+def parse_args(method: str, argv=None):
+    parser = argparse.ArgumentParser(prog=f"python -m tinyalign.{method}",
+                                     description=f"4-bit QLoRA {method.upper()} from a YAML recipe.")
+    parser.add_argument("recipe", help="recipe YAML, e.g. recipes/tiny_sft.yaml")
+    parser.add_argument("overrides", nargs="*", help="dotted.key=value, e.g. train.max_steps=10 output_dir=/tmp/x")
+    return parser.parse_args(argv)
+
+
+def load_recipe(method: str, argv=None, defaults: dict | None = None) -> recipes.Recipe:
+    """Parse the command line, load and check the recipe; the method's defaults go under `train:`."""
+    args = parse_args(method, argv)
+    recipe = recipes.load(args.recipe, args.overrides, method=method)
+    recipe.train = {**(defaults or {}), **recipe.train}
+    return recipe
+
+
+def checkpoints(output_dir) -> list[Path]:
+    """checkpoint-N folders, oldest first."""
+    found = [p for p in Path(output_dir).glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+
+
+def is_finished(output_dir) -> bool:
+    return (Path(output_dir) / FINAL).is_file()
+
+
+def check_output_dir(recipe: recipes.Recipe) -> str | None:
+    """Refuse to clobber a run unless asked; return the checkpoint to resume from, if resuming."""
+    out = Path(recipe.output_dir)
+    resume = None
+    if recipe.resume:
+        resume = str(recipe.resume) if isinstance(recipe.resume, str) else None
+        if resume is None:
+            found = checkpoints(out)
+            if not found:
+                raise UserError(f"resume=true but {out} has no checkpoint-* to resume from; drop resume to start fresh")
+            resume = str(found[-1])
+        elif not Path(resume).is_dir():
+            raise UserError(f"resume: checkpoint folder not found: {resume}")
+    elif is_finished(out) and not recipe.overwrite:
+        raise UserError(f"output_dir {out} holds a finished run; pass overwrite=true to replace it, "
+                        "or output_dir=another/folder")
+    elif checkpoints(out) and not recipe.overwrite:
+        raise UserError(f"output_dir {out} holds an unfinished run; pass resume=true to continue it, "
+                        "or overwrite=true to start again")
+    return resume
+
+
+def prepare(recipe: recipes.Recipe) -> str | None:
+    """Check output_dir, clear a run being overwritten, write recipe.yaml; return a checkpoint to resume."""
+    out = Path(recipe.output_dir)
+    resume = check_output_dir(recipe)
+    if recipe.overwrite and not resume:
+        for old in checkpoints(out):  # stale checkpoints would mix into evaluation of the new run
+            shutil.rmtree(old)
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+    recipes.write(recipe, out / "recipe.yaml")
+    return resume
+
+
+def trl_config(recipe: recipes.Recipe, config_cls):
+    """The TRL config: hardware flags, then the recipe's `train:` (which wins)."""
+    kwargs = {**hardware_args(recipe.model), "seed": recipe.seed, **recipe.train}
+    try:
+        return config_cls(output_dir=recipe.output_dir, **kwargs)
+    except (ValueError, TypeError) as e:
+        raise UserError(f"train: {str(e).splitlines()[0]}") from None
+
+
+def callbacks(recipe: recipes.Recipe) -> list:
+    if not recipe.doctor:
+        return []
+    from .doctor import DoctorCallback
+
+    return [DoctorCallback(recipe.to_dict())]
+
+
+def save(trainer, tokenizer, recipe: recipes.Recipe) -> None:
+    """Final adapter + tokenizer + full log history; the adapter file last, since it marks the run finished."""
+    out = Path(recipe.output_dir)
+    trainer.state.save_to_json(str(out / "trainer_state.json"))
+    tokenizer.save_pretrained(out)
+    trainer.save_model(str(out))
+    print(f"saved adapter to {out}")
