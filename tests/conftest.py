@@ -1,0 +1,23 @@
+"""Shared fixtures: one tiny SFT run per test session, reused by every test that needs an adapter."""
+
+import os
+
+# Tiny models' matmuls are too small to split across threads; with parallel processes in a test
+# (an app server, concurrent writers) OpenMP threads only spin against each other (40x slower).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def tiny_sft_run(tmp_path_factory) -> Path:
+    """recipes/tiny_sft.yaml trained once (4-bit QLoRA, ~30 s on CPU); the run directory."""
+    from tinyalign import sft
+
+    out = tmp_path_factory.mktemp("runs") / "tiny_sft"
+    sft.main([str(ROOT / "recipes" / "tiny_sft.yaml"), f"output_dir={out}"])
+    return out

@@ -1,0 +1,54 @@
+"""python -m tinyalign.sft RECIPE [key=value ...] — 4-bit QLoRA supervised fine-tuning.
+
+Reads top to bottom: recipe, run directory, model, data, trainer, train, save.
+"""
+
+from .errors import cli
+
+# tinyalign's starting points for LoRA SFT; any SFTConfig field in the recipe's `train:` wins.
+DEFAULTS = dict(
+    learning_rate=1e-4,  # LoRA wants ~10x full fine-tuning's LR
+    lr_scheduler_type="cosine",
+    warmup_steps=20,
+    weight_decay=0.0,  # search downward from here if it overfits, not upward
+    per_device_train_batch_size=8,
+    num_train_epochs=1,
+    logging_steps=10,
+    save_steps=200,
+    save_total_limit=3,
+    report_to="none",
+)
+
+
+@cli
+def main(argv=None):
+    from . import data, model, run
+
+    # ── recipe and run directory
+    recipe = run.load_recipe("sft", argv, DEFAULTS)
+    resume = run.prepare(recipe)
+
+    from transformers import set_seed
+    from trl import SFTConfig, SFTTrainer
+
+    set_seed(recipe.seed)
+    config = run.trl_config(recipe, SFTConfig)
+
+    # ── model: 4-bit base + LoRA (fresh, or continued from model.adapter)
+    policy, tokenizer = model.load_for_training(recipe.model, config.gradient_checkpointing)
+
+    # ── data: prompt/completion chat rows; TRL puts the loss on the completion only
+    train, test = data.load(recipe.data, "sft", recipe.seed)
+
+    # ── trainer
+    trainer = SFTTrainer(model=policy, args=config, train_dataset=train,
+                         eval_dataset=test if config.eval_strategy != "no" else None,
+                         processing_class=tokenizer, callbacks=run.callbacks(recipe))
+
+    # ── train and save
+    trainer.train(resume_from_checkpoint=resume)
+    run.save(trainer, tokenizer, recipe)
+
+
+if __name__ == "__main__":
+    main()
