@@ -1,0 +1,29 @@
+# The two commands a new user types (see README). Each creates .venv and installs what it needs.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+# torch is installed first and on its own, so pip never swaps in another build behind your back.
+# On a CUDA machine, install the torch build you want into $(VENV) before `make`.
+TORCH   ?= torch==2.13.0
+
+.PHONY: demo test install clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/python -m tinyalign.demo
+
+test: install
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs
