@@ -1,0 +1,53 @@
+"""Tiny GRPO from a short SFT start: the probe says viable, held-out greedy accuracy rises."""
+
+import json
+
+import pytest
+
+from tinyalign import grpo
+from tinyalign.demo import held_out_accuracy
+
+from .conftest import ROOT
+
+RECIPE = str(ROOT / "recipes" / "tiny_grpo.yaml")
+
+
+@pytest.fixture(scope="module")
+def grpo_run(tiny_sft_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "tiny_grpo"
+    grpo.main([RECIPE, f"model.adapter={tiny_sft_run}", f"output_dir={out}"])
+    return out
+
+
+def test_grpo_raises_held_out_accuracy(tiny_sft_run, grpo_run):
+    accuracy = held_out_accuracy(RECIPE, {"sft": str(tiny_sft_run), "grpo": str(grpo_run)}, limit=500)
+    # measured: sft 0.71 -> grpo ~0.95 on all 500 held-out questions
+    assert accuracy["grpo"] >= accuracy["sft"] + 0.10, accuracy
+
+
+def test_probe_ran_first_and_said_viable(grpo_run):
+    report = json.loads((grpo_run / "probe.json").read_text())
+    assert report["verdict"] == "viable"
+    assert 0.2 <= report["pass@1"] <= 0.95 and report["pass@8"] > report["pass@1"]
+
+
+def test_reward_rises_and_completions_are_logged_with_scores(grpo_run):
+    log = json.loads((grpo_run / "trainer_state.json").read_text())["log_history"]
+    rewards = [e["reward"] for e in log if "reward" in e]
+    assert sum(rewards[-3:]) / 3 > sum(rewards[:2]) / 2
+    assert "rewards/exact_match/mean" in log[0]
+    lines = [json.loads(line) for line in (grpo_run / "completions.jsonl").read_text().splitlines()]
+    assert lines and {"step", "prompt", "completion", "rewards"} <= set(lines[0])
+    assert set(lines[0]["rewards"]) == {"exact_match"}
+    assert any(line["rewards"]["exact_match"] == 1.0 for line in lines)
+    assert any(line["rewards"]["exact_match"] == 0.0 for line in lines)  # bad cases are there to read
+
+
+def test_no_signal_refuses_to_train(tiny_sft_run, tmp_path, capsys):
+    # a reference no answer can match: pass@k is 0, GRPO would see only zero-advantage groups
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_:
+        grpo.main([RECIPE, f"model.adapter={tiny_sft_run}", f"output_dir={out}", "data.answer=never{answer}"])
+    assert exit_.value.code == 2
+    assert "no signal" in capsys.readouterr().err
+    assert not (out / "adapter_model.safetensors").exists()

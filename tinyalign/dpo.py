@@ -1,0 +1,59 @@
+"""python -m tinyalign.dpo RECIPE [key=value ...] — 4-bit QLoRA DPO on preference pairs.
+
+Reads top to bottom: recipe, run directory, model, data, trainer, train, save.
+`data.source` may be a JSONL of pairs, a hub/local preference dataset, or the app's vote store.
+"""
+
+from .errors import cli
+
+# Any DPOConfig field in the recipe's `train:` wins.
+DEFAULTS = dict(
+    learning_rate=2e-5,  # LoRA; full fine-tuning would use 1e-7..5e-6. Loss falling fast + worse outputs: lower it
+    beta=0.1,  # how far from the reference the policy may move: margins grow slowly -> lower; loss collapses -> raise
+    loss_type=["sigmoid"],  # the original DPO loss; "ipo" is sturdier on noisy votes
+    lr_scheduler_type="cosine",
+    warmup_steps=10,
+    max_grad_norm=1.0,
+    per_device_train_batch_size=4,
+    gradient_accumulation_steps=4,
+    num_train_epochs=1,
+    logging_steps=10,
+    save_steps=100,
+    save_total_limit=3,
+    report_to="none",
+)
+
+
+@cli
+def main(argv=None):
+    from . import data, model, run
+
+    # ── recipe and run directory
+    recipe = run.load_recipe("dpo", argv, DEFAULTS)
+    resume = run.prepare(recipe)
+
+    from transformers import set_seed
+    from trl import DPOConfig, DPOTrainer
+
+    set_seed(recipe.seed)
+    config = run.trl_config(recipe, DPOConfig)
+
+    # ── model: 4-bit base + LoRA. The reference is the same weights, no second copy: adapters
+    #    disabled for a fresh LoRA, or (TRL) a frozen copy of model.adapter when continuing one.
+    policy, tokenizer = model.load_for_training(recipe.model, config.gradient_checkpointing)
+
+    # ── data: conversational prompt / chosen / rejected
+    train, test = data.load(recipe.data, "dpo", recipe.seed)
+
+    # ── trainer
+    trainer = DPOTrainer(model=policy, ref_model=None, args=config, train_dataset=train,
+                         eval_dataset=test if config.eval_strategy != "no" else None,
+                         processing_class=tokenizer, callbacks=run.callbacks(recipe))
+
+    # ── train and save
+    trainer.train(resume_from_checkpoint=resume)
+    run.save(trainer, tokenizer, recipe)
+
+
+if __name__ == "__main__":
+    main()

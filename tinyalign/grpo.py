@@ -1,0 +1,78 @@
+"""python -m tinyalign.grpo RECIPE [key=value ...] — 4-bit QLoRA GRPO with rule rewards.
+
+Reads top to bottom: recipe, run directory, probe, model, data, rewards, trainer, train, save.
+"""
+
+from .errors import UserError, cli
+
+# Defaults for one consumer GPU (DESIGN.md section 5); any GRPOConfig field in `train:` wins.
+DEFAULTS = dict(
+    learning_rate=1e-5,  # about an order below LoRA SFT; full fine-tuning would use 1e-6..5e-6
+    lr_scheduler_type="cosine",
+    warmup_steps=10,
+    max_grad_norm=0.2,  # clip hard: RL gradients spike
+    epsilon_high=0.28,  # clip-higher (DAPO) keeps rare good tokens alive against entropy collapse
+    loss_type="dapo",  # token-level normalisation: no bias towards long or short answers
+    mask_truncated_completions=True,  # a cut-off answer is not evidence of a bad one
+    num_generations=8,
+    per_device_train_batch_size=8,  # completions, not prompts
+    gradient_accumulation_steps=4,  # a large effective batch steadies the advantage estimates
+    temperature=1.0,
+    max_completion_length=256,
+    logging_steps=5,
+    save_steps=50,
+    save_total_limit=5,
+    report_to="none",
+)
+# KL β: 0 from a base model (no reference pass at all); a small anchor once it starts from an SFT
+# adapter, raised only if KL runs away. The recipe's `train.beta` wins.
+KL_FROM_BASE, KL_AFTER_SFT = 0.0, 0.001
+
+
+@cli
+def main(argv=None):
+    from . import data, model, rewards, run
+    from .completions import CompletionLog
+
+    # ── recipe and run directory
+    recipe = run.load_recipe("grpo", argv, DEFAULTS)
+    recipe.train.setdefault("beta", KL_AFTER_SFT if recipe.model.adapter else KL_FROM_BASE)
+    resume = run.prepare(recipe)
+
+    # ── probe: is RL viable from this starting model?
+    if recipe.probe and not resume:
+        from . import probe
+
+        report = probe.run(recipe, out_dir=recipe.output_dir)
+        if report["verdict"] == "no signal" and not recipe.force:
+            raise UserError(f"probe: {report['reason']}; GRPO would learn nothing. Fix that first, "
+                            "or pass force=true to train anyway")
+
+    from transformers import set_seed
+    from trl import GRPOConfig, GRPOTrainer
+
+    set_seed(recipe.seed)
+
+    # ── rewards: resolved by name; their weights go to TRL
+    reward_fns = [rewards.resolve(spec) for spec in recipe.rewards]
+    recipe.train.setdefault("reward_weights", [float(spec.get("weight", 1.0)) for spec in recipe.rewards])
+    config = run.trl_config(recipe, GRPOConfig)
+
+    # ── model: 4-bit base + LoRA (usually continued from an SFT adapter)
+    policy, tokenizer = model.load_for_training(recipe.model, config.gradient_checkpointing)
+
+    # ── data: chat prompts + the reference `answer` column the rewards read
+    train, _ = data.load(recipe.data, "grpo", recipe.seed)
+
+    # ── trainer; completions with their per-reward scores go to completions.jsonl
+    trainer = GRPOTrainer(model=policy, args=config, train_dataset=train, reward_funcs=reward_fns,
+                          processing_class=tokenizer, callbacks=run.callbacks(recipe))
+    trainer.add_callback(CompletionLog(trainer, recipe.output_dir))
+
+    # ── train and save
+    trainer.train(resume_from_checkpoint=resume)
+    run.save(trainer, tokenizer, recipe)
+
+
+if __name__ == "__main__":
+    main()
