@@ -8,9 +8,12 @@ Sources: a hub dataset id (+ config, split), a local .jsonl/.json/.parquet/.csv 
 `{split}.jsonl` files, a vote store (.sqlite/.db) from the app, or a `tiny:` task.
 """
 
+import dataclasses
+import json
 import string
 from pathlib import Path
 
+from . import recipe as recipes
 from . import tiny
 from .errors import UserError
 from .recipe import Data
@@ -142,8 +145,10 @@ def load(spec: Data, method: str, seed: int = 42):
         raw, test = parts["train"], parts["test"]
     if spec.limit:
         raw = raw.select(range(min(spec.limit, len(raw))))
+    raw = curriculum_order(raw, spec)
     convert = to_rows(spec, method)
     train = raw.map(convert, remove_columns=raw.column_names, desc="mapping data")
+    train = mix_in(train, spec, method, seed)
     if test is not None:
         test = test.map(convert, remove_columns=test.column_names, desc="mapping held-out data")
     return train, test
@@ -162,3 +167,121 @@ def eval_rows(spec: Data, limit: int | None = None, seed: int = 42) -> list[dict
     template = spec.answer or spec.completion  # the reference: GRPO's answer, else SFT's target
     return [{"prompt": prompt_messages(spec, row), "answer": template.format_map(row) if template else None,
              **row} for row in raw]
+
+
+# ---------------------------------------------------------------- mixing and curriculum
+
+MIX_KEYS = ("source", "fraction", "config", "split", "prompt", "completion", "answer", "system", "messages")
+
+
+def mix_spec(spec: Data, entry, i: int) -> tuple[Data, float]:
+    """One `data.mix` entry as a Data spec of its own (templates default to the main ones), and its fraction."""
+    where = f"data.mix[{i}]"
+    if not isinstance(entry, dict) or not entry.get("source"):
+        raise UserError(f"`{where}` should be a mapping like {{source: tiny:subtraction, fraction: 0.1}}, got {entry!r}")
+    for key in entry:
+        if key not in MIX_KEYS:
+            raise recipes.unknown_key(str(key), MIX_KEYS, where + ".")
+    fraction = entry.get("fraction")
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
+        raise UserError(f"`{where}.fraction` should be a number between 0 and 1 (its share of the final "
+                        f"training set), got {fraction!r}")
+    inherited = {k: getattr(spec, k) for k in ("prompt", "completion", "answer", "system", "messages")}
+    own = {k: v for k, v in entry.items() if k != "fraction"}
+    return recipes.build(Data, {**inherited, **own}, where + "."), float(fraction)
+
+
+def mix_in(train, spec: Data, method: str, seed: int):
+    """Blend `data.mix` sources into the mapped training rows; each takes its fraction of the final set.
+
+    Anchoring data (general prompts) keeps SFT and GRPO from forgetting what the base could do. Rows are
+    shuffled together, or, under a curriculum, the mixed-in rows are spread evenly through the ordered ones.
+    """
+    if not spec.mix:
+        return train
+    if method not in ("sft", "grpo"):
+        raise UserError(f"data.mix blends extra prompts into SFT or GRPO data, not {method}; remove it")
+    import datasets
+
+    parts = [mix_spec(spec, entry, i) for i, entry in enumerate(spec.mix)]
+    total = sum(fraction for _, fraction in parts)
+    if total >= 1:
+        raise UserError(f"data.mix fractions add up to {total:g}; each is a share of the final set, so their sum "
+                        "must stay below 1")
+    final_size = round(len(train) / (1 - total))
+    blocks = []
+    for i, (mixed, fraction) in enumerate(parts):
+        raw = load_split(mixed, mixed.split)
+        check_columns(raw, mixed, method)
+        if len(raw) == 0:
+            raise UserError(f"data.mix[{i}]: {mixed.source} split {mixed.split} has no rows")
+        wanted = round(fraction * final_size)
+        if wanted > len(raw):
+            print(f"data.mix[{i}]: {mixed.source} has {len(raw)} rows, {wanted} wanted; repeating some")
+        raw = raw.shuffle(seed=seed)
+        raw = raw.select([j % len(raw) for j in range(wanted)])
+        rows = raw.map(to_rows(mixed, method), remove_columns=raw.column_names, desc=f"mapping data.mix[{i}]")
+        if set(rows.column_names) != set(train.column_names):
+            raise UserError(f"data.mix[{i}] gives {'/'.join(rows.column_names)} rows but the main data gives "
+                            f"{'/'.join(train.column_names)}; give it the same kind of template")
+        blocks.append(rows.cast(train.features))  # e.g. a missing `answer` (null) becomes a string column
+    mixed_rows = datasets.concatenate_datasets(blocks).shuffle(seed=seed)
+    combined = datasets.concatenate_datasets([train, mixed_rows])
+    if not spec.curriculum:
+        return combined.shuffle(seed=seed)
+    # Spread the mixed-in rows evenly over the curriculum: row j of m sits at (j + 0.5) / m of the way.
+    n, m = len(train), len(mixed_rows)
+    position = [(i + 0.5) / n for i in range(n)] + [(j + 0.5) / m for j in range(m)]
+    return combined.select(sorted(range(n + m), key=position.__getitem__))
+
+
+def curriculum_order(raw, spec: Data):
+    """Raw training rows easiest first: by `curriculum_column` (higher = harder), or by a probe's pass rate.
+
+    The order only survives training if the trainer keeps it: see `trainer_order`.
+    """
+    if not spec.curriculum:
+        return raw
+    if spec.curriculum_probe:
+        rates = probe_pass_rates(spec.curriculum_probe)
+        keys = [rates.get(spec.prompt.format_map(row)) for row in raw] if spec.prompt else []
+        if not any(key is not None for key in keys):
+            raise UserError(f"data.curriculum_probe: no training prompt of {spec.source} appears in "
+                            f"{spec.curriculum_probe}; probe this recipe's data")
+        unseen = sum(key is None for key in keys)
+        if unseen:
+            print(f"curriculum: {unseen} of {len(keys)} prompts were not probed; they go last")
+        # Higher pass rate = easier = earlier; unprobed prompts after all probed ones.
+        order = sorted(range(len(keys)), key=lambda i: (keys[i] is None, -(keys[i] or 0.0)))
+        return raw.select(order)
+    column = spec.curriculum_column
+    if column not in raw.column_names:
+        raise UserError(f"data.curriculum_column: {spec.source} has no column {column!r}; its columns: "
+                        f"{', '.join(raw.column_names)} (or set data.curriculum_probe to a probe.json)")
+    values = raw[column]
+    bad = next((v for v in values if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)))), None)
+    if bad is not None:
+        raise UserError(f"data.curriculum_column: {column!r} must hold numbers (higher = harder), found {bad!r}")
+    return raw.select(sorted(range(len(values)), key=lambda i: (values[i] is None, values[i] or 0)))
+
+
+def probe_pass_rates(path) -> dict[str, float]:
+    """{prompt text: pass rate} from a probe.json's `per_prompt` list."""
+    path = Path(path).expanduser()
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise UserError(f"data.curriculum_probe: cannot read {path}: {e}") from None
+    per_prompt = report.get("per_prompt") if isinstance(report, dict) else None
+    if not per_prompt:
+        raise UserError(f"data.curriculum_probe: {path} has no per-prompt pass rates (`per_prompt`); "
+                        "re-run python -m tinyalign.probe with --out")
+    return {entry["prompt"] if isinstance(entry["prompt"], str) else entry["prompt"][-1]["content"]:
+            float(entry["pass_rate"]) for entry in per_prompt}
+
+
+def trainer_order(spec: Data, method: str) -> dict:
+    """TRL settings that keep the data's order: trainers shuffle by default, which would undo a curriculum."""
+    if not spec.curriculum:
+        return {}
+    return {"sft": {"train_sampling_strategy": "sequential"}, "grpo": {"shuffle_dataset": False}}.get(method, {})

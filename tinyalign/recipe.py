@@ -54,6 +54,10 @@ class Data:
     test_split: Optional[str] = None  # held-out split by name ...
     test_size: Optional[Union[int, float]] = None  # ... or carved from `split` (count or fraction)
     limit: Optional[int] = None  # use only the first N training rows
+    mix: list[dict] = field(default_factory=list)  # blend in other data: [{source: ..., fraction: 0.1}] (share of the final set)
+    curriculum: Optional[Literal["easy_to_hard"]] = None  # order training rows; choices: easy_to_hard
+    curriculum_column: str = "difficulty"  # numeric column, higher = harder ...
+    curriculum_probe: Optional[str] = None  # ... or a probe.json: its per-prompt pass rates rank the prompts
 
 
 @dataclass
