@@ -1,0 +1,154 @@
+"""One side-by-side match in one browser tab: which checkpoints, which side each is shown on, the
+conversation so far, and how a click on the screen becomes a row in the vote store.
+
+Conversation and vote mapping (what the store's `conversation` means):
+  Both panes get the same user turns; each pane keeps its own earlier answers, as it would in a plain
+  chat with that checkpoint. So at turn t, model_a answers  user1, a1, ..., user_t  and model_b answers
+  user1, b1, ..., user_t. The vote row's `conversation` is model_a's side, exactly the prompt response_a
+  answered (model_a is the left pane, or the right one in an anonymous match with `swapped`). When
+  model_b saw other earlier answers, its prompt is kept in `settings["conversation_b"]`, so nothing is
+  lost; single-turn votes, the common case, have one prompt. The export pairs response_b with model_a's
+  history: slightly off-policy for multi-turn rows, the usual arena compromise. The system prompt is not
+  in `conversation`: it is `settings["system"]`, which the export prepends.
+
+Anonymous mode: a random pair of distinct checkpoints and a random side for each; names are hidden
+until the vote, and a match ends with its vote (a second vote would no longer be blind).
+"""
+
+import random
+from dataclasses import dataclass, field
+
+from ..errors import UserError
+from ..prefs import VOTES, unswap_vote
+
+TAGS = ("wrong", "verbose", "unsafe", "format")
+
+
+@dataclass
+class Match:
+    model_a: str
+    model_b: str
+    anonymous: bool = False
+    swapped: bool = False  # model_a is shown on the right
+    user_turns: list[str] = field(default_factory=list)
+    answers_a: list[str] = field(default_factory=list)  # one per finished turn
+    answers_b: list[str] = field(default_factory=list)
+    settings: dict = field(default_factory=dict)  # those that produced the latest answers
+    voted: bool = False  # the latest turn has its vote
+
+    @classmethod
+    def pick(cls, left: str, right: str) -> "Match":
+        """The annotator chose the checkpoints: model_a is the left one, names are shown."""
+        return cls(model_a=left, model_b=right)
+
+    @classmethod
+    def draw(cls, names: list[str], rng: random.Random | None = None) -> "Match":
+        """Anonymous: two different checkpoints at random, and a coin for which is shown left."""
+        if len(names) < 2:
+            raise UserError("anonymous mode needs at least two checkpoints")
+        rng = rng or random.SystemRandom()
+        model_a, model_b = rng.sample(names, 2)
+        return cls(model_a=model_a, model_b=model_b, anonymous=True, swapped=rng.random() < 0.5)
+
+    # ------------------------------------------------------------ sides as shown
+
+    @property
+    def left(self) -> str:
+        return self.model_b if self.swapped else self.model_a
+
+    @property
+    def right(self) -> str:
+        return self.model_a if self.swapped else self.model_b
+
+    @property
+    def names_visible(self) -> bool:
+        return not self.anonymous or self.voted
+
+    @property
+    def answered(self) -> bool:
+        """The latest user turn has both answers."""
+        return bool(self.user_turns) and len(self.answers_a) == len(self.user_turns)
+
+    @property
+    def can_vote(self) -> bool:
+        return self.answered and not self.voted
+
+    @property
+    def can_continue(self) -> bool:
+        """More turns are allowed: always with named checkpoints; blind only until the vote."""
+        return not (self.anonymous and self.voted)
+
+    def displayed(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """(left, right) histories as (user, answer) pairs; the open turn's answer is ''."""
+        rows_a = list(zip(self.user_turns, self.answers_a + [""] * (len(self.user_turns) - len(self.answers_a))))
+        rows_b = list(zip(self.user_turns, self.answers_b + [""] * (len(self.user_turns) - len(self.answers_b))))
+        return (rows_b, rows_a) if self.swapped else (rows_a, rows_b)
+
+    # ------------------------------------------------------------ turns
+
+    def conversations(self, system: str = "") -> tuple[list[dict], list[dict]]:
+        """The prompts for model_a and model_b for the open (last) user turn, system prompt first."""
+        head = [{"role": "system", "content": system}] if system.strip() else []
+        return (head + _chat(self.user_turns, self.answers_a), head + _chat(self.user_turns, self.answers_b))
+
+    def ask(self, message: str) -> None:
+        if not self.can_continue:
+            raise UserError("this blind match has its vote; start a new round")
+        if self.user_turns and not self.answered:
+            raise UserError("wait for both answers before sending the next message")
+        self.user_turns.append(message)
+        self.voted = False
+
+    def retry(self) -> None:
+        """Forget the latest answers so the same user turn is answered again (Regenerate)."""
+        if not self.answered or not self.can_continue:
+            raise UserError("nothing to regenerate")
+        self.answers_a.pop()
+        self.answers_b.pop()
+        self.voted = False
+
+    def answer(self, response_a: str, response_b: str, settings: dict) -> None:
+        self.answers_a.append(response_a)
+        self.answers_b.append(response_b)
+        self.settings = dict(settings)
+
+    # ------------------------------------------------------------ the vote
+
+    def vote(self, store, displayed_vote: str, *, annotator: str = "", edited: str = "", tags=(),
+             run_dirs: dict | None = None) -> int:
+        """Record the vote on the latest turn; `displayed_vote` "a"/"b" mean the left/right pane.
+
+        Returns the row id once it is committed; only then is the turn marked as voted.
+        """
+        if not self.can_vote:
+            raise UserError("this turn already has its vote" if self.voted else "wait for both answers")
+        if displayed_vote not in VOTES:
+            raise UserError(f"vote must be one of {', '.join(VOTES)}")
+        unknown = [t for t in tags if t not in TAGS]
+        if unknown:
+            raise UserError(f"unknown tag {unknown[0]!r}; tags: {', '.join(TAGS)}")
+        conversation = _chat(self.user_turns, self.answers_a[:-1])
+        conversation_b = _chat(self.user_turns, self.answers_b[:-1])
+        settings = {**self.settings, "anonymous": self.anonymous, "turn": len(self.user_turns)}
+        if conversation_b != conversation:
+            settings["conversation_b"] = conversation_b
+        run_dirs = run_dirs or {}
+        vote_id = store.record(
+            conversation=conversation, response_a=self.answers_a[-1], response_b=self.answers_b[-1],
+            model_a=self.model_a, model_b=self.model_b, vote=unswap_vote(displayed_vote, self.swapped),
+            annotator=annotator.strip() or "anonymous", run_dir_a=run_dirs.get(self.model_a),
+            run_dir_b=run_dirs.get(self.model_b), settings=settings, swapped=self.swapped,
+            edited=edited or None, tags=list(tags),
+        )
+        self.voted = True
+        return vote_id
+
+
+def _chat(user_turns: list[str], answers: list[str]) -> list[dict]:
+    """user1, answer1, user2, ... — every user turn, with the answers given so far in between."""
+    messages = []
+    for i, text in enumerate(user_turns):
+        messages.append({"role": "user", "content": text})
+        if i < len(answers):
+            messages.append({"role": "assistant", "content": answers[i]})
+    return messages
