@@ -1,0 +1,133 @@
+"""`python app.py` — the command line of the arena: which checkpoints, which store, where to listen.
+
+Everything a user can get wrong is checked before anything is loaded or written: the --adapter syntax
+and names, each adapter folder, that all adapters share one base, --auth, and the vote store.
+"""
+
+import argparse
+import re
+from pathlib import Path
+
+from ..errors import UserError, cli
+from .engine import BASE, PEFT_BASE
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python app.py",
+        description="Side-by-side chat with checkpoints of one base model; votes become DPO pairs.",
+        epilog="example: python app.py --adapter sft=runs/tiny_sft --adapter dpo=runs/tiny_dpo --db prefs.sqlite")
+    p.add_argument("--base", help="base model (hub id, folder or tiny:*); default: read from the runs' recipe.yaml")
+    p.add_argument("--adapter", action="append", default=[], metavar="NAME=RUN_DIR",
+                   help="a checkpoint to serve under NAME: a run directory or one of its checkpoint-* folders "
+                        "(repeat for more); 'base' (adapters disabled) is always offered")
+    p.add_argument("--db", default="prefs.sqlite",
+                   help="the vote store (default: prefs.sqlite, created by the first vote)")
+    p.add_argument("--export", help="where the Export tab writes DPO pairs (default: the store's name + .pairs.jsonl)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--share", action="store_true", help="also publish a public gradio.live link (needs network)")
+    p.add_argument("--auth", action="append", default=[], metavar="USER:PASS",
+                   help="require a login (repeat for several annotators); the user name becomes the annotator")
+    return p
+
+
+def parse_adapters(items: list[str]) -> dict[str, str]:
+    adapters: dict[str, str] = {}
+    for item in items:
+        name, eq, path = item.partition("=")
+        if not eq or not path:
+            raise UserError(f"--adapter {item}: write NAME=RUN_DIR, e.g. --adapter sft={item or 'runs/sft'}")
+        if not NAME.fullmatch(name) or name in (BASE, PEFT_BASE):
+            raise UserError(f"--adapter {item}: the name {name!r} is "
+                            f"{'reserved for the base model' if name in (BASE, PEFT_BASE) else 'not allowed'}; "
+                            "use letters, digits, '_', '-' or '.', e.g. sft")
+        if name in adapters:
+            raise UserError(f"--adapter {name} is given twice; give each checkpoint its own name")
+        adapters[name] = path
+    return adapters
+
+
+def parse_auth(items: list[str]) -> list[tuple[str, str]] | None:
+    logins = []
+    for item in items:
+        user, colon, password = item.partition(":")
+        if not colon or not user or not password:
+            raise UserError(f"--auth expects USER:PASS, got {item.split(':')[0]!r}…")
+        logins.append((user, password))
+    return logins or None
+
+
+def run_recipe(folder: Path) -> dict:
+    """The run's recipe.yaml (beside the adapter, or in the run directory above a checkpoint-*), or {}."""
+    import yaml
+
+    for candidate in (folder / "recipe.yaml", folder.parent / "recipe.yaml"):
+        if candidate.is_file():
+            return yaml.safe_load(candidate.read_text()) or {}
+    return {}
+
+
+def base_spec(adapters: dict[str, str], base: str | None):
+    """The Model spec to load: the runs' model section (quantisation, template...), named by --base or
+    by the base the runs agree on; and the generation defaults of the first run's recipe."""
+    from ..model import adapter_dir, check_adapter_base
+    from ..recipe import Model, build
+
+    folders = {name: adapter_dir(path) for name, path in adapters.items()}
+    recipes = {name: run_recipe(folder) for name, folder in folders.items()}
+    bases = {name: (r.get("model") or {}).get("name") for name, r in recipes.items()}
+    if base:
+        for name, folder in folders.items():
+            try:
+                check_adapter_base(folder, base)
+            except UserError:
+                raise UserError(f"--adapter {name} was trained on {bases[name] or 'another base'}, not --base "
+                                f"{base}; drop --base to use the base its run names") from None
+    else:
+        unknown = [name for name, b in bases.items() if not b]
+        if unknown:
+            raise UserError(f"--adapter {unknown[0]}: no recipe.yaml says which base it was trained on; "
+                            "pass --base MODEL")
+        if len(set(bases.values())) > 1:
+            listed = ", ".join(f"{name} on {b}" for name, b in bases.items())
+            raise UserError(f"the adapters come from different bases ({listed}); an arena compares checkpoints "
+                            "of one base: start one app per base")
+        base = next(iter(bases.values()))
+    section = next((r["model"] for r in recipes.values() if isinstance(r.get("model"), dict)), {})
+    spec = build(Model, {k: v for k, v in section.items() if k not in ("name", "adapter")}, "model.")
+    spec.name = base
+    generation = next((r["generation"] for r in recipes.values() if r.get("generation")), {})
+    defaults = {k: generation[k] for k in ("temperature", "max_new_tokens") if k in generation}
+    return spec, defaults
+
+
+@cli
+def main(argv=None):
+    args = parser().parse_args(argv)
+
+    # ── checks: nothing is loaded or written until every argument is known to be usable
+    adapters = parse_adapters(args.adapter)
+    if not adapters:
+        raise UserError("name at least one checkpoint: --adapter NAME=RUN_DIR (the base is always offered too)")
+    auth = parse_auth(args.auth)
+    spec, defaults = base_spec(adapters, args.base)
+
+    from .ballots import Ballots
+    from .engine import Engine
+    from .ui import build, launch
+
+    ballots = Ballots(args.db)
+    export_path = Path(args.export) if args.export else Path(args.db).with_suffix(".pairs.jsonl")
+
+    # ── model: the base once, every adapter by name on top of it
+    print(f"loading {spec.name} ({spec.quantization}) with adapters: {', '.join(adapters)}", flush=True)
+    engine = Engine.load(spec, adapters, defaults)
+
+    # ── serve
+    if args.share and not auth:
+        print("warning: --share without --auth: anyone with the link can chat and vote", flush=True)
+    launch(build(engine, ballots, export_path.resolve()), host=args.host, port=args.port, share=args.share,
+           auth=auth)
