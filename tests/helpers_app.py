@@ -16,6 +16,7 @@ import os
 import random
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -122,6 +123,13 @@ def trained_adapters() -> dict[str, Path]:
     atexit.register(shutil.rmtree, root, ignore_errors=True)
     with one_torch_thread():
         return {name: train_adapter(root / name, answer, seed=i) for i, (name, answer) in enumerate(ANSWERS.items())}
+
+
+def read_votes(db) -> list[dict]:
+    """The vote rows straight from SQLite, as a user's `sqlite3 prefs.sqlite` would show them."""
+    with sqlite3.connect(db) as conn:
+        conn.row_factory = sqlite3.Row
+        return [dict(row) for row in conn.execute("SELECT * FROM votes ORDER BY id")]
 
 
 # ---------------------------------------------------------------- the app, for a browser

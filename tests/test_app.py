@@ -9,7 +9,6 @@ call and with other generations running in other threads.
 import json
 import random
 import shutil
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers_app import REPO, one_torch_thread, trained_adapters
+from helpers_app import REPO, one_torch_thread, read_votes, trained_adapters
 
 from tinyalign.app import cli
 from tinyalign.app.arena import Match
@@ -129,12 +128,6 @@ def test_unknown_checkpoint_is_refused(engine):
 
 
 # ---------------------------------------------------------------- a match and its votes
-
-
-def read_votes(db):
-    with sqlite3.connect(db) as conn:
-        conn.row_factory = sqlite3.Row
-        return [dict(row) for row in conn.execute("SELECT * FROM votes ORDER BY id")]
 
 
 def play(engine, match, message, system=""):

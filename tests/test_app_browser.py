@@ -1,0 +1,239 @@
+"""The arena in a real headless Chromium (Debian's /usr/bin/chromium, driven by Playwright).
+
+`python app.py` serves two tiny adapters ("AAA", "BBB") on 127.0.0.1; the browser chats, votes, writes
+a better answer, exports; the vote store and the exported JSONL are read back from disk. A second,
+in-process app whose "model" emits HTML checks that model output is shown as text, never run.
+
+Chromium: `apt-get install -y chromium` (the tests are skipped, saying so, when it is missing).
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+from helpers_app import free_port, read_votes, start_app, trained_adapters
+
+CHROMIUM = Path("/usr/bin/chromium")
+# What works in this sandbox (see the env notes): no sandbox/GPU, and none of Chromium's background
+# connections, which a closed network refuses many at a time.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium: apt-get install -y chromium"),
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1300, "height": 1400})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    yield page
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def arena(tmp_path_factory):
+    """`python app.py --adapter aaa=... --adapter bbb=... --db ...` on a free port."""
+    runs = trained_adapters()
+    db = tmp_path_factory.mktemp("arena") / "prefs.sqlite"
+    app = start_app({"aaa": runs["aaa"], "bbb": runs["bbb"]}, db)
+    yield app, db
+    app.stop()
+
+
+# ---------------------------------------------------------------- what an annotator does
+
+
+def pick(page, label, name):
+    page.get_by_label(label).click()
+    page.get_by_role("option", name=name, exact=True).click()
+
+
+def ask(page, text):
+    """Send a message and wait until both answers are complete (the vote buttons come on)."""
+    page.fill("#message textarea", text)
+    page.click("#send")
+    page.wait_for_selector("#vote-a:not([disabled])")
+
+
+def pane(page, side):
+    """The last answer shown in the left or right pane, as the annotator reads it."""
+    return page.locator(f"#pane-{side} [data-testid='bot']").last.inner_text().strip()
+
+
+def vote(page, button, *, edited=None, tags=(), annotator=None):
+    if edited is not None:
+        page.fill("#edited textarea", edited)
+    for tag in tags:
+        page.locator("#tags").get_by_label(tag).check()
+    if annotator is not None:
+        page.get_by_label("Annotator").fill(annotator)
+    page.click(f"#vote-{button}")
+    page.wait_for_selector("#status:has-text('recorded')")
+    return page.inner_text("#status")
+
+
+# ---------------------------------------------------------------- tests
+
+
+def test_chat_vote_edit_and_export_from_the_browser(arena, page):
+    app, db = arena
+    page.goto(app.url)
+    pick(page, "Checkpoint A (left)", "aaa")
+    pick(page, "Checkpoint B (right)", "bbb")
+    assert page.is_disabled("#vote-a")  # nothing to vote on yet
+
+    ask(page, "Say something")
+    left, right = pane(page, "left"), pane(page, "right")
+    assert left.startswith("AAA") and set(left) == {"A"}
+    assert right.startswith("BBB") and set(right) == {"B"}
+    status = vote(page, "b", edited="Something.", tags=["verbose"], annotator="ana")
+    assert "Vote #1 recorded" in status
+    # The store has the row as soon as the page says so; one vote per turn.
+    [row] = read_votes(db)
+    assert (row["model_a"], row["model_b"], row["vote"], row["annotator"]) == ("aaa", "bbb", "b", "ana")
+    assert (row["response_a"], row["response_b"], row["edited"]) == (left, right, "Something.")
+    assert json.loads(row["tags"]) == ["verbose"]
+    assert json.loads(row["conversation"]) == [{"role": "user", "content": "Say something"}]
+    assert page.is_disabled("#vote-a") and page.is_disabled("#vote-b")
+    assert page.input_value("#edited textarea") == ""
+
+    # A second turn: each pane continues its own conversation; this vote is A over B.
+    ask(page, "More?")
+    assert vote(page, "a").startswith("Vote #2 recorded")
+    second = read_votes(db)[1]
+    assert json.loads(second["conversation"])[1] == {"role": "assistant", "content": left}
+    assert second["annotator"] == "ana"  # the name stays filled in
+
+    page.get_by_role("tab", name="Leaderboard").click()
+    expect(page.locator("#leaderboard")).to_contain_text("aaa")
+    expect(page.locator("#leaderboard")).to_contain_text("bbb")
+
+    page.get_by_role("tab", name="Export").click()
+    page.click("#export")
+    expect(page.locator("#export-status")).to_contain_text("Wrote 2 DPO pairs from 2 votes")
+    exported = [json.loads(line) for line in db.with_suffix(".pairs.jsonl").read_text().splitlines()]
+    assert exported[0] == {"prompt": [{"role": "user", "content": "Say something"}],
+                           "chosen": [{"role": "assistant", "content": "Something."}],
+                           "rejected": [{"role": "assistant", "content": left}]}
+    assert exported[1]["chosen"][0]["content"] == left and exported[1]["rejected"][0]["content"] == second["response_b"]
+
+
+def test_anonymous_mode_reveals_names_only_after_the_vote(arena, page):
+    app, db = arena
+    page.goto(app.url)
+    page.get_by_label("anonymous").check()
+    ask(page, "Who are you?")
+    labels = [page.locator(f"#pane-{side} [data-testid='block-label']").inner_text() for side in ("left", "right")]
+    assert labels == ["A", "B"]
+    left_answer = pane(page, "left")
+    status = vote(page, "a")
+    row = read_votes(db)[-1]
+    left_model = row["model_b"] if row["swapped"] else row["model_a"]
+    assert f"A was **{left_model}**" not in status and f"A was {left_model}" in status
+    assert row["vote"] == ("b" if row["swapped"] else "a")  # the left pane won, whichever model it was
+    assert row[f"response_{'b' if row['swapped'] else 'a'}"] == left_answer
+    assert json.loads(row["settings"])["anonymous"] is True
+    label = page.locator("#pane-left [data-testid='block-label']").inner_text()
+    assert label == f"A · {left_model}"
+    assert page.is_disabled("#message textarea")  # a blind match ends with its vote
+
+
+# ---------------------------------------------------------------- model output is text, never code
+
+PAYLOAD = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>**not bold**'
+
+
+class ScriptedEngine:
+    """A stand-in model whose checkpoints answer fixed texts, a few characters per streamed step.
+
+    The real engine's path to the browser is covered above; here only what the page does with the
+    text matters, so the text is fixed rather than coaxed out of a tiny model. "{n}" in an answer
+    becomes the number of the generate call, so a regenerated answer differs from the first.
+    """
+
+    base_model = "scripted"
+    defaults = {"temperature": 0.0, "max_new_tokens": 64}
+
+    def __init__(self, answers):
+        self.answers = answers
+        self.checkpoints = {name: f"/runs/{name}" for name in answers}
+        self.calls = 0
+
+    @property
+    def names(self):
+        return list(self.checkpoints)
+
+    def stream(self, conversations, checkpoints, **settings):
+        self.calls += 1
+        texts = [self.answers[name].replace("{n}", str(self.calls)) for name in checkpoints]
+        for end in range(0, max(map(len, texts)) + 8, 8):
+            yield [text[:end] for text in texts]
+
+
+def serve(engine, folder):
+    """The page for `engine`, in this process, on a free port: (url, db, stop)."""
+    from tinyalign.app.ballots import Ballots
+    from tinyalign.app.ui import build, launch
+
+    demo = build(engine, Ballots(folder / "p.sqlite"), folder / "pairs.jsonl")
+    port = free_port()
+    launch(demo, port=port, block=False)
+    return f"http://127.0.0.1:{port}/", folder / "p.sqlite", demo.close
+
+
+@pytest.fixture
+def hostile_app(tmp_path):
+    url, db, stop = serve(ScriptedEngine({"evil": PAYLOAD, "plain": "fine <3 & done"}), tmp_path)
+    yield url, db
+    stop()
+
+
+def test_model_output_with_html_is_shown_as_text_and_never_runs(hostile_app, page):
+    url, db = hostile_app
+    page.goto(url)
+    ask(page, 'hi <img src=y onerror="window.__xss=3">')
+    assert page.evaluate("window.__xss") is None
+    assert pane(page, "left") == PAYLOAD  # every character visible, no markdown applied
+    assert pane(page, "right") == "fine <3 & done"
+    assert page.locator("#pane-left img, #pane-left script, #pane-right img, #pane-left strong").count() == 0
+    assert 'hi <img src=y onerror="window.__xss=3">' in page.inner_text("#pane-left")
+    vote(page, "a")
+    assert page.evaluate("window.__xss") is None
+    assert read_votes(db)[0]["response_a"] == PAYLOAD  # stored as generated, not escaped
+
+
+def test_regenerate_replaces_the_answers_and_new_round_starts_over(tmp_path, page):
+    url, db, stop = serve(ScriptedEngine({"one": "first model, call {n}", "two": "second model, call {n}"}), tmp_path)
+    try:
+        page.goto(url)
+        ask(page, "hi")
+        assert pane(page, "left") == "first model, call 1"
+        page.click("#regenerate")
+        expect(page.locator("#pane-left [data-testid='bot']")).to_have_text("first model, call 2")
+        page.wait_for_selector("#vote-a:not([disabled])")
+        assert page.locator("#pane-right [data-testid='bot']").count() == 1  # replaced, not appended
+        vote(page, "tie")
+        assert read_votes(db)[0]["response_b"] == "second model, call 2"
+        assert page.is_disabled("#vote-tie")  # one vote per turn
+
+        page.click("#clear")
+        expect(page.locator("#pane-left [data-testid='bot']")).to_have_count(0)
+        assert page.is_disabled("#vote-a") and page.is_disabled("#regenerate")
+        assert page.is_enabled("#message textarea")
+    finally:
+        stop()
