@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from ..errors import UserError
 from .accuracy import exact_match, math_accuracy
 from .format import answer_format, think_format
+from .judge import rubric_judge
 from .length import length_penalty, overlong, repetition
 from .structured import json_valid, regex_match
 from .text import completion_text
@@ -55,6 +56,10 @@ REWARDS: dict[str, Builtin] = {
     "overlong": Builtin(overlong, "penalty", 0.0),
     "length_penalty": Builtin(length_penalty, "penalty", 0.0),
     "repetition": Builtin(repetition, "penalty", 0.0),
+}
+# Rewards that run a model (loaded on first call), kept apart from the pure rule rewards above.
+MODEL_REWARDS: dict[str, Builtin] = {
+    "rubric_judge": Builtin(rubric_judge, "custom", 1.0),
 }
 
 
@@ -216,7 +221,7 @@ def _has_type(value, annotation) -> bool:
 
 
 def _builtin(name: str, params: dict) -> Reward:
-    info = REWARDS[name]
+    info = REWARDS.get(name) or MODEL_REWARDS[name]
     parameters = inspect.signature(info.factory).parameters
     accepted = f"accepted parameters: {', '.join(parameters) or 'none'}"
     for key, value in params.items():
@@ -304,11 +309,11 @@ def resolve(spec: Mapping | str) -> Reward:
             f"a reward entry needs a name, e.g. {{name: math_accuracy}}; "
             f"got {dict(spec)!r}; known rewards: {', '.join(names())}"
         )
-    if name in REWARDS:
+    if name in REWARDS or name in MODEL_REWARDS:
         return _builtin(name, params)
     if ":" in name or "." in name:
         return _custom(name, params)
     raise UserError(
-        f"unknown reward '{name}'{_did_you_mean(name, REWARDS)}; "
-        f"known rewards: {', '.join(names())}, or 'package.module:function' for your own"
+        f"unknown reward '{name}'{_did_you_mean(name, [*REWARDS, *MODEL_REWARDS])}; "
+        f"known rewards: {', '.join(names() + sorted(MODEL_REWARDS))}, or 'package.module:function' for your own"
     )
