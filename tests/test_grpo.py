@@ -7,7 +7,7 @@ import pytest
 from tinyalign import grpo
 from tinyalign.demo import held_out_accuracy
 
-from .conftest import ROOT
+from conftest import ROOT
 
 RECIPE = str(ROOT / "recipes" / "tiny_grpo.yaml")
 

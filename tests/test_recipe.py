@@ -76,6 +76,12 @@ def test_bad_keys_and_types_are_named(recipe_file, text, override, names):
         assert name in str(err.value)
 
 
+def test_exponent_without_dot_is_a_number(recipe_file):
+    # YAML 1.1 reads 5e-5 as a string; people type it that way
+    recipe = recipes.load(recipe_file(), ["train.learning_rate=5e-5", "model.lora.dropout=1e-1"])
+    assert recipe.train["learning_rate"] == 5e-5 and recipe.model.lora.dropout == 0.1
+
+
 def test_missing_required_key(recipe_file):
     with pytest.raises(UserError, match="missing `model.name`"):
         recipes.load(recipe_file(GOOD.replace("name: tiny:qwen2-1m, ", "")))

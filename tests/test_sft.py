@@ -8,7 +8,7 @@ import yaml
 
 from tinyalign.demo import held_out_accuracy
 
-from .conftest import ROOT
+from conftest import ROOT
 
 RECIPE = str(ROOT / "recipes" / "tiny_sft.yaml")
 

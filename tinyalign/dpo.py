@@ -10,7 +10,7 @@ from .errors import cli
 DEFAULTS = dict(
     learning_rate=2e-5,  # LoRA; full fine-tuning would use 1e-7..5e-6. Loss falling fast + worse outputs: lower it
     beta=0.1,  # how far from the reference the policy may move: margins grow slowly -> lower; loss collapses -> raise
-    loss_type=["sigmoid"],  # the original DPO loss; "ipo" is sturdier on noisy votes
+    loss_type=["sigmoid"],  # the original DPO loss; add "sft" (RPO) if chosen answers get less likely too
     lr_scheduler_type="cosine",
     warmup_steps=10,
     max_grad_norm=1.0,

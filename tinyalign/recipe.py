@@ -207,6 +207,11 @@ def coerce(value, tp, key: str):
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads 5e-5 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if tp in (int, float, str, bool) and (not isinstance(value, tp) or (tp is int and isinstance(value, bool))):
         raise UserError(f"`{key}` should be {type_name(tp)}, got {value!r}")
     return value
@@ -236,7 +241,7 @@ def check_train_keys(recipe: Recipe) -> None:
             raise unknown_key(key, fields, "train.")
         tp = fields[key].type
         if isinstance(tp, type) and tp in (int, float, bool) and value is not None:
-            coerce(value, tp, f"train.{key}")
+            recipe.train[key] = coerce(value, tp, f"train.{key}")
 
 
 def write(recipe: Recipe, path) -> None:

@@ -179,7 +179,20 @@ def subtraction_rows(seed: int = 0) -> dict[str, list[dict]]:
     return {"test": rows[:500], "train": rows[500:]}
 
 
-TASKS = {"tiny:addition": addition_rows, "tiny:subtraction": subtraction_rows}
+def addition_pref_rows(seed: int = 0) -> dict[str, list[dict]]:
+    """Addition preference pairs: chosen = the sum, rejected = a typical slip (carry lost or off by one)."""
+    rng = random.Random(seed)
+    split = {}
+    for name, rows in addition_rows(seed).items():
+        split[name] = []
+        for row in rows:
+            total = int(row["answer"])
+            wrong = max(0, total + rng.choice([-10, -1, 1, 10])) if total else total + 1
+            split[name].append({"question": row["question"], "chosen": row["answer"], "rejected": str(wrong)})
+    return split
+
+
+TASKS = {"tiny:addition": addition_rows, "tiny:subtraction": subtraction_rows, "tiny:addition-prefs": addition_pref_rows}
 
 
 def _write_task(name: str, out: Path) -> None:
