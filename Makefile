@@ -6,7 +6,7 @@ BIN     := $(VENV)/bin
 # On a CUDA machine, install the torch build you want into $(VENV) before `make`.
 TORCH   ?= torch==2.13.0
 
-.PHONY: demo test install clean
+.PHONY: demo test install browser clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -22,7 +22,13 @@ install: $(VENV)/.installed
 demo: install
 	$(BIN)/python -m tinyalign.demo
 
-test: install
+# The app's browser tests drive Debian's Chromium (never a downloaded browser build).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "note: no chromium (apt-get install chromium as root); the browser tests will be skipped"
+
+test: install browser
 	$(BIN)/python -m pytest -q
 
 clean:
