@@ -122,7 +122,6 @@ def test_validate_prints_resolved_recipe(recipe_file):
     ("data.source=/no/such/file.jsonl", "file not found: /no/such/file.jsonl"),
     ("data.prompt={questoin}", "column 'questoin'"),
     ("model.name=./no/such/model", "local model folder not found: ./no/such/model"),
-    ("model.adapter=/no/such/run", "no adapter (adapter_config.json) in /no/such/run"),
     ("train.learning_rat=1", "did you mean `learning_rate`"),
 ])
 def test_validate_errors_are_one_line_exit_2(recipe_file, override, message):
@@ -130,6 +129,18 @@ def test_validate_errors_are_one_line_exit_2(recipe_file, override, message):
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert message in result.stderr
+
+
+def test_missing_adapter_is_pending_for_validate_but_refused_by_a_run(recipe_file, tmp_path):
+    result = validate(recipe_file(), "model.adapter=/no/such/run")
+    assert result.returncode == 0 and "/no/such/run: not there yet" in result.stdout
+    (tmp_path / "empty").mkdir()
+    result = validate(recipe_file(), f"model.adapter={tmp_path / 'empty'}")
+    assert result.returncode == 2 and "no adapter (adapter_config.json)" in result.stderr
+    run = subprocess.run([sys.executable, "-m", "tinyalign.sft", str(recipe_file()), "model.adapter=/no/such/run"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 2 and "no adapter (adapter_config.json) in /no/such/run" in run.stderr
+    assert not (tmp_path / "run" / "adapter_model.safetensors").exists()
 
 
 def test_missing_column_lists_the_columns_it_has(recipe_file):

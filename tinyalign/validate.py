@@ -7,6 +7,7 @@ resolved recipe (tinyalign's defaults filled in) so you can see exactly what wou
 
 import argparse
 import importlib
+from pathlib import Path
 
 import yaml
 
@@ -31,11 +32,17 @@ def main(argv=None):
     name = model.resolve_name(recipe.model.name)
     notes.append(f"model {recipe.model.name}: " + ("local folder" if name != recipe.model.name else "hub id, not downloaded"))
     if recipe.model.adapter:
-        model.adapter_dir(recipe.model.adapter)
-        notes.append(f"adapter {recipe.model.adapter}: found")
+        if Path(recipe.model.adapter).expanduser().exists():
+            model.adapter_dir(recipe.model.adapter)
+            notes.append(f"adapter {recipe.model.adapter}: found")
+        else:  # written by an earlier step of the pipeline (e.g. the SFT recipe)
+            notes.append(f"adapter {recipe.model.adapter}: not there yet; run the recipe that writes it first")
 
     # data: local sources are opened and their columns checked against the templates
-    if data.is_local(recipe.data.source):
+    store = Path(recipe.data.source).expanduser()
+    if store.suffix in data.VOTE_STORES and not store.exists():
+        notes.append(f"data {store}: vote store not created yet; collect votes with python app.py --db {store}")
+    elif data.is_local(recipe.data.source):
         rows = data.load_split(recipe.data, recipe.data.split)
         data.check_columns(rows, recipe.data, recipe.method)
         if recipe.data.test_split:
