@@ -1,0 +1,119 @@
+"""evaluate: a row per checkpoint scored by the task metric, the best one named, files a user can open."""
+
+import csv
+import shutil
+
+import pytest
+import yaml
+
+from tinyalign import evaluate, model, run
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def evaluated(tiny_sft_run, tmp_path_factory):
+    """The tiny SFT run evaluated once (60 held-out prompts, pass@4), counting base-weight loads."""
+    out = tmp_path_factory.mktemp("eval")
+    loads = []
+    real = model.load_base
+    patch = pytest.MonkeyPatch()
+    patch.setattr(model, "load_base", lambda spec: loads.append(spec.name) or real(spec))
+    try:
+        table = evaluate.evaluate_run(tiny_sft_run, k=4, prompts=60, out=out)
+    finally:
+        patch.undo()
+    return table, out, loads
+
+
+def test_every_checkpoint_gets_a_row_and_training_beats_the_base(tiny_sft_run, evaluated):
+    table, out, _ = evaluated
+    rows = read_csv(out / "eval.csv")
+    checkpoints = run.checkpoints(tiny_sft_run)
+    assert len(checkpoints) >= 2
+    assert [r["model"] for r in rows] == ["base", *(c.name for c in checkpoints), "final"]
+    steps = [int(c.name.split("-")[1]) for c in checkpoints]
+    assert [int(r["step"]) for r in rows] == [0, *steps, steps[-1]]
+    accuracy = {r["model"]: float(r["accuracy"]) for r in rows}
+    assert accuracy["base"] < 0.1  # the base answers "46 (12+34)", not "46"
+    assert max(accuracy.values()) > accuracy["base"] + 0.4
+    # the base's long answers vs the trained ones' bare numbers
+    assert float(rows[0]["mean_length"]) > 2 * float(rows[-1]["mean_length"])
+    assert all(0.0 <= float(r["pass@4"]) <= 1.0 for r in rows) and float(rows[-1]["pass@4"]) > 0.4
+    assert table[-1]["accuracy"] == accuracy["final"]
+
+
+def test_the_markdown_names_the_best_checkpoint_and_the_plot_is_a_png(evaluated):
+    _, out, _ = evaluated
+    text = (out / "eval.md").read_text()
+    assert "| model | step | accuracy | pass@4 |" in text
+    assert "best by accuracy: checkpoint-" in text
+    assert (out / "eval.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "eval.png").stat().st_size > 10_000  # a real figure, not an empty canvas
+
+
+def test_the_base_weights_are_loaded_once_for_all_checkpoints(evaluated):
+    *_, loads = evaluated
+    assert loads == ["tiny:qwen2-1m"]
+
+
+def test_best_line_says_how_much_an_earlier_checkpoint_beats_the_last():
+    table = [{"model": "base", "step": 0, "accuracy": 0.1},
+             {"model": "checkpoint-20", "step": 20, "accuracy": 0.9},
+             {"model": "checkpoint-40", "step": 40, "accuracy": 0.85}]
+    line = evaluate.best_line(table, "accuracy")
+    assert "checkpoint-20" in line and "5.0 points above the last (checkpoint-40" in line
+    table[2]["accuracy"] = 0.9  # a tie is no win for the earlier one
+    assert "the last checkpoint is the best one" in evaluate.best_line(table, "accuracy")
+    table[0]["accuracy"] = 0.95
+    assert "no checkpoint beats the base" in evaluate.best_line(table, "accuracy")
+
+
+def test_a_grpo_run_gets_each_reward_and_the_format_rate(tiny_sft_run, tmp_path):
+    grpo = tmp_path / "grpo"
+    checkpoint = run.checkpoints(tiny_sft_run)[-1]
+    shutil.copytree(checkpoint, grpo / checkpoint.name)
+    recipe = yaml.safe_load((tiny_sft_run / "recipe.yaml").read_text())
+    recipe.update(method="grpo", output_dir=str(grpo), train={"max_completion_length": 16})
+    recipe["data"].update(answer="{answer}", completion=None)
+    recipe["rewards"] = [{"name": "exact_match", "weight": 1.0},
+                         {"name": "regex_match", "weight": 0.5, "pattern": r"\d+", "full_match": True}]
+    (grpo / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+
+    evaluate.main([str(grpo), "--prompts", "30"])
+    rows = {r["model"]: r for r in read_csv(grpo / "eval.csv")}
+    assert set(rows) == {"base", checkpoint.name}
+    for column in ("reward", "reward/exact_match", "reward/regex_match", "format"):
+        assert column in rows["base"]
+    assert float(rows["base"]["format"]) == 0.0  # "46 (12+34)" is not a bare number
+    assert float(rows[checkpoint.name]["format"]) > 0.5
+    assert float(rows[checkpoint.name]["reward"]) > float(rows["base"]["reward"])
+
+
+def test_a_list_of_checkpoints_scores_only_those_plus_the_base(tiny_sft_run, tmp_path):
+    first = run.checkpoints(tiny_sft_run)[0].name
+    evaluate.main([str(tiny_sft_run), "--checkpoints", f"{first.split('-')[1]},final", "--prompts", "10",
+                   "--out", str(tmp_path)])
+    assert [r["model"] for r in read_csv(tmp_path / "eval.csv")] == ["base", first, "final"]
+    assert "pass@" not in (tmp_path / "eval.md").read_text()  # k = 1: no sampling
+
+
+@pytest.mark.parametrize("args, message", [
+    (["{empty}"], "is not a run directory (no recipe.yaml)"),
+    (["{run}", "--checkpoints", "31"], "no '31' in"),
+    (["{recipe}"], "does not exist yet; train first"),
+])
+def test_mistakes_end_in_one_line_naming_the_fix(tiny_sft_run, tmp_path, capsys, args, message):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text((tiny_sft_run / "recipe.yaml").read_text().replace(str(tiny_sft_run), str(tmp_path / "nope")))
+    (tmp_path / "empty").mkdir()
+    paths = {"empty": tmp_path / "empty", "run": tiny_sft_run, "recipe": recipe}
+    with pytest.raises(SystemExit) as exit_:
+        evaluate.main([a.format(**paths) for a in args])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not list(tmp_path.glob("**/eval.*"))  # nothing half-written

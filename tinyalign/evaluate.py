@@ -1,0 +1,343 @@
+"""python -m tinyalign.evaluate RECIPE_OR_RUN [--checkpoints all|LIST] [--k K] [--prompts N] [--out DIR]
+
+Scores the base model, every checkpoint-* and the final adapter of a run on the held-out split by
+the task metric, not the loss (which keeps falling long after the answers stop improving):
+
+    accuracy     share of greedy answers at the top score of the recipe's accuracy reward
+    pass@K       share of prompts with at least one of K sampled answers right (--k > 1)
+    reward       GRPO recipes: the weighted total and each reward's mean, on the greedy answers
+    format       share of greedy answers at the top score of every format reward (if there are any)
+    mean_length  greedy answer length in tokens; truncated: share cut off at max_new_tokens
+
+Writes eval.csv, eval.md and eval.png into the run directory (or --out) and names the best
+checkpoint. The base is loaded once; checkpoints are swapped in and out as LoRA adapters.
+"""
+
+import argparse
+import csv
+import filecmp
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import mean
+
+from .errors import UserError, cli
+
+FILES = ("eval.csv", "eval.md", "eval.png")
+RATES = ("accuracy", "format", "truncated")  # shown as percentages; so is pass@K
+
+
+@dataclass
+class Entry:
+    """One model to score: the base (no adapter) or an adapter folder, placed at a training step."""
+
+    name: str
+    step: int
+    adapter: str | None = None
+    same_as: str | None = None  # byte-identical to this entry's adapter: reuse its scores
+
+
+# ---------------------------------------------------------------- what to score
+
+
+def locate(target) -> tuple:
+    """(recipe, run directory) from a run directory or a recipe file (whose output_dir is the run)."""
+    from . import recipe as recipes
+
+    path = Path(target)
+    if path.is_dir():
+        if not (path / "recipe.yaml").is_file():
+            raise UserError(f"{path} is not a run directory (no recipe.yaml); pass a run directory or its recipe")
+        return recipes.load(path / "recipe.yaml"), path
+    recipe = recipes.load(path)
+    run_dir = Path(recipe.output_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"{path} trains into {run_dir}, which does not exist yet; train first: "
+                        f"python -m tinyalign.{recipe.method} {path}")
+    return recipe, run_dir
+
+
+def entries(recipe, run_dir: Path, which: str = "all") -> list[Entry]:
+    """The base, the run's starting adapter (if any), its checkpoints and its final adapter, by step."""
+    from . import run
+
+    found = [Entry("base", 0)]
+    if recipe.model.adapter:
+        found.append(Entry("start", 0, recipe.model.adapter))
+    found += [Entry(c.name, int(c.name.split("-")[-1]), str(c)) for c in run.checkpoints(run_dir)]
+    if run.is_finished(run_dir):
+        state = run_dir / "trainer_state.json"
+        step = json.loads(state.read_text()).get("global_step", 0) if state.is_file() else found[-1].step
+        twin = next((e for e in found if e.step == step and e.adapter and same_weights(e.adapter, run_dir)), None)
+        found.append(Entry("final", step, str(run_dir), twin.name if twin else None))
+    if len(found) == 1 + bool(recipe.model.adapter):
+        raise UserError(f"{run_dir} has no checkpoint-* and no final adapter to evaluate; train first: "
+                        f"python -m tinyalign.{recipe.method} RECIPE output_dir={run_dir}")
+    if which == "all":
+        return found
+    names = {e.name: e for e in found} | {str(e.step): e for e in found if e.name.startswith("checkpoint-")}
+    chosen = [found[0]]
+    for item in (i.strip() for i in which.split(",") if i.strip()):
+        if item not in names:
+            raise UserError(f"--checkpoints: no {item!r} in {run_dir}; there are: {', '.join(e.name for e in found)}")
+        chosen += [names[item]] if names[item] not in chosen else []
+    for e in chosen:  # a reused score needs its twin scored too
+        if e.same_as and e.same_as not in {c.name for c in chosen}:
+            e.same_as = None
+    return chosen
+
+
+def same_weights(adapter_a, adapter_b) -> bool:
+    from .run import FINAL
+
+    a, b = Path(adapter_a) / FINAL, Path(adapter_b) / FINAL
+    return a.is_file() and b.is_file() and filecmp.cmp(a, b, shallow=False)
+
+
+# ---------------------------------------------------------------- scoring
+
+
+def score(policy, tokenizer, rows: list[dict], rewards: list, weights: list[float], accuracy, settings: dict,
+          k: int, batch_size: int, seed: int, name: str) -> dict:
+    """The metrics of one model (whichever adapter is active) on `rows` ({prompt, answer})."""
+    from transformers import set_seed
+
+    from .generate import generate
+
+    prompts, answers = [r["prompt"] for r in rows], [r["answer"] for r in rows]
+    max_new = settings["max_new_tokens"]
+    greedy = [c[0] for c in generate(policy, tokenizer, prompts, max_new_tokens=max_new, batch_size=batch_size,
+                                     desc=f"{name}: greedy")]
+    ids = [tokenizer(c, add_special_tokens=False).input_ids for c in greedy]
+    columns = {"answer": answers, "prompts": prompts, "completion_ids": ids}
+    metrics = {"accuracy": solved_share(accuracy, greedy, columns)}
+
+    if k > 1:
+        set_seed(seed)  # every model draws from the same random stream: a fair comparison
+        samples = generate(policy, tokenizer, prompts, k=k, max_new_tokens=max_new, batch_size=batch_size,
+                           temperature=settings["temperature"] or 1.0, top_p=settings["top_p"], desc=f"{name}: pass@{k}")
+        flat = [c for group in samples for c in group]
+        repeated = {"answer": [a for a in answers for _ in range(k)], "prompts": [p for p in prompts for _ in range(k)],
+                    "completion_ids": [tokenizer(c, add_special_tokens=False).input_ids for c in flat]}
+        solved = solved_flags(accuracy, flat, repeated)
+        metrics[f"pass@{k}"] = None if solved is None else mean(any(solved[i:i + k]) for i in range(0, len(flat), k))
+
+    if rewards:
+        scores = {f.__name__: f(greedy, **columns) for f in rewards}
+        metrics["reward"] = mean(sum(w * (s[i] or 0.0) for w, s in zip(weights, scores.values()))
+                                 for i in range(len(greedy)))
+        for f in rewards:
+            known = [s for s in scores[f.__name__] if s is not None]
+            metrics[f"reward/{f.__name__}"] = mean(known) if known else None
+        formats = [f for f in rewards if f.kind == "format"]
+        if formats:
+            at_max = [[s is not None and s >= f.max_score for s in scores[f.__name__]] for f in formats]
+            metrics["format"] = mean(all(flags) for flags in zip(*at_max))
+    metrics["mean_length"] = mean(map(len, ids))
+    metrics["truncated"] = mean(len(i) >= max_new for i in ids)
+    return metrics
+
+
+def solved_flags(reward, completions: list[str], columns: dict) -> list[bool] | None:
+    """Which completions get the reward's top score; None when no row has a reference to judge by."""
+    scores = reward(completions, **columns)
+    if all(s is None for s in scores):
+        return None
+    return [s is not None and s >= reward.max_score for s in scores]
+
+
+def solved_share(reward, completions: list[str], columns: dict) -> float | None:
+    flags = solved_flags(reward, completions, columns)
+    return None if flags is None else mean(flags)
+
+
+# ---------------------------------------------------------------- the run
+
+
+def evaluate_run(target, checkpoints: str = "all", k: int = 1, prompts: int = 200, out=None,
+                 batch_size: int = 64) -> list[dict]:
+    """Score a run's base, checkpoints and final adapter; write eval.csv/.md/.png; return the rows.
+
+    `target` is a run directory or a recipe file; `checkpoints` is "all" or a comma list (20,40,final).
+    """
+    from peft import PeftModel
+    from tqdm.auto import tqdm
+
+    from . import data, model, rewards as reward_registry, scoring
+
+    recipe, run_dir = locate(target)
+    todo = entries(recipe, run_dir, checkpoints)
+    if k < 1 or prompts < 1:
+        raise UserError("--k and --prompts must be at least 1")
+    rows = data.eval_rows(recipe.data, limit=prompts, seed=recipe.seed)
+    if not (recipe.data.test_split or recipe.data.test_size):
+        print(f"note: {recipe.data.source} has no held-out split in the recipe; scoring training prompts")
+    accuracy = scoring.accuracy_reward(recipe)
+    rewards = [reward_registry.resolve(spec) for spec in recipe.rewards]
+    weights = [float(spec.get("weight", 1.0)) for spec in recipe.rewards]
+    settings = scoring.generation_settings(recipe)
+
+    start = time.time()
+    policy, tokenizer = model.load_with_adapters(recipe.model, {})  # the base, once
+    results: dict[str, dict] = {}
+    active = None
+    for entry in tqdm(todo, desc="evaluate", unit="model"):
+        if entry.same_as:
+            results[entry.name] = results[entry.same_as]
+            tqdm.write(f"{entry.name}: the same weights as {entry.same_as}")
+            continue
+        if entry.adapter:
+            folder = model.adapter_dir(entry.adapter)
+            model.check_adapter_base(folder, recipe.model.name)
+            slot = entry.name.replace("-", "_")
+            if active is None:
+                policy = PeftModel.from_pretrained(policy, str(folder), adapter_name=slot)
+            else:  # swap: the next adapter in, the previous one out; the base weights stay put
+                policy.load_adapter(str(folder), adapter_name=slot)
+                policy.set_adapter(slot)
+                policy.delete_adapter(active)
+            policy.eval()
+            active = slot
+        results[entry.name] = score(policy, tokenizer, rows, rewards, weights, accuracy, settings, k, batch_size,
+                                    recipe.seed, entry.name)
+        tqdm.write(f"{entry.name}: " + ", ".join(f"{key} {fmt(key, v)}" for key, v in results[entry.name].items()))
+    table = [{"model": e.name, "step": e.step, **results[e.name]} for e in todo]
+    took = time.time() - start
+
+    out = Path(out) if out else run_dir
+    out.mkdir(parents=True, exist_ok=True)
+    metric = task_metric(table)
+    summary = best_line(table, metric)
+    write_csv(table, out / "eval.csv")
+    header = (f"{len(rows)} held-out prompts of {recipe.data.source}; greedy, at most {settings['max_new_tokens']} "
+              f"new tokens" + (f"; pass@{k} sampled at temperature {settings['temperature'] or 1.0}" if k > 1 else ""))
+    write_markdown(table, out / "eval.md", f"Evaluation of {run_dir}", header, summary)
+    plot(table, metric, out / "eval.png", str(run_dir))
+    print(f"\n{markdown_table(table)}\n\n{summary}")
+    print(f"scored {len(todo)} models on {len(rows)} prompts in {took:.0f} s; "
+          f"wrote {', '.join(str(out / f) for f in FILES)}")
+    return table
+
+
+def task_metric(table: list[dict]) -> str:
+    """Accuracy when the rows have references; otherwise (e.g. judge-only rewards) the total reward."""
+    return "accuracy" if any(r.get("accuracy") is not None for r in table) else "reward"
+
+
+def trained_rows(table: list[dict]) -> list[dict]:
+    """The run's own checkpoints by step; the final adapter only when it is not one of them."""
+    checkpoints = [r for r in table if r["model"].startswith("checkpoint-")]
+    final = [r for r in table if r["model"] == "final" and all(c["step"] != r["step"] for c in checkpoints)]
+    return checkpoints + final
+
+
+def best_line(table: list[dict], metric: str) -> str:
+    """Name the best trained checkpoint by the task metric, and what it gains over the last one."""
+    trained = [r for r in trained_rows(table) if r.get(metric) is not None]
+    if not trained:
+        return f"no trained checkpoint has a {metric} to compare"
+    last = trained[-1]
+    best = max(reversed(trained), key=lambda r: r[metric])  # ties go to the later one: no false "beats"
+    words = f"best by {metric}: {best['model']} (step {best['step']}, {fmt(metric, best[metric])})"
+    if best is last or best[metric] <= last[metric]:
+        words += "; the last checkpoint is the best one"
+    else:
+        gain = best[metric] - last[metric]
+        gain = f"{gain * 100:.1f} points" if metric in RATES else f"{gain:.3f}"
+        words += f", {gain} above the last ({last['model']}, {fmt(metric, last[metric])}): use {best['model']}"
+    base = next((r for r in table if r["model"] == "base" and r.get(metric) is not None), None)
+    if base and base[metric] >= best[metric]:
+        words += f"; no checkpoint beats the base ({fmt(metric, base[metric])})"
+    return words
+
+
+# ---------------------------------------------------------------- writing
+
+
+def fmt(key: str, value) -> str:
+    if value is None:
+        return "-"
+    if key in RATES or key.startswith("pass@"):
+        return f"{value:.1%}"
+    if key == "mean_length":
+        return f"{value:.1f}"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def columns_of(table: list[dict]) -> list[str]:
+    return list(dict.fromkeys(key for row in table for key in row))
+
+
+def write_csv(table: list[dict], path: Path) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns_of(table))
+        writer.writeheader()
+        writer.writerows(table)
+
+
+def markdown_table(table: list[dict]) -> str:
+    keys = columns_of(table)
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(fmt(key, row.get(key)) for key in keys) + " |" for row in table]
+    return "\n".join(lines)
+
+
+def write_markdown(table: list[dict], path: Path, title: str, header: str, summary: str) -> None:
+    path.write_text(f"# {title}\n\n{header}\n\n{markdown_table(table)}\n\n**{summary}**\n")
+
+
+def plot(table: list[dict], metric: str, path: Path, title: str) -> None:
+    """Each metric against training step; the base (and starting adapter) as dashed reference lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers and CI
+    import matplotlib.pyplot as plt
+
+    keys = [key for key in columns_of(table) if key not in ("model", "step")]
+    keys = [key for key in keys if any(row.get(key) is not None for row in table)]
+    trained = trained_rows(table)
+    cols = min(3, len(keys))
+    rows = -(-len(keys) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    for ax, key in zip(axes.flat, keys):
+        points = [(r["step"], r[key]) for r in trained if r.get(key) is not None]
+        if points:
+            ax.plot(*zip(*points), marker="o", label="checkpoints")
+        for ref, style in (("base", "--"), ("start", ":")):
+            row = next((r for r in table if r["model"] == ref and r.get(key) is not None), None)
+            if row:
+                ax.axhline(row[key], linestyle=style, color="grey", label=ref)
+        if key == metric and points:
+            step, value = max(reversed(points), key=lambda p: p[1])
+            ax.plot([step], [value], marker="*", markersize=16, color="tab:orange", label="best")
+        if key in RATES or key.startswith("pass@"):
+            ax.set_ylim(-0.03, 1.03)  # shares on a fixed scale, so a flat line looks flat
+        ax.set_title(key)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+@cli
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m tinyalign.evaluate", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("target", metavar="RECIPE_OR_RUN", help="a run directory, or the recipe that trained it")
+    parser.add_argument("--checkpoints", default="all", help="all (default), or a comma list such as 20,40,final")
+    parser.add_argument("--k", type=int, default=1, help="K for pass@K by sampling (default 1: greedy only)")
+    parser.add_argument("--prompts", type=int, default=200, help="held-out prompts to score (default 200)")
+    parser.add_argument("--out", help="folder for eval.csv/.md/.png (default: the run directory)")
+    parser.add_argument("--batch-size", type=int, default=64, help="completions generated per batch (default 64)")
+    args = parser.parse_args(argv)
+    evaluate_run(args.target, args.checkpoints, args.k, args.prompts, args.out, args.batch_size)
+
+
+if __name__ == "__main__":
+    main()
