@@ -1,0 +1,84 @@
+"""sample: rejection sampling writes an SFT dataset of the model's own correct answers, and SFT on it helps."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tinyalign import evaluate, run, sample, sft, tiny
+from tinyalign import recipe as recipes
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_cold_start_loop_sample_then_sft_raises_held_out_accuracy(tiny_sft_run, tmp_path, capsys):
+    # A partly trained checkpoint: right often enough to find correct answers among 8 samples, far from done.
+    start = run.checkpoints(tiny_sft_run)[-2]
+    data_dir = tmp_path / "resampled"
+
+    # ── sample 8 answers per training prompt, keep the best one when it is right
+    sample.main([str(ROOT / "recipes" / "tiny_sft.yaml"), "--adapter", str(start), "--k", "8",
+                 "--min-reward", "1.0", "--prompts", "200", "--out", str(data_dir / "train.jsonl")])
+    report = capsys.readouterr().out
+    kept = [json.loads(line) for line in (data_dir / "train.jsonl").read_text().splitlines()]
+    assert f"kept {len(kept)}/200 prompts" in report
+    assert 20 < len(kept) < 200  # some prompts solved in 8 tries, not all
+    assert all(row["completion"] == row["answer"] for row in kept)  # only right answers, as the model wrote them
+    assert len({row["question"] for row in kept}) == len(kept)  # one per prompt
+    assert set(kept[0]) == {"question", "answer", "completion", "reward"}
+
+    # ── SFT the checkpoint on its own best answers; the held-out split comes along, in SFT's columns
+    with open(data_dir / "test.jsonl", "w") as f:
+        for line in (tiny.task_path("tiny:addition") / "test.jsonl").read_text().splitlines():
+            row = json.loads(line)
+            f.write(json.dumps({**row, "completion": row["answer"]}) + "\n")
+    recipe = yaml.safe_load((ROOT / "recipes" / "tiny_sft.yaml").read_text())
+    recipe["model"]["adapter"] = str(start)
+    recipe["data"].update(source=str(data_dir), completion="{completion}")
+    recipe["train"].update(max_steps=30, warmup_steps=5, save_steps=1000, learning_rate=1e-3)
+    recipe["output_dir"] = str(tmp_path / "resft")
+    (tmp_path / "resft.yaml").write_text(yaml.safe_dump(recipe))
+    sft.main([str(tmp_path / "resft.yaml")])
+
+    # ── held-out accuracy: the starting checkpoint ("start") vs after SFT on its own answers
+    table = {row["model"]: row for row in evaluate.evaluate_run(tmp_path / "resft", "start,final", prompts=200)}
+    print(f"held-out accuracy: {start.name} {table['start']['accuracy']:.1%} -> "
+          f"sampled+SFT {table['final']['accuracy']:.1%}")
+    assert table["final"]["accuracy"] > table["start"]["accuracy"] + 0.15
+
+
+def test_a_grpo_recipe_keeps_only_answers_at_the_weighted_bar(tiny_sft_run, tmp_path, capsys):
+    recipe = recipes.load(ROOT / "recipes" / "tiny_sft.yaml")
+    recipe.method, recipe.data.answer, recipe.data.completion = "grpo", "{answer}", None
+    # exact match (1.0) + a format reward that every bare number meets (0.5): the bar 1.5 means both
+    recipe.rewards = [{"name": "exact_match", "weight": 1.0},
+                      {"name": "regex_match", "weight": 0.5, "pattern": r"\d+", "full_match": True}]
+    report = sample.sample(recipe, tmp_path / "best.jsonl", k=4, prompts=40, adapter=str(tiny_sft_run))
+    kept = [json.loads(line) for line in (tmp_path / "best.jsonl").read_text().splitlines()]
+    assert report["kept"] == len(kept) > 0 and report["min_reward"] == 1.5
+    assert all(row["reward"] == 1.5 and row["completion"] == row["answer"] for row in kept)
+    assert "kept" in capsys.readouterr().out
+
+
+def test_the_written_file_is_an_sft_dataset_the_recipe_loads(tmp_path):
+    from tinyalign import data
+
+    path = tmp_path / "best.jsonl"
+    path.write_text(json.dumps({"question": "1+2", "answer": "3", "completion": "3", "reward": 1.0}) + "\n")
+    spec = recipes.Data(source=str(path), prompt="{question}", completion="{completion}")
+    train, _ = data.load(spec, "sft")
+    assert train[0]["completion"] == [{"role": "assistant", "content": "3"}]
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda t: [str(t)], "is not a run directory"),
+    (lambda t: [str(ROOT / "recipes" / "tiny_sft.yaml"), "data.prompt=null"], "builds prompts from data.prompt"),
+])
+def test_mistakes_end_in_one_line(tmp_path, capsys, make, message):
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(SystemExit) as exit_:
+        sample.main([*make(tmp_path), "--out", str(out)])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()

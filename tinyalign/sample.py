@@ -1,0 +1,140 @@
+"""python -m tinyalign.sample RECIPE_OR_RUN [key=value ...] --k 8 --min-reward R --out best.jsonl
+
+Rejection sampling: K answers per training prompt from the recipe's model (its `model.adapter`, a
+run directory's final adapter, or --adapter), scored with the recipe's rewards (the weighted total;
+an SFT recipe is scored by exact match against its completion). The best answer per prompt is kept
+when it scores at least R (default: every reward at its top score), duplicates dropped, and written
+as an SFT dataset: the columns the recipe's templates read, plus `completion`. An SFT recipe trains
+on it directly with
+
+    data: {source: best.jsonl, prompt: "{question}", completion: "{completion}"}
+
+This is the cold start before GRPO (sample -> SFT -> GRPO), and the step after it. Repeating it
+over and over homogenises the answers: once or twice is where it helps.
+"""
+
+import argparse
+import json
+import os
+from collections import Counter
+from pathlib import Path
+
+from .errors import UserError, cli
+
+
+def load_target(target, overrides=()) -> tuple:
+    """(recipe, adapter to sample from or None) for a recipe file or a run directory (its final adapter)."""
+    from . import recipe as recipes, run
+
+    path = Path(target)
+    if path.is_dir():
+        if not (path / "recipe.yaml").is_file():
+            raise UserError(f"{path} is not a run directory (no recipe.yaml); pass a recipe or a run directory")
+        if not run.is_finished(path):
+            raise UserError(f"{path} has no final adapter yet; pass --adapter {path}/checkpoint-N")
+        return recipes.load(path / "recipe.yaml", overrides), str(path)
+    recipe = recipes.load(path, overrides)
+    return recipe, recipe.model.adapter
+
+
+def sample(recipe, out, k: int = 8, min_reward: float | None = None, prompts: int | None = None,
+           adapter: str | None = None, batch_size: int = 64) -> dict:
+    """Sample, score, keep the best answer per prompt; write `out` (JSONL). Returns {kept, total, out, ...}."""
+    from transformers import set_seed
+
+    from . import data, model, rewards, scoring
+    from .generate import generate
+
+    spec = recipe.data
+    if not spec.prompt:
+        raise UserError("sample builds prompts from data.prompt (a template such as \"{question}\"); set it")
+    if k < 1:
+        raise UserError("--k must be at least 1")
+    reward_fns = [rewards.resolve(s) for s in recipe.rewards] or [scoring.accuracy_reward(recipe)]
+    weights = [float(s.get("weight", 1.0)) for s in recipe.rewards] or [1.0]
+    top_total = sum(w * f.max_score for w, f in zip(weights, reward_fns))
+    min_reward = top_total if min_reward is None else min_reward
+
+    # ── prompts: the training split only; a held-out share carved by test_size stays held out
+    raw = data.load_split(spec, spec.split)
+    data.check_columns(raw, spec, recipe.method)
+    if spec.test_size and not spec.test_split:
+        raw = raw.train_test_split(test_size=spec.test_size, seed=recipe.seed)["train"]
+    if spec.limit:
+        raw = raw.select(range(min(spec.limit, len(raw))))
+    if prompts and prompts < len(raw):
+        raw = raw.shuffle(seed=recipe.seed).select(range(prompts))
+    rows = list(raw)
+    reference = spec.answer or spec.completion  # GRPO's answer, else the SFT target
+    chats = [data.prompt_messages(spec, row) for row in rows]
+
+    # ── sample K answers per prompt
+    policy, tokenizer = model.load_with_adapters(recipe.model, {"policy": adapter} if adapter else {})
+    settings = scoring.generation_settings(recipe)
+    set_seed(recipe.seed)
+    groups = generate(policy, tokenizer, chats, k=k, max_new_tokens=settings["max_new_tokens"],
+                      temperature=settings["temperature"] or 1.0, top_p=settings["top_p"], batch_size=batch_size,
+                      desc=f"sampling {k} per prompt")
+
+    # ── score: the weighted total of the recipe's rewards, as GRPO would see it
+    flat = [c for group in groups for c in group]
+    columns = {"answer": [reference.format_map(row) if reference else None for row in rows for _ in range(k)],
+               "prompts": [chat for chat in chats for _ in range(k)],
+               "completion_ids": [tokenizer(c, add_special_tokens=False).input_ids for c in flat]}
+    scores = [f(flat, **columns) for f in reward_fns]
+    totals = [sum(w * (s[i] or 0.0) for w, s in zip(weights, scores)) for i in range(len(flat))]
+
+    # ── keep the best per prompt; among equal scores, the answer the model gave most often
+    written = [c for c in data.template_columns(spec.prompt) + data.template_columns(reference) if c != "completion"]
+    written = list(dict.fromkeys(written))
+    kept, seen = [], set()
+    for i, row in enumerate(rows):
+        group = flat[i * k:(i + 1) * k]
+        counts = Counter(group)
+        best = max(range(k), key=lambda j: (totals[i * k + j], counts[group[j]]))
+        total, answer = totals[i * k + best], group[best]
+        key = (json.dumps(chats[i], sort_keys=True), answer)
+        if total < min_reward or not answer.strip() or key in seen:
+            continue
+        seen.add(key)
+        kept.append({**{c: row[c] for c in written}, "completion": answer, "reward": total})
+
+    # ── write atomically: a killed run leaves no half a dataset behind
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    with open(tmp, "w") as f:
+        f.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in kept)
+    os.replace(tmp, out)
+
+    report = {"kept": len(kept), "total": len(rows), "out": str(out), "k": k, "min_reward": min_reward,
+              "samples_at_bar": sum(t >= min_reward for t in totals) / max(1, len(totals))}
+    print(f"kept {len(kept)}/{len(rows)} prompts ({len(kept) / max(1, len(rows)):.1%}) whose best of {k} answers "
+          f"scored >= {min_reward:g}; {report['samples_at_bar']:.1%} of all samples did; wrote {out}")
+    system = f", system: {json.dumps(spec.system)}" if spec.system else ""
+    print(f"train on it with  data: {{source: {out}, prompt: {json.dumps(spec.prompt)}, "
+          f"completion: \"{{completion}}\"{system}}}")
+    return report
+
+
+@cli
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m tinyalign.sample", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("target", metavar="RECIPE_OR_RUN", help="a recipe (samples its model.adapter or base), "
+                                                               "or a run directory (samples its final adapter)")
+    parser.add_argument("overrides", nargs="*", help="dotted.key=value, e.g. generation.temperature=0.8")
+    parser.add_argument("--k", type=int, default=8, help="answers sampled per prompt (default 8)")
+    parser.add_argument("--min-reward", type=float, help="keep a prompt's best answer if its weighted reward "
+                                                         "is at least this (default: every reward at its top score)")
+    parser.add_argument("--out", required=True, help="the JSONL file to write, e.g. best.jsonl")
+    parser.add_argument("--prompts", type=int, help="sample this many training prompts (default: all)")
+    parser.add_argument("--adapter", help="sample from this adapter instead (a run directory or checkpoint-N)")
+    parser.add_argument("--batch-size", type=int, default=64, help="completions generated per batch (default 64)")
+    args = parser.parse_args(argv)
+    recipe, adapter = load_target(args.target, args.overrides)
+    sample(recipe, args.out, args.k, args.min_reward, args.prompts, args.adapter or adapter, args.batch_size)
+
+
+if __name__ == "__main__":
+    main()
