@@ -212,7 +212,10 @@ def mix_in(train, spec: Data, method: str, seed: int):
     blocks = []
     for i, (mixed, fraction) in enumerate(parts):
         raw = load_split(mixed, mixed.split)
-        check_columns(raw, mixed, method)
+        try:
+            check_columns(raw, mixed, method)
+        except UserError as e:
+            raise UserError(f"data.mix[{i}]: {e}") from None
         if len(raw) == 0:
             raise UserError(f"data.mix[{i}]: {mixed.source} split {mixed.split} has no rows")
         wanted = round(fraction * final_size)
