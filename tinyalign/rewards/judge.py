@@ -49,7 +49,7 @@ FALLBACK_RUBRIC = "- answers what the task asks\n- is correct\n- is clear and co
 MAX_CHARS = 4000  # of a task or an answer shown to the judge: a runaway answer must not blow its context
 
 _TYPE_RE = re.compile(r"TYPE\W*(chat|reasoning)", re.IGNORECASE)
-_RUBRIC_RE = re.compile(r"RUBRIC\W*?:\s*(.+)", re.IGNORECASE | re.DOTALL)
+_RUBRIC_RE = re.compile(r"RUBRIC\W*?:[\s*_]*(.+)", re.IGNORECASE | re.DOTALL)
 _SCORE_RE = re.compile(r"SCORE\W*?:\W*?(\d+(?:\.\d+)?)(?:\s*(?:/|out of)\s*(\d+(?:\.\d+)?))?", re.IGNORECASE)
 
 
