@@ -30,6 +30,7 @@ class CompletionLog(TrainerCallback):
         prompts, completions = list(logs["prompt"]), list(logs["completion"])
         rewards = {name: list(values) for name, values in logs["rewards"].items()}
         advantages = list(logs["advantages"])
+        extra = {name: list(values) for name, values in logs.get("extra", {}).items()}  # e.g. rubric_judge's rubric
         stride = max(1, len(completions) // self.samples_per_log)
         lines = []
         for i in range(0, len(completions), stride)[: self.samples_per_log]:
@@ -41,6 +42,7 @@ class CompletionLog(TrainerCallback):
                 "completion": completions[i],
                 "rewards": {name: _number(values[i]) for name, values in rewards.items() if i < len(values)},
                 "advantage": _number(advantages[i]) if i < len(advantages) else None,
+                **{name: values[i] for name, values in extra.items() if i < len(values)},
             }, ensure_ascii=False))
         if lines:
             with open(self.path, "a") as f:

@@ -165,8 +165,8 @@ def eval_rows(spec: Data, limit: int | None = None, seed: int = 42) -> list[dict
     if limit:
         raw = raw.select(range(min(limit, len(raw))))
     template = spec.answer or spec.completion  # the reference: GRPO's answer, else SFT's target
-    return [{"prompt": prompt_messages(spec, row), "answer": template.format_map(row) if template else None,
-             **row} for row in raw]
+    return [{**row, "prompt": prompt_messages(spec, row), "answer": template.format_map(row) if template else None}
+            for row in raw]
 
 
 # ---------------------------------------------------------------- mixing and curriculum

@@ -36,6 +36,7 @@ def main(argv=None):
 
     # ── recipe and run directory
     recipe = run.load_recipe("grpo", argv, DEFAULTS)
+    recipe.train = {**data.trainer_order(recipe.data, "grpo"), **recipe.train}  # a curriculum keeps its order
     recipe.train.setdefault("beta", KL_AFTER_SFT if recipe.model.adapter else KL_FROM_BASE)
     resume = run.prepare(recipe)
 

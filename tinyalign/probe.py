@@ -74,6 +74,8 @@ def run(recipe, prompts: int = 64, k: int = 8, out_dir=None) -> dict:
         "truncated": mean(len(i) >= settings["max_new_tokens"] for i in ids),
         "mean_length": mean(map(len, ids)),
         "settings": settings,
+        "per_prompt": [{"prompt": rows[i]["prompt"][-1]["content"], "pass_rate": mean(solved[j] for j in g)}
+                       for i, g in enumerate(groups)],
         "examples": [{"prompt": rows[i]["prompt"][-1]["content"], "answer": rows[i]["answer"],
                       "completions": completions[i][:3]} for i in range(min(5, len(rows)))],
     }

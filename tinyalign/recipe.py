@@ -137,6 +137,8 @@ def apply_override(raw: dict, item: str) -> None:
         value = yaml.safe_load(text) if text else ""
     except yaml.YAMLError:
         value = text
+    if isinstance(value, dict) and ":" not in text:  # a template like {question}, not a YAML mapping
+        value = text
     node = raw
     *parents, last = key.split(".")
     for part in parents:

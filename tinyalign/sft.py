@@ -26,6 +26,7 @@ def main(argv=None):
 
     # ── recipe and run directory
     recipe = run.load_recipe("sft", argv, DEFAULTS)
+    recipe.train = {**data.trainer_order(recipe.data, "sft"), **recipe.train}  # a curriculum keeps its order
     resume = run.prepare(recipe)
 
     from transformers import set_seed

@@ -22,6 +22,9 @@ def main(argv=None):
     parser.add_argument("recipe")
     parser.add_argument("overrides", nargs="*", help="dotted.key=value")
     args = parser.parse_args(argv)
+    import datasets
+
+    datasets.disable_progress_bars()  # stderr is for the one-line error, if any
 
     recipe = recipes.load(args.recipe, args.overrides)
     defaults = importlib.import_module(f"tinyalign.{recipe.method}").DEFAULTS

@@ -1,0 +1,65 @@
+"""Any source -> the trainer's columns: local file types, folders, vote stores, templates, splits."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from tinyalign import data
+from tinyalign.errors import UserError
+from tinyalign.prefs import VoteStore
+from tinyalign.recipe import Data
+
+ROWS = [{"question": f"{i}+1", "answer": str(i + 1)} for i in range(10)]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".json", ".csv", ".parquet"])
+def test_local_file_types_map_to_prompt_completion(tmp_path, suffix):
+    path = tmp_path / f"qa{suffix}"
+    frame = pd.DataFrame(ROWS)
+    {".jsonl": lambda: frame.to_json(path, orient="records", lines=True),
+     ".json": lambda: path.write_text(json.dumps(ROWS)),
+     ".csv": lambda: frame.to_csv(path, index=False),
+     ".parquet": lambda: frame.to_parquet(path)}[suffix]()
+    spec = Data(source=str(path), prompt="What is {question}?", completion="{answer}", system="Be brief.", test_size=2)
+    train, test = data.load(spec, "sft")
+    assert len(train) == 8 and len(test) == 2
+    row = train[0]
+    assert row["prompt"][0] == {"role": "system", "content": "Be brief."}
+    assert row["prompt"][1]["content"].startswith("What is ") and row["completion"][0]["role"] == "assistant"
+
+
+def test_grpo_rows_carry_the_reference_answer(tmp_path):
+    spec = Data(source="tiny:addition", test_split="test", prompt="{question}", answer="{answer}", limit=5)
+    train, test = data.load(spec, "grpo")
+    assert len(train) == 5 and len(test) == 500
+    assert train[0]["answer"] == str(eval(train[0]["prompt"][-1]["content"]))
+
+
+def test_messages_column_passes_through(tmp_path):
+    path = tmp_path / "chats.jsonl"
+    path.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}) + "\n")
+    train, _ = data.load(Data(source=str(path), messages="messages", system="S"), "sft")
+    assert [m["role"] for m in train[0]["messages"]] == ["system", "user", "assistant"]
+
+
+def test_vote_store_is_a_dpo_source(tmp_path):
+    db = tmp_path / "prefs.sqlite"
+    with VoteStore(db) as store:
+        store.record(conversation=[{"role": "user", "content": "2+2"}], response_a="4", response_b="5",
+                     model_a="sft", model_b="base", vote="a")
+    train, _ = data.load(Data(source=str(db)), "dpo")
+    assert train[0]["chosen"] == [{"role": "assistant", "content": "4"}]
+    assert train[0]["rejected"] == [{"role": "assistant", "content": "5"}]
+
+
+def test_missing_column_names_the_columns_it_has(tmp_path):
+    path = tmp_path / "qa.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    with pytest.raises(UserError, match=r"column 'query'.*its columns: question, answer"):
+        data.load(Data(source=str(path), prompt="{query}", completion="{answer}"), "sft")
+
+
+def test_missing_split_lists_the_splits(tmp_path):
+    with pytest.raises(UserError, match="no split 'validation'.*test, train"):
+        data.load(Data(source="tiny:addition", test_split="validation", prompt="{question}", completion="{answer}"), "sft")
