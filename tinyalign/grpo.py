@@ -46,7 +46,7 @@ def main(argv=None):
 
         report = probe.run(recipe, out_dir=recipe.output_dir)
         if report["verdict"] == "no signal" and not recipe.force:
-            raise UserError(f"probe: {report['reason']}; GRPO would learn nothing. Fix that first, "
+            raise UserError(f"probe says no signal: {report['reason']}; GRPO would learn nothing. Fix that first, "
                             "or pass force=true to train anyway")
 
     from transformers import set_seed
