@@ -1,0 +1,307 @@
+"""python bench/gpu_grpo.py [--steps N] [--variants trl,transformers,unsloth] — GRPO memory and speed on one GPU.
+
+A Qwen2.5-1.5B-shaped model with random weights, built from its config (no download), trained with
+the GRPO settings of recipes/qwen_1.5b_math.yaml on synthetic prompts, three ways:
+
+    trl           plain TRL + bitsandbytes: a 4-bit model and a LoraConfig handed to GRPOTrainer
+    transformers  tinyalign's transformers backend (tinyalign.model.load_for_training)
+    unsloth       tinyalign's unsloth backend (skipped, with a message, when unsloth is not installed)
+
+All three share the same GRPOConfig (the recipe's train section on tinyalign's defaults) and the
+recipe's reward functions. Each runs in its own process, so peak memory is its own and unsloth can
+patch TRL before TRL is imported. Measured, after --warmup steps: peak VRAM
+(torch.cuda.max_memory_allocated over the whole process: weights, generation and training),
+optimizer steps per second, and generated tokens per second of generation time.
+
+Random weights almost never emit the end-of-turn token, so every completion runs to
+max_completion_length: the figures are an upper bound on time and memory for these settings.
+
+Prints a Markdown table for bench/RESULTS.md and writes the raw figures to --out (JSON).
+`--smoke` runs the same harness on a scaled-down model on CPU, to check it without a GPU.
+"""
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+
+RECIPE = ROOT / "recipes" / "qwen_1.5b_math.yaml"
+VARIANTS = ("trl", "transformers", "unsloth")
+
+# Qwen/Qwen2.5-1.5B-Instruct's config.json, so no download is needed (1.54 B parameters).
+QWEN25_1_5B = dict(
+    hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
+    num_key_value_heads=2, vocab_size=151936, max_position_embeddings=32768, rope_theta=1000000.0,
+    rms_norm_eps=1e-6, tie_word_embeddings=True, hidden_act="silu", max_window_layers=21,
+    sliding_window=32768, use_sliding_window=False, attention_dropout=0.0, initializer_range=0.02,
+    bos_token_id=151643, eos_token_id=151645,
+)
+# --smoke: the same vocabulary and special tokens, a model small enough for a CPU.
+SMOKE = {**QWEN25_1_5B, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+         "num_attention_heads": 4, "num_key_value_heads": 2, "max_window_layers": 2}
+SMOKE_TRAIN = ["train.max_completion_length=8", "train.num_generations=4", "train.per_device_train_batch_size=4",
+               "train.gradient_accumulation_steps=2"]
+PAD, IM_START, IM_END = 151643, 151644, 151645
+PROMPT_WORDS = 120  # with the recipe's system prompt, about a GSM8K prompt's length in tokens
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python bench/gpu_grpo.py", description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=4, help="measured optimizer steps per variant (default 4)")
+    p.add_argument("--warmup", type=int, default=1, help="steps run first and not measured (default 1)")
+    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list of {', '.join(VARIANTS)}")
+    p.add_argument("--out", help="also write the raw figures to this JSON file")
+    p.add_argument("--model-dir", help="where the random-weight model is built (default: a temporary folder)")
+    p.add_argument("--smoke", action="store_true", help="scaled-down model on CPU: checks the harness, not the GPU")
+    p.add_argument("--variant", help=argparse.SUPPRESS)  # internal: run one variant in this process
+    return p.parse_args(argv)
+
+
+# ---------------------------------------------------------------- the model, built locally
+
+
+def build_model(folder: Path, smoke: bool) -> None:
+    """Random bf16 weights from the config (fp32 for --smoke), plus a ChatML tokenizer. Built on the
+    CPU: this process then holds no GPU memory while the variants run."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    from tinyalign.tiny import CHAT_TEMPLATE
+
+    torch.manual_seed(0)
+    config = Qwen2Config(**(SMOKE if smoke else QWEN25_1_5B))
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32 if smoke else torch.bfloat16)  # never a 6 GB fp32 copy first
+    try:
+        model = Qwen2ForCausalLM(config)
+    finally:
+        torch.set_default_dtype(default)
+    model.save_pretrained(folder)
+    # One word per token id, so synthetic prompts of N words are N tokens and every id decodes.
+    vocab = {f"w{i}": i for i in range(config.vocab_size)}
+    for token, i in (("<|endoftext|>", PAD), ("<|im_start|>", IM_START), ("<|im_end|>", IM_END)):
+        del vocab[f"w{i}"]
+        vocab[token] = i
+    core = Tokenizer(models.WordLevel(vocab, unk_token="w0"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                        additional_special_tokens=["<|im_start|>"])
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.save_pretrained(folder)
+
+
+# ---------------------------------------------------------------- one variant, in its own process
+
+
+def synthetic_prompts(recipe, count: int):
+    """Random-word questions in the recipe's chat format, with a GSM8K-style reference answer."""
+    import random
+
+    from datasets import Dataset
+
+    rng = random.Random(0)
+    system = [{"role": "system", "content": recipe.data.system}] if recipe.data.system else []
+    rows = [{"prompt": system + [{"role": "user", "content": " ".join(f"w{rng.randrange(100, 150000)}"
+                                                                     for _ in range(PROMPT_WORDS))}],
+             "answer": "#### 42"} for _ in range(count)]
+    return Dataset.from_list(rows)
+
+
+def load_recipe(model_dir: str, args, variant: str):
+    from tinyalign import grpo, recipe as recipes
+
+    overrides = [f"model.name={model_dir}", "model.backend=" + ("unsloth" if variant == "unsloth" else "transformers"),
+                 f"output_dir={tempfile.mkdtemp(prefix='bench-grpo-')}", f"train.max_steps={args.warmup + args.steps}",
+                 "train.logging_steps=1", "train.save_strategy='no'", "probe=false", "doctor=false",
+                 *(SMOKE_TRAIN if args.smoke else [])]
+    recipe = recipes.load(RECIPE, overrides, method="grpo")
+    recipe.train = {**grpo.DEFAULTS, **recipe.train}  # what `python -m tinyalign.grpo` would train with
+    recipe.train.setdefault("beta", grpo.KL_FROM_BASE)
+    recipe.train["reward_weights"] = [float(spec.get("weight", 1.0)) for spec in recipe.rewards]
+    return recipe
+
+
+def plain_trl_model(recipe):
+    """What a TRL user writes: a 4-bit bitsandbytes model and a LoraConfig for GRPOTrainer to apply."""
+    import torch
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    from tinyalign.model import compute_dtype
+
+    dtype = compute_dtype(recipe.model)
+    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                      bnb_4bit_compute_dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(recipe.model.name, quantization_config=quantization, dtype=dtype,
+                                                 device_map={"": 0} if torch.cuda.is_available() else None)
+    lora = recipe.model.lora
+    peft_config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                             target_modules=lora.target_modules, task_type="CAUSAL_LM")
+    return model, AutoTokenizer.from_pretrained(recipe.model.name), peft_config
+
+
+def run_variant(args) -> dict:
+    variant = args.variant
+    if variant == "unsloth":
+        import unsloth  # noqa: F401  (first: it patches transformers, peft and TRL as they are imported)
+    import torch
+
+    cuda = torch.cuda.is_available()
+    recipe = load_recipe(args.model_dir, args, variant)
+
+    from transformers import TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from tinyalign import model as models, rewards, run
+
+    start = time.perf_counter()
+    config = run.trl_config(recipe, GRPOConfig)
+    peft_config = None
+    if variant == "trl":
+        policy, tokenizer, peft_config = plain_trl_model(recipe)
+    else:
+        policy, tokenizer = models.load_for_training(recipe.model, config.gradient_checkpointing)
+    load_s = time.perf_counter() - start
+    prompts_per_step = config.per_device_train_batch_size * config.gradient_accumulation_steps // config.num_generations
+    trainer = GRPOTrainer(model=policy, args=config, peft_config=peft_config,
+                          train_dataset=synthetic_prompts(recipe, prompts_per_step * config.max_steps),
+                          reward_funcs=[rewards.resolve(spec) for spec in recipe.rewards], processing_class=tokenizer)
+
+    step_ends: list[float] = []
+    generation = {"seconds": 0.0, "tokens": 0, "calls": 0}
+
+    class StepClock(TrainerCallback):
+        def on_step_end(self, *_, **__):
+            if cuda:
+                torch.cuda.synchronize()
+            step_ends.append(time.perf_counter())
+
+    trainer.add_callback(StepClock())
+    generate = trainer._generate
+
+    def timed_generate(prompts):  # TRL's rollout: prompts in, completion ids out
+        began = time.perf_counter()
+        result = generate(prompts)
+        if trainer.state.global_step >= args.warmup:
+            generation["seconds"] += time.perf_counter() - began
+            generation["tokens"] += sum(len(ids) for ids in result[1])
+            generation["calls"] += 1
+        return result
+
+    trainer._generate = timed_generate
+    trainer.train()
+
+    measured = step_ends[args.warmup - 1:] if args.warmup else [start + load_s] + step_ends
+    lengths = [e["completions/mean_length"] for e in trainer.state.log_history if "completions/mean_length" in e]
+    return {
+        "variant": variant,
+        "peak_vram_gb": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
+        "peak_reserved_gb": torch.cuda.max_memory_reserved() / 2**30 if cuda else None,
+        "steps_per_s": (len(measured) - 1) / (measured[-1] - measured[0]),
+        "seconds_per_step": (measured[-1] - measured[0]) / (len(measured) - 1),
+        # unsloth may route generation around TRL's _generate; then the count is missing, not wrong
+        "generated_tokens_per_s": generation["tokens"] / generation["seconds"] if generation["calls"] else None,
+        "completions_per_step": config.per_device_train_batch_size * config.gradient_accumulation_steps,
+        "mean_completion_tokens": sum(lengths[args.warmup:]) / max(1, len(lengths[args.warmup:])),
+        "load_s": load_s,
+        "gradient_checkpointing": config.gradient_checkpointing,
+        "dtype": "bf16" if config.bf16 else "fp16" if config.fp16 else "fp32",
+    }
+
+
+# ---------------------------------------------------------------- the driver
+
+
+def versions() -> dict:
+    import importlib.metadata as md
+
+    found = {}
+    for name in ("torch", "transformers", "trl", "peft", "bitsandbytes", "unsloth"):
+        try:
+            found[name] = md.version(name)
+        except md.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def table(results: list[dict]) -> str:
+    baseline = next((r for r in results if r["variant"] == "trl" and "skipped" not in r), None)
+    lines = ["| variant | peak VRAM (GB) | steps/s | s/step | generated tok/s | vs plain TRL |",
+             "|---|---|---|---|---|---|"]
+    for r in results:
+        if "skipped" in r:
+            lines.append(f"| {r['variant']} | skipped: {r['skipped']} | | | | |")
+            continue
+        vram = f"{r['peak_vram_gb']:.2f}" if r["peak_vram_gb"] is not None else "-"
+        tokens = f"{r['generated_tokens_per_s']:.0f}" if r["generated_tokens_per_s"] else "n/a"
+        ratio = f"{r['steps_per_s'] / baseline['steps_per_s']:.2f}x" if baseline else "-"
+        lines.append(f"| {r['variant']} | {vram} | {r['steps_per_s']:.3f} | {r['seconds_per_step']:.1f} | "
+                     f"{tokens} | {ratio} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.steps < 1 or args.warmup < 0:
+        print("--steps must be at least 1 and --warmup at least 0", file=sys.stderr)
+        return 2
+    import torch
+
+    if not args.smoke and not torch.cuda.is_available():
+        print("bench/gpu_grpo.py measures GPU memory and speed and needs a CUDA GPU; none was found. "
+              "(--smoke runs the harness on CPU with a scaled-down model.)", file=sys.stderr)
+        return 2
+    if args.variant:
+        print("RESULT " + json.dumps(run_variant(args)), flush=True)
+        return 0
+
+    wanted = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = sorted(set(wanted) - set(VARIANTS))
+    if unknown:
+        print(f"unknown variant {', '.join(unknown)}; choices: {', '.join(VARIANTS)}", file=sys.stderr)
+        return 2
+    model_dir = Path(args.model_dir or tempfile.mkdtemp(prefix="qwen2.5-1.5b-random-"))
+    if not (model_dir / "config.json").is_file():
+        print(f"building a Qwen2.5-1.5B-shaped model with random weights in {model_dir}", flush=True)
+        build_model(model_dir, args.smoke)
+
+    results = []
+    for variant in wanted:
+        if variant == "unsloth" and (args.smoke or importlib.util.find_spec("unsloth") is None):
+            reason = "needs a CUDA GPU" if args.smoke else "unsloth is not installed (pip install 'tinyalign[unsloth]')"
+            print(f"== {variant}: skipped, {reason}", flush=True)
+            results.append({"variant": variant, "skipped": reason})
+            continue
+        print(f"== {variant}", flush=True)
+        cmd = [sys.executable, __file__, "--variant", variant, "--model-dir", str(model_dir), "--steps", str(args.steps),
+               "--warmup", str(args.warmup), *(["--smoke"] if args.smoke else [])]
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True)
+        lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+        if proc.returncode or not lines:
+            print(proc.stdout[-3000:])
+            results.append({"variant": variant, "skipped": f"failed with exit status {proc.returncode} (output above)"})
+            continue
+        results.append(json.loads(lines[-1].removeprefix("RESULT ")))
+        print(json.dumps(results[-1], indent=1), flush=True)
+
+    report = {"command": "python " + " ".join([Path(__file__).relative_to(ROOT).as_posix(), *(argv or sys.argv[1:])]),
+              "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu (smoke)",
+              "versions": versions(), "recipe": str(RECIPE.relative_to(ROOT)), "results": results}
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\n{report['command']}\n{report['gpu']}; {report['versions']}\n\n{table(results)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
