@@ -1,6 +1,7 @@
 """python -m tinyalign.demo — the offline end-to-end demo on CPU, with held-out accuracy per stage.
 
-    tiny base (knows arithmetic as raw text, not chat) --SFT--> adapter
+    tiny base (can add, answers "46 (12+34)") --SFT (short)--> adapter --probe--> viable? --GRPO--> adapter
+    then evaluate every checkpoint by the task metric, and the doctor reads the logs.
 
 Every stage is the real product path (4-bit base, LoRA, TRL) on the built-in tiny model and task.
 """
@@ -43,7 +44,7 @@ def held_out_accuracy(recipe_file: str, adapters: dict[str, str], limit: int) ->
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tinyalign.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/demo", help="where the demo's runs go (default: runs/demo)")
-    parser.add_argument("--eval-prompts", type=int, default=500, help="held-out questions to score")
+    parser.add_argument("--eval-prompts", type=int, default=200, help="held-out questions to score")
     args = parser.parse_args(argv)
     out = Path(args.out)
     timings = {}
@@ -52,20 +53,35 @@ def main(argv=None):
 
     torch.set_num_threads(1)  # a tiny model's matmuls are too small to gain from threads
 
-    from . import sft
+    from . import grpo, sft
 
-    print("== stage 1: SFT — teach the base to answer in chat (4-bit QLoRA)")
+    print("== stage 1: SFT, deliberately short: teach the answer style (4-bit QLoRA)")
     start = time.time()
     sft.main([recipe_path("tiny_sft.yaml"), f"output_dir={out / 'sft'}", "overwrite=true"])
     timings["sft"] = time.time() - start
 
-    print("== held-out accuracy (greedy, exact match)")
-    accuracy = held_out_accuracy(recipe_path("tiny_sft.yaml"), {"sft": str(out / "sft")}, args.eval_prompts)
-    print(f"\n{'stage':<8} {'accuracy':>9} {'train time':>11}")
-    for stage, acc in accuracy.items():
-        took = f"{timings[stage]:.0f} s" if stage in timings else "-"
-        print(f"{stage:<8} {acc:>8.1%} {took:>11}")
-    print(f"\nruns in {out}/ — each holds the adapter, recipe.yaml and trainer_state.json")
+    print("== stage 2: probe (is RL viable from the SFT adapter?), then GRPO with an exact-match reward")
+    start = time.time()
+    grpo.main([recipe_path("tiny_grpo.yaml"), f"model.adapter={out / 'sft'}", f"output_dir={out / 'grpo'}",
+               "overwrite=true"])
+    timings["grpo"] = time.time() - start
+
+    print("== stage 3: evaluate the base, the SFT start and every GRPO checkpoint on held-out questions")
+    from . import doctor
+    from .evaluate import evaluate_run
+
+    table = {row["model"]: row for row in evaluate_run(out / "grpo", k=4, prompts=args.eval_prompts)}
+
+    print("== stage 4: the doctor reads the GRPO run's logs")
+    doctor.main([str(out / "grpo")])
+
+    print(f"\nheld-out accuracy, {args.eval_prompts} questions (greedy, exact match)")
+    print(f"{'stage':<6} {'accuracy':>9} {'pass@4':>7} {'train time':>11}")
+    for stage, name in (("base", "base"), ("sft", "start"), ("grpo", "final")):
+        row, took = table[name], f"{timings[stage]:.0f} s" if stage in timings else "-"
+        print(f"{stage:<6} {row['accuracy']:>8.1%} {row['pass@4']:>7.1%} {took:>11}")
+    print(f"\nper checkpoint: {out / 'grpo' / 'eval.md'} and eval.png; bad cases: {out / 'grpo' / 'completions.jsonl'}")
+    print(f"runs in {out}/ — each holds the adapter, recipe.yaml and trainer_state.json")
 
 
 if __name__ == "__main__":
