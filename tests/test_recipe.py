@@ -82,6 +82,11 @@ def test_exponent_without_dot_is_a_number(recipe_file):
     assert recipe.train["learning_rate"] == 5e-5 and recipe.model.lora.dropout == 0.1
 
 
+def test_yes_no_on_off_stay_strings(recipe_file):
+    recipe = recipes.load(recipe_file(), ["train.save_strategy=no", "data.system=off", "overwrite=true"])
+    assert recipe.train["save_strategy"] == "no" and recipe.data.system == "off" and recipe.overwrite is True
+
+
 def test_missing_required_key(recipe_file):
     with pytest.raises(UserError, match="missing `model.name`"):
         recipes.load(recipe_file(GOOD.replace("name: tiny:qwen2-1m, ", "")))

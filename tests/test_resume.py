@@ -105,8 +105,6 @@ def test_sigkilled_sft_run_resumes_to_the_uninterrupted_result(tiny_sft_run, tmp
           f"{max(abs(after[s]['loss'] / reference[s]['loss'] - 1) for s in reference):.2e}")
 
 
-@pytest.mark.xfail(strict=True, reason="run.checkpoints() still offers a checkpoint folder the kill left "
-                                       "half-written; resume=true then fails on its missing trainer_state.json")
 def test_resume_passes_over_a_checkpoint_the_kill_left_half_written(tiny_sft_run, tmp_path):
     import shutil
 

@@ -6,6 +6,7 @@ did-you-mean and the valid keys of that section) before anything is downloaded o
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -83,6 +84,19 @@ class Recipe:
 REQUIRED = ("model.name", "data.source", "output_dir")
 
 
+class RecipeLoader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false. YAML 1.1 also reads yes/no/on/off as booleans, which
+    turns `save_strategy: no` into False."""
+
+
+RecipeLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+RecipeLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                   list("tTfF"))
+
+
 # ---------------------------------------------------------------- loading
 
 
@@ -116,7 +130,7 @@ def read_yaml(path) -> dict:
     if not path.is_file():
         raise UserError(f"recipe file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=RecipeLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
@@ -134,7 +148,7 @@ def apply_override(raw: dict, item: str) -> None:
     if not eq or not key:
         raise UserError(f"override {item!r} is not key=value (e.g. train.max_steps=10)")
     try:
-        value = yaml.safe_load(text) if text else ""
+        value = yaml.load(text, Loader=RecipeLoader) if text else ""
     except yaml.YAMLError:
         value = text
     if isinstance(value, dict) and ":" not in text:  # a template like {question}, not a YAML mapping

@@ -37,8 +37,10 @@ def load_recipe(method: str, argv=None, defaults: dict | None = None) -> recipes
 
 
 def checkpoints(output_dir) -> list[Path]:
-    """checkpoint-N folders, oldest first."""
-    found = [p for p in Path(output_dir).glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
+    """Complete checkpoint-N folders, oldest first. The Trainer writes trainer_state.json last, so a
+    folder without it was cut off mid-save (a kill) and cannot be resumed or evaluated."""
+    found = [p for p in Path(output_dir).glob("checkpoint-*")
+             if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()]
     return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
 
 
