@@ -237,3 +237,39 @@ def test_regenerate_replaces_the_answers_and_new_round_starts_over(tmp_path, pag
         assert page.is_enabled("#message textarea")
     finally:
         stop()
+
+
+def test_votes_become_a_dpo_run_whose_adapter_the_app_serves(arena, page, tmp_path):
+    """The closed loop: browser vote with an edit -> export -> tinyalign.dpo -> the new adapter in the app."""
+    import subprocess
+    import sys
+
+    app, db = arena
+    page.goto(app.url)
+    pick(page, "Checkpoint A (left)", "aaa")
+    pick(page, "Checkpoint B (right)", "bbb")
+    ask(page, "Which letter?")
+    vote(page, "a", edited="A.")
+    pairs = tmp_path / "pairs.jsonl"
+    subprocess.run([sys.executable, "-m", "tinyalign.prefs", "export", str(db), "--out", str(pairs)], check=True)
+    assert {"role": "assistant", "content": "A."} in [json.loads(line)["chosen"][0] for line in pairs.read_text().splitlines()]
+
+    runs = trained_adapters()
+    out = tmp_path / "dpo"
+    recipe = Path(__file__).resolve().parent.parent / "recipes" / "tiny_dpo.yaml"
+    subprocess.run([sys.executable, "-m", "tinyalign.dpo", str(recipe), f"model.adapter={runs['aaa']}",
+                    f"data.source={pairs}", "data.prompt=null", "data.chosen=null", "data.rejected=null",
+                    "data.test_split=null", "data.limit=null", "train.max_steps=2",
+                    "train.per_device_train_batch_size=2", f"output_dir={out}"],
+                   check=True, capture_output=True, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert (out / "adapter_model.safetensors").is_file()
+
+    served = start_app({"aaa": runs["aaa"], "dpo": out}, tmp_path / "next.sqlite")
+    try:
+        page.goto(served.url)
+        pick(page, "Checkpoint A (left)", "dpo")
+        pick(page, "Checkpoint B (right)", "aaa")
+        ask(page, "Say something")
+        assert pane(page, "left") and pane(page, "right")  # the DPO adapter answers in its pane
+    finally:
+        served.stop()
