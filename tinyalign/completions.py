@@ -22,11 +22,15 @@ class CompletionLog(TrainerCallback):
         self.samples_per_log = samples_per_log
         self.max_lines = max_lines
         self.written = sum(1 for _ in open(self.path)) if self.path.exists() else 0  # resumed runs append
+        self.last_step = None
 
     def on_log(self, args, state, control, **kwargs):
         logs = getattr(self.trainer, "_logs", None)  # TRL's buffer of the latest generation batch
         if not state.is_world_process_zero or not logs or not logs.get("completion"):
             return
+        if state.global_step == self.last_step:  # the end-of-training log repeats the last batch
+            return
+        self.last_step = state.global_step
         prompts, completions = list(logs["prompt"]), list(logs["completion"])
         rewards = {name: list(values) for name, values in logs["rewards"].items()}
         advantages = list(logs["advantages"])

@@ -51,7 +51,7 @@ def main(argv=None):
                          processing_class=tokenizer, callbacks=run.callbacks(recipe))
 
     # ── train and save
-    trainer.train(resume_from_checkpoint=resume)
+    run.train(trainer, resume)
     run.save(trainer, tokenizer, recipe)
 
 

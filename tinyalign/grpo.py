@@ -71,7 +71,7 @@ def main(argv=None):
     trainer.add_callback(CompletionLog(trainer, recipe.output_dir))
 
     # ── train and save
-    trainer.train(resume_from_checkpoint=resume)
+    run.train(trainer, resume)
     run.save(trainer, tokenizer, recipe)
 
 

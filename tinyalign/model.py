@@ -7,6 +7,7 @@ imported, so it is imported only on its own path, before TRL is.
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 from . import tiny
@@ -78,7 +79,8 @@ def compute_dtype(spec: Model):
         return getattr(torch, spec.dtype)
     if not has_cuda():
         return torch.float32
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    # a T4 "supports" bf16 only by emulation, which is slow: count native support only
+    return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
 
 
 def hardware_args(spec: Model) -> dict:
@@ -89,9 +91,10 @@ def hardware_args(spec: Model) -> dict:
     import torch
 
     dtype = compute_dtype(spec)
+    ddp = {"ddp_find_unused_parameters": False} if int(os.environ.get("WORLD_SIZE", 1)) > 1 else {}  # frozen base: no search
     if not has_cuda():
-        return {"use_cpu": True, "bf16": False, "fp16": False, "gradient_checkpointing": False}
-    return {"bf16": dtype == torch.bfloat16, "fp16": dtype == torch.float16, "gradient_checkpointing": True}
+        return {"use_cpu": True, "bf16": False, "fp16": False, "gradient_checkpointing": False, **ddp}
+    return {"bf16": dtype == torch.bfloat16, "fp16": dtype == torch.float16, "gradient_checkpointing": True, **ddp}
 
 
 def quantization_config(spec: Model):
@@ -130,7 +133,8 @@ def load_base(spec: Model):
             name,
             quantization_config=quantization_config(spec),
             dtype=compute_dtype(spec),
-            device_map={"": 0} if torch.cuda.is_available() else None,
+            # each DDP process on its own GPU
+            device_map={"": int(os.environ.get("LOCAL_RANK", 0))} if torch.cuda.is_available() else None,
         )
     except OSError as e:
         raise UserError(f"model.name: cannot load {spec.name}: {str(e).splitlines()[0]}") from None

@@ -9,6 +9,8 @@
 """
 
 import argparse
+import functools
+import os
 import shutil
 from pathlib import Path
 
@@ -74,6 +76,8 @@ def prepare(recipe: recipes.Recipe) -> str | None:
     """Check output_dir, clear a run being overwritten, write recipe.yaml; return a checkpoint to resume."""
     out = Path(recipe.output_dir)
     resume = check_output_dir(recipe)
+    if not is_main_process():  # under DDP one process writes the run directory
+        return resume
     if recipe.overwrite and not resume:
         for old in checkpoints(out):  # stale checkpoints would mix into evaluation of the new run
             shutil.rmtree(old)
@@ -81,6 +85,18 @@ def prepare(recipe: recipes.Recipe) -> str | None:
             (out / name).unlink(missing_ok=True)
     recipes.write(recipe, out / "recipe.yaml")
     return resume
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", 0)) == 0
+
+
+def train(trainer, resume: str | None) -> None:
+    """trainer.train, resuming exactly: PEFT's load_adapter (the Trainer's resume path) would upcast
+    TRL's bf16 QLoRA weights to fp32 and the resumed run would drift from the uninterrupted one."""
+    if resume and hasattr(trainer.model, "load_adapter"):
+        trainer.model.load_adapter = functools.partial(trainer.model.load_adapter, autocast_adapter_dtype=False)
+    trainer.train(resume_from_checkpoint=resume)
 
 
 def trl_config(recipe: recipes.Recipe, config_cls):
@@ -103,7 +119,9 @@ def callbacks(recipe: recipes.Recipe) -> list:
 def save(trainer, tokenizer, recipe: recipes.Recipe) -> None:
     """Final adapter + tokenizer + full log history; the adapter file last, since it marks the run finished."""
     out = Path(recipe.output_dir)
-    trainer.state.save_to_json(str(out / "trainer_state.json"))
-    tokenizer.save_pretrained(out)
-    trainer.save_model(str(out))
-    print(f"saved adapter to {out}")
+    if trainer.is_world_process_zero():
+        trainer.state.save_to_json(str(out / "trainer_state.json"))
+        tokenizer.save_pretrained(out)
+    trainer.save_model(str(out))  # collective under FSDP/DeepSpeed: every process calls it
+    if trainer.is_world_process_zero():
+        print(f"saved adapter to {out}")
