@@ -51,3 +51,22 @@ def test_no_signal_refuses_to_train(tiny_sft_run, tmp_path, capsys):
     assert exit_.value.code == 2
     assert "no signal" in capsys.readouterr().err
     assert not (out / "adapter_model.safetensors").exists()
+
+
+def test_doctor_finds_nothing_wrong_with_the_healthy_run(grpo_run):
+    from tinyalign.doctor import diagnose, load_run
+
+    assert diagnose(*load_run(grpo_run)) == []
+
+
+def test_doctor_names_a_far_too_high_learning_rate_in_a_real_run(tiny_sft_run, tmp_path):
+    from tinyalign.doctor import diagnose, load_run
+
+    out = tmp_path / "bad_lr"
+    grpo.main([RECIPE, f"model.adapter={tiny_sft_run}", f"output_dir={out}", "train.learning_rate=2e-2",
+               "train.max_steps=24", "train.logging_steps=2", "train.save_strategy=no", "probe=false"])
+    findings = {f.symptom: f for f in diagnose(*load_run(out))}
+    # measured: KL 1.9 -> 4.2 while the reward fell 0.28 -> 0 and every group scored the same
+    assert "kl_runaway" in findings, list(findings)
+    assert any(o.startswith("train.learning_rate=") and float(o.split("=")[1]) < 2e-2
+               for o in findings["kl_runaway"].overrides)
