@@ -49,6 +49,8 @@ def run(recipe, prompts: int = 64, k: int = 8, out_dir=None) -> dict:
     policy, tokenizer = model.load_with_adapters(recipe.model, adapters)
     completions = generate(policy, tokenizer, [r["prompt"] for r in rows], k=k, desc="probe", **settings)
 
+    del policy  # GRPO loads its own trainable copy next; don't hold two on the GPU
+    free_memory()
     flat = [c for group in completions for c in group]
     answers = [r["answer"] for r in rows for _ in range(k)]
     ids = [tokenizer(c, add_special_tokens=False).input_ids for c in flat]
@@ -84,6 +86,16 @@ def run(recipe, prompts: int = 64, k: int = 8, out_dir=None) -> dict:
         (Path(out_dir) / "probe.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
     print(format_report(report))
     return report
+
+
+def free_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def format_report(r: dict) -> str:
