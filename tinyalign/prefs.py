@@ -439,14 +439,21 @@ def _write_jsonl_atomically(rows, out):
         raise
 
 
-def _export(args):
-    votes = _read_votes(args.db)
+def export(store_or_path, out) -> dict:
+    """Write a store's DPO pairs to `out` (JSONL, atomically): what the export command and the app's
+    Export tab both do. Returns {pairs, votes, dropped}; UserError when no vote makes a pair."""
+    votes = _read_votes(store_or_path)
     rows, dropped = _build_pairs(votes)
-    if not rows:
-        raise _no_pairs(args.db, votes, dropped)  # an empty dataset would only fail later, in DPO
-    _write_jsonl_atomically(rows, args.out)
-    print(f"wrote {len(rows)} DPO pairs from {len(votes)} votes to {args.out}")
-    print(f"dropped: {_describe(dropped) if dropped else 'nothing'}")
+    if not rows:  # an empty dataset would only fail later, in DPO
+        raise _no_pairs(getattr(store_or_path, "path", store_or_path), votes, dropped)
+    _write_jsonl_atomically(rows, out)
+    return {"pairs": len(rows), "votes": len(votes), "dropped": _describe(dropped) if dropped else "nothing"}
+
+
+def _export(args):
+    done = export(args.db, args.out)
+    print(f"wrote {done['pairs']} DPO pairs from {done['votes']} votes to {args.out}")
+    print(f"dropped: {done['dropped']}")
 
 
 def _stats(args):

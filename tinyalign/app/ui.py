@@ -248,17 +248,12 @@ def build(engine: Engine, ballots: Ballots, export_path: Path) -> gr.Blocks:
             store = ballots.existing()
             if store is None:
                 return "No votes yet.", None
-            votes = store.votes()
-            rows, dropped = prefs._build_pairs(votes)  # the same rules as `python -m tinyalign.prefs export`
-            if not rows:
-                return as_text(str(prefs._no_pairs(ballots.path, votes, dropped))), None
             try:
-                prefs._write_jsonl_atomically(rows, export_path)
+                done = prefs.export(store, export_path)  # the same rules as `python -m tinyalign.prefs export`
             except UserError as e:
                 return as_text(str(e)), None
-            dropped_text = prefs._describe(dropped) if dropped else "nothing"
-            return (f"Wrote **{len(rows)}** DPO pairs from **{len(votes)}** votes to `{as_text(str(export_path))}` "
-                    f"(dropped: {dropped_text}).", str(export_path))
+            return (f"Wrote **{done['pairs']}** DPO pairs from **{done['votes']}** votes to "
+                    f"`{as_text(str(export_path))}` (dropped: {done['dropped']}).", str(export_path))
 
         export.click(on_export, outputs=[export_status, export_file])
     return demo
