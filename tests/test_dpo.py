@@ -3,7 +3,7 @@
 import json
 
 from tinyalign import dpo, model, recipe as recipes
-from tinyalign.demo import held_out_accuracy
+from tinyalign.scoring import held_out_accuracy
 from tinyalign.generate import generate
 
 from conftest import ROOT

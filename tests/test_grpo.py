@@ -5,7 +5,7 @@ import json
 import pytest
 
 from tinyalign import grpo
-from tinyalign.demo import held_out_accuracy
+from tinyalign.scoring import held_out_accuracy
 
 from conftest import ROOT
 

@@ -6,7 +6,7 @@ import sys
 
 import yaml
 
-from tinyalign.demo import held_out_accuracy
+from tinyalign.scoring import held_out_accuracy
 
 from conftest import ROOT
 

@@ -22,24 +22,6 @@ def recipe_path(name: str) -> str:
     return str(path)
 
 
-def held_out_accuracy(recipe_file: str, adapters: dict[str, str], limit: int) -> dict[str, float]:
-    """Greedy exact-match accuracy on held-out questions for the base and each adapter (base loaded once)."""
-    from . import data, model, recipe as recipes, scoring
-
-    recipe = recipes.load(recipe_file)
-    rows = data.eval_rows(recipe.data, limit=limit, seed=recipe.seed)
-    reward = scoring.accuracy_reward(recipe)
-    max_new = scoring.generation_settings(recipe)["max_new_tokens"]
-    policy, tokenizer = model.load_with_adapters(recipe.model, adapters)
-    results = {}
-    with policy.disable_adapter():
-        results["base"] = scoring.greedy_accuracy(policy, tokenizer, rows, reward, max_new, desc="base")
-    for name in adapters:
-        policy.set_adapter(name)
-        results[name] = scoring.greedy_accuracy(policy, tokenizer, rows, reward, max_new, desc=name)
-    return results
-
-
 @cli
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tinyalign.demo", description=__doc__.splitlines()[0])

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean
 
+from . import scoring
 from .errors import UserError, cli
 
 FILES = ("eval.csv", "eval.md", "eval.png")
@@ -120,7 +121,7 @@ def score(policy, tokenizer, rows: list[dict], rewards: list, weights: list[floa
         flat = [c for group in samples for c in group]
         repeated = {"answer": [a for a in answers for _ in range(k)], "prompts": [p for p in prompts for _ in range(k)],
                     "completion_ids": [tokenizer(c, add_special_tokens=False).input_ids for c in flat]}
-        solved = solved_flags(accuracy, flat, repeated)
+        solved = scoring.solved(accuracy, flat, **repeated)
         metrics[f"pass@{k}"] = None if solved is None else mean(any(solved[i:i + k]) for i in range(0, len(flat), k))
 
     if rewards:
@@ -132,23 +133,15 @@ def score(policy, tokenizer, rows: list[dict], rewards: list, weights: list[floa
             metrics[f"reward/{f.__name__}"] = mean(known) if known else None
         formats = [f for f in rewards if f.kind == "format"]
         if formats:
-            at_max = [[s is not None and s >= f.max_score for s in scores[f.__name__]] for f in formats]
-            metrics["format"] = mean(all(flags) for flags in zip(*at_max))
+            compliant = [scoring.at_max(f, scores[f.__name__]) for f in formats]
+            metrics["format"] = mean(all(flags) for flags in zip(*compliant))
     metrics["mean_length"] = mean(map(len, ids))
     metrics["truncated"] = mean(len(i) >= max_new for i in ids)
     return metrics
 
 
-def solved_flags(reward, completions: list[str], columns: dict) -> list[bool] | None:
-    """Which completions get the reward's top score; None when no row has a reference to judge by."""
-    scores = reward(completions, **columns)
-    if all(s is None for s in scores):
-        return None
-    return [s is not None and s >= reward.max_score for s in scores]
-
-
 def solved_share(reward, completions: list[str], columns: dict) -> float | None:
-    flags = solved_flags(reward, completions, columns)
+    flags = scoring.solved(reward, completions, **columns)
     return None if flags is None else mean(flags)
 
 

@@ -27,10 +27,34 @@ def generation_settings(recipe) -> dict:
     }
 
 
-def greedy_accuracy(model, tokenizer, rows: list[dict], reward, max_new_tokens: int,
-                    batch_size: int = 64, desc: str | None = None) -> float:
-    """Share of `rows` ({prompt, answer}) whose greedy answer gets the reward's top score."""
-    completions = generate(model, tokenizer, [r["prompt"] for r in rows], max_new_tokens=max_new_tokens,
-                           batch_size=batch_size, desc=desc)
-    scores = reward([c[0] for c in completions], answer=[r["answer"] for r in rows])
-    return mean(1.0 if s is not None and s >= reward.max_score else 0.0 for s in scores)
+def at_max(reward, scores) -> list[bool]:
+    """Which scores are the reward's top score: "solved" for an accuracy reward, "compliant" for a format one."""
+    return [s is not None and s >= reward.max_score for s in scores]
+
+
+def solved(reward, completions: list[str], **columns) -> list[bool] | None:
+    """Which completions the reward scores at its top; None when no row has a reference to judge by."""
+    scores = reward(completions, **columns)
+    return None if all(s is None for s in scores) else at_max(reward, scores)
+
+
+def held_out_accuracy(recipe_file: str, adapters: dict[str, str], limit: int) -> dict[str, float]:
+    """Greedy accuracy on the recipe's held-out questions for the base and each adapter (base loaded once)."""
+    from . import data, model, recipe as recipes
+
+    recipe = recipes.load(recipe_file)
+    rows = data.eval_rows(recipe.data, limit=limit, seed=recipe.seed)
+    reward = accuracy_reward(recipe)
+    max_new = generation_settings(recipe)["max_new_tokens"]
+    policy, tokenizer = model.load_with_adapters(recipe.model, adapters)
+
+    def accuracy(name):
+        completions = generate(policy, tokenizer, [r["prompt"] for r in rows], max_new_tokens=max_new, desc=name)
+        return mean(solved(reward, [c[0] for c in completions], answer=[r["answer"] for r in rows]) or [0.0])
+
+    with policy.disable_adapter():
+        results = {"base": accuracy("base")}
+    for name in adapters:
+        policy.set_adapter(name)
+        results[name] = accuracy(name)
+    return results
