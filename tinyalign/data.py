@@ -133,16 +133,24 @@ def to_rows(spec: Data, method: str):
     return {"sft": sft, "grpo": grpo, "dpo": dpo}[method]
 
 
+def splits(spec: Data, seed: int = 42):
+    """(train, held-out or None) raw rows: the named test split, or a seeded test_size carve of `split`.
+
+    Training, probe, sample and evaluate all go through here, so they agree on what is held out.
+    """
+    raw = load_split(spec, spec.split)
+    if spec.test_split:
+        return raw, load_split(spec, spec.test_split)
+    if spec.test_size:
+        parts = raw.train_test_split(test_size=spec.test_size, seed=seed)
+        return parts["train"], parts["test"]
+    return raw, None
+
+
 def load(spec: Data, method: str, seed: int = 42):
     """(train, test or None), mapped to `method`'s columns. The test split is held out from training."""
-    raw = load_split(spec, spec.split)
+    raw, test = splits(spec, seed)
     check_columns(raw, spec, method)
-    test = None
-    if spec.test_split:
-        test = load_split(spec, spec.test_split)
-    elif spec.test_size:
-        parts = raw.train_test_split(test_size=spec.test_size, seed=seed)
-        raw, test = parts["train"], parts["test"]
     if spec.limit:
         raw = raw.select(range(min(spec.limit, len(raw))))
     raw = curriculum_order(raw, spec)
@@ -159,9 +167,8 @@ def eval_rows(spec: Data, limit: int | None = None, seed: int = 42) -> list[dict
 
     Falls back to the training split when the recipe names no held-out split.
     """
-    raw = load_split(spec, spec.test_split or spec.split)
-    if spec.test_size and not spec.test_split:
-        raw = raw.train_test_split(test_size=spec.test_size, seed=seed)["test"]
+    train, test = splits(spec, seed)
+    raw = test if test is not None else train
     if limit:
         raw = raw.select(range(min(limit, len(raw))))
     template = spec.answer or spec.completion  # the reference: GRPO's answer, else SFT's target

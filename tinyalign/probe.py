@@ -36,7 +36,7 @@ def run(recipe, prompts: int = 64, k: int = 8, out_dir=None) -> dict:
     from . import data, model, rewards, scoring
     from .generate import generate
 
-    rows = data.load_split(recipe.data, recipe.data.split)
+    rows, _ = data.splits(recipe.data, recipe.seed)  # training prompts only
     rows = rows.select(range(min(prompts, len(rows))))
     to_row = data.to_rows(recipe.data, "grpo")
     rows = [to_row(r) for r in rows]
@@ -58,7 +58,7 @@ def run(recipe, prompts: int = 64, k: int = 8, out_dir=None) -> dict:
               for f in reward_fns}
     total = [sum(w * (s[i] or 0.0) for w, s in zip(weights, scores.values())) for i in range(len(flat))]
     if success is not None:
-        solved = [s is not None and s >= success.max_score for s in scores[success.__name__]]
+        solved = scoring.at_max(success, scores[success.__name__])
     else:  # no accuracy reward: "solved" = the best total reward the rewards allow
         best = sum(w * f.max_score for w, f in zip(weights, reward_fns))
         solved = [t >= best for t in total]

@@ -56,10 +56,8 @@ def sample(recipe, out, k: int = 8, min_reward: float | None = None, prompts: in
     min_reward = top_total if min_reward is None else min_reward
 
     # ── prompts: the training split only; a held-out share carved by test_size stays held out
-    raw = data.load_split(spec, spec.split)
+    raw, _ = data.splits(spec, recipe.seed)
     data.check_columns(raw, spec, recipe.method)
-    if spec.test_size and not spec.test_split:
-        raw = raw.train_test_split(test_size=spec.test_size, seed=recipe.seed)["train"]
     if spec.limit:
         raw = raw.select(range(min(spec.limit, len(raw))))
     if prompts and prompts < len(raw):
