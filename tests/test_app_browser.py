@@ -59,8 +59,11 @@ def arena(tmp_path_factory):
 
 
 def pick(page, label, name):
+    # Each dropdown renders its own option list; wait for this one to close so the
+    # next pick never sees two lists offering the same name.
     page.get_by_label(label).click()
     page.get_by_role("option", name=name, exact=True).click()
+    expect(page.get_by_role("option")).to_have_count(0)
 
 
 def ask(page, text):
