@@ -63,11 +63,14 @@ def test_two_process_sft_splits_each_batch_and_saves_the_adapter(tiny_sft_run, t
 @pytest.mark.slow
 def test_two_process_grpo_from_an_sft_adapter_finishes_with_rewards_logged(tiny_sft_run, tmp_path):
     out = tmp_path / "ddp_grpo"
-    # 16 completions per process = 2 prompts x 8 answers each; the probe is tested elsewhere
-    launch("grpo", ROOT / "recipes" / "tiny_grpo.yaml", f"model.adapter={tiny_sft_run}", f"output_dir={out}",
-           "probe=false", "train.max_steps=2", "train.per_device_train_batch_size=16", "train.logging_steps=1",
-           "train.save_steps=2")
+    # 16 completions per process = 2 prompts x 8 answers each
+    done = launch("grpo", ROOT / "recipes" / "tiny_grpo.yaml", f"model.adapter={tiny_sft_run}", f"output_dir={out}",
+                  "train.max_steps=2", "train.per_device_train_batch_size=16", "train.logging_steps=1",
+                  "train.save_steps=2")
 
+    # One process probed; the other read its verdict and trained alongside it.
+    verdict = json.loads((out / "probe.json").read_text())["verdict"]
+    assert done.stdout.count(f"verdict: {verdict}") == 1, done.stdout[-2000:]
     assert run.is_finished(out)
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 2

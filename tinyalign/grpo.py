@@ -40,11 +40,11 @@ def main(argv=None):
     recipe.train.setdefault("beta", KL_AFTER_SFT if recipe.model.adapter else KL_FROM_BASE)
     resume = run.prepare(recipe)
 
-    # ── probe: is RL viable from this starting model?
+    # ── probe: is RL viable from this starting model? (one process probes, under DDP too)
     if recipe.probe and not resume:
         from . import probe
 
-        report = probe.run(recipe, out_dir=recipe.output_dir)
+        report = probe.run_once(recipe, out_dir=recipe.output_dir)
         if report["verdict"] == "no signal" and not recipe.force:
             raise UserError(f"probe says no signal: {report['reason']}; GRPO would learn nothing. Fix that first, "
                             "or pass force=true to train anyway")

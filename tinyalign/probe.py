@@ -88,6 +88,20 @@ def run(recipe, prompts: int = 64, k: int = 8, out_dir=None) -> dict:
     return report
 
 
+def run_once(recipe, out_dir) -> dict:
+    """`run` in one process: under `accelerate launch` the main process probes while the others
+    wait, then read its probe.json, so every process reaches the same verdict from one probe."""
+    from accelerate import PartialState
+
+    from .model import has_cuda
+
+    state = PartialState(cpu=not has_cuda())  # as the Trainer will set it up: without it CPU ranks see no peers
+    with state.main_process_first():
+        if state.is_main_process:
+            return run(recipe, out_dir=out_dir)
+    return json.loads((Path(out_dir) / "probe.json").read_text())
+
+
 def free_memory() -> None:
     import gc
 
