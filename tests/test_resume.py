@@ -1,7 +1,9 @@
 """`resume=true`: a run killed with SIGKILL mid-training continues from its last checkpoint and ends
-where an uninterrupted run ends — same steps, same learning-rate schedule, same batches, same weights."""
+where an uninterrupted run ends — same steps, same learning-rate schedule, same batches, same weights;
+for GRPO, the same sampled answers."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -44,19 +46,33 @@ def relative(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a.float() - b.float()).norm() / a.float().norm()).item()
 
 
-def kill_after_checkpoint(cmd: list[str], out: Path, log: Path, step: int) -> None:
-    """Start a run and SIGKILL it as soon as checkpoint-`step` is complete (its trainer_state.json is
-    the last file the Trainer writes), like a preempted Colab or a spot instance."""
+def kill_when(cmd: list[str], log: Path, ready, what: str) -> None:
+    """Start a run and SIGKILL it as soon as ready() holds, like a preempted Colab or a spot instance."""
     with open(log, "w") as stream:
-        proc = subprocess.Popen(cmd, stdout=stream, stderr=subprocess.STDOUT, cwd=ROOT)
+        proc = subprocess.Popen(cmd, stdout=stream, stderr=subprocess.STDOUT, cwd=ROOT,
+                                env={**os.environ, "OMP_NUM_THREADS": "1"})
         deadline = time.time() + 300
-        while not (out / f"checkpoint-{step}" / "trainer_state.json").exists():
+        while not ready():
             if proc.poll() is not None or time.time() > deadline:
                 proc.kill()
-                pytest.fail(f"the run ended or stalled before checkpoint-{step}:\n{log.read_text()[-2000:]}")
+                pytest.fail(f"the run ended or stalled before {what}:\n{log.read_text()[-2000:]}")
             time.sleep(0.02)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+
+
+def saved(out: Path, step: int) -> bool:
+    return (out / f"checkpoint-{step}" / "trainer_state.json").exists()  # the last file a checkpoint gets
+
+
+def read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+def completions_by_step(out: Path) -> dict[int, list[tuple]]:
+    lines = [json.loads(line) for line in (out / "completions.jsonl").read_text().splitlines()]
+    return {step: [(c["prompt"], c["completion"], c["rewards"]) for c in lines if c["step"] == step]
+            for step in sorted({c["step"] for c in lines})}
 
 
 @pytest.mark.slow
@@ -64,7 +80,7 @@ def test_sigkilled_sft_run_resumes_to_the_uninterrupted_result(tiny_sft_run, tmp
     # The fixture's resolved recipe.yaml: exactly the settings of the uninterrupted reference run.
     cmd = [sys.executable, "-m", "tinyalign.sft", str(tiny_sft_run / "recipe.yaml")]
     out = tmp_path / "killed"
-    kill_after_checkpoint(cmd + [f"output_dir={out}"], out, tmp_path / "first.log", step=6)
+    kill_when(cmd + [f"output_dir={out}"], tmp_path / "first.log", lambda: saved(out, 6), "checkpoint-6")
     assert not run.is_finished(out)
     interrupted_at = int(run.checkpoints(out)[-1].name.split("-")[1])
     planned = json.loads((tiny_sft_run / "trainer_state.json").read_text())["max_steps"]
@@ -103,6 +119,36 @@ def test_sigkilled_sft_run_resumes_to_the_uninterrupted_result(tiny_sft_run, tmp
     assert max(relative(ref_adapter[k], new_adapter[k]) for k in ref_adapter) < RTOL
     print(f"killed after checkpoint-{interrupted_at}, resumed to step {planned}; max loss drift "
           f"{max(abs(after[s]['loss'] / reference[s]['loss'] - 1) for s in reference):.2e}")
+
+
+@pytest.mark.slow
+def test_sigkilled_grpo_run_resumes_sampling_the_same_answers(tiny_sft_run, tmp_path):
+    cmd = [sys.executable, "-m", "tinyalign.grpo", str(ROOT / "recipes" / "tiny_grpo.yaml"),
+           f"model.adapter={tiny_sft_run}", "probe=false", "train.max_steps=4", "train.save_steps=2",
+           "train.logging_steps=1", "train.per_device_train_batch_size=16"]
+    reference = tmp_path / "reference"
+    done = subprocess.run(cmd + [f"output_dir={reference}"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    # Killed after step 3 was logged but before checkpoint-4: step 3's completions are in the file.
+    out = tmp_path / "killed"
+    kill_when(cmd + [f"output_dir={out}"], tmp_path / "first.log",
+              lambda: saved(out, 2) and '{"step": 3,' in read(out / "completions.jsonl"),
+              "step 3's completions")
+    assert not run.is_finished(out) and run.checkpoints(out)[-1].name == "checkpoint-2"
+    resumed = subprocess.run(cmd + [f"output_dir={out}", "resume=true"], cwd=ROOT, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    before, after = logged(json.loads((reference / "trainer_state.json").read_text())), \
+        logged(json.loads((out / "trainer_state.json").read_text()))
+    assert sorted(after) == sorted(before) == [1, 2, 3, 4]
+    for step in before:
+        assert after[step]["learning_rate"] == before[step]["learning_rate"], step
+        assert after[step]["reward"] == before[step]["reward"], step
+        assert after[step]["loss"] == pytest.approx(before[step]["loss"], rel=RTOL, abs=1e-6), step
+    # The generation RNG is restored too: the resumed steps sample the very answers the uninterrupted
+    # run sampled, and completions.jsonl holds each step once.
+    assert completions_by_step(out) == completions_by_step(reference)
 
 
 def test_resume_passes_over_a_checkpoint_the_kill_left_half_written(tiny_sft_run, tmp_path):

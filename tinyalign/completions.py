@@ -21,8 +21,19 @@ class CompletionLog(TrainerCallback):
         self.path = Path(output_dir) / "completions.jsonl"
         self.samples_per_log = samples_per_log
         self.max_lines = max_lines
-        self.written = sum(1 for _ in open(self.path)) if self.path.exists() else 0  # resumed runs append
+        self.written = 0
         self.last_step = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        """A resumed run appends; lines a killed run wrote after its last checkpoint (or cut off
+        mid-write) are dropped first, since those steps are about to be trained and logged again."""
+        if not state.is_world_process_zero or not self.path.exists():
+            return
+        lines = self.path.read_text().splitlines(keepends=True)
+        kept = [line for line in lines if _step(line) in range(1, state.global_step + 1)]
+        if len(kept) < len(lines):
+            self.path.write_text("".join(kept))
+        self.written = len(kept)
 
     def on_log(self, args, state, control, **kwargs):
         logs = getattr(self.trainer, "_logs", None)  # TRL's buffer of the latest generation batch
@@ -52,6 +63,14 @@ class CompletionLog(TrainerCallback):
             with open(self.path, "a") as f:
                 f.write("\n".join(lines) + "\n")
             self.written += len(lines)
+
+
+def _step(line: str) -> int | None:
+    """The step a line was logged at; None for a line cut off mid-write."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _number(value):
