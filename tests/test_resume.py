@@ -17,10 +17,8 @@ from safetensors.torch import load_file
 from tinyalign import recipe as recipes, run
 
 ROOT = Path(__file__).resolve().parent.parent
-# TRL trains QLoRA adapters in bf16, and on resume PEFT's load_adapter upcasts them to fp32, so the
-# steps after a resume run at higher precision: ~0.1 % loss drift here. (Bit-exact with
-# model.quantization=none, or once run.py resumes with autocast_adapter_dtype=False.)
-RTOL = 0.01
+# Resumed runs replay the uninterrupted one on this CPU, up to float summation order.
+RTOL = 1e-5
 
 
 def logged(state: dict) -> dict[int, dict]:
@@ -149,6 +147,33 @@ def test_sigkilled_grpo_run_resumes_sampling_the_same_answers(tiny_sft_run, tmp_
     # The generation RNG is restored too: the resumed steps sample the very answers the uninterrupted
     # run sampled, and completions.jsonl holds each step once.
     assert completions_by_step(out) == completions_by_step(reference)
+
+
+@pytest.mark.slow
+def test_sigkilled_dpo_run_resumes_its_trained_adapter_not_the_starting_one(tiny_sft_run, tmp_path):
+    # A checkpoint of DPO-from-an-adapter also holds TRL's frozen reference copy in ref/; the Trainer
+    # alone would resume that and restart the policy from the SFT weights.
+    cmd = [sys.executable, "-m", "tinyalign.dpo", str(ROOT / "recipes" / "tiny_dpo.yaml"),
+           f"model.adapter={tiny_sft_run}", "train.max_steps=4", "train.save_steps=2", "train.logging_steps=1"]
+    reference = tmp_path / "reference"
+    done = subprocess.run(cmd + [f"output_dir={reference}"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    out = tmp_path / "killed"
+    kill_when(cmd + [f"output_dir={out}"], tmp_path / "first.log", lambda: saved(out, 2), "checkpoint-2")
+    assert (out / "checkpoint-2" / "ref" / "adapter_model.safetensors").is_file()
+    resumed = subprocess.run(cmd + [f"output_dir={out}", "resume=true"], cwd=ROOT, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    before, after = logged(json.loads((reference / "trainer_state.json").read_text())), \
+        logged(json.loads((out / "trainer_state.json").read_text()))
+    assert sorted(after) == sorted(before) == [1, 2, 3, 4]
+    for step in before:
+        for key in ("loss", "rewards/margins", "rewards/chosen"):
+            assert after[step][key] == pytest.approx(before[step][key], rel=RTOL, abs=1e-7), (step, key)
+    ref_adapter = load_file(reference / "adapter_model.safetensors")
+    new_adapter = load_file(out / "adapter_model.safetensors")
+    assert max(relative(ref_adapter[k], new_adapter[k]) for k in ref_adapter) < RTOL
 
 
 def test_resume_passes_over_a_checkpoint_the_kill_left_half_written(tiny_sft_run, tmp_path):

@@ -92,10 +92,16 @@ def is_main_process() -> bool:
 
 
 def train(trainer, resume: str | None) -> None:
-    """trainer.train, resuming exactly: PEFT's load_adapter (the Trainer's resume path) would upcast
-    TRL's bf16 QLoRA weights to fp32 and the resumed run would drift from the uninterrupted one."""
-    if resume and hasattr(trainer.model, "load_adapter"):
-        trainer.model.load_adapter = functools.partial(trainer.model.load_adapter, autocast_adapter_dtype=False)
+    """trainer.train, resuming exactly. Two mends to the Trainer's resume path for PEFT models:
+    - PEFT's load_adapter would upcast TRL's bf16 QLoRA weights to fp32, and the resumed run would
+      drift from the uninterrupted one;
+    - when a checkpoint also holds adapters in sub-folders (DPO's frozen `ref/` copy), the Trainer
+      loads only those and leaves the trained adapter at its starting weights: it is loaded here."""
+    model = trainer.model
+    if resume and hasattr(model, "load_adapter"):
+        model.load_adapter = functools.partial(model.load_adapter, autocast_adapter_dtype=False)
+        if any((sub / "adapter_config.json").is_file() for sub in Path(resume).iterdir() if sub.is_dir()):
+            model.load_adapter(resume, model.active_adapter, is_trainable=True)
     trainer.train(resume_from_checkpoint=resume)
 
 
