@@ -29,7 +29,7 @@ browser:
 	  echo "note: no chromium (apt-get install chromium as root); the browser tests will be skipped"
 
 test: install browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15  # the slowest tests: keep the suite fast
 
 clean:
 	rm -rf $(VENV) runs
