@@ -1,5 +1,7 @@
 """Recipe parsing, overrides and every user error: one line, exit 2, naming the key / file / column."""
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -37,9 +39,24 @@ def recipe_file(tmp_path, data_file):
     return write
 
 
-def validate(*args):
+def validate_cli(*args) -> subprocess.CompletedProcess:
+    """`python -m tinyalign.validate ARGS` as a user types it: what it prints, warnings included."""
     return subprocess.run([sys.executable, "-m", "tinyalign.validate", *map(str, args)],
                           capture_output=True, text=True, cwd=ROOT)
+
+
+def validate(*args) -> subprocess.CompletedProcess:
+    """The same command run in this process: no interpreter start and imports each time."""
+    from tinyalign.validate import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.chdir(ROOT), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as e:
+            code = e.code
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 def test_loads_sections_with_defaults(recipe_file):
@@ -130,7 +147,7 @@ def test_validate_prints_resolved_recipe(recipe_file):
     ("train.learning_rat=1", "did you mean `learning_rate`"),
 ])
 def test_validate_errors_are_one_line_exit_2(recipe_file, override, message):
-    result = validate(recipe_file(), override)
+    result = validate_cli(recipe_file(), override)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert message in result.stderr
