@@ -59,6 +59,32 @@ def kill_when(cmd: list[str], log: Path, ready, what: str) -> None:
         proc.wait()
 
 
+def finish(cmd: list[str]) -> None:
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def kill_then_resume(cmd: list[str], out: Path, at: int, until=lambda: True, what: str = "") -> None:
+    """Run `cmd` into `out`, SIGKILL it once checkpoint-`at` is saved (and until() holds), then resume it
+    to the end with resume=true."""
+    kill_when(cmd + [f"output_dir={out}"], out.parent / f"{out.name}.log", lambda: saved(out, at) and until(),
+              what or f"checkpoint-{at}")
+    assert not run.is_finished(out) and run.checkpoints(out)[-1].name == f"checkpoint-{at}"
+    finish(cmd + [f"output_dir={out}", "resume=true"])
+    assert run.is_finished(out)
+
+
+def logs_of(out: Path) -> dict[int, dict]:
+    return logged(json.loads((out / "trainer_state.json").read_text()))
+
+
+def adapter_drift(a: Path, b: Path) -> float:
+    """The largest relative difference between two runs' final adapter tensors (same names required)."""
+    first, second = load_file(a / "adapter_model.safetensors"), load_file(b / "adapter_model.safetensors")
+    assert first.keys() == second.keys()
+    return max(relative(first[k], second[k]) for k in first)
+
+
 def saved(out: Path, step: int) -> bool:
     return (out / f"checkpoint-{step}" / "trainer_state.json").exists()  # the last file a checkpoint gets
 
@@ -78,20 +104,13 @@ def test_sigkilled_sft_run_resumes_to_the_uninterrupted_result(tiny_sft_run, tmp
     # The fixture's resolved recipe.yaml: exactly the settings of the uninterrupted reference run.
     cmd = [sys.executable, "-m", "tinyalign.sft", str(tiny_sft_run / "recipe.yaml")]
     out = tmp_path / "killed"
-    kill_when(cmd + [f"output_dir={out}"], tmp_path / "first.log", lambda: saved(out, 6), "checkpoint-6")
-    assert not run.is_finished(out)
-    interrupted_at = int(run.checkpoints(out)[-1].name.split("-")[1])
+    interrupted_at = 6
     planned = json.loads((tiny_sft_run / "trainer_state.json").read_text())["max_steps"]
     assert interrupted_at < planned
+    kill_then_resume(cmd, out, at=interrupted_at)
 
-    resumed = subprocess.run(cmd + [f"output_dir={out}", "resume=true"], cwd=ROOT, capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert run.is_finished(out)
-
-    reference_state = json.loads((tiny_sft_run / "trainer_state.json").read_text())
-    resumed_state = json.loads((out / "trainer_state.json").read_text())
-    assert resumed_state["global_step"] == planned
-    reference, after = logged(reference_state), logged(resumed_state)
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == planned
+    reference, after = logs_of(tiny_sft_run), logs_of(out)
     assert sorted(after) == sorted(reference)  # every step once: none repeated, none skipped
     for step in sorted(reference):
         assert after[step]["learning_rate"] == pytest.approx(reference[step]["learning_rate"], rel=1e-9), step
@@ -111,10 +130,7 @@ def test_sigkilled_sft_run_resumes_to_the_uninterrupted_result(tiny_sft_run, tmp
     ref_sched = torch.load(tiny_sft_run / last / "scheduler.pt", weights_only=False)
     new_sched = torch.load(out / last / "scheduler.pt", weights_only=False)
     assert (new_sched["last_epoch"], new_sched["_last_lr"]) == (ref_sched["last_epoch"], ref_sched["_last_lr"])
-    ref_adapter = load_file(tiny_sft_run / "adapter_model.safetensors")
-    new_adapter = load_file(out / "adapter_model.safetensors")
-    assert ref_adapter.keys() == new_adapter.keys()
-    assert max(relative(ref_adapter[k], new_adapter[k]) for k in ref_adapter) < RTOL
+    assert adapter_drift(tiny_sft_run, out) < RTOL
     print(f"killed after checkpoint-{interrupted_at}, resumed to step {planned}; max loss drift "
           f"{max(abs(after[s]['loss'] / reference[s]['loss'] - 1) for s in reference):.2e}")
 
@@ -124,21 +140,13 @@ def test_sigkilled_grpo_run_resumes_sampling_the_same_answers(tiny_sft_run, tmp_
     cmd = [sys.executable, "-m", "tinyalign.grpo", str(ROOT / "recipes" / "tiny_grpo.yaml"),
            f"model.adapter={tiny_sft_run}", "probe=false", "train.max_steps=4", "train.save_steps=2",
            "train.logging_steps=1", "train.per_device_train_batch_size=16"]
-    reference = tmp_path / "reference"
-    done = subprocess.run(cmd + [f"output_dir={reference}"], cwd=ROOT, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-3000:]
-
+    reference, out = tmp_path / "reference", tmp_path / "killed"
+    finish(cmd + [f"output_dir={reference}"])
     # Killed after step 3 was logged but before checkpoint-4: step 3's completions are in the file.
-    out = tmp_path / "killed"
-    kill_when(cmd + [f"output_dir={out}"], tmp_path / "first.log",
-              lambda: saved(out, 2) and '{"step": 3,' in read(out / "completions.jsonl"),
-              "step 3's completions")
-    assert not run.is_finished(out) and run.checkpoints(out)[-1].name == "checkpoint-2"
-    resumed = subprocess.run(cmd + [f"output_dir={out}", "resume=true"], cwd=ROOT, capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    kill_then_resume(cmd, out, at=2, until=lambda: '{"step": 3,' in read(out / "completions.jsonl"),
+                     what="step 3's completions")
 
-    before, after = logged(json.loads((reference / "trainer_state.json").read_text())), \
-        logged(json.loads((out / "trainer_state.json").read_text()))
+    before, after = logs_of(reference), logs_of(out)
     assert sorted(after) == sorted(before) == [1, 2, 3, 4]
     for step in before:
         assert after[step]["learning_rate"] == before[step]["learning_rate"], step
@@ -155,25 +163,17 @@ def test_sigkilled_dpo_run_resumes_its_trained_adapter_not_the_starting_one(tiny
     # alone would resume that and restart the policy from the SFT weights.
     cmd = [sys.executable, "-m", "tinyalign.dpo", str(ROOT / "recipes" / "tiny_dpo.yaml"),
            f"model.adapter={tiny_sft_run}", "train.max_steps=4", "train.save_steps=2", "train.logging_steps=1"]
-    reference = tmp_path / "reference"
-    done = subprocess.run(cmd + [f"output_dir={reference}"], cwd=ROOT, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-3000:]
-
-    out = tmp_path / "killed"
-    kill_when(cmd + [f"output_dir={out}"], tmp_path / "first.log", lambda: saved(out, 2), "checkpoint-2")
+    reference, out = tmp_path / "reference", tmp_path / "killed"
+    finish(cmd + [f"output_dir={reference}"])
+    kill_then_resume(cmd, out, at=2)
     assert (out / "checkpoint-2" / "ref" / "adapter_model.safetensors").is_file()
-    resumed = subprocess.run(cmd + [f"output_dir={out}", "resume=true"], cwd=ROOT, capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
 
-    before, after = logged(json.loads((reference / "trainer_state.json").read_text())), \
-        logged(json.loads((out / "trainer_state.json").read_text()))
+    before, after = logs_of(reference), logs_of(out)
     assert sorted(after) == sorted(before) == [1, 2, 3, 4]
     for step in before:
         for key in ("loss", "rewards/margins", "rewards/chosen"):
             assert after[step][key] == pytest.approx(before[step][key], rel=RTOL, abs=1e-7), (step, key)
-    ref_adapter = load_file(reference / "adapter_model.safetensors")
-    new_adapter = load_file(out / "adapter_model.safetensors")
-    assert max(relative(ref_adapter[k], new_adapter[k]) for k in ref_adapter) < RTOL
+    assert adapter_drift(reference, out) < RTOL
 
 
 def test_resume_passes_over_a_checkpoint_the_kill_left_half_written(tiny_sft_run, tmp_path):
