@@ -66,6 +66,9 @@ def pick(page, label, name):
     expect(page.get_by_role("option")).to_have_count(0)
 
 
+PICK_MODE = "pick two"
+
+
 def ask(page, text):
     """Send a message and wait until both answers are complete (the vote buttons come on)."""
     page.fill("#message textarea", text)
@@ -238,6 +241,59 @@ def test_regenerate_replaces_the_answers_and_new_round_starts_over(tmp_path, pag
         expect(page.locator("#pane-left [data-testid='bot']")).to_have_count(0)
         assert page.is_disabled("#vote-a") and page.is_disabled("#regenerate")
         assert page.is_enabled("#message textarea")
+    finally:
+        stop()
+
+
+def test_an_unvoted_edit_and_tags_are_cleared_with_their_turn(tmp_path, page):
+    """A better answer and tags belong to the turn they were written for: every way a turn ends without
+    its vote clears them, so they can never be stored with the next, unrelated vote."""
+    url, db, stop = serve(ScriptedEngine({"one": "first {n}", "two": "second {n}"}), tmp_path)
+    edit, wrong = page.locator("#edited textarea"), page.locator("#tags").get_by_label("wrong")
+
+    def draft():
+        edit.fill("a better answer to another question")
+        wrong.check()
+
+    def cleared(how):
+        expect(edit, how).to_have_value("")
+        expect(wrong, how).not_to_be_checked()
+
+    try:
+        page.goto(url)
+        ways = {
+            "new round": lambda: page.click("#clear"),
+            "a new turn": lambda: ask(page, "and another thing"),
+            "the left pane's trash icon": lambda: page.click("#pane-left button[aria-label='Clear']"),
+            "switching mode": lambda: page.get_by_label("anonymous").check(),
+            "switching checkpoints": lambda: pick(page, "Checkpoint B (right)", "one"),
+        }
+        for how, end_turn in ways.items():
+            if how == "switching checkpoints":
+                page.get_by_label(PICK_MODE).check()
+            if not how.startswith("switching"):  # mode and checkpoints are fixed mid-conversation
+                ask(page, f"before {how}")
+            draft()
+            end_turn()
+            cleared(how)
+        ask(page, "an unrelated question")
+        vote(page, "a")
+        row = read_votes(db)[-1]
+        assert json.loads(row["conversation"])[-1]["content"] == "an unrelated question"
+        assert (row["edited"], json.loads(row["tags"])) == (None, [])
+    finally:
+        stop()
+
+
+def test_paths_are_shown_as_written(tmp_path, page):
+    folder = tmp_path / "votes <b>&amp; co"
+    folder.mkdir()
+    url, db, stop = serve(ScriptedEngine({"one": "1", "two": "2"}), folder)
+    try:
+        page.goto(url)
+        expect(page.get_by_text(f"votes go to {db}")).to_be_visible()
+        page.get_by_role("tab", name="Export").click()
+        expect(page.get_by_text(str(folder / "pairs.jsonl"))).to_be_visible()
     finally:
         stop()
 

@@ -35,6 +35,11 @@ class Match:
     answers_b: list[str] = field(default_factory=list)
     settings: dict = field(default_factory=dict)  # those that produced the latest answers
     voted: bool = False  # the latest turn has its vote
+    # Bumped whenever the open turn changes (a message, a regeneration, its vote). Whatever the page
+    # holds for one turn (better answer, tags, rationale) is cleared when this moves, so it can never
+    # reach the vote of another turn; `fields_turn` is the value the page last cleared them for.
+    turn: int = 0
+    fields_turn: int = -1
 
     @classmethod
     def pick(cls, left: str, right: str) -> "Match":
@@ -98,6 +103,7 @@ class Match:
             raise UserError("wait for both answers before sending the next message")
         self.user_turns.append(message)
         self.voted = False
+        self.turn += 1
 
     def retry(self) -> None:
         """Forget the latest answers so the same user turn is answered again (Regenerate)."""
@@ -106,6 +112,7 @@ class Match:
         self.answers_a.pop()
         self.answers_b.pop()
         self.voted = False
+        self.turn += 1
 
     def answer(self, response_a: str, response_b: str, settings: dict) -> None:
         self.answers_a.append(response_a)
@@ -141,6 +148,7 @@ class Match:
             edited=edited or None, tags=list(tags),
         )
         self.voted = True
+        self.turn += 1
         return vote_id
 
 

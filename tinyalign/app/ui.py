@@ -7,6 +7,7 @@ the chatbots only ever receive the escaped copies and are never read back.
 """
 
 import html
+import re
 import traceback
 from pathlib import Path
 
@@ -25,7 +26,17 @@ VOTE_BUTTONS = (("a", "A is better"), ("b", "B is better"), ("tie", "Tie"), ("bo
 
 
 def as_text(text: str) -> str:
+    """Text for Markdown prose or a chatbot: escaped once, so every character shows as written."""
     return html.escape(text, quote=False)
+
+
+def code(text: str) -> str:
+    """Text as a Markdown code span. Markdown escapes a code span's content itself, so it must not be
+    escaped before (that showed `&lt;` for `<`); the fence is longer than any run of backticks inside."""
+    text = str(text)
+    fence = "`" * (max((len(m) for m in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def chat_messages(rows: list[tuple[str, str]]) -> list[dict]:
@@ -49,9 +60,9 @@ def build(engine: Engine, ballots: Ballots, export_path: Path) -> gr.Blocks:
     default_right = names[1] if len(names) > 1 else names[0]
 
     with gr.Blocks(title="tinyalign arena") as demo:
-        listed = ", ".join(f"`{as_text(name)}`" for name in names)
-        gr.Markdown(f"### tinyalign arena · base `{as_text(engine.base_model)}` · checkpoints: {listed} · "
-                    f"votes go to `{as_text(str(ballots.path))}`")
+        listed = ", ".join(code(name) for name in names)
+        gr.Markdown(f"### tinyalign arena · base {code(engine.base_model)} · checkpoints: {listed} · "
+                    f"votes go to {code(ballots.path)}")
         match_state = gr.State(None)
         with gr.Tab("Arena"):
             with gr.Row():
@@ -98,7 +109,7 @@ def build(engine: Engine, ballots: Ballots, export_path: Path) -> gr.Blocks:
 
         with gr.Tab("Export"):
             gr.Markdown(f"Writes the votes as DPO pairs (TRL's conversational preference format) to "
-                        f"`{as_text(str(export_path))}`: A/B votes give a pair, a written better answer is chosen "
+                        f"{code(export_path)}: A/B votes give a pair, a written better answer is chosen "
                         f"over the worse one, ties are dropped.")
             export = gr.Button("Export DPO pairs", elem_id="export")
             export_status = gr.Markdown(elem_id="export-status")
@@ -106,8 +117,10 @@ def build(engine: Engine, ballots: Ballots, export_path: Path) -> gr.Blocks:
 
         # ------------------------------------------------------------ what the arena shows
 
+        # What the annotator writes about one turn; view() clears it whenever the turn changes.
+        turn_fields = {edited: "", tags: []}
         screen = [chat_left, chat_right, match_state, message, send, regenerate, *vote_buttons.values(),
-                  status, left_pick, right_pick, mode]
+                  status, left_pick, right_pick, mode, *turn_fields]
 
         def view(match: Match | None, *, streaming: tuple[str, str] | None = None, status_text=None) -> dict:
             """Every arena component for this match; `streaming` = the (a, b) answers still growing."""
@@ -133,6 +146,12 @@ def build(engine: Engine, ballots: Ballots, export_path: Path) -> gr.Blocks:
                 mode: gr.Radio(interactive=not locked),
             }
             out.update({button: gr.Button(interactive=can_vote) for button in vote_buttons.values()})
+            # The one place per-turn fields are reset: a new round, a new message, a regeneration and
+            # a vote all move to another turn, so nothing written for one can be stored with another.
+            if match is None or match.fields_turn != match.turn:
+                out.update(turn_fields)
+                if match is not None:
+                    match.fields_turn = match.turn
             if status_text is not None:
                 out[status] = status_text
             return out
@@ -203,9 +222,7 @@ def build(engine: Engine, ballots: Ballots, export_path: Path) -> gr.Blocks:
                 reveal = (f" A was **{as_text(match.left)}**, B was **{as_text(match.right)}**."
                           if match.anonymous else "")
                 more = " Press *New round* for the next blind match." if not match.can_continue else ""
-                out = view(match, status_text=f"Vote #{vote_id} recorded: {said}.{reveal}{more}")
-                out.update({edited: "", tags: []})
-                return out
+                return view(match, status_text=f"Vote #{vote_id} recorded: {said}.{reveal}{more}")
             return record
 
         settings_inputs = [temperature, max_new_tokens, system]
@@ -216,7 +233,7 @@ def build(engine: Engine, ballots: Ballots, export_path: Path) -> gr.Blocks:
         regenerate.click(on_regenerate, inputs=[match_state, *settings_inputs], outputs=screen)
         for kind, button in vote_buttons.items():
             button.click(on_vote(kind), inputs=[match_state, annotator, edited, tags],
-                         outputs=[*screen, edited, tags])
+                         outputs=screen)
 
         def new_round(mode_value):
             out = view(None, status_text="")
@@ -253,7 +270,7 @@ def build(engine: Engine, ballots: Ballots, export_path: Path) -> gr.Blocks:
             except UserError as e:
                 return as_text(str(e)), None
             return (f"Wrote **{done['pairs']}** DPO pairs from **{done['votes']}** votes to "
-                    f"`{as_text(str(export_path))}` (dropped: {done['dropped']}).", str(export_path))
+                    f"{code(export_path)} (dropped: {done['dropped']}).", str(export_path))
 
         export.click(on_export, outputs=[export_status, export_file])
     return demo
