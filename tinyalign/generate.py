@@ -10,14 +10,18 @@ def render(tokenizer, messages: list[dict]) -> str:
 def generate(model, tokenizer, prompts: list[list[dict]], *, k: int = 1, max_new_tokens: int = 64,
              temperature: float = 0.0, top_p: float = 1.0, batch_size: int = 64, desc: str | None = None,
              ) -> list[list[str]]:
-    """k completions per chat prompt (greedy when temperature is 0), as plain text."""
+    """k completions per chat prompt (greedy when temperature is 0), as plain text, each ending at
+    the chat template's end of turn (or at max_new_tokens)."""
     import torch
+
+    from .model import stop_token_ids
 
     tokenizer.padding_side = "left"  # decoder-only models continue from the right edge
     sampling = temperature > 0
     results: list[list[str]] = []
     per_batch = max(1, batch_size // k)
     device = next(model.parameters()).device
+    stop = stop_token_ids(model, tokenizer)
     with torch.inference_mode():
         for start in tqdm(range(0, len(prompts), per_batch), desc=desc, disable=desc is None, leave=False):
             texts = [render(tokenizer, p) for p in prompts[start:start + per_batch]]
@@ -25,7 +29,7 @@ def generate(model, tokenizer, prompts: list[list[dict]], *, k: int = 1, max_new
             out = model.generate(
                 **batch, max_new_tokens=max_new_tokens, do_sample=sampling, num_return_sequences=k,
                 temperature=temperature if sampling else None, top_p=top_p if sampling else None, top_k=None,
-                pad_token_id=tokenizer.pad_token_id,
+                pad_token_id=tokenizer.pad_token_id, eos_token_id=stop,
             )
             decoded = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
             results.extend(decoded[i:i + k] for i in range(0, len(decoded), k))

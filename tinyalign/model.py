@@ -16,12 +16,23 @@ from .recipe import Model
 
 
 def resolve_name(name: str) -> str:
-    """`tiny:*` -> its local folder (built on first use); a path -> checked; else a hub id."""
+    """`tiny:*` -> its local folder (built on first use); `pkg:*` or a `.gguf` file -> its converted
+    folder (converted on first use, tinyalign.gguf); a path -> checked; else a hub id."""
+    from . import gguf
+
     if tiny.is_tiny(name):
         return str(tiny.model_path(name))
-    if looks_like_path(name) and not Path(name).expanduser().is_dir():
+    if gguf.is_packaged(name) or gguf.is_gguf(name):
+        return str(gguf.model_path(name))
+    if not looks_like_path(name):
+        return name
+    folder = Path(name).expanduser()
+    if not folder.is_dir():
         raise UserError(f"model.name: local model folder not found: {name}")
-    return str(Path(name).expanduser()) if looks_like_path(name) else name
+    if not (folder / "config.json").is_file():
+        raise UserError(f"model.name: {name} is not a model folder (no config.json); point at a folder saved "
+                        "with save_pretrained, a .gguf file, or a hub id")
+    return str(folder)
 
 
 def looks_like_path(name: str) -> bool:
@@ -48,8 +59,18 @@ def check_adapter_base(adapter: Path, base_name: str) -> None:
         trained_on = (yaml.safe_load(recipe.read_text()) or {}).get("model", {}).get("name")
     else:
         trained_on = json.loads((adapter / "adapter_config.json").read_text()).get("base_model_name_or_path")
-    if trained_on and Path(str(trained_on)).name != Path(base_name).name and trained_on != base_name:
-        raise UserError(f"model.adapter {adapter} was trained on {trained_on}, not {base_name}; "
+    if not trained_on or trained_on == base_name or Path(str(trained_on)).name == Path(base_name).name:
+        return
+    # An adapter saved without a recipe names its base by the folder it was loaded from (for
+    # `tiny:qwen2-1m`, its cache folder): the same base when base_name resolves to that folder.
+    folder = Path(str(trained_on)).expanduser()
+    if folder.is_dir():
+        try:
+            if Path(resolve_name(base_name)).expanduser().resolve() == folder.resolve():
+                return
+        except UserError:
+            pass
+    raise UserError(f"model.adapter {adapter} was trained on {trained_on}, not {base_name}; "
                         f"set model.name: {trained_on}")
 
 
@@ -109,27 +130,105 @@ def quantization_config(spec: Model):
 
 
 def load_tokenizer(spec: Model, source: str | None = None):
-    """The tokenizer of the base (or of an adapter run, which saved its own), with a pad token."""
+    """The tokenizer of the base (or of an adapter run, which saved its own): eos is the chat
+    template's end of turn, and pad a different token."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(source or resolve_name(spec.name))
+    name = source or resolve_name(spec.name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError) as e:
+        raise UserError(f"model.name: cannot load {spec.name} ({unavailable(name, e)})") from None
     if spec.chat_template:
         tokenizer.chat_template = spec.chat_template
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
     if tokenizer.chat_template is None:
         raise UserError(f"{spec.name} has no chat template; set model.chat_template (Jinja) in the recipe")
+    fix_special_tokens(tokenizer, spec.name)
     return tokenizer
 
 
-def load_base(spec: Model):
-    """The base model, quantised as the recipe says, on the GPU when there is one."""
+def unavailable(name: str, error: Exception) -> str:
+    """Why a model could not be loaded, and how to get it, in a few words."""
+    if Path(name).is_dir():
+        return f"{str(error).splitlines()[0]}"
+    return (f"not in the local cache and the hub cannot be reached; `hf download {name} --local-dir DIR` "
+            "where there is network and point model.name at DIR, or use a .gguf file or pkg:smollm2-135m-instruct")
+
+
+# ---------------------------------------------------------------- end of turn
+
+_PROBE = "tinyalign-end-of-turn-probe"
+
+
+def end_of_turn(tokenizer, name: str = "the model") -> str:
+    """The token the chat template writes right after an assistant's answer: where generation must stop.
+
+    A tokenizer's eos often is not it: GGUF SmolLM2 says eos = <|im_start|>, Qwen2.5 base says
+    <|endoftext|>, while both end a chat turn with <|im_end|>.
+    """
+    from jinja2 import TemplateError
+
+    cached = getattr(tokenizer, "_tinyalign_end_of_turn", None)
+    if cached and cached[0] == tokenizer.chat_template:
+        return cached[1]
+    chat = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": _PROBE}]
+    try:
+        text = tokenizer.apply_chat_template(chat, tokenize=False)
+    except TemplateError as e:
+        raise UserError(f"{name}: its chat template fails on a user/assistant exchange: {e}") from None
+    after = text.split(_PROBE, 1)[1] if _PROBE in text else ""
+    ids = tokenizer(after, add_special_tokens=False).input_ids
+    token = tokenizer.convert_ids_to_tokens(ids[0]) if ids else None
+    special = set(tokenizer.all_special_tokens) | {t.content for t in tokenizer.added_tokens_decoder.values()}
+    if token not in special:
+        raise UserError(f"{name}: cannot find the end of turn in its chat template: after an answer it writes "
+                        f"{after[:20]!r}, not a special token, and the tokenizer's eos is {tokenizer.eos_token!r}; "
+                        f"set model.chat_template to one that ends each turn with a special token such as "
+                        f"{tokenizer.eos_token}")
+    tokenizer._tinyalign_end_of_turn = (tokenizer.chat_template, token)
+    return token
+
+
+def fix_special_tokens(tokenizer, name: str = "the model") -> None:
+    """eos := the end of turn (so TRL and generate() stop there); pad := any other special token.
+
+    A pad equal to the end of turn would make padding and the real end of an answer the same id.
+    """
+    eot = end_of_turn(tokenizer, name)
+    if tokenizer.pad_token in (None, eot):
+        vocab = tokenizer.get_vocab()
+        spare = [tokenizer.pad_token, "<|endoftext|>", "<|finetune_right_pad_id|>", "<pad>", tokenizer.unk_token,
+                 tokenizer.eos_token, tokenizer.bos_token]
+        # nothing else in the vocabulary: pad stays the end of turn (TRL masks labels by attention, not by id)
+        tokenizer.pad_token = next((t for t in spare if t in vocab and t != eot), eot)
+    tokenizer.eos_token = eot
+
+
+def stop_token_ids(model, tokenizer) -> list[int]:
+    """Ids generation stops at: the template's end of turn first, then the model's own eos ids."""
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    eos = eos if isinstance(eos, list) else [eos]
+    ids = [tokenizer.convert_tokens_to_ids(end_of_turn(tokenizer)), *eos]
+    return list(dict.fromkeys(i for i in ids if i is not None))
+
+
+def align_generation(model, tokenizer) -> None:
+    """The model's configs agree with the tokenizer: every generate() (TRL's too) stops at the end of turn."""
+    model.generation_config.eos_token_id = stop_token_ids(model, tokenizer)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.config.eos_token_id = tokenizer.eos_token_id
+    model.config.pad_token_id = tokenizer.pad_token_id
+
+
+def load_base(spec: Model, tokenizer=None):
+    """The base model, quantised as the recipe says, on the GPU when there is one; with `tokenizer`,
+    its generation stops where that tokenizer's turns end."""
     import torch
     from transformers import AutoModelForCausalLM
 
     name = resolve_name(spec.name)
     try:
-        return AutoModelForCausalLM.from_pretrained(
+        model = AutoModelForCausalLM.from_pretrained(
             name,
             quantization_config=quantization_config(spec),
             dtype=compute_dtype(spec),
@@ -137,7 +236,10 @@ def load_base(spec: Model):
             device_map={"": int(os.environ.get("LOCAL_RANK", 0))} if torch.cuda.is_available() else None,
         )
     except OSError as e:
-        raise UserError(f"model.name: cannot load {spec.name}: {str(e).splitlines()[0]}") from None
+        raise UserError(f"model.name: cannot load {spec.name} ({unavailable(name, e)})") from None
+    if tokenizer is not None:
+        align_generation(model, tokenizer)
+    return model
 
 
 def lora_config(spec: Model):
@@ -154,7 +256,7 @@ def load_for_training(spec: Model, gradient_checkpointing: bool = False):
     from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
 
     tokenizer = load_tokenizer(spec)
-    model = load_base(spec)
+    model = load_base(spec, tokenizer)
     if spec.quantization != "none":
         # fp32 norms and input grads for k-bit training; checkpointing only where memory is scarce (GPU)
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
@@ -180,6 +282,8 @@ def _load_unsloth(spec: Model, gradient_checkpointing: bool):
     )
     if spec.chat_template:
         tokenizer.chat_template = spec.chat_template
+    fix_special_tokens(tokenizer, spec.name)
+    align_generation(model, tokenizer)
     if not spec.adapter:
         model = FastLanguageModel.get_peft_model(
             model, r=spec.lora.r, lora_alpha=spec.lora.alpha, lora_dropout=spec.lora.dropout,
@@ -198,7 +302,7 @@ def load_with_adapters(spec: Model, adapters: dict[str, str]):
     from peft import PeftModel
 
     tokenizer = load_tokenizer(spec)
-    model = load_base(spec)
+    model = load_base(spec, tokenizer)
     for i, (name, path) in enumerate(adapters.items()):
         folder = adapter_dir(path)
         check_adapter_base(folder, spec.name)
