@@ -94,9 +94,9 @@ class Engine:
         self.defaults = {"temperature": 0.7, "max_new_tokens": 256, **(defaults or {})}
         self._lock = threading.Lock()
         tokenizer.padding_side = "left"  # decoder-only: every row continues from the right edge
-        eos = model.generation_config.eos_token_id
-        eos = eos if isinstance(eos, list) else [eos]
-        self._stop_ids = {i for i in [*eos, tokenizer.eos_token_id] if i is not None}
+        from ..model import stop_token_ids
+
+        self._stop_ids = set(stop_token_ids(model, tokenizer))  # the template's end of turn, whatever eos says
 
     @classmethod
     def load(cls, spec, adapters: dict[str, str], defaults: dict | None = None) -> "Engine":
@@ -178,7 +178,7 @@ class Engine:
             out = self.model.generate(
                 **batch, **routing, max_new_tokens=max_new_tokens, do_sample=sampling,
                 temperature=temperature if sampling else None, top_p=top_p if sampling else None, top_k=None,
-                pad_token_id=self.tokenizer.pad_token_id, streamer=streamer,
+                pad_token_id=self.tokenizer.pad_token_id, eos_token_id=list(self._stop_ids), streamer=streamer,
                 stopping_criteria=_cancel_criteria(cancel),
             )
         return self.tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
