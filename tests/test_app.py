@@ -9,6 +9,8 @@ call and with other generations running in other threads.
 import json
 import random
 import shutil
+import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -236,6 +238,60 @@ def test_command_line_mistakes_end_in_one_line_and_write_nothing(runs, tmp_path,
     code, err = run_main(capsys, "--adapter", f"a={runs['aaa']}", "--db", str(db))
     assert code == 2 and "not an SQLite database" in err
     assert db.read_bytes() == b"my notes, not a database"
+
+
+def test_a_busy_port_a_bad_host_and_a_locked_store_are_refused_before_the_model_loads(runs, tmp_path, capsys,
+                                                                                      monkeypatch):
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the arguments were checked")
+
+    monkeypatch.setattr(Engine, "load", no_model)
+    adapter = ["--adapter", f"a={runs['aaa']}"]
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, err = run_main(capsys, *adapter, "--db", str(tmp_path / "p.sqlite"), "--port", str(port))
+    assert code == 2 and err.count("\n") == 1 and f"--port {port} is in use" in err
+    for host in ("not an address", "10.255.255.1"):  # a name nobody resolves; an address of another machine
+        code, err = run_main(capsys, *adapter, "--db", str(tmp_path / "p.sqlite"), "--host", host)
+        assert code == 2 and err.count("\n") == 1 and f"--host {host}" in err, err
+    assert not (tmp_path / "p.sqlite").exists()
+
+    # A store another process holds (an app stuck mid-write, a sqlite3 shell in a transaction), in its
+    # usual WAL mode and in rollback-journal mode: refused at once, and no file appears beside it.
+    for journal in ("wal", "delete"):
+        db = tmp_path / journal / "prefs.sqlite"
+        db.parent.mkdir()
+        with VoteStore(db) as store:
+            store.record(conversation=HELLO, response_a="x", response_b="y", model_a="a", model_b="b", vote="a")
+        holder = sqlite3.connect(db, isolation_level=None)
+        holder.execute(f"PRAGMA journal_mode = {journal}")
+        holder.execute("BEGIN EXCLUSIVE")
+        holder.execute("DELETE FROM votes")
+        beside = sorted(p.name for p in db.parent.iterdir())
+        code, err = run_main(capsys, *adapter, "--db", str(db))
+        assert code == 2 and err.count("\n") == 1 and f"vote store {db} is locked" in err, err
+        assert sorted(p.name for p in db.parent.iterdir()) == beside
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+def test_a_downloaded_adapter_without_recipe_is_accepted_on_its_base(runs, tmp_path, capsys):
+    """An adapter folder alone (no recipe.yaml) names its base by the folder it was loaded from; --base
+    tiny:qwen2-1m is that folder, so it is the same base."""
+    downloaded = tmp_path / "downloaded"
+    shutil.copytree(runs["aaa"], downloaded, ignore=shutil.ignore_patterns("recipe.yaml"))
+    trained_on = json.loads((downloaded / "adapter_config.json").read_text())["base_model_name_or_path"]
+    assert Path(trained_on).is_dir()  # the resolved cache folder, not "tiny:qwen2-1m"
+    spec, _ = cli.base_spec({"dl": str(downloaded)}, "tiny:qwen2-1m")
+    assert spec.name == "tiny:qwen2-1m"
+
+    config = json.loads((downloaded / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = "Qwen/Qwen2.5-0.5B-Instruct"
+    (downloaded / "adapter_config.json").write_text(json.dumps(config))
+    code, err = run_main(capsys, "--adapter", f"dl={downloaded}", "--base", "tiny:qwen2-1m")
+    assert code == 2 and "dl was trained on Qwen/Qwen2.5-0.5B-Instruct, not --base tiny:qwen2-1m" in err
 
 
 def test_app_py_is_the_command(tmp_path):

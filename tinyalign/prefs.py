@@ -150,12 +150,13 @@ class VoteStore:
                             f"restore a backup, or salvage rows with `sqlite3 {self.path} .recover`")
 
     @contextlib.contextmanager
-    def _sqlite_errors(self):
+    def _sqlite_errors(self, waited=None):
         """Turn SQLite's failures on this file into one line that names it and says what to do."""
         try:
             yield
         except sqlite3.OperationalError as e:
             if "locked" in str(e) or "busy" in str(e):
+                waited = self.timeout if waited is None else waited
                 raise UserError(f"vote store {self.path} is locked: another process held it for more than "
                                 f"{self.timeout:g} s (a stuck app, or an open sqlite3 shell?); close it and "
                                 "retry") from None
@@ -167,6 +168,23 @@ class VoteStore:
             raise UserError(f"vote store {self.path} is damaged or not a database ({e}); it was left "
                             f"untouched: restore a backup, or salvage rows with "
                             f"`sqlite3 {self.path} .recover`") from None
+    def wait_for_writers(self, seconds):
+        """From now on wait up to `seconds` for another writer before a UserError."""
+        with self._lock:
+            self.timeout = seconds
+            self._conn.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
+
+    def check_writable(self, wait=2.0):
+        """Refuse now, not at the first vote, a store another process holds for writing (a stuck app,
+        a sqlite3 shell inside a transaction): take the write lock, waiting at most `wait` s, and let go."""
+        with self._lock, self._sqlite_errors(wait):
+            self._conn.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.execute("ROLLBACK")
+            finally:
+                self._conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+
 
     def record(self, *, conversation, response_a, response_b, model_a, model_b, vote, annotator="anonymous",
                run_dir_a=None, run_dir_b=None, settings=None, swapped=False, edited=None, tags=()):

@@ -8,6 +8,10 @@ from .. import prefs
 from ..errors import UserError
 
 
+LAUNCH_WAIT = 2.0  # seconds a busy store may take to let the app in at launch
+VOTE_WAIT = 10.0  # ... and to take one vote, once the app runs
+
+
 class Ballots:
     """The vote store, opened at launch if the file exists (so a locked or damaged one is refused
     before anyone votes) and created with the first vote otherwise."""
@@ -17,7 +21,15 @@ class Ballots:
         self._store = None
         self._lock = threading.Lock()
         if self.path.exists():
-            self._store = prefs.VoteStore(self.path)
+            # Opened with a short wait: a store another process holds is refused at launch, in
+            # seconds, instead of after the model has loaded and at every vote.
+            self._store = prefs.VoteStore(self.path, timeout=LAUNCH_WAIT)
+            try:
+                self._store.check_writable(LAUNCH_WAIT)
+            except UserError:
+                self._store.close()
+                raise
+            self._store.wait_for_writers(VOTE_WAIT)
         elif not os.access(self.path.parent, os.W_OK):
             raise UserError(f"--db {self.path}: cannot create the vote store there (folder missing or "
                             "not writable); give another path")

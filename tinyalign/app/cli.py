@@ -5,7 +5,10 @@ and names, each adapter folder, that all adapters share one base, --auth, and th
 """
 
 import argparse
+import errno
+import json
 import re
+import socket
 from pathlib import Path
 
 from ..errors import UserError, cli
@@ -60,6 +63,28 @@ def parse_auth(items: list[str]) -> list[tuple[str, str]] | None:
     return logins or None
 
 
+def check_listen(host: str, port: int) -> None:
+    """Bind host:port once, as the server will: a busy port or an address that is not this machine's is
+    refused now, in one line, not by a traceback after the model has loaded."""
+    if not 0 <= port <= 65535:
+        raise UserError(f"--port {port}: a port is a number from 1 to 65535, e.g. --port 7860")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError):
+        raise UserError(f"--host {host}: not an address or a name of this machine; use 127.0.0.1 (this "
+                        "machine only) or 0.0.0.0 (every network interface)") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will: TIME_WAIT is free
+        try:
+            probe.bind(address)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise UserError(f"--port {port} is in use (another app is serving there?); stop it or pick "
+                                f"another, e.g. --port {port + 1}") from None
+            raise UserError(f"--host {host}: cannot listen there ({e.strerror}); use an address of this "
+                            "machine, e.g. 127.0.0.1 or 0.0.0.0") from None
+
+
 def run_recipe(folder: Path) -> dict:
     """The run's recipe.yaml (beside the adapter, or in the run directory above a checkpoint-*), or {}."""
     import yaml
@@ -84,8 +109,10 @@ def base_spec(adapters: dict[str, str], base: str | None):
             try:
                 check_adapter_base(folder, base)
             except UserError:
-                raise UserError(f"--adapter {name} was trained on {bases[name] or 'another base'}, not --base "
-                                f"{base}; drop --base to use the base its run names") from None
+                trained_on = bases[name] or json.loads((folder / "adapter_config.json").read_text()).get(
+                    "base_model_name_or_path") or "another base"
+                raise UserError(f"--adapter {name} was trained on {trained_on}, not --base {base}; "
+                                f"drop --base to use the base its run names") from None
     else:
         unknown = [name for name, b in bases.items() if not b]
         if unknown:
@@ -113,6 +140,7 @@ def main(argv=None):
     if not adapters:
         raise UserError("name at least one checkpoint: --adapter NAME=RUN_DIR (the base is always offered too)")
     auth = parse_auth(args.auth)
+    check_listen(args.host, args.port)
     spec, defaults = base_spec(adapters, args.base)
 
     from .ballots import Ballots
