@@ -115,11 +115,18 @@ def trl_config(recipe: recipes.Recipe, config_cls):
 
 
 def callbacks(recipe: recipes.Recipe) -> list:
-    if not recipe.doctor:
-        return []
-    from .doctor import DoctorCallback
+    """The console (one progress bar, one compact line per logging step, a summary) and, unless
+    `doctor: false`, the doctor's warnings. `console.install(trainer)` then takes out the Trainer's own
+    progress callback, which prints every log as a raw dict."""
+    from . import console
 
-    return [DoctorCallback(recipe.to_dict())]
+    console.quiet()
+    found = [console.Console(recipe.method, recipe.to_dict())]
+    if recipe.doctor:
+        from .doctor import DoctorCallback
+
+        found.append(DoctorCallback(recipe.to_dict()))
+    return found
 
 
 def save(trainer, tokenizer, recipe: recipes.Recipe) -> None:

@@ -14,7 +14,9 @@ import json
 import os
 import random
 import shutil
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 # ChatML, as Qwen uses, without Qwen's default system prompt.
@@ -156,8 +158,15 @@ def model_path(name: str) -> Path:
     if name not in MODELS:
         from .errors import UserError
         raise UserError(f"unknown tiny model {name!r}; tiny models: {', '.join(MODELS)}")
-    folder = f"{name.split(':', 1)[1]}-v{BUILD_VERSION}"
-    return _build_atomically(home() / "models" / folder, lambda d: build_model(name, d))
+    target = home() / "models" / f"{name.split(':', 1)[1]}-v{BUILD_VERSION}"
+    if target.exists():
+        return target
+    # Once per machine, and long enough to look like a hang inside whatever command asked for it: say so.
+    print(f"building {name} once (~1-3 min on CPU) into {target}; later runs reuse it", file=sys.stderr, flush=True)
+    began = time.time()
+    _build_atomically(target, lambda d: build_model(name, d))
+    print(f"built {name} in {time.time() - began:.0f} s", file=sys.stderr, flush=True)
+    return target
 
 
 # ---------------------------------------------------------------- tasks
