@@ -192,12 +192,13 @@ def test_cli_export_writes_jsonl_that_datasets_loads(store, tmp_path, capsys):
 def test_failed_export_leaves_the_old_output_untouched(store, tmp_path, capsys):
     vote(store, "tie")
     out = tmp_path / "pairs.jsonl"
-    out.write_text("previous export\n")
+    previous = '{"prompt": [], "chosen": [], "rejected": []}\n'  # an earlier export's pairs
+    out.write_text(previous)
 
     status, _, stderr = export(store.path, out, capsys)
 
     assert status == 2 and "no usable preference pairs" in stderr and "1 tie" in stderr
-    assert out.read_text() == "previous export\n"
+    assert out.read_text() == previous
     assert list(tmp_path.glob("*.tmp")) == list(tmp_path.glob(".*.tmp")) == []
 
 

@@ -28,7 +28,7 @@ DEFAULTS = dict(
 def main(argv=None):
     from . import data, model, run
 
-    # ── recipe and run directory
+    # ── recipe and run directory: everything that can be checked is, before anything is written
     recipe = run.load_recipe("dpo", argv, DEFAULTS)
     resume = run.prepare(recipe)
 
@@ -38,19 +38,20 @@ def main(argv=None):
     set_seed(recipe.seed)
     config = run.trl_config(recipe, DPOConfig)
 
+    # ── data: conversational prompt / chosen / rejected
+    train, test = data.load(recipe.data, "dpo", recipe.seed)
+
     # ── model: 4-bit base + LoRA. The reference is the same weights, no second copy: adapters
     #    disabled for a fresh LoRA, or (TRL) a frozen copy of model.adapter when continuing one.
     policy, tokenizer = model.load_for_training(recipe.model, config.gradient_checkpointing)
-
-    # ── data: conversational prompt / chosen / rejected
-    train, test = data.load(recipe.data, "dpo", recipe.seed)
 
     # ── trainer
     trainer = DPOTrainer(model=policy, ref_model=None, args=config, train_dataset=train,
                          eval_dataset=test if config.eval_strategy != "no" else None,
                          processing_class=tokenizer, callbacks=run.callbacks(recipe))
 
-    # ── train and save
+    # ── train and save: only now does anything in output_dir change
+    run.start(recipe, resume)
     run.train(trainer, resume)
     run.save(trainer, tokenizer, recipe)
 

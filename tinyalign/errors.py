@@ -1,5 +1,6 @@
 """User mistakes end in one line, exit status 2 and no traceback; bugs still traceback."""
 
+import argparse
 import functools
 import sys
 
@@ -8,18 +9,63 @@ class UserError(Exception):
     """A mistake the user can fix: the message names the thing and the fix."""
 
 
+# Undo steps for a command that fails before its real work starts (e.g. remove the empty output_dir
+# a trainer created): run in reverse on any failure, dropped by `keep()` once the work has started.
+_undo: list = []
+
+
+def undo_on_failure(step) -> None:
+    _undo.append(step)
+
+
+def keep() -> None:
+    _undo.clear()
+
+
+def _run_undo() -> None:
+    while _undo:
+        try:
+            _undo.pop()()
+        except OSError:
+            pass
+
+
 def cli(main):
     """Wrap a command's main() so a UserError prints `error: ...` and exits 2."""
 
     @functools.wraps(main)
     def run(*args, **kwargs):
+        keep()
         try:
             return main(*args, **kwargs)
         except UserError as e:
+            _run_undo()
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
         except KeyboardInterrupt:
+            _run_undo()
             print("interrupted", file=sys.stderr)
             sys.exit(130)
+        except BaseException:
+            _run_undo()
+            raise
 
     return run
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage mistakes read like every other mistake: one `error:` line, exit status 2."""
+
+    def error(self, message):
+        raise UserError(f"{message} (see {self.prog} --help)")
+
+
+def positive_int(text: str) -> int:
+    """argparse type for counts that must be at least 1 (--k, --prompts, --batch-size)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value

@@ -23,7 +23,8 @@ from pathlib import Path
 from statistics import mean
 
 from . import scoring
-from .errors import UserError, cli
+from . import files
+from .errors import ArgumentParser, UserError, cli, positive_int
 
 FILES = ("eval.csv", "eval.md", "eval.png")
 RATES = ("accuracy", "format", "truncated")  # shown as percentages; so is pass@K
@@ -163,6 +164,7 @@ def evaluate_run(target, checkpoints: str = "all", k: int = 1, prompts: int = 20
     todo = entries(recipe, run_dir, checkpoints)
     if k < 1 or prompts < 1:
         raise UserError("--k and --prompts must be at least 1")
+    out = files.check_folder_out(out) if out else run_dir
     rows = data.eval_rows(recipe.data, limit=prompts, seed=recipe.seed)
     if not (recipe.data.test_split or recipe.data.test_size):
         print(f"note: {recipe.data.source} has no held-out split in the recipe; scoring training prompts")
@@ -198,7 +200,6 @@ def evaluate_run(target, checkpoints: str = "all", k: int = 1, prompts: int = 20
     table = [{"model": e.name, "step": e.step, **results[e.name]} for e in todo]
     took = time.time() - start
 
-    out = Path(out) if out else run_dir
     out.mkdir(parents=True, exist_ok=True)
     metric = task_metric(table)
     summary = best_line(table, metric)
@@ -320,14 +321,14 @@ def plot(table: list[dict], metric: str, path: Path, title: str) -> None:
 
 @cli
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m tinyalign.evaluate", description=__doc__.splitlines()[0],
+    parser = ArgumentParser(prog="python -m tinyalign.evaluate", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("target", metavar="RECIPE_OR_RUN", help="a run directory, or the recipe that trained it")
     parser.add_argument("--checkpoints", default="all", help="all (default), or a comma list such as 20,40,final")
-    parser.add_argument("--k", type=int, default=1, help="K for pass@K by sampling (default 1: greedy only)")
-    parser.add_argument("--prompts", type=int, default=200, help="held-out prompts to score (default 200)")
+    parser.add_argument("--k", type=positive_int, default=1, help="K for pass@K by sampling (default 1: greedy only)")
+    parser.add_argument("--prompts", type=positive_int, default=200, help="held-out prompts to score (default 200)")
     parser.add_argument("--out", help="folder for eval.csv/.md/.png (default: the run directory)")
-    parser.add_argument("--batch-size", type=int, default=64, help="completions generated per batch (default 64)")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="completions generated per batch (default 64)")
     args = parser.parse_args(argv)
     evaluate_run(args.target, args.checkpoints, args.k, args.prompts, args.out, args.batch_size)
 

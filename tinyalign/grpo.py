@@ -34,11 +34,24 @@ def main(argv=None):
     from . import data, model, rewards, run
     from .completions import CompletionLog
 
-    # ── recipe and run directory
+    # ── recipe and run directory: everything that can be checked is, before anything is written
     recipe = run.load_recipe("grpo", argv, DEFAULTS)
     recipe.train = {**data.trainer_order(recipe.data, "grpo"), **recipe.train}  # a curriculum keeps its order
     recipe.train.setdefault("beta", KL_AFTER_SFT if recipe.model.adapter else KL_FROM_BASE)
+    recipe.train.setdefault("reward_weights", [float(spec.get("weight", 1.0)) for spec in recipe.rewards])
     resume = run.prepare(recipe)
+
+    from transformers import set_seed
+    from trl import GRPOConfig, GRPOTrainer
+
+    set_seed(recipe.seed)
+    config = run.trl_config(recipe, GRPOConfig)
+
+    # ── rewards: resolved by name; their weights go to TRL
+    reward_fns = [rewards.resolve(spec) for spec in recipe.rewards]
+
+    # ── data: chat prompts + the reference `answer` column the rewards read
+    train, _ = data.load(recipe.data, "grpo", recipe.seed)
 
     # ── probe: is RL viable from this starting model? (one process probes, under DDP too)
     if recipe.probe and not resume:
@@ -49,28 +62,16 @@ def main(argv=None):
             raise UserError(f"probe says no signal: {report['reason']}; GRPO would learn nothing. Fix that first, "
                             "or pass force=true to train anyway")
 
-    from transformers import set_seed
-    from trl import GRPOConfig, GRPOTrainer
-
-    set_seed(recipe.seed)
-
-    # ── rewards: resolved by name; their weights go to TRL
-    reward_fns = [rewards.resolve(spec) for spec in recipe.rewards]
-    recipe.train.setdefault("reward_weights", [float(spec.get("weight", 1.0)) for spec in recipe.rewards])
-    config = run.trl_config(recipe, GRPOConfig)
-
     # ── model: 4-bit base + LoRA (usually continued from an SFT adapter)
     policy, tokenizer = model.load_for_training(recipe.model, config.gradient_checkpointing)
-
-    # ── data: chat prompts + the reference `answer` column the rewards read
-    train, _ = data.load(recipe.data, "grpo", recipe.seed)
 
     # ── trainer; completions with their per-reward scores go to completions.jsonl
     trainer = GRPOTrainer(model=policy, args=config, train_dataset=train, reward_funcs=reward_fns,
                           processing_class=tokenizer, callbacks=run.callbacks(recipe))
     trainer.add_callback(CompletionLog(trainer, recipe.output_dir))
 
-    # ── train and save
+    # ── train and save: only now does anything in output_dir change
+    run.start(recipe, resume)
     run.train(trainer, resume)
     run.save(trainer, tokenizer, recipe)
 

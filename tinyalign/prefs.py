@@ -11,14 +11,19 @@ mode showed response_a on the right; the app converts a click on a displayed sid
     pairs("prefs.sqlite")                  # -> [{"prompt": [...], "chosen": [...], "rejected": [...]}]
     leaderboard("prefs.sqlite")            # -> Bradley-Terry ratings per checkpoint, best first
 
-    python -m tinyalign.prefs export prefs.sqlite --out pairs.jsonl
+    python -m tinyalign.prefs export prefs.sqlite --out pairs.jsonl [--dimension correctness]
     python -m tinyalign.prefs stats prefs.sqlite
+
+Schema 2 adds, per vote: the queued prompt's id, a verdict per preference dimension (same "a"/"b"/"tie"
+terms as `vote`), the annotator's rationale, and `superseded`: an undone vote is kept, marked with the
+time it was undone, and left out of the export and the ratings. A schema-1 store is migrated in place
+when opened (new columns only; every schema-1 value stays as it was).
 """
 
 import argparse
 import contextlib
 import json
-import os
+import re
 import sqlite3
 import threading
 from collections import Counter
@@ -27,10 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyalign import files
 from tinyalign.errors import UserError, cli
 
 VOTES = ("a", "b", "tie", "both_bad")
-SCHEMA_VERSION = 1  # PRAGMA user_version; bump it and add a migration in _open() when the table changes
+SCHEMA_VERSION = 2  # PRAGMA user_version; bump it and add a migration to _MIGRATIONS when the table changes
+VERDICTS = ("a", "b", "tie")  # per dimension
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 _SCHEMA = """
@@ -49,11 +56,21 @@ CREATE TABLE votes (
     swapped      INTEGER NOT NULL CHECK (swapped IN (0, 1)),  -- response_a was shown on the right
     vote         TEXT NOT NULL CHECK (vote IN ('a', 'b', 'tie', 'both_bad')),  -- 'a' = response_a won
     edited       TEXT,                               -- a better answer written by the annotator
-    tags         TEXT NOT NULL                       -- JSON list, e.g. ["wrong", "verbose"]
+    tags         TEXT NOT NULL,                      -- JSON list, e.g. ["wrong", "verbose"]
+    prompt_id    TEXT,                               -- the queued prompt answered; NULL in free chat
+    dimensions   TEXT NOT NULL DEFAULT '{}',         -- JSON {"correctness": "a" | "b" | "tie", ...}
+    rationale    TEXT,                               -- why, in the annotator's words
+    superseded   TEXT                                -- UTC time the vote was undone; NULL while it counts
 );
 """
-_COLUMNS = ("id", "time", "annotator", "conversation", "response_a", "response_b", "model_a", "model_b",
-            "run_dir_a", "run_dir_b", "settings", "swapped", "vote", "edited", "tags")
+# Schema 1 -> 2: columns added at the end, so no schema-1 value is rewritten.
+_MIGRATIONS = {1: ["ALTER TABLE votes ADD COLUMN prompt_id TEXT",
+                   "ALTER TABLE votes ADD COLUMN dimensions TEXT NOT NULL DEFAULT '{}'",
+                   "ALTER TABLE votes ADD COLUMN rationale TEXT",
+                   "ALTER TABLE votes ADD COLUMN superseded TEXT"]}
+_COLUMNS_V1 = ("id", "time", "annotator", "conversation", "response_a", "response_b", "model_a", "model_b",
+               "run_dir_a", "run_dir_b", "settings", "swapped", "vote", "edited", "tags")
+_COLUMNS = (*_COLUMNS_V1, "prompt_id", "dimensions", "rationale", "superseded")
 
 # Why a vote yields no pair, as printed by `export` and put in load_pairs' error.
 DROP_TIE = "tie"
@@ -123,10 +140,12 @@ class VoteStore:
         if version == 0 and tables:
             raise UserError(f"{self.path} is an SQLite database but not a tinyalign vote store (it has tables "
                             f"{', '.join(sorted(tables))}); it was left untouched: give another path")
-        if version == SCHEMA_VERSION:
-            self._check_existing(tables)
+        if version:
+            self._check_existing(tables, _COLUMNS if version == SCHEMA_VERSION else _COLUMNS_V1)
         # WAL: readers never block the writer and a crashed writer cannot damage committed votes.
         conn.execute("PRAGMA journal_mode = WAL")
+        if version and version < SCHEMA_VERSION:
+            self._migrate()
         if version == 0:
             conn.execute("BEGIN IMMEDIATE")  # two processes may create the same new store at once
             try:
@@ -138,9 +157,24 @@ class VoteStore:
                 _rollback(conn)
                 raise
 
-    def _check_existing(self, tables):
+    def _migrate(self):
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")  # one transaction: migrated completely or not at all
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]  # another process may have done it
+            while version < SCHEMA_VERSION:
+                for statement in _MIGRATIONS[version]:
+                    conn.execute(statement)
+                version += 1
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
+
+    def _check_existing(self, tables, expected):
         columns = {row[1] for row in self._conn.execute("PRAGMA table_info(votes)")}
-        missing = [c for c in _COLUMNS if c not in columns]
+        missing = [c for c in expected if c not in columns]
         if "votes" not in tables or missing:
             raise UserError(f"vote store {self.path} has the wrong schema (missing {', '.join(missing)}); "
                             "it was left untouched: restore a backup or give another path")
@@ -158,8 +192,7 @@ class VoteStore:
             if "locked" in str(e) or "busy" in str(e):
                 waited = self.timeout if waited is None else waited
                 raise UserError(f"vote store {self.path} is locked: another process held it for more than "
-                                f"{self.timeout:g} s (a stuck app, or an open sqlite3 shell?); close it and "
-                                "retry") from None
+                                f"{waited:g} s (a stuck app, or an open sqlite3 shell?); close it and retry") from None
             raise UserError(f"cannot use vote store {self.path}: {e}; check the file's permissions and "
                             "free disk space") from None
         except sqlite3.DatabaseError as e:
@@ -168,6 +201,7 @@ class VoteStore:
             raise UserError(f"vote store {self.path} is damaged or not a database ({e}); it was left "
                             f"untouched: restore a backup, or salvage rows with "
                             f"`sqlite3 {self.path} .recover`") from None
+
     def wait_for_writers(self, seconds):
         """From now on wait up to `seconds` for another writer before a UserError."""
         with self._lock:
@@ -185,13 +219,14 @@ class VoteStore:
             finally:
                 self._conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
 
-
     def record(self, *, conversation, response_a, response_b, model_a, model_b, vote, annotator="anonymous",
-               run_dir_a=None, run_dir_b=None, settings=None, swapped=False, edited=None, tags=()):
+               run_dir_a=None, run_dir_b=None, settings=None, swapped=False, edited=None, tags=(),
+               prompt_id=None, dimensions=None, rationale=None):
         """Store one vote and return its id. It is committed to disk when this returns.
 
         vote: "a" | "b" (response_a / response_b is better) | "tie" | "both_bad" — in terms of
-        model_a/model_b, not of the screen (see unswap_vote).
+        model_a/model_b, not of the screen (see unswap_vote). dimensions: {name: "a" | "b" | "tie"}, in
+        the same terms, for the dimensions the annotator judged (the others are left out).
         """
         _check_conversation(conversation)
         for name, value in (("response_a", response_a), ("response_b", response_b),
@@ -208,6 +243,14 @@ class VoteStore:
         tags = list(tags)
         if not all(isinstance(t, str) for t in tags):
             raise UserError(f"tags must be strings, got {tags!r}")
+        dimensions = dict(dimensions or {})
+        for name, verdict in dimensions.items():
+            if not isinstance(name, str) or not name.strip() or verdict not in VERDICTS:
+                raise UserError(f"dimension {name!r}: the verdict must be one of {', '.join(VERDICTS)}, "
+                                f"got {verdict!r}")
+        for name, value in (("prompt_id", prompt_id), ("rationale", rationale)):
+            if value is not None and not isinstance(value, str):
+                raise UserError(f"{name} must be a string or None, got {type(value).__name__}")
         row = {
             "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
             "annotator": annotator,
@@ -219,6 +262,9 @@ class VoteStore:
             "swapped": int(bool(swapped)), "vote": vote,
             "edited": edited if edited and edited.strip() else None,  # an emptied edit box is no edit
             "tags": json.dumps(tags, ensure_ascii=False),
+            "prompt_id": prompt_id,
+            "dimensions": json.dumps(dimensions, ensure_ascii=False),
+            "rationale": rationale if rationale and rationale.strip() else None,
         }
         sql = f"INSERT INTO votes ({', '.join(row)}) VALUES ({', '.join(':' + k for k in row)})"
         with self._lock, self._sqlite_errors():
@@ -233,14 +279,36 @@ class VoteStore:
                 raise
         return vote_id
 
-    def votes(self):
-        """Every vote, oldest first, as dicts with the JSON columns decoded and swapped as a bool."""
+    def undo(self, vote_id, *, annotator=None):
+        """Mark a vote superseded (kept, no longer counted); returns False when it was already.
+        With `annotator`, only that annotator's own vote may be undone."""
+        now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         with self._lock, self._sqlite_errors():
-            rows = self._conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM votes ORDER BY id").fetchall()
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._conn.execute("SELECT annotator, superseded FROM votes WHERE id = ?",
+                                         (vote_id,)).fetchone()
+                if row is None or (annotator is not None and row[0] != annotator):
+                    raise UserError(f"vote #{vote_id} is not in {self.path}"
+                                    + ("" if row is None else f" as a vote of {annotator}"))
+                if row[1] is None:
+                    self._conn.execute("UPDATE votes SET superseded = ? WHERE id = ?", (now, vote_id))
+                self._conn.execute("COMMIT")
+            except BaseException:
+                _rollback(self._conn)
+                raise
+        return row[1] is None
+
+    def votes(self, *, current=False):
+        """Every vote, oldest first, as dicts with the JSON columns decoded and swapped as a bool.
+        current=True leaves out superseded (undone) votes: what the export and the ratings use."""
+        where = " WHERE superseded IS NULL" if current else ""
+        with self._lock, self._sqlite_errors():
+            rows = self._conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM votes{where} ORDER BY id").fetchall()
         out = []
         for values in rows:
             vote = dict(zip(_COLUMNS, values))
-            for key in ("conversation", "settings", "tags"):
+            for key in ("conversation", "settings", "tags", "dimensions"):
                 vote[key] = json.loads(vote[key])
             vote["swapped"] = bool(vote["swapped"])
             out.append(vote)
@@ -274,14 +342,57 @@ def _check_conversation(conversation):
         raise UserError("conversation must end with the user message both responses answer")
 
 
-def _read_votes(store_or_path):
+def _read_votes(store_or_path, dimension=None):
+    """The votes that count (undone ones left out). With a dimension: the votes that judged it, each with
+    its verdict there as `vote` and no edit (a better answer was written for the vote as a whole)."""
     if isinstance(store_or_path, VoteStore):
-        return store_or_path.votes()
-    with VoteStore(store_or_path, create=False) as store:
-        return store.votes()
+        votes = store_or_path.votes(current=True)
+    else:
+        with VoteStore(store_or_path, create=False) as store:
+            votes = store.votes(current=True)
+    if dimension is None:
+        return votes
+    judged = [{**v, "vote": v["dimensions"][dimension], "edited": None} for v in votes if dimension in v["dimensions"]]
+    if votes and not judged:
+        known = sorted({d for v in votes for d in v["dimensions"]})
+        raise UserError(f"no vote judged the dimension {dimension!r}; "
+                        + (f"the votes judged: {', '.join(known)}" if known else "no vote has per-dimension verdicts"))
+    return judged
+
+
+def _winner(vote):
+    """The checkpoint a vote preferred, or "" for a tie / both bad: comparable across sides and orders."""
+    return {"a": vote["model_a"], "b": vote["model_b"]}.get(vote["vote"], "")
+
+
+def agreement(votes):
+    """How often two annotators who judged the same prompt for the same pair of checkpoints agree.
+
+    Same prompt = same queued prompt id, or the same conversation in free chat. Returns {items: prompts
+    with 2+ annotators, pairs: annotator pairs compared, agree: those who preferred the same one}.
+    """
+    groups: dict = {}
+    for v in votes:
+        prompt = v.get("prompt_id") or json.dumps(v["conversation"], sort_keys=True, ensure_ascii=False)
+        key = (prompt, tuple(sorted((v["model_a"], v["model_b"]))))
+        groups.setdefault(key, {})[v["annotator"]] = _winner(v)  # an annotator's latest vote counts
+    items = pairs_ = agree = 0
+    for by_annotator in groups.values():
+        winners = list(by_annotator.values())
+        if len(winners) < 2:
+            continue
+        items += 1
+        for i in range(len(winners)):
+            for j in range(i + 1, len(winners)):
+                pairs_ += 1
+                agree += winners[i] == winners[j]
+    return {"items": items, "pairs": pairs_, "agree": agree}
 
 
 # ---------------------------------------------------------------- export to DPO pairs
+
+PAIR_COLUMNS = ("prompt", "chosen", "rejected")
+
 
 def _build_pairs(votes):
     """DPO rows in TRL's conversational preference format, and a Counter of why others were dropped."""
@@ -321,7 +432,7 @@ def _build_pairs(votes):
     return rows, dropped
 
 
-def pairs(store_or_path):
+def pairs(store_or_path, dimension=None):
     """DPO rows {"prompt", "chosen", "rejected"} from a VoteStore or the path of one.
 
     a/b: chosen = the edited answer if one was written, else the winner; rejected = the loser.
@@ -329,7 +440,7 @@ def pairs(store_or_path):
     Dropped: tie, both_bad without an edit, chosen == rejected, exact duplicates.
     A "system" entry in a vote's settings becomes the prompt's system message.
     """
-    return _build_pairs(_read_votes(store_or_path))[0]
+    return _build_pairs(_read_votes(store_or_path, dimension))[0]
 
 
 def load_pairs(path):
@@ -389,14 +500,66 @@ def _bradley_terry(n_models, first, second, score, prior=0.5):
     return 1000.0 + 400.0 * theta / np.log(10)
 
 
-def leaderboard(store_or_path, *, resamples=200, seed=0):
+MARKDOWN = re.compile(r"(?m)^\s{0,3}(#{1,6}\s|[-*+]\s|\d+[.)]\s|```)|\*\*[^*]+\*\*")
+STYLE_FEATURES = ("length", "markdown")
+
+
+def style_features(vote) -> list[float]:
+    """How much longer and more marked-up response_a is than response_b, each as (a - b) / (a + b) in
+    -1..1, as Chatbot Arena's style control measures them: characters, and markdown headers, list
+    items, code fences and bold spans."""
+    def relative(a, b):
+        return (a - b) / (a + b) if a + b else 0.0
+
+    a, b = vote["response_a"], vote["response_b"]
+    return [relative(len(a), len(b)), relative(len(MARKDOWN.findall(a)), len(MARKDOWN.findall(b)))]
+
+
+def _style_controlled(n_models, first, second, score, features, prior=0.5, ridge=1e-3):
+    """Bradley-Terry ratings with style covariates: P(first wins) = sigmoid(theta_first - theta_second
+    + beta . features). What a longer or more marked-up answer wins by itself goes into beta, so
+    theta rates the checkpoints as if their answers had the same style. Same phantom prior and scale
+    as _bradley_terry; returns (Elo-scale ratings, beta per feature in logits)."""
+    n, k = len(score), features.shape[1]
+    design = np.zeros((n + n_models, n_models + k))
+    design[np.arange(n), first] += 1.0
+    design[np.arange(n), second] -= 1.0
+    design[:n, n_models:] = features
+    design[n + np.arange(n_models), np.arange(n_models)] = 1.0  # each model against the phantom rated 1000
+    target = np.concatenate([score, np.full(n_models, 0.5)])
+    weight = np.concatenate([np.ones(n), np.full(n_models, 2 * prior)])  # prior wins + prior losses
+    penalty = np.concatenate([np.zeros(n_models), np.full(k, ridge)])  # keeps beta finite if collinear
+
+    def objective(params):
+        z = design @ params
+        return (weight * (target * -np.logaddexp(0, -z) + (1 - target) * -np.logaddexp(0, z))).sum() \
+            - 0.5 * (penalty * params ** 2).sum()
+
+    params = np.zeros(n_models + k)
+    for _ in range(100):
+        p = 1 / (1 + np.exp(-(design @ params)))
+        gradient = design.T @ (weight * (target - p)) - penalty * params
+        hessian = -(design.T * (weight * p * (1 - p))) @ design - np.diag(penalty)
+        step = np.linalg.solve(hessian, -gradient)
+        size, before = 1.0, objective(params)
+        while objective(params + size * step) < before and size > 1e-6:
+            size /= 2
+        params = params + size * step
+        if np.max(np.abs(size * step)) < 1e-9:
+            break
+    return 1000.0 + 400.0 * params[:n_models] / np.log(10), params[n_models:]
+
+
+def leaderboard(store_or_path, *, dimension=None, resamples=200, seed=0):
     """Per checkpoint: votes, wins, losses, ties, win_rate and an Elo-scale Bradley-Terry rating with a
-    bootstrap 95 % range (rating_low, rating_high), best first.
+    bootstrap 95 % range (rating_low, rating_high), best first; and `style_rating`, the rating with
+    answer length and markdown as covariates (a checkpoint that wins by being longer drops there).
 
     both_bad counts as a tie (neither answer was preferred). win_rate counts a tie as half a win.
-    Votes comparing a checkpoint with itself say nothing about ranking and are left out.
+    Votes comparing a checkpoint with itself say nothing about ranking and are left out. Undone votes
+    are left out. With `dimension`, only the verdicts on that dimension count.
     """
-    votes = [v for v in _read_votes(store_or_path) if v["model_a"] != v["model_b"]]
+    votes = [v for v in _read_votes(store_or_path, dimension) if v["model_a"] != v["model_b"]]
     if not votes:
         return []
     models = sorted({v[k] for v in votes for k in ("model_a", "model_b")})
@@ -412,6 +575,7 @@ def leaderboard(store_or_path, *, resamples=200, seed=0):
         sample = rng.integers(0, len(votes), len(votes))
         boot[r] = _bradley_terry(len(models), first[sample], second[sample], score[sample])
     low, high = np.percentile(boot, [2.5, 97.5], axis=0)
+    styled, _ = _style_controlled(len(models), first, second, score, np.array([style_features(v) for v in votes]))
 
     table = []
     for i, model in enumerate(models):
@@ -427,81 +591,86 @@ def leaderboard(store_or_path, *, resamples=200, seed=0):
             # the table never shows a rating outside its own range.
             "rating_low": float(min(low[i], ratings[i])),
             "rating_high": float(max(high[i], ratings[i])),
+            "style_rating": float(styled[i]),
         })
     return sorted(table, key=lambda row: -row["rating"])
 
 
 # ---------------------------------------------------------------- command line
 
-def _write_jsonl_atomically(rows, out):
-    """Write to a temporary file beside `out`, then rename: an error leaves no half-written file."""
-    out = Path(out)
-    if not out.parent.is_dir():
-        raise UserError(f"cannot write {out}: folder {out.parent} does not exist")
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    except OSError as e:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise UserError(f"cannot write {out}: {e.strerror}") from None
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def export(store_or_path, out) -> dict:
+def export(store_or_path, out, dimension=None) -> dict:
     """Write a store's DPO pairs to `out` (JSONL, atomically): what the export command and the app's
     Export tab both do. Returns {pairs, votes, dropped}; UserError when no vote makes a pair."""
-    votes = _read_votes(store_or_path)
+    # never over the store, another store or any file that is not a pairs file: checked before reading
+    out = files.check_jsonl_out(out, columns=PAIR_COLUMNS, inputs=[getattr(store_or_path, "path", store_or_path)])
+    votes = _read_votes(store_or_path, dimension)
     rows, dropped = _build_pairs(votes)
     if not rows:  # an empty dataset would only fail later, in DPO
         raise _no_pairs(getattr(store_or_path, "path", store_or_path), votes, dropped)
-    _write_jsonl_atomically(rows, out)
+    files.write_jsonl(out, rows)
     return {"pairs": len(rows), "votes": len(votes), "dropped": _describe(dropped) if dropped else "nothing"}
 
 
 def _export(args):
-    done = export(args.db, args.out)
+    done = export(args.db, args.out, args.dimension)
     print(f"wrote {done['pairs']} DPO pairs from {done['votes']} votes to {args.out}")
     print(f"dropped: {done['dropped']}")
 
 
 def _stats(args):
     with VoteStore(args.db, create=False) as store:
-        votes = store.votes()
+        everything = store.votes()
+        votes = [v for v in everything if v["superseded"] is None]
         table = leaderboard(store)
-    print(f"{args.db}: {len(votes)} votes")
+        dimensions = sorted({d for v in votes for d in v["dimensions"]})
+        per_dimension = {d: leaderboard(store, dimension=d, resamples=50) for d in dimensions}
+    undone = len(everything) - len(votes)
+    print(f"{args.db}: {len(votes)} votes" + (f" ({undone} more undone, not counted)" if undone else ""))
     for title, counts in (("by vote", Counter(v["vote"] for v in votes)),
                           ("by annotator", Counter(v["annotator"] for v in votes)),
                           ("by tag", Counter(t for v in votes for t in v["tags"]))):
         print(f"{title}: " + (", ".join(f"{k} {n}" for k, n in counts.most_common()) or "none"))
-    decisive = [v for v in votes if v["vote"] in ("a", "b")]
-    if decisive:
-        # The left side won = response_a won and was on the left, or response_b won and A was on the right.
-        left = sum((v["vote"] == "a") != v["swapped"] for v in decisive)
-        print(f"position: the left answer won {left} of {len(decisive)} a/b votes "
-              f"({left / len(decisive):.0%}; about 50% means no position bias)")
+    bias = position_bias(votes)
+    if bias:
+        print(f"position: the left answer won {bias[0]} of {bias[1]} a/b votes "
+              f"({bias[0] / bias[1]:.0%}; about 50% means no position bias)")
+    agreed = agreement(votes)
+    if agreed["pairs"]:
+        print(f"agreement: {agreed['agree']} of {agreed['pairs']} annotator pairs preferred the same answer "
+              f"({agreed['agree'] / agreed['pairs']:.0%}) on {agreed['items']} prompts judged by 2+ annotators")
     same = sum(v["model_a"] == v["model_b"] for v in votes)
     if same:
         print(f"{same} votes compare a checkpoint with itself and are not rated")
     if not table:
         return
     width = max(10, *(len(row["model"]) for row in table))
-    print(f"\n{'rank':>4}  {'checkpoint':<{width}}  {'rating':>6}  {'95% range':>11}  "
+    print(f"\n{'rank':>4}  {'checkpoint':<{width}}  {'rating':>6}  {'95% range':>11}  {'style-ctl':>9}  "
           f"{'votes':>5}  {'wins':>4}  {'losses':>6}  {'ties':>4}  {'win rate':>8}")
     for rank, row in enumerate(table, 1):
         span = f"{row['rating_low']:.0f}..{row['rating_high']:.0f}"
-        print(f"{rank:>4}  {row['model']:<{width}}  {row['rating']:>6.0f}  {span:>11}  {row['votes']:>5}  "
-              f"{row['wins']:>4}  {row['losses']:>6}  {row['ties']:>4}  {row['win_rate']:>8.0%}")
-    print("(Bradley-Terry, Elo scale; both_bad counts as a tie, a tie as half a win)")
+        print(f"{rank:>4}  {row['model']:<{width}}  {row['rating']:>6.0f}  {span:>11}  {row['style_rating']:>9.0f}  "
+              f"{row['votes']:>5}  {row['wins']:>4}  {row['losses']:>6}  {row['ties']:>4}  {row['win_rate']:>8.0%}")
+    print("(Bradley-Terry, Elo scale; both_bad counts as a tie, a tie as half a win; style-ctl: the rating "
+          "with answer length and markdown as covariates)")
+    if per_dimension:
+        models = [row["model"] for row in table]
+        print(f"\nper dimension (rating, votes):\n{'checkpoint':<{width}}  "
+              + "  ".join(f"{d:>14}" for d in dimensions))
+        for model in models:
+            cells = []
+            for d in dimensions:
+                row = next((r for r in per_dimension[d] if r["model"] == model), None)
+                cells.append(f"{row['rating']:>8.0f} ({row['votes']:>3})" if row else f"{'-':>14}")
+            print(f"{model:<{width}}  " + "  ".join(cells))
+
+
+def position_bias(votes):
+    """(left wins, a/b votes): the left side won = response_a won and was on the left, or response_b
+    won and response_a was on the right. None without a/b votes."""
+    decisive = [v for v in votes if v["vote"] in ("a", "b")]
+    if not decisive:
+        return None
+    return sum((v["vote"] == "a") != v["swapped"] for v in decisive), len(decisive)
 
 
 @cli
@@ -511,6 +680,8 @@ def main(argv=None):
     export = commands.add_parser("export", help="write DPO pairs as JSONL (TRL conversational format)")
     export.add_argument("db", help="the vote store, e.g. prefs.sqlite")
     export.add_argument("--out", required=True, help="the JSONL file to write")
+    export.add_argument("--dimension", help="pairs from the verdicts on this preference dimension (e.g. "
+                                            "correctness) instead of the overall votes")
     export.set_defaults(run=_export)
     stats = commands.add_parser("stats", help="counts per checkpoint, vote, annotator, and the leaderboard")
     stats.add_argument("db", help="the vote store, e.g. prefs.sqlite")

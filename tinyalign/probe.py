@@ -14,7 +14,8 @@ import json
 from pathlib import Path
 from statistics import mean
 
-from .errors import cli
+from . import files
+from .errors import ArgumentParser, cli, positive_int
 
 SFT_FIRST_BELOW = 0.20  # pass@1
 NO_SIGNAL_BELOW = 0.02  # pass@K
@@ -127,13 +128,15 @@ def format_report(r: dict) -> str:
 def main(argv=None):
     from . import recipe as recipes
 
-    parser = argparse.ArgumentParser(prog="python -m tinyalign.probe", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m tinyalign.probe", description=__doc__.splitlines()[0])
     parser.add_argument("recipe")
     parser.add_argument("overrides", nargs="*", help="dotted.key=value")
-    parser.add_argument("--prompts", type=int, default=64, help="how many training prompts to sample (default 64)")
-    parser.add_argument("--k", type=int, default=8, help="samples per prompt (default 8)")
+    parser.add_argument("--prompts", type=positive_int, default=64, help="how many training prompts to sample (default 64)")
+    parser.add_argument("--k", type=positive_int, default=8, help="samples per prompt (default 8)")
     parser.add_argument("--out", help="folder for probe.json (default: print only)")
     args = parser.parse_args(argv)
+    if args.out:
+        files.check_folder_out(args.out)
     recipe = recipes.load(args.recipe, args.overrides)
     run(recipe, prompts=args.prompts, k=args.k, out_dir=args.out)
 

@@ -9,14 +9,17 @@
 """
 
 import argparse
+import contextlib
+import errno
 import functools
 import os
 import shutil
 from pathlib import Path
 
+from . import errors, files
+from . import model as models
 from . import recipe as recipes
 from .errors import UserError
-from .model import hardware_args
 
 FINAL = "adapter_model.safetensors"
 RUN_FILES = ("recipe.yaml", "trainer_state.json", "completions.jsonl", FINAL, "adapter_config.json")
@@ -51,18 +54,29 @@ def is_finished(output_dir) -> bool:
 
 
 def check_output_dir(recipe: recipes.Recipe) -> str | None:
-    """Refuse to clobber a run unless asked; return the checkpoint to resume from, if resuming."""
-    out = Path(recipe.output_dir)
+    """Refuse to clobber a run unless asked; return the checkpoint to resume from, if resuming.
+
+    Reads only: nothing on disk changes here (see `start`)."""
+    out = Path(recipe.output_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise UserError(f"output_dir {out} is a file; give a folder for the run")
+    adapter = recipe.model.adapter
+    if adapter and (files.same_file(adapter, out) or Path(out).resolve() in Path(adapter).expanduser().resolve().parents):
+        raise UserError(f"output_dir {out} holds model.adapter {adapter}, the adapter this run continues; "
+                        "set output_dir to a new folder")
     resume = None
     if recipe.resume:
+        if is_finished(out):
+            raise UserError(f"output_dir {out} holds a finished run: nothing to resume. To train it further, "
+                            f"start a new run from it: model.adapter={out} output_dir=another/folder")
         resume = str(recipe.resume) if isinstance(recipe.resume, str) else None
         if resume is None:
             found = checkpoints(out)
             if not found:
                 raise UserError(f"resume=true but {out} has no checkpoint-* to resume from; drop resume to start fresh")
             resume = str(found[-1])
-        elif not Path(resume).is_dir():
-            raise UserError(f"resume: checkpoint folder not found: {resume}")
+        elif not (Path(resume) / "trainer_state.json").is_file():
+            raise UserError(f"resume: {resume} is not a complete checkpoint folder (no trainer_state.json)")
     elif is_finished(out) and not recipe.overwrite:
         raise UserError(f"output_dir {out} holds a finished run; pass overwrite=true to replace it, "
                         "or output_dir=another/folder")
@@ -73,18 +87,37 @@ def check_output_dir(recipe: recipes.Recipe) -> str | None:
 
 
 def prepare(recipe: recipes.Recipe) -> str | None:
-    """Check output_dir, clear a run being overwritten, write recipe.yaml; return a checkpoint to resume."""
-    out = Path(recipe.output_dir)
+    """Every check that needs no model loaded: output_dir, the TRL config, the model and adapter
+    folders. Writes nothing; returns the checkpoint to resume from, if any."""
     resume = check_output_dir(recipe)
+    trl_config(recipe, recipes.trl_config_class(recipe.method))
+    check_model(recipe.model)
+    out = Path(recipe.output_dir).expanduser()
+    if not out.exists():  # the Trainer creates output_dir when it is built: gone again if the run fails first
+        errors.undo_on_failure(lambda: out.rmdir() if out.is_dir() and not any(out.iterdir()) else None)
+    return resume
+
+
+def check_model(spec) -> None:
+    """The base exists (a local folder, or a tiny model, built now) and the adapter is there and fits it."""
+    models.resolve_name(spec.name)
+    if spec.adapter:
+        models.check_adapter_base(models.adapter_dir(spec.adapter), spec.name)
+
+
+def start(recipe: recipes.Recipe, resume: str | None) -> None:
+    """Model, data and trainer are ready: only now does the run directory change. A run being
+    overwritten is cleared here, not before, so a recipe that fails its checks leaves it whole."""
+    errors.keep()
     if not is_main_process():  # under DDP one process writes the run directory
-        return resume
+        return
+    out = Path(recipe.output_dir).expanduser()
     if recipe.overwrite and not resume:
-        for old in checkpoints(out):  # stale checkpoints would mix into evaluation of the new run
+        for old in out.glob("checkpoint-*"):  # stale checkpoints would mix into evaluation of the new run
             shutil.rmtree(old)
         for name in RUN_FILES:
             (out / name).unlink(missing_ok=True)
     recipes.write(recipe, out / "recipe.yaml")
-    return resume
 
 
 def is_main_process() -> bool:
@@ -92,22 +125,61 @@ def is_main_process() -> bool:
 
 
 def train(trainer, resume: str | None) -> None:
-    """trainer.train, resuming exactly. Two mends to the Trainer's resume path for PEFT models:
+    """trainer.train, resuming exactly. Three mends to the Trainer's resume path for PEFT models:
     - PEFT's load_adapter would upcast TRL's bf16 QLoRA weights to fp32, and the resumed run would
       drift from the uninterrupted one;
     - when a checkpoint also holds adapters in sub-folders (DPO's frozen `ref/` copy), the Trainer
-      loads only those and leaves the trained adapter at its starting weights: it is loaded here."""
+      loads only those and leaves the trained adapter at its starting weights: it is loaded here;
+    - a run cut during its final save has a checkpoint at its last step, from which the Trainer
+      would train one step more: training is done, so its weights are loaded and only `save` is left."""
+    from transformers import TrainerState
+
     model = trainer.model
     if resume and hasattr(model, "load_adapter"):
         model.load_adapter = functools.partial(model.load_adapter, autocast_adapter_dtype=False)
+        state = TrainerState.load_from_json(str(Path(resume) / "trainer_state.json"))
+        if 0 < state.max_steps <= state.global_step:
+            model.load_adapter(resume, model.active_adapter, is_trainable=True)
+            trainer.state = state
+            return
         if any((sub / "adapter_config.json").is_file() for sub in Path(resume).iterdir() if sub.is_dir()):
             model.load_adapter(resume, model.active_adapter, is_trainable=True)
-    trainer.train(resume_from_checkpoint=resume)
+    with disk_full_is_a_user_error(trainer.args.output_dir):
+        trainer.train(resume_from_checkpoint=resume)
+
+
+@contextlib.contextmanager
+def disk_full_is_a_user_error(output_dir):
+    """A write that fails because the disk is full (torch's serializer says only "file write failed")
+    becomes one line: what was being written and how much space is missing. The half-written
+    checkpoint is removed (it could never be resumed); the complete ones before it stay usable."""
+    try:
+        yield
+    except (OSError, RuntimeError) as e:
+        if not (getattr(e, "errno", None) == errno.ENOSPC or "write" in str(e).lower()):
+            raise
+        out = Path(output_dir)
+        free = shutil.disk_usage(out if out.exists() else out.parent).free
+        done = checkpoints(out)
+        partial = [p for p in out.glob("checkpoint-*") if p not in done]
+        need = folder_size(done[-1]) if done else folder_size(out)
+        if free >= need and getattr(e, "errno", None) != errno.ENOSPC:
+            raise  # not a full disk after all
+        for p in partial:
+            shutil.rmtree(p, ignore_errors=True)
+        what = partial[0].name if partial else getattr(e, "filename", None) or "the run's files"
+        kept = f"resume=true continues from {done[-1].name}" if done else "no checkpoint was complete yet"
+        raise UserError(f"disk full while writing {what} in {out}: {free / 2**20:.0f} MB free, about "
+                        f"{max(need - free, 0) / 2**20:.0f} MB more needed; free space, then {kept}") from None
+
+
+def folder_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
 
 
 def trl_config(recipe: recipes.Recipe, config_cls):
     """The TRL config: hardware flags, then the recipe's `train:` (which wins)."""
-    kwargs = {**hardware_args(recipe.model), "seed": recipe.seed, **recipe.train}
+    kwargs = {**models.hardware_args(recipe.model), "seed": recipe.seed, **recipe.train}
     try:
         return config_cls(output_dir=recipe.output_dir, **kwargs)
     except (ValueError, TypeError) as e:
@@ -130,11 +202,23 @@ def callbacks(recipe: recipes.Recipe) -> list:
 
 
 def save(trainer, tokenizer, recipe: recipes.Recipe) -> None:
-    """Final adapter + tokenizer + full log history; the adapter file last, since it marks the run finished."""
+    """Final adapter + tokenizer + full log history. Everything is written into a staging folder
+    first and moved into output_dir with the adapter weights last, so the run counts as finished
+    only once all of it is there: a kill mid-save leaves an unfinished run that resume=true completes."""
     out = Path(recipe.output_dir)
-    if trainer.is_world_process_zero():
-        trainer.state.save_to_json(str(out / "trainer_state.json"))
-        tokenizer.save_pretrained(out)
-    trainer.save_model(str(out))  # collective under FSDP/DeepSpeed: every process calls it
-    if trainer.is_world_process_zero():
-        print(f"saved adapter to {out}")
+    staging = out / ".final"
+    with disk_full_is_a_user_error(out):
+        if trainer.is_world_process_zero():
+            shutil.rmtree(staging, ignore_errors=True)
+        trainer.save_model(str(staging))  # collective under FSDP/DeepSpeed: every process calls it
+        if not trainer.is_world_process_zero():
+            return
+        trainer.state.save_to_json(str(staging / "trainer_state.json"))
+        tokenizer.save_pretrained(staging)
+        for item in sorted(staging.iterdir(), key=lambda p: p.name == FINAL):  # FINAL last: it marks the run finished
+            target = out / item.name
+            if item.is_dir() and target.is_dir():
+                shutil.rmtree(target)
+            os.replace(item, target)
+        staging.rmdir()
+    print(f"saved adapter to {out}")

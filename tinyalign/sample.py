@@ -15,11 +15,11 @@ over and over homogenises the answers: once or twice is where it helps.
 
 import argparse
 import json
-import os
 from collections import Counter
 from pathlib import Path
 
-from .errors import UserError, cli
+from . import files
+from .errors import ArgumentParser, UserError, cli, positive_int
 
 
 def load_target(target, overrides=()) -> tuple:
@@ -48,8 +48,9 @@ def sample(recipe, out, k: int = 8, min_reward: float | None = None, prompts: in
     spec = recipe.data
     if not spec.prompt:
         raise UserError("sample builds prompts from data.prompt (a template such as \"{question}\"); set it")
-    if k < 1:
-        raise UserError("--k must be at least 1")
+    if k < 1 or (prompts is not None and prompts < 1):
+        raise UserError("--k and --prompts must be at least 1")
+    out = files.check_jsonl_out(out, columns=("completion", "reward"), inputs=[spec.source])
     reward_fns = [rewards.resolve(s) for s in recipe.rewards] or [scoring.accuracy_reward(recipe)]
     weights = [float(s.get("weight", 1.0)) for s in recipe.rewards] or [1.0]
     top_total = sum(w * f.max_score for w, f in zip(weights, reward_fns))
@@ -98,12 +99,7 @@ def sample(recipe, out, k: int = 8, min_reward: float | None = None, prompts: in
         kept.append({**{c: row[c] for c in written}, "completion": answer, "reward": total})
 
     # ── write atomically: a killed run leaves no half a dataset behind
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    with open(tmp, "w") as f:
-        f.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in kept)
-    os.replace(tmp, out)
+    files.write_jsonl(out, kept)
 
     report = {"kept": len(kept), "total": len(rows), "out": str(out), "k": k, "min_reward": min_reward,
               "samples_at_bar": sum(t >= min_reward for t in totals) / max(1, len(totals))}
@@ -117,18 +113,18 @@ def sample(recipe, out, k: int = 8, min_reward: float | None = None, prompts: in
 
 @cli
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m tinyalign.sample", description=__doc__.splitlines()[0],
+    parser = ArgumentParser(prog="python -m tinyalign.sample", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("target", metavar="RECIPE_OR_RUN", help="a recipe (samples its model.adapter or base), "
                                                                "or a run directory (samples its final adapter)")
     parser.add_argument("overrides", nargs="*", help="dotted.key=value, e.g. generation.temperature=0.8")
-    parser.add_argument("--k", type=int, default=8, help="answers sampled per prompt (default 8)")
+    parser.add_argument("--k", type=positive_int, default=8, help="answers sampled per prompt (default 8)")
     parser.add_argument("--min-reward", type=float, help="keep a prompt's best answer if its weighted reward "
                                                          "is at least this (default: every reward at its top score)")
     parser.add_argument("--out", required=True, help="the JSONL file to write, e.g. best.jsonl")
-    parser.add_argument("--prompts", type=int, help="sample this many training prompts (default: all)")
+    parser.add_argument("--prompts", type=positive_int, help="sample this many training prompts (default: all)")
     parser.add_argument("--adapter", help="sample from this adapter instead (a run directory or checkpoint-N)")
-    parser.add_argument("--batch-size", type=int, default=64, help="completions generated per batch (default 64)")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="completions generated per batch (default 64)")
     args = parser.parse_args(argv)
     recipe, adapter = load_target(args.target, args.overrides)
     sample(recipe, args.out, args.k, args.min_reward, args.prompts, args.adapter or adapter, args.batch_size)

@@ -24,7 +24,7 @@ DEFAULTS = dict(
 def main(argv=None):
     from . import data, model, run
 
-    # ── recipe and run directory
+    # ── recipe and run directory: everything that can be checked is, before anything is written
     recipe = run.load_recipe("sft", argv, DEFAULTS)
     recipe.train = {**data.trainer_order(recipe.data, "sft"), **recipe.train}  # a curriculum keeps its order
     resume = run.prepare(recipe)
@@ -35,18 +35,19 @@ def main(argv=None):
     set_seed(recipe.seed)
     config = run.trl_config(recipe, SFTConfig)
 
-    # ── model: 4-bit base + LoRA (fresh, or continued from model.adapter)
-    policy, tokenizer = model.load_for_training(recipe.model, config.gradient_checkpointing)
-
     # ── data: prompt/completion chat rows; TRL puts the loss on the completion only
     train, test = data.load(recipe.data, "sft", recipe.seed)
+
+    # ── model: 4-bit base + LoRA (fresh, or continued from model.adapter)
+    policy, tokenizer = model.load_for_training(recipe.model, config.gradient_checkpointing)
 
     # ── trainer
     trainer = SFTTrainer(model=policy, args=config, train_dataset=train,
                          eval_dataset=test if config.eval_strategy != "no" else None,
                          processing_class=tokenizer, callbacks=run.callbacks(recipe))
 
-    # ── train and save
+    # ── train and save: only now does anything in output_dir change
+    run.start(recipe, resume)
     run.train(trainer, resume)
     run.save(trainer, tokenizer, recipe)
 
