@@ -660,7 +660,7 @@ def _stats(args):
             cells = []
             for d in dimensions:
                 row = next((r for r in per_dimension[d] if r["model"] == model), None)
-                cells.append(f"{row['rating']:>8.0f} ({row['votes']:>3})" if row else f"{'-':>14}")
+                cells.append(f"{row['rating']:.0f} ({row['votes']})".rjust(14) if row else f"{'-':>14}")
             print(f"{model:<{width}}  " + "  ".join(cells))
 
 
