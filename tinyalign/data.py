@@ -55,14 +55,51 @@ def load_split(spec: Data, split: str):
         fmt = LOCAL_FORMATS.get(path.suffix)
         if fmt is None:
             raise UserError(f"data.source: unsupported file type {path.suffix!r}; use one of {', '.join(LOCAL_FORMATS)}")
+        if fmt in ("json", "csv"):
+            check_utf8(path)
         try:
-            return datasets.load_dataset(fmt, data_files=str(path), split="train")
+            rows = datasets.load_dataset(fmt, data_files=str(path), split="train")
         except Exception as e:  # pyarrow/json parse errors have no common base class
+            if path.stat().st_size == 0 or not path.read_bytes().strip():
+                raise UserError(f"data.source: {path} is empty; it needs one row per example") from None
             raise UserError(f"data.source: cannot read {path}: {str(e).splitlines()[0]}") from None
+        if len(rows) == 0:
+            raise UserError(f"data.source: {path} has no rows; it needs one row per example")
+        return rows
     try:
         return datasets.load_dataset(source, spec.config, split=split)
     except (FileNotFoundError, ValueError, ConnectionError) as e:
         raise UserError(f"data.source: cannot load {source} split {split}: {str(e).splitlines()[0]}") from None
+
+
+def check_utf8(path: Path) -> None:
+    """Text data must be UTF-8: another encoding would be read as garbled text and trained on."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as e:
+                raise UserError(f"data.source: {path} is not UTF-8 text (byte {offset + e.start}); "
+                                "convert it, e.g. iconv -f latin1 -t utf-8") from None
+            offset += len(chunk)
+
+
+def fill(template: str, row: dict, key: str) -> str:
+    """`template` filled from `row`; a column with no value is refused (it would train on the text "None")."""
+    for column in template_columns(template):
+        if row.get(column) is None:
+            raise UserError(f"data.{key}: a row has no value in column {column!r} ({short(row)}); "
+                            "fill it or drop the row")
+    return template.format_map(row)
+
+
+def short(row: dict) -> str:
+    text = json.dumps(row, ensure_ascii=False, default=str)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def template_columns(template: str | None) -> list[str]:
@@ -76,7 +113,8 @@ def template_columns(template: str | None) -> list[str]:
 
 def needed_columns(spec: Data, method: str) -> dict[str, list[str]]:
     """Recipe key -> the dataset columns it reads."""
-    keys = {"sft": ("prompt", "completion"), "grpo": ("prompt", "answer"), "dpo": ("prompt", "chosen", "rejected")}
+    keys = {"sft": ("prompt", "completion"), "grpo": ("prompt", "answer"), "dpo": ("prompt", "chosen", "rejected"),
+            "rm": ("prompt", "chosen", "rejected")}
     needed = {k: template_columns(getattr(spec, k)) for k in keys[method]}
     if spec.messages:
         needed["messages"] = [spec.messages]
@@ -90,7 +128,7 @@ def check_columns(dataset, spec: Data, method: str) -> None:
             if column not in have:
                 raise UserError(f"data.{key} names column {column!r}, which {spec.source} lacks; "
                                 f"its columns: {', '.join(have)}")
-    if method == "dpo" and not (spec.chosen or {"chosen", "rejected"} <= set(have)):
+    if method in ("dpo", "rm") and not (spec.chosen or {"chosen", "rejected"} <= set(have)):
         raise UserError(f"data: {spec.source} has no chosen/rejected columns ({', '.join(have)}); "
                         "set data.chosen and data.rejected")
     if method in ("sft", "grpo") and not (spec.prompt or spec.messages):
@@ -100,7 +138,7 @@ def check_columns(dataset, spec: Data, method: str) -> None:
 
 def prompt_messages(spec: Data, row: dict) -> list[dict]:
     messages = [{"role": "system", "content": spec.system}] if spec.system else []
-    return messages + [{"role": "user", "content": spec.prompt.format_map(row)}]
+    return messages + [{"role": "user", "content": fill(spec.prompt, row, "prompt")}]
 
 
 def as_message(role: str, content) -> list[dict]:
@@ -117,20 +155,26 @@ def to_rows(spec: Data, method: str):
                 messages.insert(0, {"role": "system", "content": spec.system})
             return {"messages": messages}
         return {"prompt": prompt_messages(spec, row),
-                "completion": [{"role": "assistant", "content": spec.completion.format_map(row)}]}
+                "completion": [{"role": "assistant", "content": fill(spec.completion, row, "completion")}]}
 
     def grpo(row):
         return {"prompt": prompt_messages(spec, row),
-                "answer": spec.answer.format_map(row) if spec.answer else None}
+                "answer": fill(spec.answer, row, "answer") if spec.answer else None}
 
     def dpo(row):
-        prompt = prompt_messages(spec, row) if spec.prompt else as_message("user", row["prompt"])
-        chosen = spec.chosen.format_map(row) if spec.chosen else row["chosen"]
-        rejected = spec.rejected.format_map(row) if spec.rejected else row["rejected"]
+        prompt = prompt_messages(spec, row) if spec.prompt else as_message("user", column(row, "prompt"))
+        chosen = fill(spec.chosen, row, "chosen") if spec.chosen else column(row, "chosen")
+        rejected = fill(spec.rejected, row, "rejected") if spec.rejected else column(row, "rejected")
         return {"prompt": prompt, "chosen": as_message("assistant", chosen),
                 "rejected": as_message("assistant", rejected)}
 
-    return {"sft": sft, "grpo": grpo, "dpo": dpo}[method]
+    return {"sft": sft, "grpo": grpo, "dpo": dpo, "rm": dpo}[method]  # a reward model reads DPO's pairs
+
+
+def column(row: dict, name: str):
+    if row.get(name) is None:
+        raise UserError(f"data: a row has no value in column {name!r} ({short(row)}); fill it or drop the row")
+    return row[name]
 
 
 def splits(spec: Data, seed: int = 42):
@@ -142,6 +186,10 @@ def splits(spec: Data, seed: int = 42):
     if spec.test_split:
         return raw, load_split(spec, spec.test_split)
     if spec.test_size:
+        held_out = spec.test_size if isinstance(spec.test_size, int) else round(spec.test_size * len(raw))
+        if not 1 <= held_out < len(raw):
+            raise UserError(f"data.test_size {spec.test_size} holds out {held_out} of {len(raw)} rows of "
+                            f"{spec.source}; leave at least one row on each side")
         parts = raw.train_test_split(test_size=spec.test_size, seed=seed)
         return parts["train"], parts["test"]
     return raw, None
@@ -172,7 +220,7 @@ def eval_rows(spec: Data, limit: int | None = None, seed: int = 42) -> list[dict
     if limit:
         raw = raw.select(range(min(limit, len(raw))))
     template = spec.answer or spec.completion  # the reference: GRPO's answer, else SFT's target
-    return [{**row, "prompt": prompt_messages(spec, row), "answer": template.format_map(row) if template else None}
+    return [{**row, "prompt": prompt_messages(spec, row), "answer": fill(template, row, "answer") if template else None}
             for row in raw]
 
 

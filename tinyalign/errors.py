@@ -22,6 +22,13 @@ def keep() -> None:
     _undo.clear()
 
 
+def _close_progress_bars() -> None:
+    """A bar cut off by an error leaves the cursor mid-line: close open bars so the error gets its own line."""
+    std = sys.modules.get("tqdm.std")
+    for bar in list(getattr(getattr(std, "tqdm", None), "_instances", ())):
+        bar.close()
+
+
 def _run_undo() -> None:
     while _undo:
         try:
@@ -40,6 +47,7 @@ def cli(main):
             return main(*args, **kwargs)
         except UserError as e:
             _run_undo()
+            _close_progress_bars()
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
         except KeyboardInterrupt:

@@ -17,7 +17,7 @@ import yaml
 
 from .errors import UserError
 
-METHODS = ("sft", "dpo", "grpo")
+METHODS = ("sft", "dpo", "grpo", "rm")
 
 
 @dataclass
@@ -62,13 +62,20 @@ class Data:
 
 
 @dataclass
+class Generation:  # sampling for probe, evaluate, sample and the app; unset: GRPO's train settings, else defaults
+    max_new_tokens: Optional[int] = None
+    temperature: Optional[float] = None  # 0 = greedy
+    top_p: Optional[float] = None
+
+
+@dataclass
 class Recipe:
-    method: Literal["sft", "dpo", "grpo"] = "sft"
+    method: Literal["sft", "dpo", "grpo", "rm"] = "sft"
     model: Model = field(default_factory=Model)
     data: Data = field(default_factory=Data)
     rewards: list[dict] = field(default_factory=list)  # GRPO: [{name: math_accuracy, weight: 1.0}, ...]
     train: dict = field(default_factory=dict)  # passed to TRL's SFTConfig / DPOConfig / GRPOConfig
-    generation: dict = field(default_factory=dict)  # sampling for probe/evaluate/app: temperature, top_p, max_new_tokens
+    generation: dict = field(default_factory=dict)  # keys and types of `Generation`, checked on load
     probe: bool = False  # GRPO: run the viability probe first and refuse to train on "no signal"
     force: bool = False  # GRPO: train even when the probe says "no signal"
     doctor: bool = True  # print the doctor's warnings while training
@@ -97,6 +104,21 @@ RecipeLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:tr
                                    list("tTfF"))
 
 
+def _mapping_without_duplicates(loader, node, deep=False):
+    """PyYAML keeps the last of two equal keys silently (two `train:` sections: the first is lost)."""
+    seen = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in seen and key != "<<":
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (also on line {seen[key] + 1}); keep one", key_node.start_mark)
+        seen[key] = key_node.start_mark.line
+    return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+
+RecipeLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
 # ---------------------------------------------------------------- loading
 
 
@@ -122,6 +144,9 @@ def load(path, overrides=(), method: Optional[str] = None) -> Recipe:
     if recipe.method == "grpo" and not recipe.rewards:
         raise UserError("a GRPO recipe needs `rewards`, e.g. [{name: exact_match, weight: 1.0}]")
     check_train_keys(recipe)
+    recipe.generation = {k: v for k, v in dataclasses.asdict(build(Generation, recipe.generation, "generation.")).items()
+                         if v is not None}
+    check_ranges(recipe)
     return recipe
 
 
@@ -130,7 +155,9 @@ def read_yaml(path) -> dict:
     if not path.is_file():
         raise UserError(f"recipe file not found: {path}")
     try:
-        raw = yaml.load(path.read_text(), Loader=RecipeLoader)
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=RecipeLoader)
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text (byte {e.start}); save the recipe as UTF-8") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
@@ -147,6 +174,8 @@ def apply_override(raw: dict, item: str) -> None:
     key, eq, text = item.partition("=")
     if not eq or not key:
         raise UserError(f"override {item!r} is not key=value (e.g. train.max_steps=10)")
+    if not all(part.strip() for part in key.split(".")):
+        raise UserError(f"override {item!r}: {key!r} has an empty part; keys look like train.max_steps")
     try:
         value = yaml.load(text, Loader=RecipeLoader) if text else ""
     except yaml.YAMLError:
@@ -245,7 +274,7 @@ def type_name(tp) -> str:
 def trl_config_class(method: str):
     import trl
 
-    return {"sft": trl.SFTConfig, "dpo": trl.DPOConfig, "grpo": trl.GRPOConfig}[method]
+    return {"sft": trl.SFTConfig, "dpo": trl.DPOConfig, "grpo": trl.GRPOConfig, "rm": trl.RewardConfig}[method]
 
 
 def check_train_keys(recipe: Recipe) -> None:
@@ -258,6 +287,48 @@ def check_train_keys(recipe: Recipe) -> None:
         tp = fields[key].type
         if isinstance(tp, type) and tp in (int, float, bool) and value is not None:
             recipe.train[key] = coerce(value, tp, f"train.{key}")
+
+
+# Numbers with a range, wherever they sit in the recipe: (low, high, low included); checked when set.
+AT_LEAST_1 = (1, None, True)
+POSITIVE = (0, None, False)
+NON_NEGATIVE = (0, None, True)
+RANGES = {
+    "model.max_seq_length": AT_LEAST_1, "model.lora.r": AT_LEAST_1, "model.lora.alpha": POSITIVE,
+    "model.lora.dropout": (0, 1, True),
+    "data.limit": AT_LEAST_1, "seed": NON_NEGATIVE,
+    "generation.max_new_tokens": AT_LEAST_1, "generation.temperature": NON_NEGATIVE, "generation.top_p": (0, 1, False),
+    "train.max_steps": AT_LEAST_1, "train.num_train_epochs": POSITIVE, "train.learning_rate": POSITIVE,
+    "train.per_device_train_batch_size": AT_LEAST_1, "train.per_device_eval_batch_size": AT_LEAST_1,
+    "train.gradient_accumulation_steps": AT_LEAST_1, "train.logging_steps": POSITIVE, "train.save_steps": POSITIVE,
+    "train.eval_steps": POSITIVE, "train.save_total_limit": AT_LEAST_1, "train.warmup_steps": NON_NEGATIVE,
+    "train.weight_decay": NON_NEGATIVE, "train.max_grad_norm": NON_NEGATIVE, "train.beta": NON_NEGATIVE,
+    "train.num_generations": (2, None, True), "train.max_completion_length": AT_LEAST_1,
+    "train.max_length": AT_LEAST_1, "train.temperature": NON_NEGATIVE, "train.top_p": (0, 1, False),
+    "train.epsilon": NON_NEGATIVE, "train.epsilon_high": NON_NEGATIVE, "train.num_iterations": AT_LEAST_1,
+    "train.generation_batch_size": AT_LEAST_1, "train.steps_per_generation": AT_LEAST_1,
+}
+HINTS = {"train.max_steps": " (leave it out to train for num_train_epochs)",
+         "train.num_generations": " (GRPO compares answers within a group of at least 2)"}
+
+
+def check_ranges(recipe: Recipe) -> None:
+    """Counts and rates must make sense: `max_steps: -1`, a batch of 0 or `limit: 0` would train
+    something other than what the user meant, or nothing, without a word."""
+    tree = recipe.to_dict()
+    for key, (low, high, low_included) in RANGES.items():
+        node = tree
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None or isinstance(node, bool) or not isinstance(node, (int, float)):
+            continue
+        if node < low or (node == low and not low_included) or (high is not None and node > high):
+            bound = f"at least {low}" if low_included else f"above {low}"
+            bound += f" and at most {high}" if high is not None else ""
+            raise UserError(f"`{key}` should be {bound}, got {node!r}{HINTS.get(key, '')}")
+    size = recipe.data.test_size
+    if size is not None and (isinstance(size, bool) or size <= 0 or (isinstance(size, float) and size >= 1)):
+        raise UserError(f"`data.test_size` should be a count (at least 1) or a fraction between 0 and 1, got {size!r}")
 
 
 def write(recipe: Recipe, path) -> None:

@@ -77,7 +77,7 @@ def sample(recipe, out, k: int = 8, min_reward: float | None = None, prompts: in
 
     # ── score: the weighted total of the recipe's rewards, as GRPO would see it
     flat = [c for group in groups for c in group]
-    columns = {"answer": [reference.format_map(row) if reference else None for row in rows for _ in range(k)],
+    columns = {"answer": [data.fill(reference, row, "answer") if reference else None for row in rows for _ in range(k)],
                "prompts": [chat for chat in chats for _ in range(k)],
                "completion_ids": [tokenizer(c, add_special_tokens=False).input_ids for c in flat]}
     scores = [f(flat, **columns) for f in reward_fns]

@@ -31,26 +31,25 @@ def main(argv=None):
     recipe.train = {**defaults, **recipe.train}
     notes = [f"method {recipe.method}: train keys are {recipes.trl_config_class(recipe.method).__name__} fields"]
 
-    # model and adapter: local folders must exist; hub ids are not downloaded
-    name = model.resolve_name(recipe.model.name)
-    notes.append(f"model {recipe.model.name}: " + ("local folder" if name != recipe.model.name else "hub id, not downloaded"))
+    # model and adapter: local folders must exist (and fit each other); hub ids are not downloaded
+    model.resolve_name(recipe.model.name)
+    local = model.looks_like_path(recipe.model.name) or ":" in recipe.model.name
+    notes.append(f"model {recipe.model.name}: " + ("local folder" if local else "hub id, not downloaded"))
     if recipe.model.adapter:
         if Path(recipe.model.adapter).expanduser().exists():
-            model.adapter_dir(recipe.model.adapter)
-            notes.append(f"adapter {recipe.model.adapter}: found")
+            model.check_adapter_base(model.adapter_dir(recipe.model.adapter), recipe.model.name)
+            notes.append(f"adapter {recipe.model.adapter}: found, trained on this base")
         else:  # written by an earlier step of the pipeline (e.g. the SFT recipe)
             notes.append(f"adapter {recipe.model.adapter}: not there yet; run the recipe that writes it first")
 
-    # data: local sources are opened and their columns checked against the templates
+    # data: local sources are read and mapped exactly as training will (columns, empty values, splits, mix)
     store = Path(recipe.data.source).expanduser()
     if store.suffix in data.VOTE_STORES and not store.exists():
         notes.append(f"data {store}: vote store not created yet; collect votes with python app.py --db {store}")
     elif data.is_local(recipe.data.source):
-        rows = data.load_split(recipe.data, recipe.data.split)
-        data.check_columns(rows, recipe.data, recipe.method)
-        if recipe.data.test_split:
-            data.load_split(recipe.data, recipe.data.test_split)
-        notes.append(f"data {recipe.data.source}: {len(rows)} rows, columns {', '.join(rows.column_names)}")
+        train, test = data.load(recipe.data, recipe.method, recipe.seed)
+        held_out = f", {len(test)} held out" if test is not None else ""
+        notes.append(f"data {recipe.data.source}: {len(train)} rows for training{held_out}")
     else:
         data.template_columns(recipe.data.prompt)
         notes.append(f"data {recipe.data.source}: hub dataset, columns checked when it is loaded")

@@ -1,0 +1,288 @@
+"""Nothing the user has is destroyed by a mistake, and every bad input is refused before anything
+changes: one line, exit status 2, no traceback, and the files on disk byte-for-byte as they were."""
+
+import contextlib
+import hashlib
+import io
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tinyalign import dpo, evaluate, probe, recipe as recipes, run, sample, sft, validate
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY_SFT = ROOT / "recipes" / "tiny_sft.yaml"
+
+
+def snapshot(folder: Path) -> dict:
+    """Every file under `folder` (or the file itself) -> its sha256: equal snapshots, untouched files."""
+    folder = Path(folder)
+    files = [folder] if folder.is_file() else sorted(p for p in folder.rglob("*") if p.is_file())
+    return {str(p.relative_to(folder.parent)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+def refused(main, *args) -> str:
+    """Run a command's main() in this process; assert it refused (exit 2, one line); return the line."""
+    err = io.StringIO()
+    with contextlib.chdir(ROOT), contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        with pytest.raises(SystemExit) as exit_:
+            main([str(a) for a in args])
+    message = err.getvalue()
+    assert exit_.value.code == 2, message
+    lines = [line for line in message.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), message
+    return lines[0]
+
+
+@pytest.fixture
+def finished_run(tiny_sft_run, tmp_path) -> Path:
+    """A copy of a finished tiny SFT run (the session's run itself stays untouched for other tests)."""
+    copy = tmp_path / "finished"
+    shutil.copytree(tiny_sft_run, copy)
+    return copy
+
+
+@pytest.fixture
+def qa(tmp_path) -> Path:
+    path = tmp_path / "qa.jsonl"
+    path.write_text("".join(json.dumps({"question": f"{i}+1", "answer": str(i + 1)}) + "\n" for i in range(40)))
+    return path
+
+
+def sft_args(data: Path, out: Path, *extra) -> list:
+    return [TINY_SFT, f"data.source={data}", "data.test_split=null", f"output_dir={out}", "train.max_steps=2", *extra]
+
+
+# ---------------------------------------------------------------- 1. saved work survives every mistake
+
+def test_export_never_writes_over_a_vote_store(tmp_path):
+    from tinyalign import prefs
+
+    store, other = tmp_path / "prefs.sqlite", tmp_path / "other.sqlite"
+    for path in (store, other):
+        with prefs.VoteStore(path) as votes:
+            votes.record(conversation=[{"role": "user", "content": "2+2?"}], response_a="4", response_b="5",
+                         model_a="x", model_b="y", vote="a")
+    before = {**snapshot(store), **snapshot(other)}
+
+    assert "is the file being read" in refused(prefs.main, "export", store, "--out", store)
+    assert "SQLite database" in refused(prefs.main, "export", store, "--out", other)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    assert "not a file this command writes" in refused(prefs.main, "export", store, "--out", notes)
+
+    assert {**snapshot(store), **snapshot(other)} == before and notes.read_text() == "my notes\n"
+    with sqlite3.connect(store) as db:
+        assert db.execute("select count(*) from votes").fetchone()[0] == 1
+    # an earlier pairs file is what export may replace
+    prefs.main(["export", str(store), "--out", str(tmp_path / "pairs.jsonl")])
+    prefs.main(["export", str(store), "--out", str(tmp_path / "pairs.jsonl")])
+    assert len((tmp_path / "pairs.jsonl").read_text().splitlines()) == 1
+
+
+@pytest.mark.parametrize("mistake, says", [
+    (["data.prompt={questoin}"], "'questoin'"),
+    (["train.learning_rat=1"], "learning_rate"),
+    (["model.name=/no/such/model"], "not found"),
+    (["data.source=/no/such/votes.sqlite"], "vote store not found"),
+])
+def test_overwrite_keeps_the_finished_run_when_the_new_recipe_fails_its_checks(finished_run, mistake, says):
+    before = snapshot(finished_run)
+    line = refused(sft.main, TINY_SFT, f"output_dir={finished_run}", "overwrite=true", *mistake)
+    assert says in line
+    assert snapshot(finished_run) == before and run.is_finished(finished_run)
+
+
+def test_output_dir_equal_to_the_adapter_it_continues_is_refused_up_front(finished_run):
+    before = snapshot(finished_run)
+    line = refused(sft.main, TINY_SFT, f"model.adapter={finished_run}", f"output_dir={finished_run}", "overwrite=true")
+    assert "the adapter this run continues" in line
+    line = refused(dpo.main, ROOT / "recipes" / "tiny_dpo.yaml", f"model.adapter={finished_run / 'checkpoint-6'}",
+                   f"output_dir={finished_run}", "overwrite=true")
+    assert "the adapter this run continues" in line
+    assert snapshot(finished_run) == before
+
+
+@pytest.mark.parametrize("mistake, says", [
+    (["model.name=/no/such/model"], "not found"),
+    (["model.adapter=EMPTY"], "no adapter"),
+    (["train.per_device_train_batch_size=banana"], "per_device_train_batch_size"),
+    (["train.lr_scheduler_type=sideways"], "sideways"),
+    (["data.prompt={questoin}"], "'questoin'"),
+    (["data.source=VOTES"], "vote store not found"),
+])
+def test_a_run_that_fails_its_checks_leaves_no_output_dir(qa, tmp_path, mistake, says):
+    (tmp_path / "empty").mkdir()
+    mistake = [m.replace("EMPTY", str(tmp_path / "empty")).replace("VOTES", str(tmp_path / "votes.sqlite"))
+               for m in mistake]
+    out = tmp_path / "new_run"
+    assert says in refused(sft.main, *sft_args(qa, out), *mistake)
+    assert not out.exists()
+
+
+def test_adapter_of_another_base_is_refused_by_validate_and_training(finished_run, tmp_path):
+    other = tmp_path / "other_base"
+    other.mkdir()
+    (other / "config.json").write_text("{}")
+    for main in (validate.main, sft.main):
+        line = refused(main, TINY_SFT, f"model.name={other}", f"model.adapter={finished_run}",
+                       f"output_dir={tmp_path / 'out'}")
+        assert "was trained on" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_resume_of_a_finished_run_is_refused_and_its_recipe_kept(finished_run):
+    before = snapshot(finished_run)
+    assert "nothing to resume" in refused(sft.main, TINY_SFT, f"output_dir={finished_run}", "resume=true",
+                                          "train.max_steps=30")
+    assert snapshot(finished_run) == before
+
+
+@pytest.mark.slow
+def test_a_run_cut_during_its_final_save_resumes_to_exactly_its_planned_end(qa, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    args = [*sft_args(qa, whole, "train.max_steps=4", "train.save_steps=2")]
+    sft.main([str(a) for a in args])
+
+    real_replace = run.os.replace
+
+    def killed_before_the_adapter(src, dst):  # the process dies as the adapter file is moved into place
+        if Path(dst).name == run.FINAL:
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(run.os, "replace", killed_before_the_adapter)
+    cut_args = [str(a) for a in sft_args(qa, cut, "train.max_steps=4", "train.save_steps=2")]
+    with pytest.raises(SystemExit):
+        sft.main(cut_args)
+    monkeypatch.setattr(run.os, "replace", real_replace)
+    assert (cut / "trainer_state.json").is_file() and not run.is_finished(cut)
+
+    sft.main(cut_args + ["resume=true"])
+    state = json.loads((cut / "trainer_state.json").read_text())
+    assert state["global_step"] == 4 == json.loads((whole / "trainer_state.json").read_text())["global_step"]
+    steps = [e["step"] for e in state["log_history"] if "loss" in e]
+    assert max(steps) == 4 and len(steps) == len(set(steps))
+    a, b = load_file(whole / run.FINAL), load_file(cut / run.FINAL)
+    assert a.keys() == b.keys() and all((a[k] - b[k]).abs().max() < 1e-6 for k in a)
+
+
+@pytest.mark.slow
+def test_disk_full_is_one_line_and_the_last_complete_checkpoint_survives(qa, tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2500k", "tmpfs", str(disk)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        out = disk / "run"
+        done = subprocess.run([sys.executable, "-m", "tinyalign.sft",
+                               *map(str, sft_args(qa, out, "train.max_steps=12", "train.save_steps=1",
+                                                  "train.save_total_limit=null"))],
+                              cwd=ROOT, capture_output=True, text=True)
+        errors = [line for line in done.stderr.splitlines() if line.startswith(("error", "Traceback"))]
+        assert done.returncode == 2 and errors and errors[0].startswith("error: disk full while writing"), done.stderr[-2000:]
+        assert len(errors) == 1 and "MB more needed" in errors[0] and "resume=true continues from checkpoint-" in errors[0]
+        complete = run.checkpoints(out)
+        assert complete and all(p in complete for p in out.glob("checkpoint-*"))  # the cut one was removed
+        json.loads((complete[-1] / "trainer_state.json").read_text())  # readable: a resume can start from it
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+
+
+# ---------------------------------------------------------------- 2. validate catches what training would trip on
+
+@pytest.mark.parametrize("data_keys, sections, says", [
+    ("", "generation: {temprature: 0.5}\n", "did you mean `temperature`"),
+    ("", "train: {max_steps: -1}\n", "`train.max_steps` should be at least 1"),
+    ("", "train: {per_device_train_batch_size: 0}\n", "per_device_train_batch_size"),
+    (", limit: 0", "", "`data.limit` should be at least 1"),
+    (", limit: -1", "", "`data.limit` should be at least 1"),
+    (", test_size: 500", "", "holds out 500 of 40 rows"),
+    (", mix: [{source: tiny:addition, fraction: 2}]", "", "between 0 and 1"),
+    ("", "train: {max_steps: 3}\ntrain: {max_steps: 5}\n", "duplicate key 'train'"),
+])
+def test_validate_refuses_what_training_would_trip_on(qa, tmp_path, data_keys, sections, says):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"method: sft\nmodel: {{name: tiny:qwen2-1m}}\noutput_dir: {tmp_path / 'out'}\n"
+                      f"data: {{source: {qa}, prompt: '{{question}}', completion: '{{answer}}'{data_keys}}}\n{sections}")
+    assert says in refused(validate.main, recipe)
+    assert says in refused(sft.main, recipe)
+    assert not (tmp_path / "out").exists()
+
+
+def test_validate_refuses_an_output_dir_that_is_a_file(qa, tmp_path):
+    afile = tmp_path / "notes.txt"
+    afile.write_text("keep me")
+    for main in (validate.main, sft.main):
+        assert "is a file" in refused(main, *sft_args(qa, afile))
+    assert afile.read_text() == "keep me"
+
+
+def test_non_utf8_data_and_missing_values_are_named(tmp_path):
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes('{"question": "caf\xe9?", "answer": "1"}\n'.encode("latin-1"))
+    assert "not UTF-8" in refused(validate.main, *sft_args(latin, tmp_path / "o"))
+
+    holes = tmp_path / "holes.jsonl"
+    holes.write_text(json.dumps({"question": "1+1", "answer": "2"}) + "\n" + json.dumps({"question": "2+2"}) + "\n")
+    line = refused(validate.main, *sft_args(holes, tmp_path / "o"))
+    assert "data.completion" in line and "'answer'" in line and "2+2" in line
+
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert "is empty" in refused(sft.main, *sft_args(empty, tmp_path / "o"))
+    assert not (tmp_path / "o").exists()
+
+
+def test_validate_names_a_local_absolute_model_folder_as_local(qa, tmp_path):
+    from tinyalign import tiny
+
+    folder = tiny.model_path("tiny:qwen2-1m")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        validate.main([str(a) for a in sft_args(qa, tmp_path / "o", f"model.name={folder}")])
+    assert f"model {folder}: local folder" in out.getvalue()
+
+
+# ---------------------------------------------------------------- 3. one line, never a traceback
+
+@pytest.mark.parametrize("main, args, says", [
+    (probe.main, [TINY_SFT, "--k", "0"], "--k"),
+    (probe.main, [TINY_SFT, "--k", "-1"], "--k"),
+    (probe.main, [TINY_SFT, "--prompts", "0"], "--prompts"),
+    (probe.main, [TINY_SFT, "--prompts", "-5"], "--prompts"),
+    (sample.main, [TINY_SFT, "--prompts", "-2", "--out", "x.jsonl"], "--prompts"),
+    (evaluate.main, [TINY_SFT, "--k", "0"], "--k"),
+    (validate.main, [TINY_SFT, "a..b=1"], "empty part"),
+])
+def test_bad_counts_and_keys_on_the_command_line(main, args, says):
+    line = refused(main, *args)
+    assert says in line
+
+
+def test_evaluate_and_sample_refuse_an_out_that_would_destroy_a_file(finished_run, tmp_path):
+    afile = tmp_path / "report.txt"
+    afile.write_text("mine")
+    assert "is a file" in refused(evaluate.main, finished_run, "--out", afile)
+    assert "not a file this command writes" in refused(sample.main, finished_run, "--out", afile)
+    assert "is the file being read" in refused(sample.main, TINY_SFT, "data.source=" + str(afile),
+                                               "--out", afile)
+    assert afile.read_text() == "mine"
+
+
+def test_recipe_errors_never_write(tmp_path):
+    """The recipe loader alone: a bad recipe raises before any folder exists."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("method: sft\nmodel: {name: tiny:qwen2-1m}\ndata: {source: x.jsonl}\n"
+                      f"output_dir: {tmp_path / 'out'}\ntrain: {{max_steps: 0}}\n")
+    with pytest.raises(recipes.UserError, match="max_steps"):
+        recipes.load(recipe)
+    assert not (tmp_path / "out").exists()
