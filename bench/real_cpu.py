@@ -1,0 +1,181 @@
+"""One GRPO step on a real model on CPU, broken down: tinyalign vs the same step written against TRL.
+
+    python bench/real_cpu.py [--rounds 1] [--threads auto|N] [--busy]
+
+SmolLM2-135M-Instruct (pkg:smollm2-135m-instruct) in 4-bit NF4 + LoRA r 16, one prompt x 8
+completions of at most 32 tokens, think_format + math_accuracy, tinyalign's GRPO defaults. Each
+variant runs in its own subprocess with the same thread count; TRL's own methods are timed in place:
+
+    generation  GRPOTrainer._generate_single_turn   (the KV-cached sampling loop)
+    log-probs   _get_per_token_logps_and_entropies  (the forward passes of the loss)
+    rewards     _calculate_rewards
+    backward    Accelerator.backward
+
+`--busy` runs a CPU-bound neighbour process throughout, as on a laptop doing something else;
+`--threads 2` vs `--threads auto` under `--busy` shows what choosing threads by load is worth.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from statistics import median
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL = "pkg:smollm2-135m-instruct"
+SYSTEM = "Think briefly inside <think> </think>, then give only the final number inside <answer> </answer>."
+PROBLEMS = [("Tom has 3 apples and buys 4 more. How many apples does he have?", "7"),
+            ("A box holds 5 pens. How many pens are in 2 boxes?", "10")]
+TRAIN = dict(max_steps=1, num_generations=8, per_device_train_batch_size=8, gradient_accumulation_steps=1,
+             max_completion_length=32, warmup_steps=0, logging_steps=1, save_strategy="no")
+REWARDS = [{"name": "think_format", "weight": 0.5}, {"name": "math_accuracy", "weight": 1.0}]
+PARTS = ("generation", "log-probs", "rewards", "backward")
+
+
+def instrument() -> dict:
+    """Wrap the four parts of TRL's GRPO step with wall-clock timers; returns the running totals."""
+    from accelerate import Accelerator
+    from trl import GRPOTrainer
+
+    totals = dict.fromkeys(PARTS, 0.0)
+
+    def timed(owner, method, part):
+        inner = getattr(owner, method)
+
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                totals[part] += time.perf_counter() - start
+
+        setattr(owner, method, wrapper)
+
+    timed(GRPOTrainer, "_generate_single_turn", "generation")
+    timed(GRPOTrainer, "_get_per_token_logps_and_entropies", "log-probs")
+    timed(GRPOTrainer, "_calculate_rewards", "rewards")
+    timed(Accelerator, "backward", "backward")
+    return totals
+
+
+def write_data(folder: Path) -> Path:
+    path = folder / "problems.jsonl"
+    path.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in PROBLEMS))
+    return path
+
+
+def ours(out: Path, totals: dict) -> dict:
+    import yaml
+
+    from tinyalign import grpo
+
+    recipe = {"method": "grpo", "model": {"name": MODEL, "quantization": "4bit", "lora": {"r": 16, "alpha": 32}},
+              "data": {"source": str(write_data(out.parent)), "prompt": "{question}", "answer": "{answer}",
+                       "system": SYSTEM},
+              "rewards": REWARDS, "train": TRAIN, "probe": False, "doctor": False, "output_dir": str(out)}
+    (out.parent / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    grpo.main([str(out.parent / "recipe.yaml")])
+    state = json.loads((out / "trainer_state.json").read_text())
+    return {"step": next(e["train_runtime"] for e in state["log_history"] if "train_runtime" in e)}
+
+
+def plain_trl(out: Path, totals: dict) -> dict:
+    """What a user would write by hand with TRL, bitsandbytes and PEFT, on the same folder and settings."""
+    import torch
+    from datasets import load_dataset
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+    from trl import GRPOConfig, GRPOTrainer
+
+    from tinyalign import gguf, rewards
+    from tinyalign.grpo import DEFAULTS
+
+    path = gguf.model_path(MODEL)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, quantization_config=BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.float32))
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear",
+                                             task_type="CAUSAL_LM"))
+    data = load_dataset("json", data_files=str(write_data(out.parent)), split="train")
+    data = data.map(lambda r: {"prompt": [{"role": "system", "content": SYSTEM},
+                                          {"role": "user", "content": r["question"]}]})
+    settings = {**{k: v for k, v in DEFAULTS.items() if k not in ("save_steps", "save_total_limit")}, **TRAIN}
+    config = GRPOConfig(output_dir=str(out), use_cpu=True, bf16=False, gradient_checkpointing=False, beta=0.0,
+                        reward_weights=[r["weight"] for r in REWARDS], **settings)
+    trainer = GRPOTrainer(model=model, args=config, train_dataset=data, processing_class=tokenizer,
+                          reward_funcs=[rewards.resolve(r) for r in REWARDS])
+    trainer.train()
+    return {"step": next(e["train_runtime"] for e in trainer.state.log_history if "train_runtime" in e)}
+
+
+def child(which: str, threads: str) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env.pop("OMP_NUM_THREADS", None)
+        if threads != "auto":
+            env["OMP_NUM_THREADS"] = threads
+        proc = subprocess.run([sys.executable, __file__, "--child", which, "--out", f"{tmp}/run"],
+                              capture_output=True, text=True, env=env, cwd=ROOT)
+        if proc.returncode:
+            sys.exit(f"{which} failed:\n{proc.stderr[-3000:]}")
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_child(which: str, out: str) -> None:
+    import torch
+
+    from tinyalign import model
+
+    model.use_cpu_threads()  # both variants: OMP_NUM_THREADS if the parent set it, else by load
+    totals = instrument()
+    result = (ours if which == "ours" else plain_trl)(Path(out), totals)
+    print(json.dumps({**result, **totals, "threads": torch.get_num_threads()}))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=1, help="alternating runs of each variant (median shown)")
+    parser.add_argument("--threads", default="auto", help="auto (tinyalign's choice by load average) or a number")
+    parser.add_argument("--busy", action="store_true", help="run a CPU-bound neighbour process throughout")
+    parser.add_argument("--variants", default="ours,plain", help="comma list of ours, plain")
+    parser.add_argument("--child", choices=["ours", "plain"])
+    parser.add_argument("--out")
+    args = parser.parse_args()
+    if args.child:
+        return run_child(args.child, args.out)
+
+    from tinyalign import gguf
+
+    gguf.model_path(MODEL)  # convert once, outside the timings
+    neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
+    try:
+        variants = args.variants.split(",")
+        results = {v: [] for v in variants}
+        for round_ in range(args.rounds):
+            for which in variants if round_ % 2 == 0 else variants[::-1]:
+                results[which].append(child(which, args.threads))
+                print(f"round {round_ + 1} {which}: {json.dumps(results[which][-1])}", flush=True)
+    finally:
+        if neighbour:
+            neighbour.kill()
+    table = {v: {k: median(r[k] for r in rs) for k in ("step", *PARTS, "threads")} for v, rs in results.items()}
+    print(f"\nGRPO step, {MODEL} 4-bit, 8 x 32 tokens, threads {args.threads}{', busy neighbour' if args.busy else ''}"
+          f" (median of {args.rounds}; seconds)")
+    print(f"{'':<12}{'step':>8}" + "".join(f"{p:>12}" for p in PARTS) + f"{'threads':>9}")
+    for name, label in (("plain", "plain TRL"), ("ours", "tinyalign")):
+        if name in table:
+            row = table[name]
+            print(f"{label:<12}{row['step']:>8.1f}" + "".join(f"{row[p]:>12.2f}" for p in PARTS) + f"{row['threads']:>9.0f}")
+    if len(table) == 2:
+        print(f"{'ratio':<12}{table['ours']['step'] / table['plain']['step']:>8.2f}"
+              + "".join(f"{table['ours'][p] / max(table['plain'][p], 1e-9):>12.2f}" for p in PARTS))
+
+
+if __name__ == "__main__":
+    main()
