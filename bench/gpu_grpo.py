@@ -16,6 +16,13 @@ optimizer steps per second, and generated tokens per second of generation time.
 Random weights almost never emit the end-of-turn token, so every completion runs to
 max_completion_length: the figures are an upper bound on time and memory for these settings.
 
+Then the memory of SFT and DPO steps with recipes/qwen_1.5b_sft.yaml and qwen_1.5b_dpo.yaml's
+settings (backend auto) on synthetic rows of the recipes' lengths: `sft` and `dpo` in --variants.
+
+The whole run keeps to --deadline seconds (default 510: ~9 min with the installs): each variant gets
+what is left, and one that would start too late is listed as skipped. On a bare CUDA machine with no
+package index, `make gpu-bench` installs the wheels `make gpu-wheels` fetched and runs this.
+
 Prints a Markdown table for bench/RESULTS.md and writes the raw figures to --out (JSON).
 `--smoke` runs the same harness on a scaled-down model on CPU, to check it without a GPU.
 """
@@ -34,7 +41,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 RECIPE = ROOT / "recipes" / "qwen_1.5b_math.yaml"
-VARIANTS = ("trl", "transformers", "unsloth")
+VARIANTS = ("trl", "transformers", "unsloth", "sft", "dpo")
+METHOD_RECIPES = {"sft": ROOT / "recipes" / "qwen_1.5b_sft.yaml", "dpo": ROOT / "recipes" / "qwen_1.5b_dpo.yaml"}
+ANSWER_WORDS = 300  # a worked GSM8K solution / a chat answer, in tokens
 
 # Qwen/Qwen2.5-1.5B-Instruct's config.json, so no download is needed (1.54 B parameters).
 QWEN25_1_5B = dict(
@@ -61,6 +70,7 @@ def parse_args(argv=None):
     p.add_argument("--out", help="also write the raw figures to this JSON file")
     p.add_argument("--model-dir", help="where the random-weight model is built (default: a temporary folder)")
     p.add_argument("--smoke", action="store_true", help="scaled-down model on CPU: checks the harness, not the GPU")
+    p.add_argument("--deadline", type=float, default=510, help="seconds for the whole run (default 510)")
     p.add_argument("--variant", help=argparse.SUPPRESS)  # internal: run one variant in this process
     return p.parse_args(argv)
 
@@ -218,6 +228,45 @@ def run_variant(args) -> dict:
     }
 
 
+def words(rng, count: int) -> str:
+    return " ".join(f"w{rng.randrange(100, 150000)}" for _ in range(count))
+
+
+def run_method(args) -> dict:
+    """Peak memory and s/step of `python -m tinyalign.sft|dpo` on the recipe's settings, synthetic rows."""
+    import json as json_
+    import random
+
+    import torch
+
+    from tinyalign import dpo, sft
+
+    variant, cuda = args.variant, torch.cuda.is_available()
+    rng = random.Random(0)
+    data = Path(tempfile.mkdtemp(prefix=f"bench-{variant}-data-"))
+    for split, count in (("train", 64), ("test", 8)):
+        rows = [{"question": words(rng, PROMPT_WORDS), "answer": words(rng, ANSWER_WORDS),
+                 "chosen": words(rng, ANSWER_WORDS), "rejected": words(rng, ANSWER_WORDS)} for _ in range(count)]
+        (data / f"{split}.jsonl").write_text("".join(json_.dumps(r) + "\n" for r in rows))
+    out = tempfile.mkdtemp(prefix=f"bench-{variant}-")
+    steps = args.warmup + args.steps
+    overrides = [f"model.name={args.model_dir}", "model.adapter=null", f"data.source={data}", "data.test_split=test",
+                 "data.prompt={question}", f"output_dir={out}", "overwrite=true", f"train.max_steps={steps}",
+                 "train.logging_steps=1", "train.save_strategy='no'", "train.eval_strategy='no'", "doctor=false",
+                 *(["data.completion={answer}"] if variant == "sft" else ["data.chosen={chosen}", "data.rejected={rejected}"]),
+                 *(["train.per_device_train_batch_size=2", "train.gradient_accumulation_steps=1", "train.max_length=64"]
+                   if args.smoke else [])]
+    start = time.perf_counter()
+    (sft if variant == "sft" else dpo).main([str(METHOD_RECIPES[variant]), *overrides])
+    state = json_.loads((Path(out) / "trainer_state.json").read_text())
+    runtime = next(e["train_runtime"] for e in state["log_history"] if "train_runtime" in e)
+    return {"variant": variant,
+            "peak_vram_gb": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
+            "peak_reserved_gb": torch.cuda.max_memory_reserved() / 2**30 if cuda else None,
+            "seconds_per_step": runtime / state["global_step"], "steps_per_s": state["global_step"] / runtime,
+            "generated_tokens_per_s": None, "load_s": time.perf_counter() - start - runtime}
+
+
 # ---------------------------------------------------------------- the driver
 
 
@@ -243,13 +292,14 @@ def table(results: list[dict]) -> str:
             continue
         vram = f"{r['peak_vram_gb']:.2f}" if r["peak_vram_gb"] is not None else "-"
         tokens = f"{r['generated_tokens_per_s']:.0f}" if r["generated_tokens_per_s"] else "n/a"
-        ratio = f"{r['steps_per_s'] / baseline['steps_per_s']:.2f}x" if baseline else "-"
+        ratio = f"{r['steps_per_s'] / baseline['steps_per_s']:.2f}x" if baseline and r["variant"] not in METHOD_RECIPES else "-"
         lines.append(f"| {r['variant']} | {vram} | {r['steps_per_s']:.3f} | {r['seconds_per_step']:.1f} | "
                      f"{tokens} | {ratio} |")
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
+    started = time.monotonic()
     args = parse_args(argv)
     if args.steps < 1 or args.warmup < 0:
         print("--steps must be at least 1 and --warmup at least 0", file=sys.stderr)
@@ -261,7 +311,8 @@ def main(argv=None) -> int:
               "(--smoke runs the harness on CPU with a scaled-down model.)", file=sys.stderr)
         return 2
     if args.variant:
-        print("RESULT " + json.dumps(run_variant(args)), flush=True)
+        run = run_method if args.variant in METHOD_RECIPES else run_variant
+        print("RESULT " + json.dumps(run(args)), flush=True)
         return 0
 
     wanted = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -275,7 +326,13 @@ def main(argv=None) -> int:
         build_model(model_dir, args.smoke)
 
     results = []
+    deadline = started + args.deadline
     for variant in wanted:
+        left = deadline - time.monotonic()
+        if left < 60:  # not enough for a load and two steps: say so rather than overrun the machine's time
+            print(f"== {variant}: skipped, out of time", flush=True)
+            results.append({"variant": variant, "skipped": f"out of time ({args.deadline:.0f} s deadline)"})
+            continue
         if variant == "unsloth" and (args.smoke or importlib.util.find_spec("unsloth") is None):
             reason = "needs a CUDA GPU" if args.smoke else "unsloth is not installed (pip install 'tinyalign[unsloth]')"
             print(f"== {variant}: skipped, {reason}", flush=True)
@@ -285,7 +342,12 @@ def main(argv=None) -> int:
         cmd = [sys.executable, __file__, "--variant", variant, "--model-dir", str(model_dir), "--steps", str(args.steps),
                "--warmup", str(args.warmup), *(["--smoke"] if args.smoke else [])]
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-        proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True)
+        try:
+            proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True, timeout=left)
+        except subprocess.TimeoutExpired as e:
+            print((e.stdout or "")[-3000:] if isinstance(e.stdout, str) else "")
+            results.append({"variant": variant, "skipped": f"stopped at the deadline after {left:.0f} s"})
+            continue
         lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
         if proc.returncode or not lines:
             print(proc.stdout[-3000:])
