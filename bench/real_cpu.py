@@ -28,8 +28,7 @@ from statistics import median
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "pkg:smollm2-135m-instruct"
 SYSTEM = "Think briefly inside <think> </think>, then give only the final number inside <answer> </answer>."
-PROBLEMS = [("Tom has 3 apples and buys 4 more. How many apples does he have?", "7"),
-            ("A box holds 5 pens. How many pens are in 2 boxes?", "10")]
+PROBLEMS = [("Tom has 3 apples and buys 4 more. How many apples does he have?", "7")]  # one: both sample it
 TRAIN = dict(max_steps=1, num_generations=8, per_device_train_batch_size=8, gradient_accumulation_steps=1,
              max_completion_length=32, warmup_steps=0, logging_steps=1, save_strategy="no")
 REWARDS = [{"name": "think_format", "weight": 0.5}, {"name": "math_accuracy", "weight": 1.0}]
@@ -73,14 +72,13 @@ def ours(out: Path, totals: dict) -> dict:
 
     from tinyalign import grpo
 
-    recipe = {"method": "grpo", "model": {"name": MODEL, "quantization": "4bit", "lora": {"r": 16, "alpha": 32}},
+    recipe = {"method": "grpo", "model": {"name": MODEL, "quantization": "4bit", "lora": {"r": 16, "alpha": 32, "dropout": 0.05}},
               "data": {"source": str(write_data(out.parent)), "prompt": "{question}", "answer": "{answer}",
                        "system": SYSTEM},
               "rewards": REWARDS, "train": TRAIN, "probe": False, "doctor": False, "output_dir": str(out)}
     (out.parent / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     grpo.main([str(out.parent / "recipe.yaml")])
-    state = json.loads((out / "trainer_state.json").read_text())
-    return {"step": next(e["train_runtime"] for e in state["log_history"] if "train_runtime" in e)}
+    return summary(json.loads((out / "trainer_state.json").read_text())["log_history"])
 
 
 def plain_trl(out: Path, totals: dict) -> dict:
@@ -100,7 +98,7 @@ def plain_trl(out: Path, totals: dict) -> dict:
         load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=torch.float32))
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear",
+    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear",
                                              task_type="CAUSAL_LM"))
     data = load_dataset("json", data_files=str(write_data(out.parent)), split="train")
     data = data.map(lambda r: {"prompt": [{"role": "system", "content": SYSTEM},
@@ -111,7 +109,13 @@ def plain_trl(out: Path, totals: dict) -> dict:
     trainer = GRPOTrainer(model=model, args=config, train_dataset=data, processing_class=tokenizer,
                           reward_funcs=[rewards.resolve(r) for r in REWARDS])
     trainer.train()
-    return {"step": next(e["train_runtime"] for e in trainer.state.log_history if "train_runtime" in e)}
+    return summary(trainer.state.log_history)
+
+
+def summary(log_history: list[dict]) -> dict:
+    """Step time, and the completion length that generation time depends on."""
+    return {"step": next(e["train_runtime"] for e in log_history if "train_runtime" in e),
+            "tokens": next(e["completions/mean_length"] for e in log_history if "completions/mean_length" in e)}
 
 
 def child(which: str, threads: str) -> dict:
@@ -164,17 +168,20 @@ def main():
     finally:
         if neighbour:
             neighbour.kill()
-    table = {v: {k: median(r[k] for r in rs) for k in ("step", *PARTS, "threads")} for v, rs in results.items()}
+    table = {v: {k: median(r[k] for r in rs) for k in ("step", *PARTS, "tokens", "threads")}
+             for v, rs in results.items()}
     print(f"\nGRPO step, {MODEL} 4-bit, 8 x 32 tokens, threads {args.threads}{', busy neighbour' if args.busy else ''}"
           f" (median of {args.rounds}; seconds)")
-    print(f"{'':<12}{'step':>8}" + "".join(f"{p:>12}" for p in PARTS) + f"{'threads':>9}")
+    print(f"{'':<12}{'step':>8}" + "".join(f"{p:>12}" for p in PARTS) + f"{'mean tokens':>13}{'threads':>9}")
     for name, label in (("plain", "plain TRL"), ("ours", "tinyalign")):
         if name in table:
             row = table[name]
-            print(f"{label:<12}{row['step']:>8.1f}" + "".join(f"{row[p]:>12.2f}" for p in PARTS) + f"{row['threads']:>9.0f}")
+            print(f"{label:<12}{row['step']:>8.1f}" + "".join(f"{row[p]:>12.2f}" for p in PARTS)
+                  + f"{row['tokens']:>13.1f}{row['threads']:>9.0f}")
     if len(table) == 2:
         print(f"{'ratio':<12}{table['ours']['step'] / table['plain']['step']:>8.2f}"
-              + "".join(f"{table['ours'][p] / max(table['plain'][p], 1e-9):>12.2f}" for p in PARTS))
+              + "".join(f"{table['ours'][p] / max(table['plain'][p], 1e-9):>12.2f}" for p in PARTS)
+              + f"{table['ours']['tokens'] / table['plain']['tokens']:>13.2f}")
 
 
 if __name__ == "__main__":

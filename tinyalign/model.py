@@ -96,11 +96,11 @@ def cpu_threads() -> int:
     """Torch threads for a CPU run: the cores other processes leave free (at least one).
 
     OpenMP threads that find their core taken spin-wait against the other process: on a 2-core box
-    beside one busy process, a GRPO step on SmolLM2 took 4-13x longer with 2 threads than with 1.
+    beside one busy process, a 2-thread GRPO step on SmolLM2 took 4-13x its time on a quiet box.
     Busy means busy now (0.3 s of /proc/stat) or lately (the 1-minute load average, less this
     process). OMP_NUM_THREADS, when set, wins.
     """
-    if os.environ.get("OMP_NUM_THREADS"):
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
         return max(1, int(os.environ["OMP_NUM_THREADS"]))
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
     lately = os.getloadavg()[0] - 1.0 if hasattr(os, "getloadavg") else 0.0
