@@ -21,7 +21,7 @@ def evaluated(tiny_sft_run, tmp_path_factory):
     loads = []
     real = model.load_base
     patch = pytest.MonkeyPatch()
-    patch.setattr(model, "load_base", lambda spec: loads.append(spec.name) or real(spec))
+    patch.setattr(model, "load_base", lambda spec, *rest: loads.append(spec.name) or real(spec, *rest))
     try:
         table = evaluate.evaluate_run(tiny_sft_run, k=4, prompts=60, out=out)
     finally:

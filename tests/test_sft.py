@@ -26,7 +26,9 @@ def test_run_directory_holds_adapter_recipe_and_logs(tiny_sft_run):
             "tokenizer.json", "chat_template.jinja"} <= names or "tokenizer_config.json" in names
     assert any(n.startswith("checkpoint-") for n in names)
     resolved = yaml.safe_load((tiny_sft_run / "recipe.yaml").read_text())
-    assert resolved["method"] == "sft" and resolved["train"]["lr_scheduler_type"] == "cosine"
+    # tinyalign's defaults filled in (weight decay), the recipe's own settings winning over them (schedule)
+    assert resolved["method"] == "sft" and resolved["train"]["weight_decay"] == 0.0
+    assert resolved["train"]["lr_scheduler_type"] == "constant_with_warmup"
     assert json.loads((tiny_sft_run / "adapter_config.json").read_text())["r"] == resolved["model"]["lora"]["r"]
     log = json.loads((tiny_sft_run / "trainer_state.json").read_text())["log_history"]
     losses = [e["loss"] for e in log if "loss" in e]
