@@ -1,4 +1,4 @@
-"""python bench/gpu_grpo.py [--steps N] [--variants trl,transformers,unsloth] — GRPO memory and speed on one GPU.
+"""python bench/gpu_grpo.py [--steps N] [--variants trl,...,dpo] — GRPO, SFT, DPO memory and speed on one GPU.
 
 A Qwen2.5-1.5B-shaped model with random weights, built from its config (no download), trained with
 the GRPO settings of recipes/qwen_1.5b_math.yaml on synthetic prompts, three ways:
