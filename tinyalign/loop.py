@@ -1,0 +1,203 @@
+"""python -m tinyalign.loop — policy and reward model trained together, offline, with simulated annotators.
+
+    votes -> reward model -> GRPO with only the learned reward -> held-out exact match
+          -> the new checkpoint's answers voted on -> reward model round 2
+
+The annotators are a rule oracle with a stated preference: a right answer in the requested style
+(the bare number) beats a right number with extra text, which beats a wrong answer; when both
+answers are wrong it marks "both bad" and writes the right answer (an edit), as people do in the
+arena. Votes go through the app's vote store (tinyalign.prefs) and its DPO export, so the reward
+model trains on exactly what real votes would give it.
+
+    python -m tinyalign.loop votes --policy sft=runs/tiny_sft --db runs/tiny_votes.sqlite
+    python -m tinyalign.loop run --sft runs/tiny_sft --out runs/loop      # the whole loop, ~3 min on CPU
+"""
+
+import argparse
+import json
+import random
+from pathlib import Path
+
+from .errors import UserError, cli
+
+ROOT = Path(__file__).resolve().parent.parent
+TASK = ROOT / "recipes" / "tiny_sft.yaml"  # the addition task: training prompts, references, base model
+RM_RECIPE = ROOT / "recipes" / "tiny_rm.yaml"
+GRPO_RECIPE = ROOT / "recipes" / "tiny_grpo.yaml"
+HELD_OUT = 0.2  # of each round's pairs, never trained on: the RM is measured there
+
+
+# ---------------------------------------------------------------- the simulated annotator
+
+
+def grade(answer: str, reference: str) -> int:
+    """2: the right answer as asked; 1: the right number first, then extra text; 0: wrong."""
+    answer, reference = answer.strip(), reference.strip()
+    if answer == reference:
+        return 2
+    head = answer.split()[0] if answer.split() else ""
+    return 1 if head == reference or (answer.startswith(reference) and not answer[len(reference)].isdigit()) else 0
+
+
+def oracle(response_a: str, response_b: str, reference: str) -> tuple[str, str | None]:
+    """(vote, edited answer or None), as an annotator in the arena would give them."""
+    a, b = grade(response_a, reference), grade(response_b, reference)
+    if a == b == 0:
+        return "both_bad", reference
+    if a == b:
+        return "tie", None
+    return ("a" if a > b else "b"), None
+
+
+def annotate(db, policies: dict[str, str], prompts: int, seed: int = 0, task=TASK) -> dict:
+    """Each training prompt answered by the policies (two samples when there is one), voted by the oracle.
+
+    `policies`: name -> run directory. Returns {votes, by_vote}.
+    """
+    from . import data, model, recipe as recipes
+    from .generate import generate
+    from .prefs import VoteStore
+
+    recipe = recipes.load(task)
+    train, _ = data.splits(recipe.data, recipe.seed)
+    rows = train.shuffle(seed=seed).select(range(min(prompts, len(train))))
+    template = recipe.data.answer or recipe.data.completion
+    questions = [data.prompt_messages(recipe.data, row) for row in rows]
+    references = [template.format_map(row) for row in rows]
+    policy, tokenizer = model.load_with_adapters(recipe.model, policies)
+    settings = {"temperature": 1.0, "max_new_tokens": recipe.generation.get("max_new_tokens", 16)}
+    answers = {}
+    for name in policies:
+        policy.set_adapter(name)
+        answers[name] = generate(policy, tokenizer, questions, k=2 if len(policies) == 1 else 1, **settings)
+    names = list(policies)
+    rng = random.Random(seed)
+    by_vote = {}
+    with VoteStore(db) as store:
+        for i, (question, reference) in enumerate(zip(questions, references)):
+            if len(names) == 1:
+                (model_a, a), (model_b, b) = [(names[0], x) for x in answers[names[0]][i]]
+            else:
+                (model_a, a), (model_b, b) = rng.sample([(n, answers[n][i][0]) for n in names[:2]], 2)
+            vote, edited = oracle(a, b, reference)
+            store.record(conversation=question, response_a=a, response_b=b, model_a=model_a, model_b=model_b,
+                         run_dir_a=policies[model_a], run_dir_b=policies[model_b], vote=vote, edited=edited,
+                         annotator="oracle", settings=settings)
+            by_vote[vote] = by_vote.get(vote, 0) + 1
+    return {"votes": len(questions), "by_vote": by_vote}
+
+
+def split_pairs(db, folder, seed: int = 0) -> dict:
+    """The store's DPO export, split into folder/train.jsonl and folder/test.jsonl (HELD_OUT of the pairs)."""
+    from . import prefs
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = prefs.pairs(db)
+    random.Random(seed).shuffle(rows)
+    cut = max(1, round(len(rows) * HELD_OUT))
+    for name, part in (("test", rows[:cut]), ("train", rows[cut:])):
+        with open(folder / f"{name}.jsonl", "w") as f:
+            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in part)
+    return {"train": len(rows) - cut, "test": cut}
+
+
+def rm_accuracy(rm_dir, pairs_file) -> float:
+    """A reward model's accuracy on a JSONL of pairs (chosen scored above rejected)."""
+    from . import reward_models
+
+    scorer, tokenizer = reward_models.load_for_scoring(rm_dir)
+    rows = [json.loads(line) for line in open(pairs_file)]
+    return reward_models.measure(scorer, tokenizer, rows)["accuracy"]
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def run_loop(sft: str, out, prompts: int = 300, grpo_steps: int = 30, baseline: bool = True, seed: int = 0) -> list[dict]:
+    """Two rounds of votes -> RM -> GRPO on the RM; returns one row per round (and the rule baseline)."""
+    from . import grpo, prefs, reward_models, rm
+    from .scoring import held_out_accuracy
+
+    out = Path(out)
+    if (out / "loop.json").exists():
+        raise UserError(f"{out} holds a finished loop; give another --out")
+    table = []
+    rm_train = ["data.split=train", "data.test_split=test", "overwrite=true"]
+    grpo_args = [f"model.adapter={sft}", "probe=false", "overwrite=true", f"train.max_steps={grpo_steps}"]
+
+    # round 1: the SFT policy's answers, voted; an RM from scratch; GRPO on it alone
+    db1 = out / "votes-r1.sqlite"
+    annotate(db1, {"sft": sft}, prompts, seed)
+    split_pairs(db1, out / "pairs-r1", seed)
+    rm.main([str(RM_RECIPE), f"data.source={out / 'pairs-r1'}", *rm_train, f"output_dir={out / 'rm-r1'}"])
+    grpo.main([str(GRPO_RECIPE), *grpo_args, "rewards.0.name=reward_model", f"rewards.0.model={out / 'rm-r1'}",
+               f"output_dir={out / 'grpo-r1'}"])
+    policies = {"sft": sft, "grpo_rm": str(out / "grpo-r1")}
+    if baseline:  # the rule reward from the same start with the same budget: what the learned one should reach
+        grpo.main([str(GRPO_RECIPE), *grpo_args, f"output_dir={out / 'grpo-rule'}"])
+        policies["grpo_rule"] = str(out / "grpo-rule")
+    accuracy = held_out_accuracy(str(TASK), policies, limit=500)
+    rm1 = reward_models.held_out_stats(out / "rm-r1")["accuracy"]
+    table.append({"round": 1, "votes": len(prefs.VoteStore(db1, create=False).votes()), "rm_accuracy": rm1,
+                  "policy": "grpo_rm", "start_accuracy": accuracy["sft"], "policy_accuracy": accuracy["grpo_rm"]})
+    if baseline:
+        table.append({"round": "rule", "policy": "grpo_rule", "start_accuracy": accuracy["sft"],
+                      "policy_accuracy": accuracy["grpo_rule"]})
+
+    # round 2: the new checkpoint into the arena against its start; RM round 1 continued on both rounds' votes
+    db2 = out / "votes-r2.sqlite"
+    annotate(db2, {"sft": sft, "grpo_rm": str(out / "grpo-r1")}, prompts, seed + 1)
+    split_pairs(db2, out / "pairs-r2", seed + 1)
+    with open(out / "pairs-r2" / "train.jsonl", "a") as f:  # round 1's votes still hold: train on both rounds
+        f.write((out / "pairs-r1" / "train.jsonl").read_text())
+    rm.main([str(RM_RECIPE), f"data.source={out / 'pairs-r2'}", *rm_train, f"model.adapter={out / 'rm-r1'}",
+             f"output_dir={out / 'rm-r2'}"])
+    ratings = {row["model"]: row["rating"] for row in prefs.leaderboard(db2)}
+    table.append({"round": 2, "votes": len(prefs.VoteStore(db2, create=False).votes()),
+                  "rm_accuracy": reward_models.held_out_stats(out / "rm-r2")["accuracy"],
+                  "rm_r1_on_r2": rm_accuracy(out / "rm-r1", out / "pairs-r2" / "test.jsonl"),
+                  "arena_rating": {k: round(v) for k, v in ratings.items()}})
+    (out / "loop.json").write_text(json.dumps(table, indent=2) + "\n")
+    print_table(table)
+    return table
+
+
+def print_table(table: list[dict]) -> None:
+    def fmt(v):
+        return "-" if v is None else f"{v:.1%}" if isinstance(v, float) else str(v)
+
+    keys = ["round", "votes", "rm_accuracy", "rm_r1_on_r2", "start_accuracy", "policy_accuracy", "arena_rating"]
+    print("\n| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
+    for row in table:
+        print("| " + " | ".join(fmt(row.get(k)) for k in keys) + " |")
+
+
+@cli
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m tinyalign.loop", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    votes = commands.add_parser("votes", help="simulated annotators vote on policies' answers into a vote store")
+    votes.add_argument("--policy", action="append", required=True, help="name=run_dir; one or two")
+    votes.add_argument("--db", required=True, help="the vote store, e.g. runs/tiny_votes.sqlite")
+    votes.add_argument("--prompts", type=int, default=300)
+    votes.add_argument("--seed", type=int, default=0)
+    loop = commands.add_parser("run", help="the whole loop on the tiny addition task; prints a per-round table")
+    loop.add_argument("--sft", required=True, help="the starting policy, e.g. runs/tiny_sft")
+    loop.add_argument("--out", required=True, help="folder for the votes, reward models and GRPO runs")
+    loop.add_argument("--prompts", type=int, default=300, help="prompts voted on per round")
+    loop.add_argument("--grpo-steps", type=int, default=30)
+    loop.add_argument("--no-baseline", action="store_true", help="skip the GRPO run on the rule reward")
+    args = parser.parse_args(argv)
+    if args.command == "votes":
+        policies = dict(p.split("=", 1) for p in args.policy if "=" in p)
+        if len(policies) != len(args.policy) or not 1 <= len(policies) <= 2:
+            raise UserError("--policy takes name=run_dir, once or twice (e.g. --policy sft=runs/tiny_sft)")
+        done = annotate(args.db, policies, args.prompts, args.seed)
+        print(f"recorded {done['votes']} votes in {args.db}: " + ", ".join(f"{k} {n}" for k, n in done["by_vote"].items()))
+    else:
+        run_loop(args.sft, args.out, args.prompts, args.grpo_steps, not args.no_baseline)
+
+
+if __name__ == "__main__":
+    main()
