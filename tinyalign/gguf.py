@@ -85,6 +85,7 @@ def convert(file: Path, out: Path) -> None:
 
     from .model import fix_special_tokens
 
+    print(f"converting {file.name} into a trainable model folder, once: {out.parent}", flush=True)
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(file.parent), gguf_file=file.name)
         loaded = AutoModelForCausalLM.from_pretrained(str(file.parent), gguf_file=file.name, dtype=torch.float32)
