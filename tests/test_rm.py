@@ -142,3 +142,28 @@ def test_policy_and_reward_model_improve_together(young_sft_run, tmp_path, capsy
     assert second["arena_rating"]["grpo_rm"] > second["arena_rating"]["sft"]
     assert json.loads((tmp_path / "loop" / "loop.json").read_text()) == json.loads(json.dumps(table))
     assert "| 2 | 300 |" in capsys.readouterr().out
+
+
+def test_doctor_names_an_rm_at_chance_that_tracks_length(tmp_path, capsys):
+    from tinyalign import doctor
+
+    run = tmp_path / "rm"
+    run.mkdir()
+    (run / "recipe.yaml").write_text("method: rm\ntrain: {learning_rate: 1.0e-4}\n")
+    margins = [0.8, 0.9, 1.0, 1.0, 0.9, 0.6, 0.4, 0.3, 0.2, 0.1, 0.1, 0.1]
+    (run / "trainer_state.json").write_text(json.dumps({"log_history": [
+        {"step": 10 * (i + 1), "loss": 0.69, "accuracy": 0.5, "margin": m} for i, m in enumerate(margins)]}))
+    reward_models.write_metrics({"pairs": 200, "accuracy": 0.52, "mean_margin": 0.01, "longer_wins": 0.8,
+                                 "longer_chosen": 0.5, "length_bias": 0.3, "length_pairs": 120,
+                                 "score_mean": 0.0, "score_std": 1.0}, run)
+    doctor.main([str(run), "--json"])
+    found = {f["symptom"] for f in json.loads(capsys.readouterr().out)["findings"]}
+    assert {"rm_at_chance", "rm_margins_collapsing", "rm_tracks_length"} <= found
+
+
+@pytest.mark.slow
+def test_doctor_is_quiet_on_a_healthy_rm(rm_run, capsys):
+    from tinyalign import doctor
+
+    doctor.main([str(rm_run), "--json"])
+    assert not [f for f in json.loads(capsys.readouterr().out)["findings"] if f["symptom"].startswith("rm_")]
