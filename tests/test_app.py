@@ -147,13 +147,13 @@ def test_multi_turn_votes_land_in_the_store_with_each_side_its_own_history(engin
     assert match.can_vote
     first = match.vote(store, "b", annotator="ana", edited="Hello!", tags=["verbose"], run_dirs=engine.checkpoints)
     with pytest.raises(UserError, match="already has its vote"):
-        match.vote(store, "a", run_dirs=engine.checkpoints)
+        match.vote(store, "a", annotator="ana", run_dirs=engine.checkpoints)
 
     play(engine, match, "and again?")
     # Each checkpoint saw its own earlier answer.
     prompt_a, prompt_b = match.conversations()
     assert says(prompt_a[1]["content"], "A") and says(prompt_b[1]["content"], "B")
-    second = match.vote(store, "tie", run_dirs=engine.checkpoints)
+    second = match.vote(store, "tie", annotator="ana", run_dirs=engine.checkpoints)
 
     rows = read_votes(db)
     assert [row["id"] for row in rows] == [first, second]
@@ -186,7 +186,7 @@ def test_anonymous_match_hides_names_maps_the_clicked_side_and_ends_with_its_vot
     assert match.left == "bbb" and not match.names_visible
     left_rows, right_rows = match.displayed()
     assert says(left_rows[0][1], "B") and says(right_rows[0][1], "A")
-    match.vote(store, "a")  # the annotator clicks "A is better": the LEFT pane, i.e. bbb
+    match.vote(store, "a", annotator="ana")  # the annotator clicks "A is better": the LEFT pane, i.e. bbb
     [row] = read_votes(tmp_path / "prefs.sqlite")
     assert (row["vote"], row["swapped"]) == ("b", 1) and says(row["response_b"], "B")
     assert json.loads(row["settings"])["anonymous"] is True

@@ -8,6 +8,7 @@ Chromium: `apt-get install -y chromium` (the tests are skipped, saying so, when 
 """
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,8 @@ def vote(page, button, *, edited=None, tags=(), annotator=None):
         page.locator("#tags").get_by_label(tag).check()
     if annotator is not None:
         page.get_by_label("Annotator").fill(annotator)
+    elif not page.get_by_label("Annotator").input_value():
+        page.get_by_label("Annotator").fill("tester")  # asked once; a vote never goes in as "anonymous"
     page.click(f"#vote-{button}")
     page.wait_for_selector("#status:has-text('recorded')")
     return page.inner_text("#status")
@@ -118,7 +121,8 @@ def test_chat_vote_edit_and_export_from_the_browser(arena, page):
     assert page.is_disabled("#vote-a") and page.is_disabled("#vote-b")
     assert page.input_value("#edited textarea") == ""
 
-    # A second turn: each pane continues its own conversation; this vote is A over B.
+    # A second turn, asked for explicitly: each pane continues its own conversation; this vote is A over B.
+    page.get_by_label("Next message continues this conversation").check()
     ask(page, "More?")
     assert vote(page, "a").startswith("Vote #2 recorded")
     second = read_votes(db)[1]
@@ -191,12 +195,12 @@ class ScriptedEngine:
             yield [text[:end] for text in texts]
 
 
-def serve(engine, folder):
+def serve(engine, folder, **options):
     """The page for `engine`, in this process, on a free port: (url, db, stop)."""
     from tinyalign.app.ballots import Ballots
     from tinyalign.app.ui import build, launch
 
-    demo = build(engine, Ballots(folder / "p.sqlite"), folder / "pairs.jsonl")
+    demo = build(engine, Ballots(folder / "p.sqlite"), folder / "pairs.jsonl", **options)
     port = free_port()
     launch(demo, port=port, block=False)
     return f"http://127.0.0.1:{port}/", folder / "p.sqlite", demo.close
@@ -294,6 +298,77 @@ def test_paths_are_shown_as_written(tmp_path, page):
         expect(page.get_by_text(f"votes go to {db}")).to_be_visible()
         page.get_by_role("tab", name="Export").click()
         expect(page.get_by_text(str(folder / "pairs.jsonl"))).to_be_visible()
+    finally:
+        stop()
+
+
+def test_a_labeling_session_from_the_keyboard(tmp_path, page):
+    """--prompts and --dimensions: the next prompt comes with a key, both answer, the vote (with a
+    per-dimension verdict and a rationale) goes in with the prompt's id; undo, skip, progress, identity."""
+    from tinyalign.app.prompts import Prompt
+
+    queue = [Prompt("q1", "What is 2+2?", "4"), Prompt("q2", "Name a colour", "red"), Prompt("q3", "Say hi")]
+    url, db, stop = serve(ScriptedEngine({"one": "first {n}", "two": "second {n}"}), tmp_path,
+                          dimensions={"correctness": "is it right?", "style": ""}, prompt_queue=queue)
+    message_focused = "document.activeElement === document.querySelector('#message textarea')"
+    try:
+        page.goto(url)
+        page.click("#next")
+        expect(page.get_by_text("who is voting?").first).to_be_visible()  # never silently "anonymous"
+        assert not db.exists()  # no vote, no store
+        page.get_by_label("Annotator").fill("ana")
+        page.keyboard.press("Alt+N")
+        page.wait_for_selector("#vote-a:not([disabled])")
+        assert pane(page, "left") == "first 1"
+        assert "What is 2+2?" in page.inner_text("#pane-left")
+        page.wait_for_function(message_focused)  # the cursor is back in the message box
+
+        page.locator("#dimension-correctness").get_by_label("A", exact=True).check()
+        page.fill("#rationale textarea", "B is prettier, A is right")
+        page.keyboard.press("Alt+2")
+        expect(page.locator("#status")).to_contain_text("Vote #1 recorded: B is better")
+        expect(page.locator("#vote-b")).to_have_class(re.compile(r"\bprimary\b"))  # the chosen vote shows
+        expect(page.locator("#vote-a")).not_to_have_class(re.compile(r"\bprimary\b"))
+        expect(page.locator("#progress")).to_contain_text("1 / 3 prompts voted by you")
+        [row] = read_votes(db)
+        assert (row["prompt_id"], row["vote"], row["annotator"]) == ("q1", "b", "ana")
+        assert json.loads(row["dimensions"]) == {"correctness": "a"}
+        assert row["rationale"] == "B is prettier, A is right"
+
+        page.keyboard.press("Alt+Z")  # undo: the row stays, marked superseded; the turn is open again
+        expect(page.locator("#status")).to_contain_text("Vote #1 undone")
+        page.wait_for_selector("#vote-a:not([disabled])")
+        page.keyboard.press("Alt+1")
+        expect(page.locator("#status")).to_contain_text("Vote #2 recorded: A is better")
+        first, second = read_votes(db)
+        assert first["superseded"] and not second["superseded"]
+        assert (second["prompt_id"], second["vote"], json.loads(second["settings"])["revote_of"]) == ("q1", "a", 1)
+        assert json.loads(second["dimensions"]) == {}  # cleared with the undone vote's turn
+
+        page.keyboard.press("Alt+N")
+        expect(page.locator("#pane-left")).to_contain_text("Name a colour")
+        page.click("#skip")
+        expect(page.locator("#pane-left")).to_contain_text("Say hi")
+        page.wait_for_selector("#vote-a:not([disabled])")
+        page.keyboard.press("Alt+3")
+        expect(page.locator("#status")).to_contain_text("recorded: Tie")
+        page.keyboard.press("Alt+N")
+        expect(page.locator("#pane-left")).to_contain_text("Name a colour")  # the skipped one comes back
+        expect(page.locator("#progress")).to_contain_text("2 / 3 prompts voted by you")
+
+        page.reload()  # the name is asked once: this browser remembers it
+        expect(page.get_by_label("Annotator")).to_have_value("ana")
+    finally:
+        stop()
+
+
+def test_annotate_only_hides_the_leaderboard_and_export(tmp_path, page):
+    url, db, stop = serve(ScriptedEngine({"one": "1", "two": "2"}), tmp_path, annotate_only=True)
+    try:
+        page.goto(url)
+        expect(page.get_by_role("tab", name="Arena")).to_be_visible()
+        expect(page.get_by_role("tab", name="Leaderboard")).to_have_count(0)
+        expect(page.get_by_role("tab", name="Export")).to_have_count(0)
     finally:
         stop()
 

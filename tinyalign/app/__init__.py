@@ -5,7 +5,10 @@
 cli.py      the command line and its checks (nothing loads before they pass)
 engine.py   one base model, every checkpoint an adapter; both panes from one batched generate call
 arena.py    one match: sides, anonymous draws, the conversation, a click -> a row in the vote store
-ui.py       the Gradio page (Arena, Leaderboard, Export tabs)
+ui.py       the Gradio page: the Arena tab, keyboard voting, the prompt queue
+admin.py    the Leaderboard and Export tabs (hidden with --annotate-only)
+prompts.py  the prompt queue of a labeling session (--prompts)
+text.py     text on the page, escaped once
 """
 
 from .cli import main

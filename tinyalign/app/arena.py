@@ -12,14 +12,16 @@ Conversation and vote mapping (what the store's `conversation` means):
   in `conversation`: it is `settings["system"]`, which the export prepends.
 
 Anonymous mode: a random pair of distinct checkpoints and a random side for each; names are hidden
-until the vote, and a match ends with its vote (a second vote would no longer be blind).
+until the vote, and a match ends with its vote (a second vote would no longer be blind). Undo marks the
+last vote superseded in the store and opens the turn again; a blind match's names stay revealed, and
+the new vote records that it was cast with the names visible.
 """
 
 import random
 from dataclasses import dataclass, field
 
 from ..errors import UserError
-from ..prefs import VOTES, unswap_vote
+from ..prefs import VERDICTS, VOTES, unswap_vote
 
 TAGS = ("wrong", "verbose", "unsafe", "format")
 
@@ -40,6 +42,10 @@ class Match:
     # reach the vote of another turn; `fields_turn` is the value the page last cleared them for.
     turn: int = 0
     fields_turn: int = -1
+    prompt_id: str | None = None  # the queued prompt this match answers
+    revealed: bool = False  # a blind match's names were shown (it had a vote, since undone)
+    last_vote: int | None = None  # the id of this tab's latest vote, for undo
+    chosen: str = ""  # the latest vote as clicked ("a" = left pane), to highlight its button
 
     @classmethod
     def pick(cls, left: str, right: str) -> "Match":
@@ -67,7 +73,7 @@ class Match:
 
     @property
     def names_visible(self) -> bool:
-        return not self.anonymous or self.voted
+        return not self.anonymous or self.voted or self.revealed
 
     @property
     def answered(self) -> bool:
@@ -81,7 +87,7 @@ class Match:
     @property
     def can_continue(self) -> bool:
         """More turns are allowed: always with named checkpoints; blind only until the vote."""
-        return not (self.anonymous and self.voted)
+        return not (self.anonymous and (self.voted or self.revealed))
 
     def displayed(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         """(left, right) histories as (user, answer) pairs; the open turn's answer is ''."""
@@ -121,12 +127,15 @@ class Match:
 
     # ------------------------------------------------------------ the vote
 
-    def vote(self, store, displayed_vote: str, *, annotator: str = "", edited: str = "", tags=(),
-             run_dirs: dict | None = None) -> int:
-        """Record the vote on the latest turn; `displayed_vote` "a"/"b" mean the left/right pane.
+    def vote(self, store, displayed_vote: str, *, annotator: str, edited: str = "", tags=(),
+             run_dirs: dict | None = None, rationale: str = "", dimensions: dict | None = None) -> int:
+        """Record the vote on the latest turn; `displayed_vote` "a"/"b" mean the left/right pane, and so
+        do the per-dimension verdicts in `dimensions` ({name: "a" | "b" | "tie"}, unjudged ones left out).
 
         Returns the row id once it is committed; only then is the turn marked as voted.
         """
+        if not annotator.strip():
+            raise UserError("who is voting? type your name in the Annotator box first")
         if not self.can_vote:
             raise UserError("this turn already has its vote" if self.voted else "wait for both answers")
         if displayed_vote not in VOTES:
@@ -134,22 +143,43 @@ class Match:
         unknown = [t for t in tags if t not in TAGS]
         if unknown:
             raise UserError(f"unknown tag {unknown[0]!r}; tags: {', '.join(TAGS)}")
+        dimensions = {name: verdict for name, verdict in (dimensions or {}).items() if verdict}
+        bad = [v for v in dimensions.values() if v not in VERDICTS]
+        if bad:
+            raise UserError(f"a dimension's verdict must be one of {', '.join(VERDICTS)}, got {bad[0]!r}")
         conversation = _chat(self.user_turns, self.answers_a[:-1])
         conversation_b = _chat(self.user_turns, self.answers_b[:-1])
         settings = {**self.settings, "anonymous": self.anonymous, "turn": len(self.user_turns)}
+        if self.revealed:
+            settings["names_visible"] = True  # a blind match re-voted after its names were shown
         if conversation_b != conversation:
             settings["conversation_b"] = conversation_b
         run_dirs = run_dirs or {}
         vote_id = store.record(
             conversation=conversation, response_a=self.answers_a[-1], response_b=self.answers_b[-1],
             model_a=self.model_a, model_b=self.model_b, vote=unswap_vote(displayed_vote, self.swapped),
-            annotator=annotator.strip() or "anonymous", run_dir_a=run_dirs.get(self.model_a),
+            annotator=annotator.strip(), run_dir_a=run_dirs.get(self.model_a),
             run_dir_b=run_dirs.get(self.model_b), settings=settings, swapped=self.swapped,
-            edited=edited or None, tags=list(tags),
+            edited=edited or None, tags=list(tags), prompt_id=self.prompt_id, rationale=rationale or None,
+            dimensions={name: unswap_vote(v, self.swapped) for name, v in dimensions.items()},
         )
         self.voted = True
         self.turn += 1
+        self.last_vote, self.chosen = vote_id, displayed_vote
         return vote_id
+
+    def undo(self, store, *, annotator: str) -> int:
+        """Mark this tab's latest vote superseded (kept in the store, no longer counted) and open its
+        turn for a new vote. Only the latest turn's vote, and only its own annotator's."""
+        if not self.voted or self.last_vote is None:
+            raise UserError("no vote on this turn to undo")
+        store.undo(self.last_vote, annotator=annotator.strip())
+        undone = self.last_vote
+        self.voted, self.last_vote, self.chosen = False, None, ""
+        self.revealed = self.revealed or self.anonymous
+        self.settings = {**self.settings, "revote_of": undone}
+        self.turn += 1
+        return undone
 
 
 def _chat(user_turns: list[str], answers: list[str]) -> list[dict]:

@@ -34,6 +34,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--share", action="store_true", help="also publish a public gradio.live link (needs network)")
     p.add_argument("--auth", action="append", default=[], metavar="USER:PASS",
                    help="require a login (repeat for several annotators); the user name becomes the annotator")
+    p.add_argument("--prompts", metavar="FILE",
+                   help="a labeling session: a JSONL of prompts ({\"prompt\", \"id\", \"reference\"} a line); "
+                        "each annotator gets the next prompt they have not voted on")
+    p.add_argument("--dimensions", metavar="NAMES_OR_YAML",
+                   help="preference dimensions judged A/B/tie beside the overall vote: a comma list "
+                        "(correctness,helpfulness,style) or a YAML file of name: description")
+    p.add_argument("--annotate-only", action="store_true",
+                   help="hide the Leaderboard and Export tabs (blind collection: annotators see only the arena)")
     return p
 
 
@@ -61,6 +69,34 @@ def parse_auth(items: list[str]) -> list[tuple[str, str]] | None:
             raise UserError(f"--auth expects USER:PASS, got {item.split(':')[0]!r}…")
         logins.append((user, password))
     return logins or None
+
+
+def parse_dimensions(value: str | None) -> dict[str, str]:
+    """--dimensions: "correctness,style" or a YAML file {name: description}; name -> description."""
+    if not value:
+        return {}
+    path = Path(value)
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        import yaml
+
+        if not path.is_file():
+            raise UserError(f"--dimensions {value}: no such file; give a YAML file or a comma list, "
+                            "e.g. --dimensions correctness,style")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            raise UserError(f"--dimensions {value}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(loaded, dict) or not loaded:
+            raise UserError(f"--dimensions {value}: write one 'name: description' a line, e.g. "
+                            "'correctness: is the answer right?'")
+        dimensions = {str(k): "" if v is None else str(v) for k, v in loaded.items()}
+    else:
+        dimensions = {name.strip(): "" for name in value.split(",") if name.strip()}
+    bad = [name for name in dimensions if not NAME.fullmatch(name)]
+    if bad or not dimensions:
+        raise UserError(f"--dimensions: {bad[0] if bad else value!r} is not a dimension name; use letters, "
+                        "digits, '_', '-' or '.', e.g. --dimensions correctness,helpfulness,style")
+    return dimensions
 
 
 def check_listen(host: str, port: int) -> None:
@@ -140,6 +176,10 @@ def main(argv=None):
     if not adapters:
         raise UserError("name at least one checkpoint: --adapter NAME=RUN_DIR (the base is always offered too)")
     auth = parse_auth(args.auth)
+    dimensions = parse_dimensions(args.dimensions)
+    from . import prompts
+
+    prompt_queue = prompts.load(args.prompts) if args.prompts else None
     check_listen(args.host, args.port)
     spec, defaults = base_spec(adapters, args.base)
 
@@ -157,5 +197,6 @@ def main(argv=None):
     # ── serve
     if args.share and not auth:
         print("warning: --share without --auth: anyone with the link can chat and vote", flush=True)
-    launch(build(engine, ballots, export_path.resolve()), host=args.host, port=args.port, share=args.share,
-           auth=auth)
+    page = build(engine, ballots, export_path.resolve(), dimensions=dimensions, prompt_queue=prompt_queue,
+                 annotate_only=args.annotate_only)
+    launch(page, host=args.host, port=args.port, share=args.share, auth=auth)

@@ -1,0 +1,94 @@
+"""A labeling session below the browser: the prompt queue, --dimensions, and a match's vote, undo and
+identity rules. No model: answers are given to the match directly."""
+
+import json
+
+import pytest
+
+from tinyalign.app import prompts
+from tinyalign.app.arena import Match
+from tinyalign.app.cli import parse_dimensions
+from tinyalign.errors import UserError
+from tinyalign.prefs import VoteStore
+
+
+def answered(match, a="4", b="5", text="What is 2+2?"):
+    match.ask(text)
+    match.answer(a, b, {"temperature": 0.0})
+    return match
+
+
+def test_a_vote_needs_a_name_and_its_dimensions_follow_the_sides(tmp_path):
+    with VoteStore(tmp_path / "prefs.sqlite") as store:
+        match = answered(Match(model_a="sft", model_b="dpo", anonymous=True, swapped=True))  # dpo on the left
+        with pytest.raises(UserError, match="who is voting"):
+            match.vote(store, "a", annotator="  ")
+        assert store.votes() == []
+        match.vote(store, "a", annotator="ana", rationale="left is right",
+                   dimensions={"correctness": "a", "style": "tie", "safety": None})
+        [row] = store.votes()
+    # The left pane showed dpo = response_b: the clicks and verdicts are stored in model terms.
+    assert (row["vote"], row["dimensions"], row["rationale"]) == ("b", {"correctness": "b", "style": "tie"},
+                                                                  "left is right")
+
+
+def test_undo_after_a_blind_reveal_revotes_with_names_visible(tmp_path):
+    with VoteStore(tmp_path / "prefs.sqlite") as store:
+        match = answered(Match(model_a="sft", model_b="dpo", anonymous=True))
+        assert not match.names_visible
+        first = match.vote(store, "b", annotator="ana")
+        with pytest.raises(UserError, match="not in .* as a vote of bo"):
+            match.undo(store, annotator="bo")  # only one's own vote
+        assert match.undo(store, annotator="ana") == first
+        assert match.can_vote and match.names_visible and not match.can_continue  # revealed stays revealed
+        second = match.vote(store, "a", annotator="ana")
+        rows = store.votes()
+    assert [r["id"] for r in rows] == [first, second] and rows[0]["superseded"] and not rows[1]["superseded"]
+    assert rows[1]["settings"]["names_visible"] is True and rows[1]["settings"]["revote_of"] == first
+    assert "names_visible" not in rows[0]["settings"]
+
+
+def test_prompt_queue_gives_each_annotator_the_next_unvoted_prompt(tmp_path):
+    path = tmp_path / "prompts.jsonl"
+    path.write_text('{"prompt": "2+2?", "reference": "4"}\n\n{"id": "colour", "question": "A colour?"}\n'
+                    '{"prompt": "Hi", "answer": 7}\n')
+    queue = prompts.load(path)
+    assert queue == [prompts.Prompt("1", "2+2?", "4"), prompts.Prompt("colour", "A colour?", ""),
+                     prompts.Prompt("4", "Hi", "7")]
+    votes = [{"prompt_id": "1", "annotator": "ana", "model_a": "sft", "model_b": "dpo"},
+             {"prompt_id": "colour", "annotator": "bo", "model_a": "dpo", "model_b": "sft"},
+             {"prompt_id": None, "annotator": "ana", "model_a": "sft", "model_b": "dpo"}]
+    pair = prompts.pair_key("dpo", "sft")
+    assert prompts.next_prompt(queue, prompts.voted(votes, "ana", pair), set()).id == "colour"
+    assert prompts.next_prompt(queue, prompts.voted(votes, "ana", pair), {"colour"}).id == "4"
+    assert prompts.next_prompt(queue, prompts.voted(votes, "ana", pair), {"colour", "4"}).id == "colour"
+    assert prompts.next_prompt(queue, {"1", "colour", "4"}, set()) is None
+    assert prompts.next_prompt(queue, prompts.voted(votes, "ana", ("base", "sft")), set()).id == "1"  # other pair
+    assert prompts.progress(queue, votes, "ana", pair) == \
+        "1 / 3 prompts voted by you, 2 / 3 by anyone for dpo vs sft"
+
+
+@pytest.mark.parametrize("text, named", [
+    ('{"prompt": "a"}\n{"prompt": "b", "id": 1}\n', "id '1' is used twice"),
+    ('{"prompt": ""}\n', 'line 1: needs a non-empty "prompt"'),
+    ("not json\n", "line 1: not JSON"),
+    ("\n", "no prompts in it"),
+])
+def test_a_bad_prompts_file_is_refused_naming_the_line(tmp_path, text, named):
+    path = tmp_path / "prompts.jsonl"
+    path.write_text(text)
+    with pytest.raises(UserError, match=named):
+        prompts.load(path)
+
+
+def test_dimensions_from_a_list_or_a_yaml_file(tmp_path):
+    assert parse_dimensions("correctness, helpfulness,style") == {"correctness": "", "helpfulness": "",
+                                                                  "style": ""}
+    described = tmp_path / "dimensions.yaml"
+    described.write_text("correctness: is the answer right?\nstyle:\n")
+    assert parse_dimensions(str(described)) == {"correctness": "is the answer right?", "style": ""}
+    with pytest.raises(UserError, match="'tone!' is not a dimension name"):
+        parse_dimensions("correctness,tone!")
+    with pytest.raises(UserError, match="no such file"):
+        parse_dimensions(str(tmp_path / "missing.yaml"))
+    assert json.dumps(parse_dimensions(None)) == "{}"
