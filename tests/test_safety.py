@@ -98,6 +98,33 @@ def test_overwrite_keeps_the_finished_run_when_the_new_recipe_fails_its_checks(f
     assert snapshot(finished_run) == before and run.is_finished(finished_run)
 
 
+# Every method starts through run.prepare / run.start: the same refusal leaves the same run untouched.
+METHOD_MISTAKES = [
+    ("sft", "tiny_sft.yaml", "data.prompt={questoin}", "'questoin'"),
+    ("dpo", "tiny_dpo.yaml", "data.chosen={chosn}", "'chosn'"),
+    ("grpo", "tiny_grpo.yaml", "data.answer={answr}", "'answr'"),
+    ("rm", "tiny_rm.yaml", "data.source=tiny:addition-prefs", "no prompt column"),
+]
+
+
+@pytest.mark.parametrize("method, recipe, mistake, says", METHOD_MISTAKES)
+def test_every_method_keeps_the_old_run_and_writes_no_new_one_on_a_refusal(finished_run, tmp_path, method, recipe,
+                                                                            mistake, says):
+    import importlib
+
+    main = importlib.import_module(f"tinyalign.{method}").main
+    adapter = [f"model.adapter={finished_run}"] if method in ("dpo", "grpo") else []
+    before = snapshot(finished_run)
+    new = tmp_path / "new_run"
+    assert says in refused(main, ROOT / "recipes" / recipe, *adapter, mistake, f"output_dir={new}")
+    assert not new.exists()
+    old = tmp_path / "old_run"
+    shutil.copytree(finished_run, old)
+    old_before = snapshot(old)
+    assert says in refused(main, ROOT / "recipes" / recipe, *adapter, mistake, f"output_dir={old}", "overwrite=true")
+    assert snapshot(old) == old_before and snapshot(finished_run) == before
+
+
 def test_output_dir_equal_to_the_adapter_it_continues_is_refused_up_front(finished_run):
     before = snapshot(finished_run)
     line = refused(sft.main, TINY_SFT, f"model.adapter={finished_run}", f"output_dir={finished_run}", "overwrite=true")

@@ -128,6 +128,9 @@ def check_columns(dataset, spec: Data, method: str) -> None:
             if column not in have:
                 raise UserError(f"data.{key} names column {column!r}, which {spec.source} lacks; "
                                 f"its columns: {', '.join(have)}")
+    if method in ("dpo", "rm") and not spec.prompt and "prompt" not in have:
+        raise UserError(f"data: {spec.source} has no prompt column ({', '.join(have)}); "
+                        "set data.prompt to a template such as \"{question}\"")
     if method in ("dpo", "rm") and not (spec.chosen or {"chosen", "rejected"} <= set(have)):
         raise UserError(f"data: {spec.source} has no chosen/rejected columns ({', '.join(have)}); "
                         "set data.chosen and data.rejected")
