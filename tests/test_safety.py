@@ -313,3 +313,11 @@ def test_recipe_errors_never_write(tmp_path):
     with pytest.raises(recipes.UserError, match="max_steps"):
         recipes.load(recipe)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("state", ['{"log_history": {"loss": 1}}', '{"log_history": [1, 2]}', "not json"])
+def test_doctor_names_a_trainer_state_it_cannot_read(tmp_path, state):
+    from tinyalign import doctor
+
+    (tmp_path / "trainer_state.json").write_text(state)
+    assert "trainer_state.json" in refused(doctor.main, tmp_path)
