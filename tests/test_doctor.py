@@ -187,6 +187,27 @@ def test_kl_running_away_raises_beta_and_lowers_lr():
     assert "kl 0.0" in f.evidence and "reward" in f.evidence
 
 
+def test_kl_rising_with_the_accuracy_reward_at_a_small_beta_is_learning():
+    # the demo's case: beta 0.001 lets KL grow to ~0.6 nats/token while accuracy climbs; nothing is wrong
+    recipe = {**GRPO_RECIPE, "train": {**GRPO_RECIPE["train"], "beta": 0.001}}
+    history = logs({**HEALTHY_GRPO, "kl": curve(0.0, 0.6, 0.01, lambda t: t * t, floor=0.0)})
+    assert diagnose(history, recipe) == []
+
+
+def test_kl_far_from_the_reference_while_accuracy_stalls_is_runaway():
+    recipe = {**GRPO_RECIPE, "train": {**GRPO_RECIPE["train"], "beta": 0.001}}
+    history = logs({**HEALTHY_GRPO, "kl": curve(0.0, 0.6, 0.01, lambda t: t * t, floor=0.0),
+                    "rewards/math_accuracy/mean": curve(0.4, 0.41, 0.03)})
+    f = finding(diagnose(history, recipe), "kl_runaway")
+    assert "without the task metric improving" in f.cause and "beta 0.001" in f.evidence
+
+
+def test_kl_beyond_what_beta_allows_is_runaway_even_while_accuracy_rises():
+    # 0.6 nats/token x ~190 tokens is ~110 nats per answer; at beta 0.04 the optimum stays within 1.5 / 0.04
+    history = logs({**HEALTHY_GRPO, "kl": curve(0.002, 0.6, 0.01, lambda t: t * t, floor=0.0)})
+    assert "beta 0.04 allows ~37.5" in finding(diagnose(history, GRPO_RECIPE), "kl_runaway").evidence
+
+
 def test_tiny_kl_with_flat_reward_lowers_beta_and_raises_lr():
     history = logs({**HEALTHY_GRPO, "reward": curve(0.6, 0.61, 0.03), "kl": curve(0.0001, 0.0003, 0.00005, floor=0.0)})
     findings = diagnose(history, GRPO_RECIPE)
@@ -222,10 +243,16 @@ def test_length_collapsing_to_very_short_is_named():
 
 
 def test_groups_with_zero_reward_std_ask_for_more_generations():
-    history = logs({**HEALTHY_GRPO, "reward": curve(1.4, 1.45, 0.02), "frac_reward_zero_std": curve(0.7, 0.85, 0.03)})
+    history = logs({**HEALTHY_GRPO, "reward": curve(1.4, 1.45, 0.02), "frac_reward_zero_std": curve(0.7, 0.85, 0.03),
+                    "rewards/math_accuracy/mean": curve(0.95, 0.96, 0.01)})
     f = finding(diagnose(history, GRPO_RECIPE), "reward_zero_std")
     assert f.overrides == ["train.num_generations=16", "train.gradient_accumulation_steps=2"]
     assert "too easy" in f.cause
+
+
+def test_groups_that_agree_because_the_run_learned_its_task_are_no_finding():
+    history = logs({**HEALTHY_GRPO, "reward": curve(0.6, 1.45, 0.02), "frac_reward_zero_std": curve(0.2, 0.85, 0.03)})
+    assert "reward_zero_std" not in [f.symptom for f in diagnose(history, GRPO_RECIPE)]
 
 
 def test_high_clip_ratio_lowers_the_learning_rate_and_iterations():
@@ -247,6 +274,16 @@ def test_format_reward_rising_while_accuracy_falls_is_reward_hacking():
     f = finding(diagnose(history, GRPO_RECIPE), "reward_hacking")
     assert f.overrides == ["rewards.0.weight=0.25"]  # halve the gamed think_format reward
     assert "rewards/think_format/mean" in f.evidence and "rewards/math_accuracy/mean" in f.evidence
+
+
+def test_format_reward_rising_while_accuracy_stays_flat_is_reward_hacking():
+    history = logs({**HEALTHY_GRPO, "rewards/math_accuracy/mean": curve(0.4, 0.41, 0.03)})
+    assert finding(diagnose(history, GRPO_RECIPE), "reward_hacking")
+
+
+def test_format_reward_rising_while_accuracy_is_already_near_the_top_is_not_hacking():
+    history = logs({**HEALTHY_GRPO, "rewards/math_accuracy/mean": curve(0.93, 0.94, 0.01)})
+    assert "reward_hacking" not in [f.symptom for f in diagnose(history, GRPO_RECIPE)]
 
 
 def test_accuracy_rewards_can_be_named_explicitly():
@@ -274,6 +311,45 @@ def test_looping_late_completions_lower_the_learning_rate():
     assert "train.learning_rate=2.5e-06" in f.overrides
 
 
+def test_every_completion_cut_at_the_cap_with_zero_loss_learns_nothing():
+    history = logs({**HEALTHY_GRPO, "completions/clipped_ratio": curve(1.0, 1.0), "loss": curve(0.0, 0.0)}, n=3)
+    f = finding(diagnose(history, GRPO_RECIPE), "nothing_learned")  # said even for a run too short for trends
+    assert f.cause == "nothing is learned: every completion hit max_completion_length"
+    assert f.overrides == ["train.max_completion_length=1024"] and "3 of 3 logged steps" in f.evidence
+
+
+def test_a_few_truncated_completions_with_a_real_loss_are_not_nothing_learned():
+    history = logs({**HEALTHY_GRPO, "completions/clipped_ratio": curve(0.9, 0.9), "loss": curve(0.0, 0.0)}, n=3)
+    assert "nothing_learned" not in [f.symptom for f in diagnose(history, GRPO_RECIPE)]
+
+
+# ---------------------------------------------------------------- recorded real runs (bench/doctor_corpus)
+
+CORPUS = REPO / "bench" / "doctor_corpus"
+
+
+def test_the_demo_grpo_run_with_kl_rising_as_it_learns_has_no_findings():
+    # recorded: beta 0.001, KL 0 -> 0.13 nats/token while exact match rose 0.32 -> 0.63 (held-out 0.35 -> 0.89)
+    assert diagnose(*doctor.load_run(CORPUS / "grpo_default")) == []
+
+
+def test_the_labeled_corpus_meets_the_doctor_goals():
+    """No finding on a run whose held-out accuracy improved; >= 90 % of degraded, collapsed and hacked
+    runs named with a right symptom (labels from held-out accuracy; bench/doctor_corpus.py)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("doctor_corpus", REPO / "bench" / "doctor_corpus.py")
+    corpus = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(corpus)
+    runs, _ = corpus.score_corpus()
+    improved = [r for r in runs if r["label"] == "improved"]
+    sick = [r for r in runs if r["label"] in corpus.SICK]
+    assert len(improved) >= 3 and len(sick) >= 5, [(r["run"], r["label"]) for r in runs]
+    assert [(r["run"], r["findings"]) for r in improved if r["findings"]] == []
+    missed = [(r["run"], r["label"], r["findings"]) for r in sick if not set(r["findings"]) & corpus.RIGHT[r["label"]]]
+    assert len(missed) <= 0.1 * len(sick), missed
+
+
 # ---------------------------------------------------------------- DPO and SFT symptoms
 
 
@@ -281,6 +357,17 @@ def test_dpo_margins_growing_slowly_lower_beta():
     history = logs({**HEALTHY_DPO, "loss": curve(0.693, 0.67, 0.01), "rewards/margins": curve(0.0, 0.04, 0.01)})
     f = finding(diagnose(history, DPO_RECIPE), "dpo_margins_flat")
     assert f.overrides == ["train.beta=0.05"]
+
+
+def test_dpo_margins_turning_negative_lower_the_learning_rate():
+    # recorded shape (bench/doctor_corpus dpo_lr2e-2): margins 0 -> -0.6, pair accuracy 0.5 -> 0, held-out 0.35 -> 0
+    diverged = {**HEALTHY_DPO, "rewards/margins": curve(0.0, -0.6, 0.05, fast),
+                "rewards/accuracies": curve(0.5, 0.03, 0.03, fast, floor=0.0)}
+    f = finding(diagnose(logs(diverged), DPO_RECIPE), "dpo_margins_falling")
+    assert f.overrides == ["train.learning_rate=5.0e-07", "train.max_grad_norm=0.2"]
+    # recorded (dpo_lr8e-3, held-out 0.35 -> 0.79): margins negative too, but the chosen answers grew likelier
+    rescued = logs({**diverged, "logps/chosen": curve(-9.1, -1.3, 0.3, fast)})
+    assert "dpo_margins_falling" not in [f.symptom for f in diagnose(rescued, DPO_RECIPE)]
 
 
 def test_dpo_loss_collapsing_early_raises_beta_and_lowers_lr():
@@ -305,7 +392,8 @@ def test_sft_eval_loss_rising_while_train_loss_falls_is_overfitting():
 
 
 def test_without_a_recipe_the_method_is_inferred_and_lr_taken_from_the_logs():
-    history = logs({**HEALTHY_GRPO, "kl": curve(0.002, 0.6, 0.01, lambda t: t * t, floor=0.0)})
+    history = logs({**HEALTHY_GRPO, "kl": curve(0.002, 0.6, 0.01, lambda t: t * t, floor=0.0),
+                    "rewards/math_accuracy/mean": curve(0.4, 0.4, 0.03)})
     f = finding(diagnose(history), "kl_runaway")
     assert f.overrides == ["train.learning_rate=2.5e-06"]  # beta is unknown without the recipe
 
@@ -371,6 +459,15 @@ def test_callback_warns_once_per_symptom(tmp_path, capsys):
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("doctor: kl_runaway")]
     assert len(warnings) == 1
     assert "at step" in warnings[0] and "raise beta" in warnings[0] and "train.beta=0.08" in warnings[0]
+
+
+def test_callback_says_at_once_when_a_step_learns_nothing(capsys):
+    callback = doctor.DoctorCallback(GRPO_RECIPE, every=10)
+    state = SimpleNamespace(global_step=1, is_world_process_zero=True)
+    callback.on_log(SimpleNamespace(output_dir=None), state, None,
+                    logs={"loss": 0.0, "completions/clipped_ratio": 1.0, "reward": 0.0})
+    assert "doctor: nothing_learned at step 1: nothing is learned: every completion hit max_completion_length" \
+        in capsys.readouterr().err
 
 
 def test_callback_never_raises_into_training(capsys):

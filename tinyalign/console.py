@@ -9,7 +9,7 @@ Only the numbers that matter for the method are shown; everything TRL logs stays
 trainer_state.json and in the `report_to` backends. `Console` replaces the Trainer's own
 ProgressCallback / PrinterCallback (which print every log as a raw dict) through the callback API:
 `install(trainer, recipe)` swaps them; `quiet()` silences the library chatter around training
-(datasets' split and map bars, transformers' token-alignment notice).
+(datasets' split and map bars, transformers' notices that need no action).
 """
 
 import logging
@@ -28,7 +28,9 @@ COLUMNS = {
 }
 EVAL_COLUMNS = [("eval loss", "eval_loss", "{:.4f}"), ("eval token accuracy", "eval_mean_token_accuracy", "{:.1%}"),
                 ("eval margin", "eval_rewards/margins", "{:.3f}"), ("eval pair accuracy", "eval_rewards/accuracies", "{:.0%}")]
-ALIGNMENT_NOTICE = "The tokenizer has new PAD/BOS/EOS tokens"
+# transformers' notices that say nothing a user can act on: it aligned the model's pad/bos/eos ids to the
+# tokenizer's (every run), and it sorts checkpoints by number rather than file time (on some filesystems).
+NOTICES = ("The tokenizer has new PAD/BOS/EOS tokens", "mtime may not be reliable on this filesystem")
 
 
 def accuracy_rewards(recipe: dict) -> list[str]:
@@ -143,23 +145,21 @@ def install(trainer, method: "str | None" = None, recipe: "dict | None" = None):
     return console
 
 
-class _DropAlignmentNotice(logging.Filter):
-    """transformers says it aligned the model's pad/bos/eos ids to the tokenizer's on every run: noise."""
-
+class _DropNotices(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return ALIGNMENT_NOTICE not in record.getMessage()
+        return not any(notice in record.getMessage() for notice in NOTICES)
 
 
 def quiet() -> None:
     """Silence the chatter around training: datasets' "Generating train split" and map/filter bars,
-    and transformers' token-alignment notice. Warnings that need the user's attention still print."""
+    and transformers' NOTICES. Warnings that need the user's attention still print."""
     import datasets
 
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()
     notice = logging.getLogger("transformers.trainer_utils")
-    if not any(isinstance(f, _DropAlignmentNotice) for f in notice.filters):
-        notice.addFilter(_DropAlignmentNotice())
+    if not any(isinstance(f, _DropNotices) for f in notice.filters):
+        notice.addFilter(_DropNotices())
 
 
 def __getattr__(name):

@@ -6,7 +6,10 @@
 Each check below is one row of the symptoms -> remedies table (DESIGN.md section 5): a small function
 that looks at one signal and returns a Finding or None. Single logged values are noisy, so trends are
 judged robustly — medians of the first vs the last quarter of the run, least-squares slopes, spikes
-against a trailing median + MAD — and a healthy run comes back with no findings at all.
+against a trailing median + MAD — and a healthy run comes back with no findings at all. Symptoms that
+are only trouble when the run is not learning (KL far from the reference, entropy low, groups that all
+agree) are judged against the task metric's course in the logs: the accuracy reward, else the total.
+The thresholds are checked on a labeled corpus of real runs: bench/doctor_corpus.py.
 
 While training, `DoctorCallback` runs the same checks every few logs and prints one line the first time
 each symptom shows (`recipe.doctor: true`).
@@ -40,13 +43,14 @@ REWARD_FALL = 0.10  # reward lost >= 10 % of its scale: beyond what noise in qua
 REWARD_LOW_LEVEL = 0.20  # flat under 20 % of the scale: the model rarely solves a task (the probe's line)
 REWARD_SATURATED = 0.90  # flat above 90 %: nothing left to learn, not a training problem
 
-KL_RUNAWAY_MIN = 0.1  # healthy LoRA runs stay around 1e-3..1e-2 nats/token; 0.1 is far from the reference
-KL_RUNAWAY_GROWTH = 10.0  # ... and 10x the early level: still climbing, not a high but steady offset
+KL_RUNAWAY_MIN = 0.1  # 0.1 nats/token is far from the reference for a real model's long answers; with a tiny
+KL_RUNAWAY_GROWTH = 10.0  # beta it is fine while the metric improves. 10x the early level: still climbing
 KL_EARLY_FLOOR = 1e-3  # KL starts at exactly 0 (policy == reference); compare growth against this at least
 KL_HUGE = 1.0  # >= 1 nat/token is runaway whatever it started at
 KL_TINY = 1e-3  # with a flat reward, a KL this small means the policy is hardly allowed to move
 
-ENTROPY_COLLAPSE_RATIO = 0.3  # healthy runs lose 10-40 % of their entropy; under 30 % left is near-greedy
+ENTROPY_COLLAPSE_RATIO = 0.3  # healthy runs lose 10-40 % of their entropy; under 30 % left is near-greedy ...
+CONVERGED_LEVEL = 0.75  # ... unless the metric rose to 75 %+: tasks with one right answer converge on it
 
 LENGTH_NEAR_CAP = 0.8  # mean length >= 80 % of max_completion_length: the cap, not the task, shapes answers
 CLIPPED_HIGH = 0.2  # >= 20 % of completions truncated: their rewards are mostly noise
@@ -64,9 +68,11 @@ SPIKE_MIN_COUNT = 2  # one hard batch happens; two spikes are a pattern ...
 SPIKE_LONE_RATIO = 5.0  # ... and so is a single spike of 5x or more
 MAD_TO_SIGMA = 1.4826  # MAD x this = standard deviation for Gaussian noise
 
-HACK_RISE = 0.10  # a reward function (0..1 scale) gaining >= 0.1 ...
-HACK_FALL = 0.05  # ... while the accuracy reward loses >= 0.05: the gain is not bought by correctness
+HACK_RISE = 0.10  # a non-accuracy reward (0..1 scale) gaining >= 0.1 ...
+HACK_ACCURACY_GAIN = 0.05  # ... while the accuracy reward gains under 0.05 (and is not near the top): hacking
 ACCURACY_NAMES = ("accuracy", "exact_match")  # reward names that measure correctness
+LEARNING_RISE = 0.05  # the task metric (accuracy reward, else the total) rising 5 % of its scale ...
+SLOPE_SIGNIFICANCE = 3.0  # ... beyond noise, or along a least-squares slope 3 standard errors above 0: it learns
 
 LATE_COMPLETIONS_MIN = 16  # judge sampled completions only with this many from the last quarter of steps
 IDENTICAL_SHARE = 0.6  # one completion text is >= 60 % of the late samples ...
@@ -134,12 +140,35 @@ class Trend:
     def slope(self) -> float:
         return linear_regression(self.steps, self.values).slope
 
-    def beyond_noise(self, change: float) -> bool:
-        """Whether a first-to-last-quarter change is more than the log-to-log noise could make by chance."""
+    @property
+    def start(self) -> float:
+        """Where the run started: the median of the first two logs. Tiny and easy tasks can learn within the
+        first quarter of the run, which a first-quarter median would count as the start."""
+        return median(self.values[:2])
+
+    @property
+    def slope_t(self) -> float:
+        """The least-squares slope over its standard error: uses every log, so it sees a steady rise through
+        noise that quarter medians miss."""
+        fit = linear_regression(self.steps, self.values)
+        residuals = [v - (fit.intercept + fit.slope * s) for s, v in zip(self.steps, self.values)]
+        mean_step = sum(self.steps) / len(self.steps)
+        spread = math.sqrt(sum((s - mean_step) ** 2 for s in self.steps))
+        sigma = math.sqrt(sum(r * r for r in residuals) / (len(residuals) - 2))
+        return fit.slope * spread / sigma if sigma > 0 else math.copysign(math.inf, fit.slope)
+
+    @property
+    def noise(self) -> float:
+        """The log-to-log noise (one standard deviation of a single logged value), robustly."""
         diffs = [b - a for a, b in zip(self.values, self.values[1:])]  # neighbours' differences cancel the trend
-        noise = MAD_TO_SIGMA * median(abs(d - median(diffs)) for d in diffs) / math.sqrt(2)
-        # A median of q values wanders ~1.25 sigma / sqrt(q); a difference of two such medians sqrt(2) times more.
-        return abs(change) >= CHANGE_SIGNIFICANCE * 1.2533 * noise * math.sqrt(2 / self._quarter)
+        return MAD_TO_SIGMA * median(abs(d - median(diffs)) for d in diffs) / math.sqrt(2)
+
+    def beyond_noise(self, change: float, first: int = 0) -> bool:
+        """Whether a change between the median of `first` (default: a quarter of the) values and the last
+        quarter's median is more than the log-to-log noise could make by chance."""
+        # A median of q values wanders ~1.25 sigma / sqrt(q); a difference of two such medians ~sqrt(1/q1 + 1/q2).
+        spread = math.sqrt(1 / (first or self._quarter) + 1 / self._quarter)
+        return abs(change) >= CHANGE_SIGNIFICANCE * 1.2533 * self.noise * spread
 
     def __str__(self) -> str:
         return (f"{self.name} {self.first:.3g} → {self.last:.3g} over steps {self.steps[0]}–{self.steps[-1]}"
@@ -211,6 +240,57 @@ class Run:
         keys = {k for e in self.history for k in e}
         return sorted(k[len("rewards/") : -len("/mean")] for k in keys if k.startswith("rewards/") and k.endswith("/mean"))
 
+    def is_accuracy(self, name: str) -> bool:
+        """Whether a logged reward measures correctness: named so by the caller, of accuracy kind in the
+        reward registry, or called like one (math_accuracy, exact_match)."""
+        if name in self.accuracy_rewards or any(a in name for a in ACCURACY_NAMES):
+            return True
+        index = self.reward_index(name)
+        if index is None:
+            return False
+        try:
+            from .rewards import resolve
+
+            return resolve(self.recipe["rewards"][index]).kind == "accuracy"
+        except Exception:  # a reward that no longer resolves (a custom module gone): judge by name only
+            return False
+
+    def metric_trend(self) -> "Trend | None":
+        """The task metric's course in the logs: the accuracy reward(s) when logged, else the total reward."""
+        names = [n for n in self.reward_names if self.is_accuracy(n)]
+        trends = [t for n in names if (t := self.trend(f"rewards/{n}/mean"))]
+        if not trends:
+            return self.trend("reward")
+        if len(trends) == 1:
+            return trends[0]
+        steps = sorted(set(trends[0].steps).intersection(*(t.steps for t in trends[1:])))
+        if len(steps) < MIN_POINTS:
+            return trends[0]
+        values = [sum(dict(zip(t.steps, t.values))[s] for t in trends) / len(trends) for s in steps]
+        return Trend("accuracy rewards (mean)", steps, values)
+
+    def learning(self) -> bool:
+        """Whether the task metric rose from where the run started, beyond noise."""
+        metric = self.metric_trend()
+        if metric is None:
+            return False
+        enough = LEARNING_RISE * self.metric_scale(metric)
+        rise = metric.last - metric.start
+        if rise >= enough and metric.beyond_noise(rise, first=2):
+            return True
+        return metric.slope * metric.span >= enough and metric.slope_t >= SLOPE_SIGNIFICANCE
+
+    def unlearning(self) -> bool:
+        """Whether the task metric fell from where the run started, beyond noise."""
+        metric = self.metric_trend()
+        if metric is None:
+            return False
+        fall = metric.last - metric.start
+        return fall <= -LEARNING_RISE * self.metric_scale(metric) and metric.beyond_noise(fall, first=2)
+
+    def metric_scale(self, metric: Trend) -> float:
+        return self.reward_scale if metric.name == "reward" else 1.0
+
     def reward_index(self, name: str) -> "int | None":
         for i, reward in enumerate(self.recipe.get("rewards") or []):
             if isinstance(reward, dict) and reward.get("name") == name:
@@ -242,9 +322,12 @@ def reward_flat(run: Run) -> "Finding | None":
 
 def reward_falling(run: Run) -> "Finding | None":
     reward = run.trend("reward")
-    if reward is None or not run.long_enough(reward):
+    if reward is None:
         return None
-    if not _changed(reward, -REWARD_FALL * run.reward_scale):
+    # A fall from where the run started, clear of noise, shows at any length; a slow slide only in a long run.
+    fall = reward.last - reward.start
+    early = fall <= -REWARD_FALL * run.reward_scale and reward.beyond_noise(fall, first=2)
+    if not (early or (run.long_enough(reward) and _changed(reward, -REWARD_FALL * run.reward_scale))):
         return None
     return Finding(
         "reward_falling", str(reward),
@@ -255,17 +338,31 @@ def reward_falling(run: Run) -> "Finding | None":
 
 
 def kl_runaway(run: Run) -> "Finding | None":
+    """KL far from the reference that buys nothing. KL rising while the accuracy reward rises is learning,
+    however small beta is; it is judged against beta (what the KL-regularised optimum could reach) and
+    the course of the metric, not against a fixed level."""
     kl = run.trend("kl")
     if kl is None:
         return None
     growth = kl.last / max(kl.first, KL_EARLY_FLOOR)
-    if not (kl.last >= KL_HUGE or (kl.last >= KL_RUNAWAY_MIN and growth >= KL_RUNAWAY_GROWTH)):
+    far = kl.last >= KL_HUGE or (kl.last >= KL_RUNAWAY_MIN and growth >= KL_RUNAWAY_GROWTH)
+    beta, length = _number(run.setting("beta")), run.trend("completions/mean_length")
+    per_answer = kl.last * (length.last if length else 1.0)
+    # The optimum of reward - beta * KL moves at most reward_range / beta nats per answer from the reference.
+    over_budget = bool(beta) and per_answer > run.reward_scale / beta
+    metric = run.metric_trend()
+    if not (over_budget or (far and not run.learning())):
         return None
-    reward = run.trend("reward")
+    evidence = (f"{kl}; {growth:.0f}x the early level; ~{per_answer:.2g} nats per answer"
+                + (f" (beta {beta:g} allows ~{run.reward_scale / beta:.3g})" if beta else "")
+                + (f"; {metric}" if metric else ""))
+    if metric is not None and _changed(metric, -LEARNING_RISE * run.metric_scale(metric)):
+        cause = "the updates are too large: the policy leaves the reference and loses what it could do"
+    else:
+        cause = "the policy is drifting far from the reference without the task metric improving"
     return Finding(
-        "kl_runaway", f"{kl}; {growth:.0f}x the early level" + (f"; {reward}" if reward else ""),
-        "the policy is drifting far from the reference — often reward hacking when the reward rises with it",
-        "raise beta and lower the learning rate; read high-reward completions for hacks",
+        "kl_runaway", evidence, cause,
+        "raise beta and lower the learning rate; read the latest completions for degenerate or gamed answers",
         _scale(run, "beta", 2) + _scale(run, "learning_rate", 0.5),
     )
 
@@ -284,8 +381,9 @@ def kl_tiny_reward_flat(run: Run) -> "Finding | None":
 
 def entropy_collapse(run: Run) -> "Finding | None":
     entropy = _collapsed(run, "entropy", ENTROPY_COLLAPSE_RATIO)
-    if entropy is None:
-        return None
+    metric = run.metric_trend()
+    if entropy is None or (metric and metric.last >= CONVERGED_LEVEL * run.metric_scale(metric) and run.learning()):
+        return None  # converged, while learning, on answers that are mostly right: not premature
     return Finding(
         "entropy_collapse", f"{entropy}; {entropy.last / entropy.first:.0%} of the early level",
         "premature convergence: sampling is near-greedy, so answers come out alike and groups stop exploring",
@@ -331,6 +429,8 @@ def reward_zero_std(run: Run) -> "Finding | None":
     zero_std = run.trend("frac_reward_zero_std")
     if zero_std is None or zero_std.last < ZERO_STD_HIGH:
         return None
+    if run.learning() or run.unlearning():
+        return None  # learning: the groups that disagree carry it; unlearning: all-fail groups are its result
     reward = run.trend("reward")
     if reward and reward.last >= REWARD_SATURATED * run.reward_scale:
         cause = "the tasks are too easy: every answer in a group earns the full reward"
@@ -362,12 +462,17 @@ def clip_ratio_high(run: Run) -> "Finding | None":
 
 
 def reward_hacking(run: Run) -> "Finding | None":
+    """A non-accuracy reward (format, judge, learned) rising while the accuracy reward does not: the gain
+    is not bought by correctness. Without an accuracy reward in the logs there is nothing to judge by."""
     names = run.reward_names
-    accuracy = [n for n in names if n in run.accuracy_rewards or any(a in n for a in ACCURACY_NAMES)]
+    accuracy = [n for n in names if run.is_accuracy(n)]
     trends = {n: t for n in names if (t := run.trend(f"rewards/{n}/mean"))}
-    falling = [t for n, t in trends.items() if n in accuracy and _changed(t, -HACK_FALL)]
     rising = [t for n, t in trends.items() if n not in accuracy and _changed(t, HACK_RISE)]
-    if not falling or not rising:
+    held = [t for n, t in trends.items() if n in accuracy]
+    if not rising or not held:
+        return None
+    # Accuracy kept up (rose with it) or was already near the top: the other reward rose for free.
+    if any(t.last - t.first >= HACK_ACCURACY_GAIN or t.last >= REWARD_SATURATED for t in held):
         return None
     overrides = []
     for t in rising:  # take weight off what is being gamed until the missing rule is in
@@ -377,11 +482,31 @@ def reward_hacking(run: Run) -> "Finding | None":
             weight = _number(run.recipe["rewards"][index].get("weight", 1.0)) or 1.0
             overrides.append(f"rewards.{index}.weight={_yaml(weight / 2)}")
     return Finding(
-        "reward_hacking", "; ".join(str(t) for t in rising + falling),
+        "reward_hacking", "; ".join(str(t) for t in rising + held),
         "reward hacking: the rising reward pays for something other than correct answers",
         "read completions with a high total reward but accuracy 0 (completions.jsonl); add the rule they slip "
         "past, split the reward into dimensions, and weight accuracy above the rest",
         overrides,
+    )
+
+
+def nothing_learned(run: Run) -> "Finding | None":
+    """Steps where every completion was cut off at the cap and the loss was exactly 0: masked truncated
+    completions (or all-equal rewards) leave no gradient. Usually generation never stops: the model's end
+    of turn is not the token generation stops on."""
+    cut = [int(e.get("step", 0)) for e in run.history
+           if _number(e.get("completions/clipped_ratio")) == 1.0 and _number(e.get("loss")) == 0.0]
+    if not cut:
+        return None
+    logged = sum(1 for e in run.history if "completions/clipped_ratio" in e)
+    cap = _number(run.setting("max_completion_length"))
+    return Finding(
+        "nothing_learned", f"completions/clipped_ratio 1 and loss 0 at {len(cut)} of {logged} logged steps "
+                           f"(first at step {cut[0]})",
+        "nothing is learned: every completion hit max_completion_length",
+        "check that generation stops at the chat template's end of turn (the tokenizer's eos may be another "
+        "token); raise max_completion_length only if answers truly need more room",
+        [f"train.max_completion_length={int(cap) * 2}"] if cap else [],
     )
 
 
@@ -432,6 +557,25 @@ def dpo_margins_flat(run: Run) -> "Finding | None":
         "beta too high: the policy is held so close to the reference that chosen and rejected barely separate",
         "lower beta; check that chosen and rejected really differ (votes, not ties)",
         _scale(run, "beta", 0.5),
+    )
+
+
+def dpo_margins_falling(run: Run) -> "Finding | None":
+    """Margins below zero and falling, and the chosen answers no likelier than at the start: the policy has
+    come to prefer the rejected answers. (Negative margins alone are not enough: with near-miss rejected
+    answers and an SFT term, both answers can grow likelier, the rejected faster, while the model improves.)"""
+    margins, accuracy, chosen = run.trend("rewards/margins"), run.trend("rewards/accuracies"), run.trend("logps/chosen")
+    if margins is None or margins.last >= 0 or (chosen and chosen.last > chosen.start):
+        return None
+    fall = margins.last - margins.start
+    if not (fall < 0 and margins.beyond_noise(fall, first=2)) or (accuracy and accuracy.last >= 0.5):
+        return None
+    return Finding(
+        "dpo_margins_falling", f"{margins}" + (f"; {accuracy} (pairs where chosen beats rejected)" if accuracy else "")
+        + (f"; {chosen}" if chosen else ""),
+        "the updates are too large: training diverged and the policy now prefers the rejected answers",
+        "lower the learning rate (DPO with LoRA: ~5e-6 … 5e-5) and clip gradients",
+        _scale(run, "learning_rate", 0.1) + _clip_gradients(run),
     )
 
 
@@ -508,8 +652,8 @@ def overfitting(run: Run) -> "Finding | None":
 CHECKS = {
     "grpo": [reward_flat, reward_falling, kl_runaway, kl_tiny_reward_flat, entropy_collapse, length_to_cap,
              length_collapse, reward_zero_std, clip_ratio_high, loss_spikes, reward_hacking,
-             identical_completions, looping_completions],
-    "dpo": [dpo_margins_flat, dpo_loss_collapse, loss_spikes, overfitting],
+             identical_completions, looping_completions, nothing_learned],
+    "dpo": [dpo_margins_flat, dpo_margins_falling, dpo_loss_collapse, loss_spikes, overfitting],
     "sft": [loss_spikes, overfitting],
 }
 
@@ -691,8 +835,11 @@ def _read_log_history(run_dir: Path) -> list[dict]:
             continue
         try:
             state = json.loads(path.read_text())
-            states.append((state.get("global_step") or 0, state["log_history"], path))
-        except (OSError, ValueError, KeyError, AttributeError) as e:
+            history = state["log_history"]
+            if not isinstance(history, list) or not all(isinstance(entry, dict) for entry in history):
+                raise ValueError("log_history is not a list of records")
+            states.append((state.get("global_step") or 0, history, path))
+        except (OSError, ValueError, KeyError, AttributeError, TypeError) as e:
             problems.append(f"{path}: {type(e).__name__} {e}")
     if not states:
         why = problems[0] if problems else "no trainer_state.json in it or in its checkpoint-*/ folders"
@@ -806,26 +953,43 @@ def _callback_class():
             self.warned: set[str] = set()
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs:
-                self.history.append({**logs, "step": state.global_step})
-                if len(self.history) % self.every == 0:
-                    self._check(args, state)
+            if not logs:
+                return
+            self.history.append({**logs, "step": state.global_step})
+            if len(self.history) % self.every == 0:
+                self._check(args, state)
+            elif self.recipe.get("method", "grpo") == "grpo":  # a step that learns nothing is said at once
+                self._check(args, state, [nothing_learned], self.history[-1:])
 
         def on_train_end(self, args, state, control, **kwargs):
             self._check(args, state)
+            if getattr(state, "is_world_process_zero", True):
+                from tqdm.auto import tqdm
 
-        def _check(self, args, state) -> None:
+                out = getattr(args, "output_dir", None) or "RUN_DIR"
+                verdict = (f"{len(self.warned)} finding(s): {', '.join(sorted(self.warned))}" if self.warned
+                           else "no symptoms in the logs")
+                tqdm.write(f"doctor: {verdict} (full report: python -m tinyalign.doctor {out})", file=sys.stderr)
+
+        def _check(self, args, state, checks=None, history=None) -> None:
+            from tqdm.auto import tqdm  # written above the console's progress bar, not through it
+
             try:
-                output_dir = getattr(args, "output_dir", None) or self.recipe.get("output_dir")
-                completions = read_completions(Path(output_dir) / "completions.jsonl") if output_dir else []
-                for finding in diagnose(self.history, self.recipe, completions):
-                    if finding.symptom not in self.warned:
+                if checks:
+                    run = Run(history, self.recipe, [], "grpo")
+                    findings = [f for check in checks if (f := check(run))]
+                else:
+                    output_dir = getattr(args, "output_dir", None) or self.recipe.get("output_dir")
+                    completions = read_completions(Path(output_dir) / "completions.jsonl") if output_dir else []
+                    findings = diagnose(self.history, self.recipe, completions)
+                for finding in findings:
+                    if finding.symptom not in self.warned and getattr(state, "is_world_process_zero", True):
                         self.warned.add(finding.symptom)
                         hint = f" (try: {' '.join(finding.overrides)})" if finding.overrides else ""
-                        print(f"doctor: {finding.symptom} at step {state.global_step} — {finding.remedy}{hint}",
-                              file=sys.stderr, flush=True)
+                        tqdm.write(f"doctor: {finding.symptom} at step {state.global_step}: {finding.cause} — "
+                                   f"{finding.remedy}{hint}", file=sys.stderr)
             except Exception as e:  # a diagnosis is advice: it must never take a training run down
-                print(f"doctor: skipped a check ({type(e).__name__}: {e})", file=sys.stderr)
+                tqdm.write(f"doctor: skipped a check ({type(e).__name__}: {e})", file=sys.stderr)
 
     return DoctorCallback
 
