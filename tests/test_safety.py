@@ -321,3 +321,12 @@ def test_doctor_names_a_trainer_state_it_cannot_read(tmp_path, state):
 
     (tmp_path / "trainer_state.json").write_text(state)
     assert "trainer_state.json" in refused(doctor.main, tmp_path)
+
+
+def test_a_hub_model_that_cannot_be_reached_is_named_at_once(qa, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # as on a machine without network, without asking it
+    line = refused(sft.main, *sft_args(qa, tmp_path / "o", "model.name=someone/not-cached-model"))
+    assert "someone/not-cached-model" in line and "hf download" in line
+    assert not (tmp_path / "o").exists()

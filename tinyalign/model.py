@@ -207,6 +207,25 @@ def unavailable(name: str, error: Exception) -> str:
             "where there is network and point model.name at DIR, or use a .gguf file or pkg:smollm2-135m-instruct")
 
 
+def check_hub_model(name: str) -> None:
+    """A hub id must be in the local cache or the hub reachable: asked in a second, before the
+    hub client's retries would spend a minute and print its own warnings."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        if constants.HF_HUB_OFFLINE:
+            raise OSError("HF_HUB_OFFLINE is set")
+        socket.create_connection((host, 443), timeout=3).close()
+    except OSError as e:
+        raise UserError(f"model.name: cannot load {name} ({unavailable(name, e)})") from None
+
+
 # ---------------------------------------------------------------- end of turn
 
 _PROBE = "tinyalign-end-of-turn-probe"

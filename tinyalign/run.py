@@ -100,7 +100,8 @@ def prepare(recipe: recipes.Recipe) -> str | None:
 
 def check_model(spec) -> None:
     """The base exists (a local folder, or a tiny model, built now) and the adapter is there and fits it."""
-    models.resolve_name(spec.name)
+    if models.resolve_name(spec.name) == spec.name and not models.looks_like_path(spec.name):
+        models.check_hub_model(spec.name)
     if spec.adapter:
         models.check_adapter_base(models.adapter_dir(spec.adapter), spec.name)
 
