@@ -89,13 +89,16 @@ def test_both_panes_answer_with_their_own_checkpoint_from_one_batched_call(engin
     assert engine.generate([HELLO], ["base"], max_new_tokens=8) == [base]
 
 
-def test_concurrent_generations_keep_their_checkpoints(engine):
-    """Four tabs at once, each with its own order of checkpoints."""
+def test_concurrent_generations_share_a_call_and_keep_their_checkpoints(engine, generate_calls):
+    """Four tabs at once, each with its own order of checkpoints: the waiting requests are served
+    together, in fewer generate calls than tabs, and every row still answers with its own adapter."""
     orders = [["aaa", "bbb"], ["bbb", "aaa"], ["bbb", "base"], ["aaa", "aaa"]]
     results = {}
+    together = threading.Barrier(len(orders))
 
     def tab(i):
-        results[i] = engine.generate([HELLO, STORY], orders[i], max_new_tokens=6)
+        together.wait()
+        results[i] = engine.generate([HELLO, STORY], orders[i], max_new_tokens=6 + i)
 
     threads = [threading.Thread(target=tab, args=(i,)) for i in range(len(orders))]
     for thread in threads:
@@ -106,6 +109,9 @@ def test_concurrent_generations_keep_their_checkpoints(engine):
         for name, text in zip(order, results[i]):
             if name != "base":
                 assert says(text, name[0].upper()), (order, results[i])
+    assert len(generate_calls) < len(orders) and sum(c["rows"] for c in generate_calls) == 2 * len(orders)
+    # Each tab's answers end at its own max_new_tokens, whatever the others asked for.
+    assert [len(results[i][0]) <= 6 + i for i in range(len(orders))] == [True] * len(orders)
 
 
 def test_answers_stream_token_by_token_and_stop_when_nobody_reads(engine, generate_calls):
