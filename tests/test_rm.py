@@ -142,6 +142,14 @@ def test_policy_and_reward_model_improve_together(young_sft_run, tmp_path, capsy
     assert second["arena_rating"]["grpo_rm"] > second["arena_rating"]["sft"]
     assert json.loads((tmp_path / "loop" / "loop.json").read_text()) == json.loads(json.dumps(table))
     assert "| 2 | 300 |" in capsys.readouterr().out
+    # the learned reward rose with exact match on the same completions: the doctor sees no hacking
+    from tinyalign import doctor
+
+    doctor.main([str(tmp_path / "loop" / "grpo-r1"), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert "rm_hacked" not in {f["symptom"] for f in report["findings"]}
+    rows = [json.loads(line) for line in open(tmp_path / "loop" / "grpo-r1" / "completions.jsonl")]
+    assert "answer" in rows[0] and "reward_model_raw" in rows[0]
 
 
 def test_doctor_names_an_rm_at_chance_that_tracks_length(tmp_path, capsys):
@@ -167,3 +175,32 @@ def test_doctor_is_quiet_on_a_healthy_rm(rm_run, capsys):
 
     doctor.main([str(rm_run), "--json"])
     assert not [f for f in json.loads(capsys.readouterr().out)["findings"] if f["symptom"].startswith("rm_")]
+
+
+@pytest.mark.slow
+def test_evaluate_scores_each_rm_checkpoint_on_held_out_pairs(rm_run, tmp_path):
+    from tinyalign import evaluate
+
+    table = evaluate.evaluate_run(rm_run, out=tmp_path)
+    assert [row["model"] for row in table] == ["checkpoint-50", "checkpoint-100", "checkpoint-150", "final"]
+    metrics = json.loads((rm_run / reward_models.METRICS).read_text())
+    assert table[-1]["accuracy"] == metrics["accuracy"]
+    assert table[-2]["accuracy"] == pytest.approx(metrics["accuracy"], abs=0.03)  # the same weights, reloaded
+    assert table[0]["mean_margin"] < table[-2]["mean_margin"]  # margins grow as it trains
+    assert (tmp_path / "eval.csv").read_text().startswith("model,step,accuracy")
+
+
+def test_doctor_names_a_hacked_reward_model(tmp_path, capsys):
+    from tinyalign import doctor
+
+    run = tmp_path / "grpo"
+    run.mkdir()
+    (run / "recipe.yaml").write_text("method: grpo\nrewards: [{name: reward_model, model: runs/rm, weight: 1.0}]\n")
+    (run / "trainer_state.json").write_text(json.dumps({"log_history": [
+        {"step": 5 * (i + 1), "reward": 0.2 * i, "rewards/reward_model/mean": 0.2 * i} for i in range(12)]}))
+    # the learned reward climbs while the completions stay as wrong as they were
+    rows = [{"step": 5 * (i // 4 + 1), "completion": "68)", "answer": "68", "rewards": {}} for i in range(48)]
+    (run / "completions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    doctor.main([str(run), "--json"])
+    hacked = [f for f in json.loads(capsys.readouterr().out)["findings"] if f["symptom"] == "rm_hacked"]
+    assert hacked and "rewards.0.weight=0.5" in hacked[0]["command"]

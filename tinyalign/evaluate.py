@@ -162,6 +162,15 @@ def evaluate_run(target, checkpoints: str = "all", k: int = 1, prompts: int = 20
 
     recipe, run_dir = locate(target)
     todo = entries(recipe, run_dir, checkpoints)
+    if recipe.method == "rm":  # a reward model is judged on its held-out pairs, not by generating
+        from .reward_models import evaluate_checkpoints
+
+        table = evaluate_checkpoints(recipe, [(e.name, e.step, e.adapter) for e in todo if e.adapter])
+        out = Path(out) if out else run_dir
+        out.mkdir(parents=True, exist_ok=True)
+        write_csv(table, out / "eval.csv")
+        print(markdown_table(table))
+        return table
     if k < 1 or prompts < 1:
         raise UserError("--k and --prompts must be at least 1")
     out = files.check_folder_out(out) if out else run_dir

@@ -29,15 +29,17 @@ def load_base(spec: Model):
     """The recipe's base as a one-output sequence classifier (a fresh `score` head), quantised as it says."""
     import torch
     from transformers import AutoModelForSequenceClassification
+    from trl.trainer.reward_trainer import suppress_seqcls_warning
 
     from . import model
 
     name = model.resolve_name(spec.name)
     try:
-        base = AutoModelForSequenceClassification.from_pretrained(
-            name, num_labels=1, quantization_config=model.quantization_config(spec), dtype=model.compute_dtype(spec),
-            device_map={"": int(os.environ.get("LOCAL_RANK", 0))} if torch.cuda.is_available() else None,
-        )
+        with suppress_seqcls_warning():  # a causal LM has no `score` weights: the new head is expected
+            base = AutoModelForSequenceClassification.from_pretrained(
+                name, num_labels=1, quantization_config=model.quantization_config(spec), dtype=model.compute_dtype(spec),
+                device_map={"": int(os.environ.get("LOCAL_RANK", 0))} if torch.cuda.is_available() else None,
+            )
     except OSError as e:
         raise UserError(f"model.name: cannot load {spec.name}: {str(e).splitlines()[0]}") from None
     return base
@@ -299,3 +301,33 @@ def _rm_hacked(run_dir: Path, history: list[dict], recipe: dict):
         "vote on this checkpoint's answers and retrain the reward model on them (python -m tinyalign.loop); "
         "add a rule reward where one can judge",
         [f"rewards.{index}.weight=0.5"])
+
+
+# ---------------------------------------------------------------- evaluate
+
+
+def evaluate_checkpoints(recipe, adapters: list[tuple[str, int, str]]) -> list[dict]:
+    """Held-out accuracy, mean margin and length bias of each (name, step, adapter folder) of an RM run,
+    on the run's own held-out pairs; the final adapter's figures come from its rm_metrics.json."""
+    from . import data
+
+    _, test = data.load(recipe.data, "rm", recipe.seed)
+    if test is None:
+        raise UserError("this reward-model recipe holds out no pairs; set data.test_size or data.test_split")
+    scorer = tokenizer = None
+    table = []
+    for name, step, folder in adapters:
+        if name == "final" and (Path(folder) / METRICS).is_file():
+            metrics = held_out_stats(folder)
+        else:
+            slot = name.replace("-", "_")
+            if scorer is None:  # the base once; checkpoints swap in as adapters
+                scorer, tokenizer = load_for_scoring(folder)
+                scorer.load_adapter(str(folder), adapter_name=slot)
+            else:
+                scorer.load_adapter(str(folder), adapter_name=slot)
+            scorer.set_adapter(slot)
+            metrics = measure(scorer, tokenizer, test)
+        table.append({"model": name, "step": step, "accuracy": metrics["accuracy"],
+                      "mean_margin": metrics["mean_margin"], "length_bias": metrics["length_bias"]})
+    return table
