@@ -36,6 +36,8 @@ def test_sft_and_dpo_lines_show_loss_their_metric_and_lr():
            "rewards/accuracies": 0.875, "learning_rate": 0.0002, "logps/chosen": -3.2}
     assert console.line("sft", sft) == "loss 1.2345  token accuracy 81.2%  lr 2.0e-03"
     assert console.line("dpo", dpo) == "loss 0.5120  margin 1.200  pair accuracy 88%  lr 2.0e-04"
+    rm = {"loss": 0.41, "accuracy": 0.8, "margin": 1.5, "mean_reward": 0.1, "learning_rate": 1e-3}
+    assert console.line("rm", rm) == "loss 0.4100  pair accuracy 80%  margin 1.500  lr 1.0e-03"
 
 
 def test_console_prints_a_line_per_log_and_a_summary(capsys):
@@ -74,3 +76,16 @@ def test_a_training_command_prints_compact_lines_not_raw_dicts(tmp_path):
     assert re.search(r"^trained 6 steps in \d+ s", result.stdout, re.M)
     state = json.loads((tmp_path / "run" / "trainer_state.json").read_text())
     assert "grad_norm" in state["log_history"][0]  # the full logs stay in the run directory
+
+
+def test_the_one_time_tiny_model_build_is_announced_and_timed(tmp_path, monkeypatch, capsys):
+    from tinyalign import tiny
+
+    monkeypatch.setenv("TINYALIGN_HOME", str(tmp_path))
+    monkeypatch.setattr(tiny, "build_model", lambda name, out: (out / "config.json").write_text("{}"))
+    folder = tiny.model_path("tiny:qwen2-1m")
+    err = capsys.readouterr().err
+    assert f"building tiny:qwen2-1m once (~1-3 min on CPU) into {folder}" in err
+    assert re.search(r"^built tiny:qwen2-1m in \d+ s$", err, re.M)
+    tiny.model_path("tiny:qwen2-1m")
+    assert capsys.readouterr().err == ""  # built once: later runs say nothing

@@ -25,9 +25,12 @@ COLUMNS = {
             ("lr", "learning_rate", "{:.1e}")],
     "dpo": [("loss", "loss", "{:.4f}"), ("margin", "rewards/margins", "{:.3f}"),
             ("pair accuracy", "rewards/accuracies", "{:.0%}"), ("lr", "learning_rate", "{:.1e}")],
+    "rm": [("loss", "loss", "{:.4f}"), ("pair accuracy", "accuracy", "{:.0%}"), ("margin", "margin", "{:.3f}"),
+           ("lr", "learning_rate", "{:.1e}")],
 }
 EVAL_COLUMNS = [("eval loss", "eval_loss", "{:.4f}"), ("eval token accuracy", "eval_mean_token_accuracy", "{:.1%}"),
-                ("eval margin", "eval_rewards/margins", "{:.3f}"), ("eval pair accuracy", "eval_rewards/accuracies", "{:.0%}")]
+                ("eval margin", "eval_rewards/margins", "{:.3f}"), ("eval pair accuracy", "eval_rewards/accuracies", "{:.0%}"),
+                ("eval pair accuracy", "eval_accuracy", "{:.0%}"), ("eval margin", "eval_margin", "{:.3f}")]
 # transformers' notices that say nothing a user can act on: it aligned the model's pad/bos/eos ids to the
 # tokenizer's (every run), and it sorts checkpoints by number rather than file time (on some filesystems).
 NOTICES = ("The tokenizer has new PAD/BOS/EOS tokens", "mtime may not be reliable on this filesystem")
