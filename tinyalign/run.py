@@ -16,7 +16,7 @@ import os
 import shutil
 from pathlib import Path
 
-from . import errors, files
+from . import errors
 from . import model as models
 from . import recipe as recipes
 from .errors import UserError
@@ -60,10 +60,10 @@ def check_output_dir(recipe: recipes.Recipe) -> str | None:
     out = Path(recipe.output_dir).expanduser()
     if out.exists() and not out.is_dir():
         raise UserError(f"output_dir {out} is a file; give a folder for the run")
-    adapter = recipe.model.adapter
-    if adapter and (files.same_file(adapter, out) or Path(out).resolve() in Path(adapter).expanduser().resolve().parents):
-        raise UserError(f"output_dir {out} holds model.adapter {adapter}, the adapter this run continues; "
-                        "set output_dir to a new folder")
+    adapter = Path(recipe.model.adapter).expanduser().resolve() if recipe.model.adapter else None
+    if adapter and (adapter == out.resolve() or out.resolve() in adapter.parents):
+        raise UserError(f"output_dir {out} holds model.adapter {recipe.model.adapter}, the adapter this run "
+                        "continues; set output_dir to a new folder")
     resume = None
     if recipe.resume:
         if is_finished(out):
