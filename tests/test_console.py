@@ -40,6 +40,19 @@ def test_sft_and_dpo_lines_show_loss_their_metric_and_lr():
     assert console.line("rm", rm) == "loss 0.4100  pair accuracy 80%  margin 1.500  lr 1.0e-03"
 
 
+def test_a_grpo_step_that_learns_nothing_is_flagged_on_its_line(capsys):
+    callback = console.Console("grpo", {"method": "grpo", "doctor": False})
+    args, state = SimpleNamespace(output_dir="x"), SimpleNamespace(global_step=0, max_steps=4, is_world_process_zero=True)
+    callback.on_train_begin(args, state, None)
+    for step, clipped in ((2, 1.0), (4, 0.5)):
+        state.global_step = step
+        callback.on_log(args, state, None, logs={**GRPO_LOG, "loss": 0.0, "completions/clipped_ratio": clipped})
+    out = capsys.readouterr().out.splitlines()
+    assert "clipped 100%" in out[0]
+    assert out[0].endswith(" s/step  <- nothing is learned: every completion hit max_completion_length")
+    assert "nothing is learned" not in out[1]
+
+
 def test_console_prints_a_line_per_log_and_a_summary(capsys):
     recipe = {"method": "grpo", "rewards": [{"name": "exact_match", "weight": 1.0}]}
     callback = console.Console("grpo", recipe)

@@ -31,6 +31,7 @@ COLUMNS = {
 EVAL_COLUMNS = [("eval loss", "eval_loss", "{:.4f}"), ("eval token accuracy", "eval_mean_token_accuracy", "{:.1%}"),
                 ("eval margin", "eval_rewards/margins", "{:.3f}"), ("eval pair accuracy", "eval_rewards/accuracies", "{:.0%}"),
                 ("eval pair accuracy", "eval_accuracy", "{:.0%}"), ("eval margin", "eval_margin", "{:.3f}")]
+NOTHING_LEARNED = "nothing is learned: every completion hit max_completion_length"
 # transformers' notices that say nothing a user can act on: it aligned the model's pad/bos/eos ids to the
 # tokenizer's (every run), and it sorts checkpoints by number rather than file time (on some filesystems).
 NOTICES = ("The tokenizer has new PAD/BOS/EOS tokens", "mtime may not be reliable on this filesystem")
@@ -62,6 +63,11 @@ def line(method: str, logs: dict, accuracy: list[str] = ()) -> str:
         if _number(value):
             parts.append(f"{label} {fmt.format(value)}")
     return "  ".join(parts)
+
+
+def learns_nothing(logs: dict) -> bool:
+    """A GRPO step whose every completion hit the cap with a loss of exactly 0 (said even with `doctor: false`)."""
+    return logs.get("completions/clipped_ratio") == 1 and logs.get("loss") == 0
 
 
 def eval_line(logs: dict) -> str:
@@ -118,7 +124,8 @@ def _console_class():
             pace = f"  {(now - self.last_time) / steps:.2f} s/step" if steps > 0 else ""
             self.last_time, self.last_step = now, state.global_step
             width = len(str(state.max_steps))
-            write(f"step {state.global_step:>{width}}/{state.max_steps}  {line(self.method, logs, self.accuracy)}{pace}")
+            write(f"step {state.global_step:>{width}}/{state.max_steps}  {line(self.method, logs, self.accuracy)}{pace}"
+                  + (f"  <- {NOTHING_LEARNED}" if learns_nothing(logs) else ""))
 
         def on_train_end(self, args, state, control, **kwargs):
             if self.bar is not None:
