@@ -128,7 +128,7 @@ def run_loop(sft: str, out, prompts: int = 300, grpo_steps: int = 30, baseline: 
 
     # round 1: the SFT policy's answers, voted; an RM from scratch; GRPO on it alone
     db1 = out / "votes-r1.sqlite"
-    annotate(db1, {"sft": sft}, prompts, seed)
+    votes1 = annotate(db1, {"sft": sft}, prompts, seed)["votes"]
     split_pairs(db1, out / "pairs-r1", seed)
     rm.main([str(RM_RECIPE), f"data.source={out / 'pairs-r1'}", *rm_train, f"output_dir={out / 'rm-r1'}"])
     grpo.main([str(GRPO_RECIPE), *grpo_args, "rewards.0.name=reward_model", f"rewards.0.model={out / 'rm-r1'}",
@@ -139,7 +139,7 @@ def run_loop(sft: str, out, prompts: int = 300, grpo_steps: int = 30, baseline: 
         policies["grpo_rule"] = str(out / "grpo-rule")
     accuracy = held_out_accuracy(str(TASK), policies, limit=500)
     rm1 = reward_models.held_out_stats(out / "rm-r1")["accuracy"]
-    table.append({"round": 1, "votes": len(prefs.VoteStore(db1, create=False).votes()), "rm_accuracy": rm1,
+    table.append({"round": 1, "votes": votes1, "rm_accuracy": rm1,
                   "policy": "grpo_rm", "start_accuracy": accuracy["sft"], "policy_accuracy": accuracy["grpo_rm"]})
     if baseline:
         table.append({"round": "rule", "policy": "grpo_rule", "start_accuracy": accuracy["sft"],
@@ -147,14 +147,14 @@ def run_loop(sft: str, out, prompts: int = 300, grpo_steps: int = 30, baseline: 
 
     # round 2: the new checkpoint into the arena against its start; RM round 1 continued on both rounds' votes
     db2 = out / "votes-r2.sqlite"
-    annotate(db2, {"sft": sft, "grpo_rm": str(out / "grpo-r1")}, prompts, seed + 1)
+    votes2 = annotate(db2, {"sft": sft, "grpo_rm": str(out / "grpo-r1")}, prompts, seed + 1)["votes"]
     split_pairs(db2, out / "pairs-r2", seed + 1)
     with open(out / "pairs-r2" / "train.jsonl", "a") as f:  # round 1's votes still hold: train on both rounds
         f.write((out / "pairs-r1" / "train.jsonl").read_text())
     rm.main([str(RM_RECIPE), f"data.source={out / 'pairs-r2'}", *rm_train, f"model.adapter={out / 'rm-r1'}",
              f"output_dir={out / 'rm-r2'}"])
     ratings = {row["model"]: row["rating"] for row in prefs.leaderboard(db2)}
-    table.append({"round": 2, "votes": len(prefs.VoteStore(db2, create=False).votes()),
+    table.append({"round": 2, "votes": votes2,
                   "rm_accuracy": reward_models.held_out_stats(out / "rm-r2")["accuracy"],
                   "rm_r1_on_r2": rm_accuracy(out / "rm-r1", out / "pairs-r2" / "test.jsonl"),
                   "arena_rating": {k: round(v) for k, v in ratings.items()}})
