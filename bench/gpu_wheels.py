@@ -29,6 +29,7 @@ WHEELS = [
     # the GRPO baseline and tinyalign's training path
     "trl==1.14.2", "bitsandbytes==0.50.2",
     "datasets==4.8.5", "dill==0.4.1", "multiprocess==0.70.19", "xxhash==3.6.0",
+    "requests==2.34.2", "urllib3", "idna", "certifi", "charset_normalizer",  # datasets imports requests
     # the recipe's math_accuracy reward
     "math-verify==0.9.0", "latex2sympy2_extended==1.10.2", "antlr4-python3-runtime==4.13.2",
     # the unsloth backend and what it imports at load time
