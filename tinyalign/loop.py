@@ -64,7 +64,10 @@ def annotate(db, policies: dict[str, str], prompts: int, seed: int = 0, task=TAS
     template = recipe.data.answer or recipe.data.completion
     questions = [data.prompt_messages(recipe.data, row) for row in rows]
     references = [template.format_map(row) for row in rows]
+    from transformers import set_seed
+
     policy, tokenizer = model.load_with_adapters(recipe.model, policies)
+    set_seed(seed)  # the same answers, so the same votes, on every run
     settings = {"temperature": 1.0, "max_new_tokens": recipe.generation.get("max_new_tokens", 16)}
     answers = {}
     for name in policies:
