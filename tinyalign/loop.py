@@ -67,7 +67,7 @@ def annotate(db, policies: dict[str, str], prompts: int, seed: int = 0, task=TAS
     from transformers import set_seed
 
     policy, tokenizer = model.load_with_adapters(recipe.model, policies)
-    set_seed(seed)  # the same answers, so the same votes, on every run
+    set_seed(seed)  # the same answers on a machine with the same torch thread count (float sums differ with it)
     settings = {"temperature": 1.0, "max_new_tokens": recipe.generation.get("max_new_tokens", 16)}
     answers = {}
     for name in policies:
