@@ -68,6 +68,7 @@ GRID = {
     "grpo_beta0_lr1e-2": (GRPO, ["train.beta=0.0", "train.learning_rate=1e-2"]),
     "grpo_beta0.1": (GRPO, ["train.beta=0.1"]),
     "grpo_beta1_lr1e-3": (GRPO, ["train.beta=1.0", "train.learning_rate=1e-3"]),
+    "grpo_cap1": (GRPO, ["train.max_completion_length=1"]),  # every answer cut: truncated ones are masked
     "grpo_temp0.5": (GRPO, ["train.temperature=0.5"]),
     "grpo_temp1.5": (GRPO, ["train.temperature=1.5"]),
     "grpo_hack_round": (GRPO, [f"rewards=[{{name: exact_match, weight: 0.0}}, {ROUND}]", "train.learning_rate=1e-3"]),
@@ -97,7 +98,7 @@ RIGHT = {
                   "dpo_margins_falling"},
     "degraded": {"reward_falling", "kl_runaway", "loss_spikes", "entropy_collapse", "clip_ratio_high",
                  "dpo_loss_collapse", "dpo_margins_falling", "identical_completions", "looping_completions"},
-    "flat": {"reward_flat", "kl_tiny_reward_flat", "dpo_margins_flat", "reward_zero_std"},
+    "flat": {"reward_flat", "kl_tiny_reward_flat", "dpo_margins_flat", "reward_zero_std", "nothing_learned"},
     "improved": set(),
 }
 SICK = ("degraded", "collapsed", "hacked")

@@ -333,6 +333,12 @@ def test_the_demo_grpo_run_with_kl_rising_as_it_learns_has_no_findings():
     assert diagnose(*doctor.load_run(CORPUS / "grpo_default")) == []
 
 
+def test_a_real_run_whose_every_answer_is_cut_at_the_cap_learns_nothing():
+    # recorded: max_completion_length 1, truncated completions masked: loss 0, held-out 0.35 -> 0.35
+    symptoms = [f.symptom for f in diagnose(*doctor.load_run(CORPUS / "grpo_cap1"))]
+    assert symptoms[0] == "nothing_learned" and "length_to_cap" not in symptoms  # one cause, named first
+
+
 def test_the_labeled_corpus_meets_the_doctor_goals():
     """No finding on a run whose held-out accuracy improved; >= 90 % of degraded, collapsed and hacked
     runs named with a right symptom (labels from held-out accuracy; bench/doctor_corpus.py)."""

@@ -386,7 +386,7 @@ def length_to_cap(run: Run) -> "Finding | None":
         cap = max(v for _, v in run.points("completions/max_length"))  # a truncated completion is cap long
     near_cap = length is not None and cap and length.last >= LENGTH_NEAR_CAP * cap
     truncating = clipped is not None and clipped.last >= CLIPPED_HIGH
-    if not (near_cap or truncating):
+    if not (near_cap or truncating) or nothing_learned(run):  # that names the cause: nothing is learned at all
         return None
     evidence = "; ".join(str(t) for t in (length, clipped) if t) + (f"; max_completion_length {cap:g}" if cap else "")
     return Finding(
@@ -636,9 +636,9 @@ def overfitting(run: Run) -> "Finding | None":
 
 # The symptoms -> remedies table, per method, in the order a report lists them.
 CHECKS = {
-    "grpo": [reward_flat, reward_falling, kl_runaway, kl_tiny_reward_flat, entropy_collapse, length_to_cap,
-             length_collapse, reward_zero_std, clip_ratio_high, loss_spikes, reward_hacking,
-             identical_completions, looping_completions, nothing_learned],
+    "grpo": [nothing_learned, reward_flat, reward_falling, kl_runaway, kl_tiny_reward_flat, entropy_collapse,
+             length_to_cap, length_collapse, reward_zero_std, clip_ratio_high, loss_spikes, reward_hacking,
+             identical_completions, looping_completions],
     "dpo": [dpo_margins_flat, dpo_margins_falling, dpo_loss_collapse, loss_spikes, overfitting],
     "sft": [loss_spikes, overfitting],
 }
