@@ -373,6 +373,41 @@ def test_annotate_only_hides_the_leaderboard_and_export(tmp_path, page):
         stop()
 
 
+def test_a_reviewed_bad_case_becomes_a_dpo_pair(tmp_path, page):
+    """Review tab: rewards that disagree (format high, accuracy low) are found, the completion is
+    corrected, and the export pairs the correction over it; the leaderboard ignores the review row."""
+    from test_app_session import COMPLETIONS
+
+    run = tmp_path / "grpo_run"
+    run.mkdir()
+    (run / "completions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in COMPLETIONS))
+    url, db, stop = serve(ScriptedEngine({"one": "1", "two": "2"}), tmp_path, completions=run)
+    try:
+        page.goto(url)
+        page.get_by_role("tab", name="Review").click()
+        page.locator("#review-disagree").get_by_label("Rewards disagree").check()
+        page.click("#review-filter")
+        expect(page.locator("#review-status")).to_contain_text("2 of 3 completions")
+        expect(page.locator("#review-list")).not_to_contain_text("<think>4</think>")
+        page.locator("#review-list").get_by_text("<think>hmm</think> 9").click()
+        expect(page.locator("#review-completion textarea")).to_have_value("<think>hmm</think> 9")
+        page.fill("#review-correction textarea", "<think>3+5=8</think> 8")
+        page.click("#review-bad")
+        expect(page.locator("#review-status")).to_contain_text("Review #1 recorded")
+        page.get_by_role("tab", name="Export").click()
+        page.click("#export")
+        expect(page.locator("#export-status")).to_contain_text("Wrote 1 DPO pairs from 1 votes")
+        [pair] = [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()]
+        assert pair == {"prompt": [{"role": "user", "content": "3+5?"}],
+                        "chosen": [{"role": "assistant", "content": "<think>3+5=8</think> 8"}],
+                        "rejected": [{"role": "assistant", "content": "<think>hmm</think> 9"}]}
+        from tinyalign.prefs import leaderboard
+
+        assert leaderboard(db) == []
+    finally:
+        stop()
+
+
 def test_votes_become_a_dpo_run_whose_adapter_the_app_serves(arena, page, tmp_path):
     """The closed loop: browser vote with an edit -> export -> tinyalign.dpo -> the new adapter in the app."""
     import subprocess

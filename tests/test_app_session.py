@@ -92,3 +92,28 @@ def test_dimensions_from_a_list_or_a_yaml_file(tmp_path):
     with pytest.raises(UserError, match="no such file"):
         parse_dimensions(str(tmp_path / "missing.yaml"))
     assert json.dumps(parse_dimensions(None)) == "{}"
+
+
+# ---------------------------------------------------------------- bad-case review
+
+COMPLETIONS = [
+    {"step": 1, "prompt": [{"role": "user", "content": "2+2?"}], "completion": "<think>4</think> 4",
+     "rewards": {"think_format": 1.0, "math_accuracy": 1.0}},
+    {"step": 2, "prompt": [{"role": "user", "content": "3+5?"}], "completion": "<think>hmm</think> 9",
+     "rewards": {"think_format": 1.0, "math_accuracy": 0.0}},  # the classic hack: format yes, answer no
+    {"step": 3, "prompt": [{"role": "user", "content": "1+1?"}], "completion": "2",
+     "rewards": {"think_format": 0.0, "math_accuracy": 1.0}},
+]
+
+
+def test_review_filters_by_step_reward_and_disagreement(tmp_path):
+    from tinyalign.app import review
+
+    (tmp_path / "completions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in COMPLETIONS) + '{"step": 4, "pro')
+    run, rows = review.load(tmp_path)
+    assert run == tmp_path.name and [r["line"] for r in rows] == [1, 2, 3]  # a cut-off last line is skipped
+    assert [r["step"] for r in review.select(rows, disagreeing=True)] == [2, 3]
+    assert [r["step"] for r in review.select(rows, reward="math_accuracy", scores=(None, 0.5))] == [2]
+    assert [r["step"] for r in review.select(rows, steps=(2, None), reward="think_format", scores=(1, 1))] == [2]
+    with pytest.raises(UserError, match="no completions.jsonl there"):
+        review.load(tmp_path / "nope")

@@ -559,7 +559,8 @@ def leaderboard(store_or_path, *, dimension=None, resamples=200, seed=0):
     Votes comparing a checkpoint with itself say nothing about ranking and are left out. Undone votes
     are left out. With `dimension`, only the verdicts on that dimension count.
     """
-    votes = [v for v in _read_votes(store_or_path, dimension) if v["model_a"] != v["model_b"]]
+    votes = [v for v in _read_votes(store_or_path, dimension)
+             if v["model_a"] != v["model_b"] and not v["settings"].get("review")]  # a correction is no checkpoint
     if not votes:
         return []
     models = sorted({v[k] for v in votes for k in ("model_a", "model_b")})

@@ -8,6 +8,7 @@ arena.py    one match: sides, anonymous draws, the conversation, a click -> a ro
 ui.py       the Gradio page: the Arena tab, keyboard voting, the prompt queue
 admin.py    the Leaderboard and Export tabs (hidden with --annotate-only)
 prompts.py  the prompt queue of a labeling session (--prompts)
+review.py   the Review tab: a GRPO run's completions, filtered; corrected bad cases become DPO pairs
 text.py     text on the page, escaped once
 """
 

@@ -40,6 +40,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dimensions", metavar="NAMES_OR_YAML",
                    help="preference dimensions judged A/B/tie beside the overall vote: a comma list "
                         "(correctness,helpfulness,style) or a YAML file of name: description")
+    p.add_argument("--completions", metavar="RUN_DIR",
+                   help="a Review tab over a GRPO run's completions.jsonl: filter by step, reward and "
+                        "disagreement between rewards; a corrected bad case becomes a DPO pair")
     p.add_argument("--annotate-only", action="store_true",
                    help="hide the Leaderboard and Export tabs (blind collection: annotators see only the arena)")
     return p
@@ -180,6 +183,10 @@ def main(argv=None):
     from . import prompts
 
     prompt_queue = prompts.load(args.prompts) if args.prompts else None
+    if args.completions:
+        from . import review
+
+        review.load(args.completions)  # refused now if it is not there, not after the model loaded
     check_listen(args.host, args.port)
     spec, defaults = base_spec(adapters, args.base)
 
@@ -198,5 +205,5 @@ def main(argv=None):
     if args.share and not auth:
         print("warning: --share without --auth: anyone with the link can chat and vote", flush=True)
     page = build(engine, ballots, export_path.resolve(), dimensions=dimensions, prompt_queue=prompt_queue,
-                 annotate_only=args.annotate_only)
+                 annotate_only=args.annotate_only, completions=args.completions)
     launch(page, host=args.host, port=args.port, share=args.share, auth=auth)

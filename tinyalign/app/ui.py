@@ -16,7 +16,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from . import admin
+from . import admin, review
 from . import prompts as queue
 from ..errors import UserError
 from .arena import TAGS, Match
@@ -63,9 +63,11 @@ def pane_labels(match: Match | None) -> tuple[str, str]:
 
 
 def build(engine: Engine, ballots: Ballots, export_path: Path, *, dimensions: dict[str, str] | None = None,
-          prompt_queue: list[queue.Prompt] | None = None, annotate_only: bool = False) -> gr.Blocks:
+          prompt_queue: list[queue.Prompt] | None = None, annotate_only: bool = False,
+          completions=None) -> gr.Blocks:
     """dimensions: name -> description, judged A/B/tie beside the overall vote. prompt_queue: the
-    prompts of a labeling session (prompts.load). annotate_only hides the Leaderboard and Export tabs."""
+    prompts of a labeling session (prompts.load). annotate_only hides the Leaderboard, Export and
+    Review tabs. completions: a GRPO run (or its completions.jsonl) for the Review tab."""
     names = engine.names
     run_dirs = {name: path for name, path in engine.checkpoints.items() if path}
     default_right = names[1] if len(names) > 1 else names[0]
@@ -132,6 +134,8 @@ def build(engine: Engine, ballots: Ballots, export_path: Path, *, dimensions: di
                 system = gr.Textbox(label="System prompt", lines=2, value=engine.defaults.get("system", ""))
 
         admin.build_tabs(ballots, export_path, list(dimensions), visible=not annotate_only)
+        if completions:
+            review.build_tab(completions, ballots, visible=not annotate_only)
 
         # ------------------------------------------------------------ what the arena shows
 
