@@ -22,7 +22,8 @@ from . import recipe as recipes
 from .errors import UserError
 
 FINAL = "adapter_model.safetensors"
-RUN_FILES = ("recipe.yaml", "trainer_state.json", "completions.jsonl", FINAL, "adapter_config.json")
+RUN_FILES = ("recipe.yaml", "trainer_state.json", "completions.jsonl", "rm_metrics.json", FINAL,
+             "adapter_config.json")
 
 
 def parse_args(method: str, argv=None):
