@@ -156,7 +156,6 @@ def evaluate_run(target, checkpoints: str = "all", k: int = 1, prompts: int = 20
     `target` is a run directory or a recipe file; `checkpoints` is "all" or a comma list (20,40,final).
     """
     from peft import PeftModel
-    from tqdm.auto import tqdm
 
     from . import data, model, rewards as reward_registry, scoring
 
@@ -186,10 +185,10 @@ def evaluate_run(target, checkpoints: str = "all", k: int = 1, prompts: int = 20
     policy, tokenizer = model.load_with_adapters(recipe.model, {})  # the base, once
     results: dict[str, dict] = {}
     active = None
-    for entry in tqdm(todo, desc="evaluate", unit="model"):
+    for entry in todo:  # one bar at a time: each model's generation has its own, then one line per model
         if entry.same_as:
             results[entry.name] = results[entry.same_as]
-            tqdm.write(f"{entry.name}: the same weights as {entry.same_as}")
+            print(f"{entry.name}: the same weights as {entry.same_as}")
             continue
         if entry.adapter:
             folder = model.adapter_dir(entry.adapter)
@@ -205,7 +204,7 @@ def evaluate_run(target, checkpoints: str = "all", k: int = 1, prompts: int = 20
             active = slot
         results[entry.name] = score(policy, tokenizer, rows, rewards, weights, accuracy, settings, k, batch_size,
                                     recipe.seed, entry.name)
-        tqdm.write(f"{entry.name}: " + ", ".join(f"{key} {fmt(key, v)}" for key, v in results[entry.name].items()))
+        print(f"{entry.name}: " + ", ".join(f"{key} {fmt(key, v)}" for key, v in results[entry.name].items()))
     table = [{"model": e.name, "step": e.step, **results[e.name]} for e in todo]
     took = time.time() - start
 

@@ -16,7 +16,7 @@ import os
 import shutil
 from pathlib import Path
 
-from . import errors
+from . import console, errors
 from . import model as models
 from . import recipe as recipes
 from .errors import UserError
@@ -37,6 +37,7 @@ def parse_args(method: str, argv=None):
 def load_recipe(method: str, argv=None, defaults: dict | None = None) -> recipes.Recipe:
     """Parse the command line, load and check the recipe; the method's defaults go under `train:`."""
     args = parse_args(method, argv)
+    console.quiet()  # before any data is read: datasets' bars and notices stay out of the console
     recipe = recipes.load(args.recipe, args.overrides, method=method)
     recipe.train = {**(defaults or {}), **recipe.train}
     return recipe
@@ -146,6 +147,7 @@ def train(trainer, resume: str | None) -> None:
             return
         if any((sub / "adapter_config.json").is_file() for sub in Path(resume).iterdir() if sub.is_dir()):
             model.load_adapter(resume, model.active_adapter, is_trainable=True)
+    console.install(trainer)  # the Trainer's own progress callback prints every log as a raw dict
     with disk_full_is_a_user_error(trainer.args.output_dir):
         trainer.train(resume_from_checkpoint=resume)
 
