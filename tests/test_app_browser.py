@@ -408,6 +408,22 @@ def test_a_reviewed_bad_case_becomes_a_dpo_pair(tmp_path, page):
         stop()
 
 
+def test_on_a_phone_the_answers_stay_side_by_side(tmp_path, browser):
+    """At 390 px the panes must not stack: 'A (left)' and 'B (right)' have to be what is shown, and
+    comparing two answers must not need scrolling between them."""
+    url, db, stop = serve(ScriptedEngine({"one": "first answer", "two": "second answer"}), tmp_path)
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    try:
+        phone = context.new_page()
+        phone.goto(url)
+        ask(phone, "hi")
+        left, right = (phone.locator(f"#pane-{side}").bounding_box() for side in ("left", "right"))
+        assert left["x"] + left["width"] <= right["x"] and abs(left["y"] - right["y"]) < 1
+    finally:
+        context.close()
+        stop()
+
+
 def test_votes_become_a_dpo_run_whose_adapter_the_app_serves(arena, page, tmp_path):
     """The closed loop: browser vote with an edit -> export -> tinyalign.dpo -> the new adapter in the app."""
     import subprocess

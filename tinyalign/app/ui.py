@@ -27,7 +27,9 @@ from .text import as_text, code
 PICK, ANONYMOUS = "pick two", "anonymous"
 # Chatbot text keeps its line breaks and long tokens wrap, as in a plain-text viewer.
 CSS = """#pane-left .message-content, #pane-right .message-content { white-space: pre-wrap; overflow-wrap: anywhere; }
-#vote-row button { min-width: 0; }"""
+#vote-row button { min-width: 0; }
+#panes { flex-wrap: nowrap !important; }  /* on a phone too: the answers compared side by side, as labelled */
+#panes > * { min-width: 0 !important; }"""
 VOTE_BUTTONS = (("a", "A is better  [1]"), ("b", "B is better  [2]"), ("tie", "Tie  [3]"),
                 ("both_bad", "Both bad  [4]"))
 VERDICT_CHOICES = [("A", "a"), ("B", "b"), ("tie", "tie")]
@@ -96,11 +98,11 @@ def build(engine: Engine, ballots: Ballots, export_path: Path, *, dimensions: di
                     skip = gr.Button("Skip", elem_id="skip", scale=0)
                 with gr.Accordion("Reference answer", open=False):
                     reference = gr.Markdown(elem_id="reference")
-            with gr.Row():
+            with gr.Row(elem_id="panes"):
                 chat_left = gr.Chatbot(label="A", elem_id="pane-left", render_markdown=False, buttons=[],
-                                       feedback_options=None, height=260)
+                                       feedback_options=None, height=260, min_width=0)
                 chat_right = gr.Chatbot(label="B", elem_id="pane-right", render_markdown=False, buttons=[],
-                                        feedback_options=None, height=260)
+                                        feedback_options=None, height=260, min_width=0)
             with gr.Row():
                 with gr.Column(scale=3):
                     with gr.Row(elem_id="vote-row"):
