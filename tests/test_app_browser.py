@@ -350,11 +350,20 @@ def test_a_labeling_session_from_the_keyboard(tmp_path, page):
         page.click("#skip")
         expect(page.locator("#pane-left")).to_contain_text("Say hi")
         page.wait_for_selector("#vote-a:not([disabled])")
+        page.locator("#dimension-style").get_by_label("B", exact=True).check()
         page.keyboard.press("Alt+3")
         expect(page.locator("#status")).to_contain_text("recorded: Tie")
         page.keyboard.press("Alt+N")
         expect(page.locator("#pane-left")).to_contain_text("Name a colour")  # the skipped one comes back
         expect(page.locator("#progress")).to_contain_text("2 / 3 prompts voted by you")
+
+        # The Leaderboard: the style verdict (B = two) rates the checkpoints on that dimension apart.
+        page.get_by_role("tab", name="Leaderboard").click()
+        expect(page.locator("#leaderboard-summary")).to_contain_text("Position bias: the left answer won 1 of 1")
+        dimensions = page.locator("#leaderboard-dimensions")
+        expect(dimensions).to_contain_text("style")
+        expect(dimensions).to_contain_text("(1)")
+        page.get_by_role("tab", name="Arena").click()
 
         page.reload()  # the name is asked once: this browser remembers it
         expect(page.get_by_label("Annotator")).to_have_value("ana")
