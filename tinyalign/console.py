@@ -167,6 +167,9 @@ def quiet() -> None:
 
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # "Loading weights" for a model that loads in a second
     notice = logging.getLogger("transformers.trainer_utils")
     if not any(isinstance(f, _DropNotices) for f in notice.filters):
         notice.addFilter(_DropNotices())
