@@ -322,6 +322,9 @@ def test_a_labeling_session_from_the_keyboard(tmp_path, page):
         assert pane(page, "left") == "first 1"
         assert "What is 2+2?" in page.inner_text("#pane-left")
         page.wait_for_function(message_focused)  # the cursor is back in the message box
+        expect(page.locator("#reference")).not_to_be_visible()  # the reference only on request
+        page.get_by_text("Reference answer").click()
+        expect(page.locator("#reference")).to_have_text("4")
 
         page.locator("#dimension-correctness").get_by_label("A", exact=True).check()
         page.fill("#rationale textarea", "B is prettier, A is right")

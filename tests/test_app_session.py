@@ -68,6 +68,27 @@ def test_prompt_queue_gives_each_annotator_the_next_unvoted_prompt(tmp_path):
         "1 / 3 prompts voted by you, 2 / 3 by anyone for dpo vs sft"
 
 
+def test_a_recipe_queues_its_held_out_split_with_reference_answers(tmp_path):
+    from tinyalign import data, recipe
+
+    path = tmp_path / "math.yaml"
+    path.write_text("method: grpo\nmodel: {name: tiny:qwen2-1m}\nrewards: [{name: exact_match}]\n"
+                    "output_dir: runs/math\ndata: {source: tiny:addition, split: train, test_split: test, prompt: 'Add {question}',"
+                    " answer: '{answer}', system: 'Answer with a number.'}\n")
+    queue = prompts.load(path)
+    held_out = data.eval_rows(recipe.load(path).data)
+    assert len(queue) == len(held_out) == 500  # the held-out split, not the training one
+    assert queue[0] == prompts.Prompt("tiny:addition#0", f"Add {held_out[0]['question']}",
+                                      held_out[0]["answer"], "Answer with a number.")
+    assert queue[7].id == "tiny:addition#7" and prompts.load(path)[7] == queue[7]  # the same ids every time
+    assert len({p.id for p in queue}) == len(queue)
+    path.write_text(path.read_text().replace("rewards: [{name: exact_match}]", "rewards: []"))
+    with pytest.raises(UserError, match=f"--prompts {path}: a GRPO recipe needs `rewards`"):
+        prompts.load(path)
+    with pytest.raises(UserError, match="no such recipe"):
+        prompts.load(tmp_path / "missing.yaml")
+
+
 @pytest.mark.parametrize("text, named", [
     ('{"prompt": "a"}\n{"prompt": "b", "id": 1}\n', "id '1' is used twice"),
     ('{"prompt": ""}\n', 'line 1: needs a non-empty "prompt"'),

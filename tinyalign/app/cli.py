@@ -34,8 +34,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--share", action="store_true", help="also publish a public gradio.live link (needs network)")
     p.add_argument("--auth", action="append", default=[], metavar="USER:PASS",
                    help="require a login (repeat for several annotators); the user name becomes the annotator")
-    p.add_argument("--prompts", metavar="FILE",
-                   help="a labeling session: a JSONL of prompts ({\"prompt\", \"id\", \"reference\"} a line); "
+    p.add_argument("--prompts", metavar="FILE_OR_RECIPE",
+                   help="a labeling session: a JSONL of prompts ({\"prompt\", \"id\", \"reference\"} a line) "
+                        "or a recipe (its held-out split, reference answers shown on request); "
                         "each annotator gets the next prompt they have not voted on")
     p.add_argument("--dimensions", metavar="NAMES_OR_YAML",
                    help="preference dimensions judged A/B/tie beside the overall vote: a comma list "

@@ -5,6 +5,11 @@ A prompts file is JSONL, one prompt a line: {"prompt": "..."} plus, optionally, 
 vote store, so coverage and agreement can be computed; default: the line number) and "reference" (an
 answer the annotator may reveal). "question"/"answer" are read as prompt/reference, so a task's data
 file works as it is.
+
+A recipe (`--prompts recipes/tiny_grpo.yaml`) gives its held-out split, read as training and evaluate
+read it (data.eval_rows, the recipe's seed): the prompt template filled in, the reference answer from
+its `answer` (or `completion`) template, and the id "<source>#<index in the held-out split>", stable as
+long as the recipe's data section is.
 """
 
 import json
@@ -19,10 +24,13 @@ class Prompt:
     id: str
     text: str
     reference: str = ""
+    system: str = ""  # a recipe's system prompt, used in place of the page's
 
 
 def load(path) -> list[Prompt]:
     path = Path(path)
+    if path.suffix in (".yaml", ".yml"):
+        return load_recipe(path)
     if not path.is_file():
         raise UserError(f"--prompts {path}: no such file; give a JSONL file with one {{\"prompt\": ...}} a line")
     prompts, seen = [], set()
@@ -44,6 +52,28 @@ def load(path) -> list[Prompt]:
         prompts.append(Prompt(prompt_id, text, "" if reference is None else str(reference)))
     if not prompts:
         raise UserError(f"--prompts {path}: no prompts in it")
+    return prompts
+
+
+def load_recipe(path: Path) -> list[Prompt]:
+    from .. import data, recipe
+
+    if not path.is_file():
+        raise UserError(f"--prompts {path}: no such recipe; give a recipe file or a JSONL of prompts")
+    try:
+        spec = recipe.load(path)
+        rows = data.eval_rows(spec.data, seed=spec.seed)
+    except UserError as e:
+        raise UserError(f"--prompts {path}: {e}") from None
+    prompts = []
+    for index, row in enumerate(rows):
+        messages = row["prompt"]
+        user = [m["content"] for m in messages if m["role"] == "user"]
+        system = "".join(m["content"] for m in messages if m["role"] == "system")
+        if user:  # a prompt is one user turn; the queue asks it and the checkpoints answer it
+            prompts.append(Prompt(f"{spec.data.source}#{index}", user[-1], row.get("answer") or "", system))
+    if not prompts:
+        raise UserError(f"--prompts {path}: its held-out split of {spec.data.source} has no prompts")
     return prompts
 
 

@@ -364,7 +364,7 @@ def build(engine: Engine, ballots: Ballots, export_path: Path, *, dimensions: di
                 fresh.prompt_id = prompt.id
                 fresh.ask(prompt.text)
                 counter = progress_text(fresh, annotator_name, request)
-                for out in answer(fresh, temperature_value, max_tokens, system_text):
+                for out in answer(fresh, temperature_value, max_tokens, prompt.system or system_text):
                     out.update({skipped_state: skipped, progress: counter})
                     yield out
 
