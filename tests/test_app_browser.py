@@ -385,9 +385,10 @@ def test_annotate_only_hides_the_leaderboard_and_export(tmp_path, page):
         stop()
 
 
-def test_a_reviewed_bad_case_becomes_a_dpo_pair(tmp_path, page):
+def test_a_reviewed_bad_case_becomes_a_dpo_pair_and_a_good_one_an_sft_row(tmp_path, page):
     """Review tab: rewards that disagree (format high, accuracy low) are found, the completion is
-    corrected, and the export pairs the correction over it; the leaderboard ignores the review row."""
+    corrected, and the export pairs the correction over it; a completion marked good is exported as an
+    SFT row, never as a pair; the leaderboard ignores the review rows."""
     from test_app_session import COMPLETIONS
 
     run = tmp_path / "grpo_run"
@@ -406,9 +407,17 @@ def test_a_reviewed_bad_case_becomes_a_dpo_pair(tmp_path, page):
         page.fill("#review-correction textarea", "<think>3+5=8</think> 8")
         page.click("#review-bad")
         expect(page.locator("#review-status")).to_contain_text("Review #1 recorded")
+        page.locator("#review-list").get_by_text("· 2").click()  # 1+1? answered "2": right as it is
+        expect(page.locator("#review-completion textarea")).to_have_value("2")
+        page.click("#review-good")
+        expect(page.locator("#review-status")).to_contain_text("Review #2 recorded: line 3 is good")
         page.get_by_role("tab", name="Export").click()
+        page.click("#export-sft")
+        expect(page.locator("#export-status")).to_contain_text("Wrote 1 SFT rows")
+        assert [json.loads(line) for line in (tmp_path / "pairs.sft.jsonl").read_text().splitlines()] == [
+            {"prompt": [{"role": "user", "content": "1+1?"}], "completion": [{"role": "assistant", "content": "2"}]}]
         page.click("#export")
-        expect(page.locator("#export-status")).to_contain_text("Wrote 1 DPO pairs from 1 votes")
+        expect(page.locator("#export-status")).to_contain_text("Wrote 1 DPO pairs from 2 votes")
         [pair] = [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()]
         assert pair == {"prompt": [{"role": "user", "content": "3+5?"}],
                         "chosen": [{"role": "assistant", "content": "<think>3+5=8</think> 8"}],

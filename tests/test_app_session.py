@@ -138,3 +138,43 @@ def test_review_filters_by_step_reward_and_disagreement(tmp_path):
     assert [r["step"] for r in review.select(rows, steps=(2, None), reward="think_format", scores=(1, 1))] == [2]
     with pytest.raises(UserError, match="no completions.jsonl there"):
         review.load(tmp_path / "nope")
+
+
+def test_a_good_completion_becomes_an_sft_row_and_a_corrected_one_a_dpo_pair(tmp_path, capsys):
+    from tinyalign import prefs
+    from tinyalign.app import review
+
+    (tmp_path / "completions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in COMPLETIONS))
+    run, rows = review.load(tmp_path)
+    db, sft, pairs = tmp_path / "prefs.sqlite", tmp_path / "sft.jsonl", tmp_path / "pairs.jsonl"
+    with prefs.VoteStore(db) as store:
+        review.mark(store, run, rows[0], "good", annotator="ana")
+        review.mark(store, run, rows[0], "good", annotator="bo")  # the same row twice: one SFT row
+        review.mark(store, run, rows[1], "bad", annotator="ana", correction="<think>3+5=8</think> 8")
+        with pytest.raises(UserError, match="write the corrected answer first"):
+            review.mark(store, run, rows[2], "bad", annotator="ana")
+        assert len(store.votes()) == 3
+
+    prefs.main(["export", str(db), "--out", str(sft), "--sft"])
+    assert "wrote 1 SFT rows" in capsys.readouterr().out
+    assert [json.loads(line) for line in sft.read_text().splitlines()] == [
+        {"prompt": [{"role": "user", "content": "2+2?"}],
+         "completion": [{"role": "assistant", "content": "<think>4</think> 4"}]}]
+    prefs.main(["export", str(db), "--out", str(pairs)])
+    assert "2 completion marked good" in capsys.readouterr().out  # never a pair with an empty rejected
+    assert [json.loads(line)["chosen"][0]["content"] for line in pairs.read_text().splitlines()] == [
+        "<think>3+5=8</think> 8"]
+    assert prefs.leaderboard(db) == []  # a review is no checkpoint
+
+    with pytest.raises(SystemExit) as exit_:
+        prefs.main(["export", str(db), "--out", str(sft), "--sft", "--dimension", "correctness"])
+    assert exit_.value.code == 2 and "drop --dimension" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        prefs.main(["export", str(db), "--out", str(pairs), "--sft"])  # a pairs file is not an SFT file
+    assert "is not a file this command writes" in capsys.readouterr().err and pairs.read_text().count("\n") == 1
+    with prefs.VoteStore(tmp_path / "empty.sqlite") as store:
+        store.record(conversation=[{"role": "user", "content": "hi"}], response_a="a", response_b="b",
+                     model_a="x", model_b="y", vote="a", annotator="ana")
+    with pytest.raises(SystemExit):
+        prefs.main(["export", str(tmp_path / "empty.sqlite"), "--out", str(tmp_path / "none.jsonl"), "--sft"])
+    assert "no completion marked good" in capsys.readouterr().err and not (tmp_path / "none.jsonl").exists()

@@ -12,12 +12,18 @@ mode showed response_a on the right; the app converts a click on a displayed sid
     leaderboard("prefs.sqlite")            # -> Bradley-Terry ratings per checkpoint, best first
 
     python -m tinyalign.prefs export prefs.sqlite --out pairs.jsonl [--dimension correctness]
+    python -m tinyalign.prefs export prefs.sqlite --out sft.jsonl --sft   # completions marked good
     python -m tinyalign.prefs stats prefs.sqlite
 
 Schema 2 adds, per vote: the queued prompt's id, a verdict per preference dimension (same "a"/"b"/"tie"
 terms as `vote`), the annotator's rationale, and `superseded`: an undone vote is kept, marked with the
 time it was undone, and left out of the export and the ratings. A schema-1 store is migrated in place
 when opened (new columns only; every schema-1 value stays as it was).
+
+The app's Review tab stores its verdicts on a GRPO run's completions here too (settings.review): a bad
+completion with a correction is a vote for the correction (a DPO pair); a completion marked good is
+a row with settings.verdict "good" and the completion as response_a, exported as an SFT row
+(prompt/completion) by `export --sft`, never as a pair. Neither is a checkpoint in the ratings.
 """
 
 import argparse
@@ -77,6 +83,8 @@ DROP_TIE = "tie"
 DROP_BOTH_BAD = "both_bad without an edited answer"
 DROP_SAME = "chosen equals rejected"
 DROP_DUPLICATE = "duplicate pair"
+DROP_GOOD = "completion marked good (an SFT row: export with --sft)"
+SFT_COLUMNS = ("prompt", "completion")
 
 
 def unswap_vote(displayed_vote, swapped):
@@ -394,14 +402,42 @@ def agreement(votes):
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
 
 
+def marked_good(vote) -> bool:
+    """A Review-tab verdict that the completion (response_a) is good as it is."""
+    return bool(vote["settings"].get("review")) and vote["settings"].get("verdict") == "good"
+
+
+def _prompt(vote):
+    prompt = [{"role": m["role"], "content": m["content"]} for m in vote["conversation"]]
+    system = vote["settings"].get("system")
+    if system and prompt[0]["role"] != "system":
+        prompt.insert(0, {"role": "system", "content": system})  # train on what the models were shown
+    return prompt
+
+
+def sft_rows(votes):
+    """SFT rows {"prompt", "completion"} (TRL's conversational prompt-completion format) from the
+    completions marked good, duplicates dropped."""
+    rows, seen = [], set()
+    for vote in votes:
+        if not marked_good(vote):
+            continue
+        row = {"prompt": _prompt(vote), "completion": [{"role": "assistant", "content": vote["response_a"]}]}
+        key = json.dumps(row, sort_keys=True, ensure_ascii=False)
+        if key not in seen:
+            seen.add(key)
+            rows.append(row)
+    return rows
+
+
 def _build_pairs(votes):
     """DPO rows in TRL's conversational preference format, and a Counter of why others were dropped."""
     rows, dropped, seen = [], Counter(), set()
     for vote in votes:
-        prompt = [{"role": m["role"], "content": m["content"]} for m in vote["conversation"]]
-        system = vote["settings"].get("system")
-        if system and prompt[0]["role"] != "system":
-            prompt.insert(0, {"role": "system", "content": system})  # train on what the models were shown
+        if marked_good(vote):
+            dropped[DROP_GOOD] += 1
+            continue
+        prompt = _prompt(vote)
         edited = vote["edited"]
         if vote["vote"] == "tie":
             dropped[DROP_TIE] += 1
@@ -599,12 +635,23 @@ def leaderboard(store_or_path, *, dimension=None, resamples=200, seed=0):
 
 # ---------------------------------------------------------------- command line
 
-def export(store_or_path, out, dimension=None) -> dict:
+def export(store_or_path, out, dimension=None, sft=False) -> dict:
     """Write a store's DPO pairs to `out` (JSONL, atomically): what the export command and the app's
-    Export tab both do. Returns {pairs, votes, dropped}; UserError when no vote makes a pair."""
+    Export tab both do. Returns {pairs, votes, dropped}; UserError when no vote makes a pair.
+    sft=True writes the completions marked good as SFT rows instead: {rows, votes}."""
+    if sft and dimension:
+        raise UserError("--sft exports the completions marked good, which have no dimensions; drop --dimension")
     # never over the store, another store or any file that is not a pairs file: checked before reading
-    out = files.check_jsonl_out(out, columns=PAIR_COLUMNS, inputs=[getattr(store_or_path, "path", store_or_path)])
+    out = files.check_jsonl_out(out, columns=SFT_COLUMNS if sft else PAIR_COLUMNS,
+                                inputs=[getattr(store_or_path, "path", store_or_path)])
     votes = _read_votes(store_or_path, dimension)
+    if sft:
+        rows = sft_rows(votes)
+        if not rows:
+            raise UserError(f"vote store {getattr(store_or_path, 'path', store_or_path)} has no completion marked "
+                            "good; mark some in the app's Review tab (--completions RUN_DIR) first")
+        files.write_jsonl(out, rows)
+        return {"rows": len(rows), "votes": len(votes)}
     rows, dropped = _build_pairs(votes)
     if not rows:  # an empty dataset would only fail later, in DPO
         raise _no_pairs(getattr(store_or_path, "path", store_or_path), votes, dropped)
@@ -613,6 +660,10 @@ def export(store_or_path, out, dimension=None) -> dict:
 
 
 def _export(args):
+    if args.sft:
+        done = export(args.db, args.out, args.dimension, sft=True)
+        print(f"wrote {done['rows']} SFT rows (completions marked good) to {args.out}")
+        return
     done = export(args.db, args.out, args.dimension)
     print(f"wrote {done['pairs']} DPO pairs from {done['votes']} votes to {args.out}")
     print(f"dropped: {done['dropped']}")
@@ -683,6 +734,8 @@ def main(argv=None):
     export.add_argument("--out", required=True, help="the JSONL file to write")
     export.add_argument("--dimension", help="pairs from the verdicts on this preference dimension (e.g. "
                                             "correctness) instead of the overall votes")
+    export.add_argument("--sft", action="store_true", help="write the completions marked good in the Review "
+                                                           "tab as SFT rows (prompt/completion) instead of pairs")
     export.set_defaults(run=_export)
     stats = commands.add_parser("stats", help="counts per checkpoint, vote, annotator, and the leaderboard")
     stats.add_argument("db", help="the vote store, e.g. prefs.sqlite")

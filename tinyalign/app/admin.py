@@ -49,6 +49,13 @@ def summary(store) -> str:
     return " ".join(lines)
 
 
+def sft_path(export_path: Path) -> Path:
+    """Where the Export tab writes SFT rows: beside the pairs, prefs.pairs.jsonl -> prefs.sft.jsonl."""
+    name = export_path.name
+    stem = name[:-len(".pairs.jsonl")] if name.endswith(".pairs.jsonl") else export_path.stem
+    return export_path.with_name(f"{stem}.sft.jsonl")
+
+
 def build_tabs(ballots: Ballots, export_path: Path, dimensions: list[str], *, visible: bool = True) -> None:
     with gr.Tab("Leaderboard", visible=visible) as leaderboard_tab:
         gr.Markdown("Bradley-Terry ratings (Elo scale) with a bootstrap 95 % range; a tie counts half a win, "
@@ -74,7 +81,9 @@ def build_tabs(ballots: Ballots, export_path: Path, dimensions: list[str], *, vi
                     f"worse one, ties are dropped; undone votes are left out.")
         dimension = gr.Dropdown(["overall", *dimensions], value="overall", label="Pairs from",
                                 visible=bool(dimensions), elem_id="export-dimension")
-        export = gr.Button("Export DPO pairs", elem_id="export")
+        with gr.Row():
+            export = gr.Button("Export DPO pairs", elem_id="export")
+            export_sft = gr.Button("Export SFT rows (completions marked good)", elem_id="export-sft")
         export_status = gr.Markdown(elem_id="export-status")
         export_file = gr.File(label="pairs.jsonl", interactive=False)
 
@@ -91,3 +100,15 @@ def build_tabs(ballots: Ballots, export_path: Path, dimensions: list[str], *, vi
                 f"(dropped: {done['dropped']}).", str(export_path))
 
     export.click(on_export, inputs=dimension, outputs=[export_status, export_file])
+
+    def on_export_sft():
+        store, out = ballots.existing(), sft_path(export_path)
+        if store is None:
+            return "No votes yet.", None
+        try:  # the same rules as `python -m tinyalign.prefs export --sft`
+            done = prefs.export(store, out, sft=True)
+        except UserError as e:
+            return as_text(str(e)), None
+        return f"Wrote **{done['rows']}** SFT rows (completions marked good) to {code(out)}.", str(out)
+
+    export_sft.click(on_export_sft, outputs=[export_status, export_file])

@@ -3,7 +3,9 @@ by reward, and by disagreement between rewards (format high, accuracy low: the c
 
 A completion marked bad with a corrected answer goes into the vote store as a vote for the correction
 over the completion (model_a "correction", model_b "<run>@<step>", settings.review = true), so the
-same export turns it into a DPO pair. Review rows are left out of the checkpoint ratings.
+same export turns it into a DPO pair. A completion marked good is stored as the completion with
+settings.verdict "good" (model_b "good"): `prefs export --sft` (or the Export tab) writes it as an SFT
+row. Review rows are left out of the checkpoint ratings.
 
     python app.py --adapter grpo=runs/tiny_grpo --completions runs/tiny_grpo
 """
@@ -77,6 +79,25 @@ def select(rows: list[dict], *, steps=(None, None), reward=None, scores=(None, N
             and (not disagreeing or disagreement(row, ranges) >= DISAGREE)]
 
 
+def mark(store, run: str, row: dict, verdict: str, *, annotator: str, correction: str = "") -> int:
+    """Store a verdict on one completion: "bad" with the answer it should have given (a DPO pair), or
+    "good" (an SFT row). Returns the row id once committed."""
+    if verdict == "bad" and not (correction or "").strip():
+        raise UserError("write the corrected answer first: it becomes the chosen answer")
+    prompt_messages = row["prompt"] if isinstance(row["prompt"], list) else [
+        {"role": "user", "content": str(row["prompt"])}]
+    prompt_messages = [m for m in prompt_messages if m.get("role") != "assistant"] or prompt_messages
+    completion, checkpoint = text_of(row["completion"]), f"{run}@{row.get('step')}"
+    settings = {"review": True, "verdict": verdict, "step": row.get("step"), "rewards": row["rewards"],
+                "line": row["line"]}
+    if verdict == "good":
+        return store.record(conversation=prompt_messages, response_a=completion, response_b="",
+                            model_a=checkpoint, model_b="good", vote="a", annotator=annotator, settings=settings)
+    return store.record(conversation=prompt_messages, response_a=correction, response_b=completion,
+                        model_a="correction", model_b=checkpoint, vote="a", annotator=annotator, tags=["wrong"],
+                        settings=settings)
+
+
 def build_tab(path, ballots: Ballots, *, visible: bool = True) -> None:
     run, rows = load(path)
     names = sorted(reward_ranges(rows))
@@ -96,7 +117,8 @@ def build_tab(path, ballots: Ballots, *, visible: bool = True) -> None:
     with gr.Tab("Review", visible=visible):
         gr.Markdown(f"Completions of **{as_text(run)}** ({len(rows)} logged). Pick a row, write the answer it "
                     "should have given, and mark it bad: the correction over the completion becomes a DPO pair "
-                    "in the export.")
+                    "in the export. A completion that is right as it is: mark it good, it becomes an SFT row "
+                    "(*Export SFT rows*).")
         with gr.Row():
             step_from = gr.Number(label="Step from", precision=0, value=min(steps))
             step_to = gr.Number(label="Step to", precision=0, value=max(steps))
@@ -112,7 +134,9 @@ def build_tab(path, ballots: Ballots, *, visible: bool = True) -> None:
         scores = gr.Markdown(elem_id="review-scores")
         picked = gr.State(None)
         correction = gr.Textbox(label="Corrected answer", lines=3, elem_id="review-correction")
-        mark_bad = gr.Button("Mark bad: the correction is chosen over it", elem_id="review-bad")
+        with gr.Row():
+            mark_bad = gr.Button("Mark bad: the correction is chosen over it", elem_id="review-bad")
+            mark_good = gr.Button("Mark good: an SFT row as it is", elem_id="review-good")
         status = gr.Markdown(elem_id="review-status")
 
     def on_filter(low, high, name, score_low, score_high, disagree):
@@ -132,22 +156,19 @@ def build_tab(path, ballots: Ballots, *, visible: bool = True) -> None:
 
     listing.change(on_pick, inputs=listing, outputs=[picked, prompt, completion, scores, correction])
 
-    def on_bad(row, fixed, request: gr.Request):
-        if row is None:
-            raise gr.Error("pick a completion in the table first")
-        if not (fixed or "").strip():
-            raise gr.Error("write the corrected answer first: it becomes the chosen answer")
-        prompt_messages = row["prompt"] if isinstance(row["prompt"], list) else [
-            {"role": "user", "content": str(row["prompt"])}]
-        prompt_messages = [m for m in prompt_messages if m.get("role") != "assistant"] or prompt_messages
-        try:
-            vote_id = ballots.store().record(
-                conversation=prompt_messages, response_a=fixed, response_b=text_of(row["completion"]),
-                model_a="correction", model_b=f"{run}@{row.get('step')}", vote="a",
-                annotator=getattr(request, "username", None) or "reviewer", tags=["wrong"],
-                settings={"review": True, "step": row.get("step"), "rewards": row["rewards"], "line": row["line"]})
-        except UserError as e:
-            raise gr.Error(str(e)) from None
-        return f"Review #{vote_id} recorded: the correction over line {row['line']}."
+    def on_mark(verdict):
+        def handler(row, fixed, request: gr.Request):
+            if row is None:
+                raise gr.Error("pick a completion in the table first")
+            try:
+                review_id = mark(ballots.store(), run, row, verdict, correction=fixed,
+                                 annotator=getattr(request, "username", None) or "reviewer")
+            except UserError as e:
+                raise gr.Error(str(e)) from None
+            if verdict == "good":
+                return f"Review #{review_id} recorded: line {row['line']} is good (an SFT row in the export)."
+            return f"Review #{review_id} recorded: the correction over line {row['line']}."
+        return handler
 
-    mark_bad.click(on_bad, inputs=[picked, correction], outputs=status)
+    mark_bad.click(on_mark("bad"), inputs=[picked, correction], outputs=status)
+    mark_good.click(on_mark("good"), inputs=[picked, correction], outputs=status)
