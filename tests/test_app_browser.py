@@ -366,6 +366,7 @@ def test_a_labeling_session_from_the_keyboard(tmp_path, page):
         dimensions = page.locator("#leaderboard-dimensions")
         expect(dimensions).to_contain_text("style")
         expect(dimensions).to_contain_text("(1)")
+        expect(page.locator("#leaderboard-tradeoff img")).to_be_visible()  # the trade-off chart
         page.get_by_role("tab", name="Arena").click()
 
         page.reload()  # the name is asked once: this browser remembers it

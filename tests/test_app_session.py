@@ -178,3 +178,26 @@ def test_a_good_completion_becomes_an_sft_row_and_a_corrected_one_a_dpo_pair(tmp
     with pytest.raises(SystemExit):
         prefs.main(["export", str(tmp_path / "empty.sqlite"), "--out", str(tmp_path / "none.jsonl"), "--sft"])
     assert "no completion marked good" in capsys.readouterr().err and not (tmp_path / "none.jsonl").exists()
+
+
+def test_the_tradeoff_chart_shows_one_checkpoint_better_at_correctness_and_worse_at_style(tmp_path):
+    from tinyalign import prefs
+    from tinyalign.app import admin
+
+    with prefs.VoteStore(tmp_path / "prefs.sqlite") as store:
+        for n in range(6):  # sft is right, dpo writes nicer: every vote says so on both dimensions
+            store.record(conversation=[{"role": "user", "content": f"{n}+1?"}], response_a=str(n + 1),
+                         response_b="a lovely answer", model_a="sft", model_b="dpo", vote="a", annotator="ana",
+                         dimensions={"correctness": "a", "style": "b"})
+        tables = admin.dimension_ratings(store, ["correctness", "style", "helpfulness"])
+    frame = admin.tradeoff_frame(tables, ["correctness", "style", "helpfulness"])
+    rating = {(row.checkpoint, row.dimension): row.rating for row in frame.itertuples()}
+    assert set(rating) == {(m, d) for m in ("sft", "dpo") for d in ("correctness", "style")}  # unjudged: no point
+    assert rating["sft", "correctness"] > rating["dpo", "correctness"]
+    assert rating["sft", "style"] < rating["dpo", "style"]
+    assert admin.dimension_rows(tables, ["correctness", "style"]) == [
+        [m, f"{rating[m, 'correctness']} (6)", f"{rating[m, 'style']} (6)"] for m in ("dpo", "sft")]
+    assert admin.tradeoff_frame({}, ["style"]).empty and admin.tradeoff_figure(admin.tradeoff_frame({}, [])) is None
+    bars = admin.tradeoff_figure(frame).axes[0].patches  # grouped: sft's bars, then dpo's... sorted by name
+    assert [round(bar.get_y() + bar.get_height()) for bar in bars] == [
+        rating[m, d] for m in ("dpo", "sft") for d in ("correctness", "style")]

@@ -21,13 +21,50 @@ def leaderboard_rows(store, dimension=None) -> list[list]:
              f"{row['win_rate']:.0%}"] for rank, row in enumerate(rows, 1)]
 
 
-def dimension_rows(store, dimensions: list[str]) -> list[list]:
-    """checkpoint x dimension ratings: where one checkpoint gains on one dimension and loses on another."""
+def dimension_ratings(store, dimensions: list[str]) -> dict[str, dict[str, dict]]:
+    """{dimension: {checkpoint: its leaderboard row on that dimension}}, for the judged dimensions."""
     if not store or not dimensions:
-        return []
+        return {}
     judged = {v for vote in store.votes(current=True) for v in vote["dimensions"]}
-    tables = {d: {row["model"]: row for row in prefs.leaderboard(store, dimension=d, resamples=20)}
-              for d in dimensions if d in judged}
+    return {d: {row["model"]: row for row in prefs.leaderboard(store, dimension=d, resamples=20)}
+            for d in dimensions if d in judged}
+
+
+def tradeoff_frame(tables: dict[str, dict[str, dict]], dimensions: list[str]):
+    """One row per (checkpoint, dimension) with its rating: what the trade-off chart draws."""
+    import pandas as pd
+
+    rows = [{"checkpoint": model, "dimension": d, "rating": round(tables[d][model]["rating"])}
+            for d in dimensions if d in tables for model in sorted(tables[d])]
+    return pd.DataFrame(rows, columns=["checkpoint", "dimension", "rating"])
+
+
+def tradeoff_figure(frame):
+    """Grouped bars: a group per dimension, a bar per checkpoint, drawn from the 1000 every rating
+    starts at, so "better at correctness, worse at style" is a bar up in one group and down in the
+    other. None without per-dimension verdicts."""
+    if frame.empty:
+        return None
+    from matplotlib.figure import Figure  # no pyplot: no global state shared by the server's threads
+
+    dimensions = list(dict.fromkeys(frame["dimension"]))
+    models = sorted(set(frame["checkpoint"]))
+    width = 0.8 / len(models)
+    figure = Figure(figsize=(max(4.0, 1.6 * len(dimensions)) + 1.5, 3.0), layout="constrained")
+    axes = figure.add_subplot()
+    for i, model in enumerate(models):
+        rated = frame[frame["checkpoint"] == model].set_index("dimension")["rating"]
+        xs = [x + (i - (len(models) - 1) / 2) * width for x, d in enumerate(dimensions) if d in rated]
+        axes.bar(xs, [rated[d] - 1000 for d in dimensions if d in rated], width, bottom=1000, label=model)
+    axes.axhline(1000, color="grey", linewidth=0.8)
+    axes.set_xticks(range(len(dimensions)), dimensions)
+    axes.set_ylabel("rating")
+    figure.legend(loc="outside right upper", fontsize="small", title="checkpoint")
+    return figure
+
+
+def dimension_rows(tables: dict[str, dict[str, dict]], dimensions: list[str]) -> list[list]:
+    """checkpoint x dimension ratings: where one checkpoint gains on one dimension and loses on another."""
     models = sorted({m for table in tables.values() for m in table})
     return [[m, *(f"{tables[d][m]['rating']:.0f} ({tables[d][m]['votes']})" if d in tables and m in tables[d]
                   else "-" for d in dimensions)] for m in models]
@@ -66,14 +103,20 @@ def build_tabs(ballots: Ballots, export_path: Path, dimensions: list[str], *, vi
         per_dimension = gr.Dataframe(headers=["checkpoint", *dimensions], interactive=False,
                                      label="Rating (votes) per dimension", elem_id="leaderboard-dimensions",
                                      visible=bool(dimensions))
+        tradeoff = gr.Plot(label="Trade-offs: rating per checkpoint per dimension (a bar above 1000 in one group and "
+                                 "below in another: better at one dimension, worse at the other)",
+                           elem_id="leaderboard-tradeoff", visible=bool(dimensions), format="png")
         refresh = gr.Button("Refresh")
 
     def show():
         store = ballots.existing()
-        return summary(store), leaderboard_rows(store), dimension_rows(store, dimensions)
+        tables = dimension_ratings(store, dimensions)
+        return (summary(store), leaderboard_rows(store), dimension_rows(tables, dimensions),
+                tradeoff_figure(tradeoff_frame(tables, dimensions)))
 
-    refresh.click(show, outputs=[overview, table, per_dimension])
-    leaderboard_tab.select(show, outputs=[overview, table, per_dimension])
+    shown = [overview, table, per_dimension, tradeoff]
+    refresh.click(show, outputs=shown)
+    leaderboard_tab.select(show, outputs=shown)
 
     with gr.Tab("Export", visible=visible):
         gr.Markdown(f"Writes the votes as DPO pairs (TRL's conversational preference format) to "
