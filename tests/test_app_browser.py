@@ -110,6 +110,7 @@ def test_chat_vote_edit_and_export_from_the_browser(arena, page):
     left, right = pane(page, "left"), pane(page, "right")
     assert left.startswith("AAA") and set(left) == {"A"}
     assert right.startswith("BBB") and set(right) == {"B"}
+    page.locator("#tags-left").get_by_label("wrong").check()  # a tag on one answer, not on the vote
     status = vote(page, "b", edited="Something.", tags=["verbose"], annotator="ana")
     assert "Vote #1 recorded" in status
     # The store has the row as soon as the page says so; one vote per turn.
@@ -117,6 +118,7 @@ def test_chat_vote_edit_and_export_from_the_browser(arena, page):
     assert (row["model_a"], row["model_b"], row["vote"], row["annotator"]) == ("aaa", "bbb", "b", "ana")
     assert (row["response_a"], row["response_b"], row["edited"]) == (left, right, "Something.")
     assert json.loads(row["tags"]) == ["verbose"]
+    assert json.loads(row["settings"])["side_tags"] == {"a": ["wrong"]}
     assert json.loads(row["conversation"]) == [{"role": "user", "content": "Say something"}]
     assert page.is_disabled("#vote-a") and page.is_disabled("#vote-b")
     assert page.input_value("#edited textarea") == ""
@@ -254,14 +256,17 @@ def test_an_unvoted_edit_and_tags_are_cleared_with_their_turn(tmp_path, page):
     its vote clears them, so they can never be stored with the next, unrelated vote."""
     url, db, stop = serve(ScriptedEngine({"one": "first {n}", "two": "second {n}"}), tmp_path)
     edit, wrong = page.locator("#edited textarea"), page.locator("#tags").get_by_label("wrong")
+    verbose_right = page.locator("#tags-right").get_by_label("verbose")
 
     def draft():
         edit.fill("a better answer to another question")
         wrong.check()
+        verbose_right.check()
 
     def cleared(how):
         expect(edit, how).to_have_value("")
         expect(wrong, how).not_to_be_checked()
+        expect(verbose_right, how).not_to_be_checked()
 
     try:
         page.goto(url)
@@ -285,6 +290,7 @@ def test_an_unvoted_edit_and_tags_are_cleared_with_their_turn(tmp_path, page):
         row = read_votes(db)[-1]
         assert json.loads(row["conversation"])[-1]["content"] == "an unrelated question"
         assert (row["edited"], json.loads(row["tags"])) == (None, [])
+        assert "side_tags" not in json.loads(row["settings"])
     finally:
         stop()
 

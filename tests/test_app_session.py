@@ -32,6 +32,25 @@ def test_a_vote_needs_a_name_and_its_dimensions_follow_the_sides(tmp_path):
                                                                   "left is right")
 
 
+def test_per_side_tags_follow_the_answers_not_the_screen(tmp_path, capsys):
+    from tinyalign import prefs
+
+    db = tmp_path / "prefs.sqlite"
+    with VoteStore(db) as store:
+        match = answered(Match(model_a="sft", model_b="dpo", anonymous=True, swapped=True))  # dpo on the left
+        with pytest.raises(UserError, match="unknown tag 'rude'"):
+            match.vote(store, "b", annotator="ana", side_tags={"a": ["rude"]})
+        match.vote(store, "b", annotator="ana", tags=["format"], side_tags={"a": ["wrong", "verbose"], "b": []})
+        with pytest.raises(UserError, match="side_tags"):
+            store.record(conversation=[{"role": "user", "content": "hi"}], response_a="x", response_b="y",
+                         model_a="sft", model_b="dpo", vote="a", side_tags={"left": ["wrong"]})
+        [row] = store.votes()
+    # The left answer was dpo's, response_b: its tags are stored on "b"; the vote's own tags stay as they were.
+    assert row["settings"]["side_tags"] == {"b": ["wrong", "verbose"]} and row["tags"] == ["format"]
+    prefs.main(["stats", str(db)])
+    assert "by checkpoint and tag: dpo wrong 1, dpo verbose 1" in capsys.readouterr().out
+
+
 def test_undo_after_a_blind_reveal_revotes_with_names_visible(tmp_path):
     with VoteStore(tmp_path / "prefs.sqlite") as store:
         match = answered(Match(model_a="sft", model_b="dpo", anonymous=True))

@@ -17,7 +17,9 @@ mode showed response_a on the right; the app converts a click on a displayed sid
 
 Schema 2 adds, per vote: the queued prompt's id, a verdict per preference dimension (same "a"/"b"/"tie"
 terms as `vote`), the annotator's rationale, and `superseded`: an undone vote is kept, marked with the
-time it was undone, and left out of the export and the ratings. A schema-1 store is migrated in place
+time it was undone, and left out of the export and the ratings. Tags on one answer rather than on the
+vote (per-side tags) are kept in the settings JSON as settings.side_tags {"a": [...], "b": [...]}, in
+model_a/model_b terms like `vote`; `tags` stays the vote's own list. A schema-1 store is migrated in place
 when opened (new columns only; every schema-1 value stays as it was).
 
 The app's Review tab stores its verdicts on a GRPO run's completions here too (settings.review): a bad
@@ -229,12 +231,13 @@ class VoteStore:
 
     def record(self, *, conversation, response_a, response_b, model_a, model_b, vote, annotator="anonymous",
                run_dir_a=None, run_dir_b=None, settings=None, swapped=False, edited=None, tags=(),
-               prompt_id=None, dimensions=None, rationale=None):
+               prompt_id=None, dimensions=None, rationale=None, side_tags=None):
         """Store one vote and return its id. It is committed to disk when this returns.
 
         vote: "a" | "b" (response_a / response_b is better) | "tie" | "both_bad" — in terms of
         model_a/model_b, not of the screen (see unswap_vote). dimensions: {name: "a" | "b" | "tie"}, in
-        the same terms, for the dimensions the annotator judged (the others are left out).
+        the same terms, for the dimensions the annotator judged (the others are left out). side_tags:
+        {"a": [...], "b": [...]}, tags on response_a / response_b, kept as settings["side_tags"].
         """
         _check_conversation(conversation)
         for name, value in (("response_a", response_a), ("response_b", response_b),
@@ -251,6 +254,13 @@ class VoteStore:
         tags = list(tags)
         if not all(isinstance(t, str) for t in tags):
             raise UserError(f"tags must be strings, got {tags!r}")
+        side_tags = {side: list(values) for side, values in (side_tags or {}).items() if values}
+        for side, values in side_tags.items():
+            if side not in ("a", "b") or not all(isinstance(t, str) for t in values):
+                raise UserError(f"side_tags: give {{\"a\": [...], \"b\": [...]}} lists of tag strings, got "
+                                f"{side!r}: {values!r}")
+        if side_tags:
+            settings = {**(settings or {}), "side_tags": side_tags}
         dimensions = dict(dimensions or {})
         for name, verdict in dimensions.items():
             if not isinstance(name, str) or not name.strip() or verdict not in VERDICTS:
@@ -680,7 +690,10 @@ def _stats(args):
     print(f"{args.db}: {len(votes)} votes" + (f" ({undone} more undone, not counted)" if undone else ""))
     for title, counts in (("by vote", Counter(v["vote"] for v in votes)),
                           ("by annotator", Counter(v["annotator"] for v in votes)),
-                          ("by tag", Counter(t for v in votes for t in v["tags"]))):
+                          ("by tag", Counter(t for v in votes for t in v["tags"])),
+                          ("by checkpoint and tag", Counter(
+                              f"{v['model_' + side]} {t}" for v in votes
+                              for side, tags in v["settings"].get("side_tags", {}).items() for t in tags))):
         print(f"{title}: " + (", ".join(f"{k} {n}" for k, n in counts.most_common()) or "none"))
     bias = position_bias(votes)
     if bias:

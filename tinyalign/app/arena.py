@@ -128,9 +128,11 @@ class Match:
     # ------------------------------------------------------------ the vote
 
     def vote(self, store, displayed_vote: str, *, annotator: str, edited: str = "", tags=(),
-             run_dirs: dict | None = None, rationale: str = "", dimensions: dict | None = None) -> int:
+             run_dirs: dict | None = None, rationale: str = "", dimensions: dict | None = None,
+             side_tags: dict | None = None) -> int:
         """Record the vote on the latest turn; `displayed_vote` "a"/"b" mean the left/right pane, and so
-        do the per-dimension verdicts in `dimensions` ({name: "a" | "b" | "tie"}, unjudged ones left out).
+        do the per-dimension verdicts in `dimensions` ({name: "a" | "b" | "tie"}, unjudged ones left out)
+        and the keys of `side_tags` ({"a": tags on the left answer, "b": on the right one}).
 
         Returns the row id once it is committed; only then is the turn marked as voted.
         """
@@ -140,7 +142,8 @@ class Match:
             raise UserError("this turn already has its vote" if self.voted else "wait for both answers")
         if displayed_vote not in VOTES:
             raise UserError(f"vote must be one of {', '.join(VOTES)}")
-        unknown = [t for t in tags if t not in TAGS]
+        side_tags = {side: list(values or []) for side, values in (side_tags or {}).items()}
+        unknown = [t for t in [*tags, *(t for values in side_tags.values() for t in values)] if t not in TAGS]
         if unknown:
             raise UserError(f"unknown tag {unknown[0]!r}; tags: {', '.join(TAGS)}")
         dimensions = {name: verdict for name, verdict in (dimensions or {}).items() if verdict}
@@ -162,6 +165,7 @@ class Match:
             run_dir_b=run_dirs.get(self.model_b), settings=settings, swapped=self.swapped,
             edited=edited or None, tags=list(tags), prompt_id=self.prompt_id, rationale=rationale or None,
             dimensions={name: unswap_vote(v, self.swapped) for name, v in dimensions.items()},
+            side_tags={unswap_vote(side, self.swapped): values for side, values in side_tags.items()},
         )
         self.voted = True
         self.turn += 1

@@ -123,7 +123,11 @@ def build(engine: Engine, ballots: Ballots, export_path: Path, *, dimensions: di
                 with gr.Column(scale=2):
                     edited = gr.Textbox(label="Better answer (optional): the 'chosen' answer in the DPO export",
                                         lines=2, elem_id="edited")
-                    tags = gr.CheckboxGroup(list(TAGS), label="Tags (optional)", elem_id="tags")
+                    tags = gr.CheckboxGroup(list(TAGS), label="Tags on the vote (optional)", elem_id="tags")
+                    with gr.Row():
+                        tags_left = gr.CheckboxGroup(list(TAGS), label="Tags on A", elem_id="tags-left", min_width=0)
+                        tags_right = gr.CheckboxGroup(list(TAGS), label="Tags on B", elem_id="tags-right",
+                                                      min_width=0)
                     rationale = gr.Textbox(label="Why (optional)", lines=1, elem_id="rationale")
                     verdicts = {name: gr.Radio(VERDICT_CHOICES, label=f"{name}: which is better?", info=info or None,
                                                elem_id=f"dimension-{name}")
@@ -142,7 +146,8 @@ def build(engine: Engine, ballots: Ballots, export_path: Path, *, dimensions: di
         # ------------------------------------------------------------ what the arena shows
 
         # What the annotator writes about one turn; view() clears it whenever the turn changes.
-        turn_fields = {edited: "", tags: [], rationale: "", **{radio: None for radio in verdicts.values()}}
+        turn_fields = {edited: "", tags: [], tags_left: [], tags_right: [], rationale: "",
+                       **{radio: None for radio in verdicts.values()}}
         screen = [chat_left, chat_right, match_state, message, send, regenerate, *vote_buttons.values(), undo,
                   status, left_pick, right_pick, mode, keep_going, *turn_fields]
         if prompt_queue:
@@ -265,13 +270,15 @@ def build(engine: Engine, ballots: Ballots, export_path: Path, *, dimensions: di
             return f"Vote #{vote_id} recorded: {said}.{reveal}{more}"
 
         def on_vote(kind):
-            def record(request: gr.Request, match, annotator_name, edited_text, tag_values, why, *verdict_values):
+            def record(request: gr.Request, match, annotator_name, edited_text, tag_values, left_tags, right_tags,
+                       why, *verdict_values):
                 if match is None:
                     raise gr.Error("nothing to vote on yet")
                 try:
                     vote_id = match.vote(ballots.store(), kind, annotator=who(annotator_name, request),
                                          edited=edited_text or "", tags=tag_values or [], run_dirs=run_dirs,
-                                         rationale=why or "", dimensions=dict(zip(verdicts, verdict_values)))
+                                         rationale=why or "", dimensions=dict(zip(verdicts, verdict_values)),
+                                         side_tags={"a": left_tags or [], "b": right_tags or []})
                 except UserError as e:
                     raise gr.Error(str(e)) from None
                 # record() has committed: only now does the page say so.
@@ -299,7 +306,8 @@ def build(engine: Engine, ballots: Ballots, export_path: Path, *, dimensions: di
         regenerate.click(on_regenerate, inputs=[match_state, *settings_inputs], outputs=screen)
         vote_outputs = screen + ([progress] if prompt_queue else [])
         for kind, button in vote_buttons.items():
-            button.click(on_vote(kind), inputs=[match_state, annotator, edited, tags, rationale, *verdicts.values()],
+            button.click(on_vote(kind), inputs=[match_state, annotator, edited, tags, tags_left, tags_right,
+                                                rationale, *verdicts.values()],
                          outputs=vote_outputs).then(fn=None, js=FOCUS_MESSAGE)
         undo.click(on_undo, inputs=[match_state, annotator], outputs=screen)
 
