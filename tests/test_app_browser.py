@@ -9,6 +9,7 @@ Chromium: `apt-get install -y chromium` (the tests are skipped, saying so, when 
 
 import json
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -377,6 +378,37 @@ def test_a_labeling_session_from_the_keyboard(tmp_path, page):
 
         page.reload()  # the name is asked once: this browser remembers it
         expect(page.get_by_label("Annotator")).to_have_value("ana")
+    finally:
+        stop()
+
+
+def test_the_next_prompt_is_answered_while_the_annotator_votes(tmp_path, page):
+    """Queue mode: once a pair is shown, the next prompt's pair is generated in the background, so
+    *Next* shows it without another generate call."""
+    from tinyalign.app.prompts import Prompt
+
+    engine = ScriptedEngine({"one": "first {n}", "two": "second {n}"})
+    url, db, stop = serve(engine, tmp_path, prompt_queue=[Prompt("q1", "What is 2+2?"), Prompt("q2", "Say hi")])
+    try:
+        page.goto(url)
+        page.get_by_label("Annotator").fill("ana")
+        page.click("#next")
+        page.wait_for_selector("#vote-a:not([disabled])")
+        assert pane(page, "left") == "first 1"
+        deadline = time.time() + 5
+        while engine.calls < 2 and time.time() < deadline:  # q2, before anyone asked for it
+            time.sleep(0.05)
+        assert engine.calls == 2
+        page.keyboard.press("Alt+1")
+        expect(page.locator("#status")).to_contain_text("Vote #1 recorded")
+        page.keyboard.press("Alt+N")
+        expect(page.locator("#status")).to_contain_text("made while you voted")
+        assert "Say hi" in page.inner_text("#pane-left") and pane(page, "left") == "first 2"
+        assert engine.calls == 2  # no prompt left after q2: nothing more generated
+        page.keyboard.press("Alt+2")
+        expect(page.locator("#status")).to_contain_text("Vote #2 recorded")
+        assert [(r["prompt_id"], r["response_a"], r["response_b"]) for r in read_votes(db)] == [
+            ("q1", "first 1", "second 1"), ("q2", "first 2", "second 2")]
     finally:
         stop()
 

@@ -220,3 +220,20 @@ def test_the_tradeoff_chart_shows_one_checkpoint_better_at_correctness_and_worse
     bars = admin.tradeoff_figure(frame).axes[0].patches  # grouped: sft's bars, then dpo's... sorted by name
     assert [round(bar.get_y() + bar.get_height()) for bar in bars] == [
         rating[m, d] for m in ("dpo", "sft") for d in ("correctness", "style")]
+
+
+def test_answers_made_ahead_are_taken_only_for_the_request_they_were_made_for():
+    ahead = prompts.Ahead()
+    ahead.start("tab1", ("q2", "sft", "dpo", 0.0), lambda: ("4", "5"))
+    assert ahead.take("tab2", ("q2", "sft", "dpo", 0.0)) is None  # another tab's guess is not this one's
+    assert ahead.take("tab1", ("q2", "sft", "dpo", 0.7)) is None  # other settings: a miss, and it is gone
+    assert ahead.take("tab1", ("q2", "sft", "dpo", 0.0)) is None
+    ahead.start("tab1", ("q2",), lambda: ("4", "5"))
+    assert ahead.take("tab1", ("q2",)) == ("4", "5")
+    assert ahead.take("tab1", ("q2",)) is None  # taken once
+
+    def broken():
+        raise RuntimeError("out of memory")
+
+    ahead.start("tab1", ("q3",), broken)
+    assert ahead.take("tab1", ("q3",)) is None  # generated as usual instead

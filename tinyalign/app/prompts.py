@@ -13,6 +13,8 @@ long as the recipe's data section is.
 """
 
 import json
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +77,33 @@ def load_recipe(path: Path) -> list[Prompt]:
     if not prompts:
         raise UserError(f"--prompts {path}: its held-out split of {spec.data.source} has no prompts")
     return prompts
+
+
+class Ahead:
+    """Answers generated in the background for the prompt an annotator most likely gets next, while
+    they read and vote; one per browser session. Taken only when the next request is exactly the one
+    they were made for (same prompt, checkpoints or mode, and settings); anything else is a miss."""
+
+    _workers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ahead")
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._made: dict[str, tuple[tuple, Future]] = {}  # session -> (key, its future)
+
+    def start(self, session: str, key: tuple, generate) -> None:
+        with self._lock:
+            self._made[session] = (key, self._workers.submit(generate))
+
+    def take(self, session: str, key: tuple):
+        """generate()'s result if it was started for `key` (waiting for it to finish), else None."""
+        with self._lock:
+            made = self._made.pop(session, None)
+        if made is None or made[0] != key:
+            return None
+        try:
+            return made[1].result()
+        except Exception:  # a failed guess costs nothing: the request is generated as usual
+            return None
 
 
 def pair_key(model_a: str, model_b: str) -> tuple[str, str]:

@@ -195,10 +195,15 @@ def build(engine: Engine, ballots: Ballots, export_path: Path, *, dimensions: di
                 out[status] = status_text
             return out
 
-        def answer(match: Match, temperature_value, max_tokens, system_text, *, sent: bool = False):
-            """Stream both answers of the open turn from one batched call, then enable the vote."""
+        def answer(match: Match, temperature_value, max_tokens, system_text, *, sent: bool = False, ready=None):
+            """Stream both answers of the open turn from one batched call, then enable the vote.
+            ready: the (a, b) answers already generated ahead for this turn."""
             settings = {"temperature": float(temperature_value), "max_new_tokens": int(max_tokens),
                         "system": system_text or "", "base_model": engine.base_model}
+            if ready is not None:
+                match.answer(ready[0], ready[1], settings)
+                yield view(match, status_text="Both answers are in (made while you voted): vote (keys 1-4).")
+                return
             conversation_a, conversation_b = match.conversations(system_text or "")
             texts = ("", "")
             first = view(match, streaming=texts, status_text="generating…")
@@ -341,6 +346,21 @@ def build(engine: Engine, ballots: Ballots, export_path: Path, *, dimensions: di
         # ------------------------------------------------------------ the prompt queue
 
         if prompt_queue:
+            ahead = queue.Ahead()
+
+            def ahead_key(prompt, match: Match, temperature_value, max_tokens, system_text) -> tuple:
+                """What answers made ahead must match: the prompt, the pair (or a blind draw), the settings."""
+                pair = () if match.anonymous else (match.model_a, match.model_b)
+                return prompt.id, match.anonymous, pair, float(temperature_value), int(max_tokens), system_text or ""
+
+            def generate_ahead(match: Match, prompt, temperature_value, max_tokens, system_text):
+                match.ask(prompt.text)
+                texts = None
+                for texts in engine.stream(list(match.conversations(system_text or "")), [match.model_a, match.model_b],
+                                           temperature=float(temperature_value), max_new_tokens=int(max_tokens)):
+                    pass
+                return match.model_a, match.model_b, match.swapped, tuple(texts)
+
             def progress_text(match, annotator_name, request):
                 name = who(annotator_name, request)
                 store = ballots.existing()
@@ -369,12 +389,32 @@ def build(engine: Engine, ballots: Ballots, export_path: Path, *, dimensions: di
                     out.update({skipped_state: skipped, progress: progress_text(None, annotator_name, request)})
                     yield out
                     return
+                system_used = prompt.system or system_text
+                made = ahead.take(request.session_hash,
+                                  ahead_key(prompt, fresh, temperature_value, max_tokens, system_used))
+                if made is not None:  # a blind match keeps the pair and sides drawn with its answers
+                    fresh.model_a, fresh.model_b, fresh.swapped, ready = made
+                else:
+                    ready = None
                 fresh.prompt_id = prompt.id
                 fresh.ask(prompt.text)
                 counter = progress_text(fresh, annotator_name, request)
-                for out in answer(fresh, temperature_value, max_tokens, prompt.system or system_text):
+                for out in answer(fresh, temperature_value, max_tokens, system_used, ready=ready):
                     out.update({skipped_state: skipped, progress: counter})
                     yield out
+                if not fresh.answered:
+                    return
+                # While this pair is read and voted on, the one after it is generated in the background.
+                following = queue.next_prompt(prompt_queue, queue.voted(votes, name, pair) | {prompt.id}, set(skipped))
+                if following is not None:
+                    try:
+                        guess = new_match(mode_value, left, right)
+                    except UserError:
+                        return
+                    system_next = following.system or system_text
+                    ahead.start(request.session_hash,
+                                ahead_key(following, guess, temperature_value, max_tokens, system_next),
+                                lambda: generate_ahead(guess, following, temperature_value, max_tokens, system_next))
 
             def on_skip(match, skipped, annotator_name, mode_value, left, right, temperature_value, max_tokens,
                         system_text, request: gr.Request):
