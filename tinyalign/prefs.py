@@ -31,7 +31,6 @@ a row with settings.verdict "good" and the completion as response_a, exported as
 import argparse
 import contextlib
 import json
-import re
 import sqlite3
 import threading
 from collections import Counter
@@ -41,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from tinyalign import files
+from tinyalign.ratings import bradley_terry, style_features
 from tinyalign.errors import UserError, cli
 
 VOTES = ("a", "b", "tie", "both_bad")
@@ -510,92 +510,6 @@ def _describe(counter):
 
 # ---------------------------------------------------------------- leaderboard
 
-def _bradley_terry(n_models, first, second, score, prior=0.5):
-    """Elo-scale Bradley-Terry ratings: the maximum-likelihood strengths, found by Newton's method.
-
-    score is 1 when `first` won, 0 when it lost, 0.5 for a tie. Each model also plays `prior` wins and
-    `prior` losses against a phantom rated 1000: an unbeaten model stays finite, a model with few votes
-    stays near 1000, and the phantom pins the scale so no renormalising is needed.
-    """
-    wins = np.zeros((n_models, n_models))
-    np.add.at(wins, (first, second), score)
-    np.add.at(wins, (second, first), 1.0 - score)
-    games = wins + wins.T
-
-    def log_likelihood(theta):
-        diff = theta[:, None] - theta[None, :]
-        phantom = np.logaddexp(0, -theta) + np.logaddexp(0, theta)
-        return -(wins * np.logaddexp(0, -diff)).sum() - prior * phantom.sum()
-
-    theta = np.zeros(n_models)  # natural-log strengths
-    for _ in range(100):
-        p = 1 / (1 + np.exp(theta[None, :] - theta[:, None]))  # p[i, j]: chance i beats j
-        q = 1 / (1 + np.exp(-theta))                            # chance of beating the phantom
-        gradient = (wins - games * p).sum(axis=1) + prior - 2 * prior * q
-        weight = games * p * (1 - p)
-        hessian = weight - np.diag(weight.sum(axis=1) + 2 * prior * q * (1 - q))
-        step = np.linalg.solve(hessian, -gradient)
-        # Halve the step while it lowers the likelihood: a full Newton step can overshoot when one
-        # model won nearly everything.
-        size, before = 1.0, log_likelihood(theta)
-        while log_likelihood(theta + size * step) < before and size > 1e-6:
-            size /= 2
-        theta = theta + size * step
-        if np.max(np.abs(size * step)) < 1e-9:
-            break
-    return 1000.0 + 400.0 * theta / np.log(10)
-
-
-MARKDOWN = re.compile(r"(?m)^\s{0,3}(#{1,6}\s|[-*+]\s|\d+[.)]\s|```)|\*\*[^*]+\*\*")
-STYLE_FEATURES = ("length", "markdown")
-
-
-def style_features(vote) -> list[float]:
-    """How much longer and more marked-up response_a is than response_b, each as (a - b) / (a + b) in
-    -1..1, as Chatbot Arena's style control measures them: characters, and markdown headers, list
-    items, code fences and bold spans."""
-    def relative(a, b):
-        return (a - b) / (a + b) if a + b else 0.0
-
-    a, b = vote["response_a"], vote["response_b"]
-    return [relative(len(a), len(b)), relative(len(MARKDOWN.findall(a)), len(MARKDOWN.findall(b)))]
-
-
-def _style_controlled(n_models, first, second, score, features, prior=0.5, ridge=1e-3):
-    """Bradley-Terry ratings with style covariates: P(first wins) = sigmoid(theta_first - theta_second
-    + beta . features). What a longer or more marked-up answer wins by itself goes into beta, so
-    theta rates the checkpoints as if their answers had the same style. Same phantom prior and scale
-    as _bradley_terry; returns (Elo-scale ratings, beta per feature in logits)."""
-    n, k = len(score), features.shape[1]
-    design = np.zeros((n + n_models, n_models + k))
-    design[np.arange(n), first] += 1.0
-    design[np.arange(n), second] -= 1.0
-    design[:n, n_models:] = features
-    design[n + np.arange(n_models), np.arange(n_models)] = 1.0  # each model against the phantom rated 1000
-    target = np.concatenate([score, np.full(n_models, 0.5)])
-    weight = np.concatenate([np.ones(n), np.full(n_models, 2 * prior)])  # prior wins + prior losses
-    penalty = np.concatenate([np.zeros(n_models), np.full(k, ridge)])  # keeps beta finite if collinear
-
-    def objective(params):
-        z = design @ params
-        return (weight * (target * -np.logaddexp(0, -z) + (1 - target) * -np.logaddexp(0, z))).sum() \
-            - 0.5 * (penalty * params ** 2).sum()
-
-    params = np.zeros(n_models + k)
-    for _ in range(100):
-        p = 1 / (1 + np.exp(-(design @ params)))
-        gradient = design.T @ (weight * (target - p)) - penalty * params
-        hessian = -(design.T * (weight * p * (1 - p))) @ design - np.diag(penalty)
-        step = np.linalg.solve(hessian, -gradient)
-        size, before = 1.0, objective(params)
-        while objective(params + size * step) < before and size > 1e-6:
-            size /= 2
-        params = params + size * step
-        if np.max(np.abs(size * step)) < 1e-9:
-            break
-    return 1000.0 + 400.0 * params[:n_models] / np.log(10), params[n_models:]
-
-
 def leaderboard(store_or_path, *, dimension=None, resamples=200, seed=0):
     """Per checkpoint: votes, wins, losses, ties, win_rate and an Elo-scale Bradley-Terry rating with a
     bootstrap 95 % range (rating_low, rating_high), best first; and `style_rating`, the rating with
@@ -615,14 +529,14 @@ def leaderboard(store_or_path, *, dimension=None, resamples=200, seed=0):
     second = np.array([index[v["model_b"]] for v in votes])
     score = np.array([{"a": 1.0, "b": 0.0}.get(v["vote"], 0.5) for v in votes])
 
-    ratings = _bradley_terry(len(models), first, second, score)
+    ratings, _ = bradley_terry(len(models), first, second, score)
     rng = np.random.default_rng(seed)
     boot = np.empty((resamples, len(models)))
     for r in range(resamples):
         sample = rng.integers(0, len(votes), len(votes))
-        boot[r] = _bradley_terry(len(models), first[sample], second[sample], score[sample])
+        boot[r] = bradley_terry(len(models), first[sample], second[sample], score[sample])[0]
     low, high = np.percentile(boot, [2.5, 97.5], axis=0)
-    styled, _ = _style_controlled(len(models), first, second, score, np.array([style_features(v) for v in votes]))
+    styled, _ = bradley_terry(len(models), first, second, score, np.array([style_features(v) for v in votes]))
 
     table = []
     for i, model in enumerate(models):
