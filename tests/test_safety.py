@@ -330,3 +330,11 @@ def test_a_hub_model_that_cannot_be_reached_is_named_at_once(qa, tmp_path, monke
     line = refused(sft.main, *sft_args(qa, tmp_path / "o", "model.name=someone/not-cached-model"))
     assert "someone/not-cached-model" in line and "hf download" in line
     assert not (tmp_path / "o").exists()
+
+
+def test_the_loop_refuses_a_folder_that_already_holds_something(tmp_path):
+    from tinyalign import loop
+
+    (tmp_path / "mine.txt").write_text("keep me")
+    assert "is not empty" in refused(loop.main, "run", "--sft", tmp_path, "--out", tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["mine.txt"]

@@ -18,6 +18,7 @@ import json
 import random
 from pathlib import Path
 
+from . import files
 from .errors import UserError, cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,9 +123,9 @@ def run_loop(sft: str, out, prompts: int = 300, grpo_steps: int = 30, baseline: 
     from . import grpo, prefs, reward_models, rm
     from .scoring import held_out_accuracy
 
-    out = Path(out)
-    if (out / "loop.json").exists():
-        raise UserError(f"{out} holds a finished loop; give another --out")
+    out = files.check_folder_out(out)
+    if out.exists() and any(out.iterdir()):  # it appends votes and replaces runs: only in a folder of its own
+        raise UserError(f"--out {out} is not empty; the loop writes its votes, reward models and runs into a new folder")
     table = []
     rm_train = ["data.split=train", "data.test_split=test", "overwrite=true"]
     grpo_args = [f"model.adapter={sft}", "probe=false", "overwrite=true", f"train.max_steps={grpo_steps}"]
