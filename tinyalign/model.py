@@ -291,21 +291,23 @@ def align_generation(model, tokenizer) -> None:
     model.config.pad_token_id = tokenizer.pad_token_id
 
 
-def load_base(spec: Model, tokenizer=None):
+def load_base(spec: Model, tokenizer=None, auto_class=None, **kwargs):
     """The base model, quantised as the recipe says, on the GPU when there is one; with `tokenizer`,
-    its generation stops where that tokenizer's turns end."""
+    its generation stops where that tokenizer's turns end. `auto_class` (default: a causal LM) and
+    `kwargs` are for other heads, e.g. a reward model's one-output classifier."""
     import torch
     from transformers import AutoModelForCausalLM
 
     name = resolve_name(spec.name)
     use_cpu_threads()
     try:
-        model = AutoModelForCausalLM.from_pretrained(
+        model = (auto_class or AutoModelForCausalLM).from_pretrained(
             name,
             quantization_config=quantization_config(spec),
             dtype=compute_dtype(spec),
             # each DDP process on its own GPU
             device_map={"": int(os.environ.get("LOCAL_RANK", 0))} if torch.cuda.is_available() else None,
+            **kwargs,
         )
     except OSError as e:
         raise UserError(f"model.name: cannot load {spec.name} ({unavailable(name, e)})") from None

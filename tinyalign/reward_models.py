@@ -12,7 +12,6 @@ Training (rm.py), the GRPO reward (rewards/reward_model.py), evaluate and the do
 """
 
 import json
-import os
 from pathlib import Path
 from statistics import mean, median, pstdev
 
@@ -27,22 +26,13 @@ METRICS = "rm_metrics.json"
 
 def load_base(spec: Model):
     """The recipe's base as a one-output sequence classifier (a fresh `score` head), quantised as it says."""
-    import torch
     from transformers import AutoModelForSequenceClassification
     from trl.trainer.reward_trainer import suppress_seqcls_warning
 
     from . import model
 
-    name = model.resolve_name(spec.name)
-    try:
-        with suppress_seqcls_warning():  # a causal LM has no `score` weights: the new head is expected
-            base = AutoModelForSequenceClassification.from_pretrained(
-                name, num_labels=1, quantization_config=model.quantization_config(spec), dtype=model.compute_dtype(spec),
-                device_map={"": int(os.environ.get("LOCAL_RANK", 0))} if torch.cuda.is_available() else None,
-            )
-    except OSError as e:
-        raise UserError(f"model.name: cannot load {spec.name}: {str(e).splitlines()[0]}") from None
-    return base
+    with suppress_seqcls_warning():  # a causal LM has no `score` weights: the new head is expected
+        return model.load_base(spec, auto_class=AutoModelForSequenceClassification, num_labels=1)
 
 
 def tokenizer_for(spec: Model, base, source: str | None = None):
