@@ -46,8 +46,6 @@ from tinyalign.errors import UserError, cli
 VOTES = ("a", "b", "tie", "both_bad")
 SCHEMA_VERSION = 2  # PRAGMA user_version; bump it and add a migration to _MIGRATIONS when the table changes
 VERDICTS = ("a", "b", "tie")  # per dimension
-SQLITE_HEADER = b"SQLite format 3\x00"
-
 _SCHEMA = """
 CREATE TABLE votes (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, so an acknowledged id stays unique
@@ -133,9 +131,7 @@ class VoteStore:
 
     def _refuse_foreign_bytes(self):
         # Checked before SQLite touches the file: a non-database must come out byte-for-byte unchanged.
-        with open(self.path, "rb") as f:
-            head = f.read(len(SQLITE_HEADER))
-        if head and head != SQLITE_HEADER:
+        if self.path.stat().st_size and not files.is_sqlite(self.path):
             raise UserError(f"{self.path} is not an SQLite database, so not a vote store; it was left "
                             "untouched: give another path or move the file aside")
 

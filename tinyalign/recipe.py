@@ -333,8 +333,6 @@ def check_ranges(recipe: Recipe) -> None:
 
 def write(recipe: Recipe, path) -> None:
     """Write the resolved recipe (what actually ran) next to the run's outputs."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False, allow_unicode=True))
-    tmp.replace(path)
+    from .files import write_atomically
+
+    write_atomically(path, yaml.safe_dump(recipe.to_dict(), sort_keys=False, allow_unicode=True))
