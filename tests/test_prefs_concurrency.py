@@ -124,3 +124,42 @@ def test_concurrent_writers_and_a_killed_one_lose_no_acknowledged_vote(tmp_path)
           f"at the kill {still_writing} writers were mid-way, {others_at_kill} of their votes done; "
           "integrity_check ok; record() took "
           f"{latencies[len(latencies) // 2] * 1000:.1f} ms median, {latencies[-1] * 1000:.0f} ms at worst")
+
+
+def test_a_store_another_process_finishes_creating_while_this_one_opens_it_is_accepted(tmp_path, monkeypatch):
+    """The interleaving behind a rare refusal with nine annotators starting at once: another process
+    commits the new store's schema between this one's first look at the file and its second."""
+    import threading
+
+    from tinyalign import prefs
+
+    db = tmp_path / "prefs.sqlite"
+    other = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # the other process, half-way through creating the store
+    other.execute(prefs._SCHEMA)
+    other.execute(f"PRAGMA user_version = {prefs.SCHEMA_VERSION}")
+    finisher = threading.Thread(target=lambda: other.execute("COMMIT"))
+    connect = sqlite3.connect
+
+    class Interleaved:
+        """This process's connection: the other process commits right after the first look."""
+        def __init__(self, *args, **kwargs):
+            self.conn = connect(*args, **kwargs)
+
+        def execute(self, sql, *args):
+            result = self.conn.execute(sql, *args)
+            if ("sqlite_master" in sql or "user_version" in sql) and not finisher.is_alive() \
+                    and finisher.ident is None:
+                finisher.start()
+                finisher.join(0.5)  # time enough to commit unless this process holds the file for reading
+            return result
+
+        def __getattr__(self, name):
+            return getattr(self.conn, name)
+
+    monkeypatch.setattr(prefs.sqlite3, "connect", Interleaved)
+    store = VoteStore(db, timeout=10)
+    finisher.join(10)
+    store.record(conversation=[{"role": "user", "content": "hi"}], response_a="x", response_b="y",
+                 model_a="m1", model_b="m2", vote="a", annotator="ann")
+    assert [v["response_a"] for v in store.votes()] == ["x"]

@@ -138,8 +138,14 @@ class VoteStore:
     def _open(self):
         conn = self._conn
         conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        # One read transaction: read apart, another process creating this store could commit between
+        # the two reads, and its half-seen store (tables, no version yet) would look foreign.
+        conn.execute("BEGIN")
+        try:
+            tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        finally:
+            conn.execute("COMMIT")
         if version > SCHEMA_VERSION:
             raise UserError(f"vote store {self.path} has schema version {version}, newer than this tinyalign "
                             f"understands ({SCHEMA_VERSION}); upgrade tinyalign")
