@@ -7,7 +7,7 @@ import pytest
 
 from tinyalign import loop, reward_models, rm, sft
 from tinyalign.errors import UserError
-from tinyalign.rewards import resolve
+from tinyalign.rewards import pairwise, resolve
 
 from conftest import ROOT
 
@@ -228,3 +228,53 @@ def test_killed_rm_run_resumes_to_the_same_weights(votes, tmp_path):
     assert max(relative(a[k], b[k]) for k in a) < RTOL
     metrics = [json.loads((run / reward_models.METRICS).read_text())["accuracy"] for run in (whole, resumed)]
     assert metrics[0] == metrics[1]
+
+
+@pytest.mark.slow
+def test_pairwise_judge_from_votes_runs_every_step_on_a_real_model(votes, rm_run, young_sft_run, tmp_path, capsys):
+    """split -> untrained judge -> rejection-sampled traces -> SFT -> GRPO on verdicts -> the judge as a
+    GRPO reward. The 0.8M tiny base cannot write the judging form, so this checks each step's contract
+    on real models, not how good the judge gets (see the README for those figures)."""
+    from tinyalign import grpo, judge
+
+    pairs = tmp_path / "pairs"
+    judge.main(["split", "--pairs", str(votes), "--out", str(pairs)])
+    train, test = judge.read_pairs(pairs / "train.jsonl"), judge.read_pairs(pairs / "test.jsonl")
+    assert test and train and not set(test) & set(train)
+    small = tmp_path / "small.jsonl"  # 30 training pairs keep the sampling short
+    small.write_text("".join((pairs / "train.jsonl").read_text().splitlines(keepends=True)[:30]))
+
+    report = judge.evaluate("tiny:qwen2-1m", test[:20], rm=str(rm_run), max_new_tokens=8, batch_size=64)
+    assert report["pairs"] == 20 and report["unparsed"] == 1.0  # no VERDICT line: each was redone, guided
+    assert 0.0 <= report["agreement"] <= 1.0 and 0.0 <= report["position_bias"] <= 1.0
+    assert report["rm_agreement"] >= 0.5
+
+    judge.main(["traces", "--judge", "tiny:qwen2-1m", "--pairs", str(small), "--k", "2", "--max-new-tokens", "8",
+                "--batch-size", "64", "--out", str(tmp_path / "traces.jsonl")])
+    assert "kept" in capsys.readouterr().out
+    voted = {(t, c) for t, c, _ in judge.read_pairs(small)}
+    kept = [json.loads(line) for line in open(tmp_path / "traces.jsonl")]
+    assert 0 < len(kept) < 30 * 2 * 2
+    for row in kept:  # every kept judgement names the answer people chose, in whichever position it was shown
+        task = row["judge_prompt"].split("Task: ")[1].split("\nAnswer A: ")[0]
+        a, b = row["judge_prompt"].split("\nAnswer A: ")[1].split("\nAnswer B: ")
+        named = a if pairwise.parse_verdict(row["judgement"]) == "A" else b
+        assert (task, named) in voted
+
+    distilled = tmp_path / "judge_sft"
+    sft.main([str(ROOT / "recipes" / "tiny_judge_sft.yaml"), f"data.source={tmp_path / 'traces.jsonl'}",
+              "train.max_steps=4", f"output_dir={distilled}"])
+    judge.main(["verdicts", "--pairs", str(small), "--out", str(tmp_path / "verdicts.jsonl")])
+    grpo.main([str(ROOT / "recipes" / "tiny_judge_grpo.yaml"), f"data.source={tmp_path / 'verdicts.jsonl'}",
+               f"model.adapter={distilled}", "train.max_steps=2", "train.per_device_train_batch_size=16",
+               "train.logging_steps=1", f"output_dir={tmp_path / 'judge_grpo'}"])
+    history = json.loads((tmp_path / "judge_grpo" / "trainer_state.json").read_text())["log_history"]
+    assert history[-1]["step"] == 2 and "rewards/judge_verdict/mean" in history[0]
+
+    # the trained judge as a policy's reward: each answer meets the reference, verdicts logged for review
+    grpo.main([str(ROOT / "recipes" / "tiny_grpo.yaml"), f"model.adapter={young_sft_run}", "probe=false",
+               "rewards.0.name=pairwise_judge", f"rewards.0.judge={tmp_path / 'judge_grpo'}",
+               "rewards.0.max_new_tokens=8", "train.max_steps=1", "train.per_device_train_batch_size=16",
+               "train.logging_steps=1", f"output_dir={tmp_path / 'policy'}"])
+    rows = [json.loads(line) for line in open(tmp_path / "policy" / "completions.jsonl")]
+    assert "VERDICT: [[" in rows[0]["judge_verdicts"] and 0.0 <= rows[0]["rewards"]["pairwise_judge"] <= 1.0

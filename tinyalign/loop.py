@@ -91,18 +91,19 @@ def annotate(db, policies: dict[str, str], prompts: int, seed: int = 0, task=TAS
     return {"votes": len(questions), "by_vote": by_vote}
 
 
-def split_pairs(db, folder, seed: int = 0) -> dict:
-    """The store's DPO export, split into folder/train.jsonl and folder/test.jsonl (HELD_OUT of the pairs)."""
+def split_pairs(db, folder, held_out: float = HELD_OUT, seed: int = 0) -> dict:
+    """The store's DPO export, split into folder/train.jsonl and folder/test.jsonl (`held_out` of the pairs)."""
     from . import prefs
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    rows = prefs.pairs(db)
+    folder = files.check_folder_out(folder)
+    outs = {name: files.check_jsonl_out(folder / f"{name}.jsonl", columns={"prompt", "chosen", "rejected"},
+                                        inputs=[db]) for name in ("train", "test")}
+    rows = prefs.load_pairs(db)
     random.Random(seed).shuffle(rows)
-    cut = max(1, round(len(rows) * HELD_OUT))
+    cut = max(1, round(len(rows) * held_out))
+    folder.mkdir(parents=True, exist_ok=True)
     for name, part in (("test", rows[:cut]), ("train", rows[cut:])):
-        with open(folder / f"{name}.jsonl", "w") as f:
-            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in part)
+        files.write_jsonl(outs[name], part)
     return {"train": len(rows) - cut, "test": cut}
 
 
@@ -133,7 +134,7 @@ def run_loop(sft: str, out, prompts: int = 300, grpo_steps: int = 30, baseline: 
     # round 1: the SFT policy's answers, voted; an RM from scratch; GRPO on it alone
     db1 = out / "votes-r1.sqlite"
     votes1 = annotate(db1, {"sft": sft}, prompts, seed)["votes"]
-    split_pairs(db1, out / "pairs-r1", seed)
+    split_pairs(db1, out / "pairs-r1", seed=seed)
     rm.main([str(RM_RECIPE), f"data.source={out / 'pairs-r1'}", *rm_train, f"output_dir={out / 'rm-r1'}"])
     grpo.main([str(GRPO_RECIPE), *grpo_args, "rewards.0.name=reward_model", f"rewards.0.model={out / 'rm-r1'}",
                f"output_dir={out / 'grpo-r1'}"])
@@ -152,7 +153,7 @@ def run_loop(sft: str, out, prompts: int = 300, grpo_steps: int = 30, baseline: 
     # round 2: the new checkpoint into the arena against its start; RM round 1 continued on both rounds' votes
     db2 = out / "votes-r2.sqlite"
     votes2 = annotate(db2, {"sft": sft, "grpo_rm": str(out / "grpo-r1")}, prompts, seed + 1)["votes"]
-    split_pairs(db2, out / "pairs-r2", seed + 1)
+    split_pairs(db2, out / "pairs-r2", seed=seed + 1)
     with open(out / "pairs-r2" / "train.jsonl", "a") as f:  # round 1's votes still hold: train on both rounds
         f.write((out / "pairs-r1" / "train.jsonl").read_text())
     rm.main([str(RM_RECIPE), f"data.source={out / 'pairs-r2'}", *rm_train, f"model.adapter={out / 'rm-r1'}",

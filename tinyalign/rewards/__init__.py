@@ -26,6 +26,7 @@ from .accuracy import exact_match, math_accuracy
 from .format import answer_format, think_format
 from .judge import rubric_judge
 from .length import length_penalty, overlong, repetition
+from .pairwise import judge_verdict, pairwise_judge
 from .reward_model import reward_model
 from .structured import json_valid, regex_match
 from .text import completion_text
@@ -54,6 +55,7 @@ REWARDS: dict[str, Builtin] = {
     "exact_match": Builtin(exact_match, "accuracy", 1.0),
     "regex_match": Builtin(regex_match, "format", 1.0),
     "json_valid": Builtin(json_valid, "format", 1.0),
+    "judge_verdict": Builtin(judge_verdict, "accuracy", 1.0),
     "overlong": Builtin(overlong, "penalty", 0.0),
     "length_penalty": Builtin(length_penalty, "penalty", 0.0),
     "repetition": Builtin(repetition, "penalty", 0.0),
@@ -61,6 +63,7 @@ REWARDS: dict[str, Builtin] = {
 # Rewards that run a model (loaded on first call), kept apart from the pure rule rewards above.
 MODEL_REWARDS: dict[str, Builtin] = {
     "rubric_judge": Builtin(rubric_judge, "custom", 1.0),
+    "pairwise_judge": Builtin(pairwise_judge, "custom", 1.0),
     "reward_model": Builtin(reward_model, "custom", 1.0),  # normalised: 1.0 = a standard deviation above its held-out mean
 }
 

@@ -1,0 +1,174 @@
+"""The pairwise judge: how its verdict is read, how two orders combine, the reward and the data it trains on."""
+
+import json
+import pickle
+import re
+
+import pytest
+
+from tinyalign import judge as judging
+from tinyalign.errors import UserError
+from tinyalign.prefs import VoteStore
+from tinyalign.rewards import pairwise, resolve
+
+MATH = [{"role": "user", "content": "12+34"}]
+
+
+@pytest.mark.parametrize("reply, verdict", [
+    ("TYPE: reasoning\nSOLUTION: 46\nEVALUATION: A right, B wrong\nVERDICT: [[A]]", "A"),
+    ("VERDICT: [[B]]", "B"),
+    ("**Verdict:** [[tie]]", "tie"),
+    ("VERDICT: B", "B"),
+    ("verdict: [[a]]", "A"),
+    ("VERDICT: [[A]] ... on reflection VERDICT: [[B]]", "B"),  # the final verdict counts
+    ("VERDICT: [[C]]", None),
+    ("VERDICT: Answer", None),  # not the letter A
+    ("A is better", None),
+    ("", None),
+])
+def test_parse_verdict_reads_the_fixed_form_and_nothing_else(reply, verdict):
+    assert pairwise.parse_verdict(reply) == verdict
+
+
+@pytest.mark.parametrize("first, second, winner, biased", [
+    ("A", "B", "x", False),   # x shown first won, and won again shown second
+    ("B", "A", "y", False),
+    ("A", "A", "tie", True),  # the first position won both times: nothing said about the answers
+    ("B", "B", "tie", True),
+    ("tie", "tie", "tie", False),
+    ("A", None, "x", False),  # one judgement unreadable: the other decides
+    (None, "A", "y", False),
+    (None, None, None, False),
+    ("A", "tie", "x", False),
+])
+def test_two_orders_combine_and_position_bias_cancels(first, second, winner, biased):
+    assert pairwise.combine(first, second) == {"winner": winner, "position_bias": biased}
+
+
+def scripted(monkeypatch, reply):
+    """A pairwise_judge reward whose judge model is `reply(prompt text) -> judgement`."""
+    reward = resolve({"name": "pairwise_judge", "judge": "tiny:qwen2-1m"})
+    asked = []
+
+    def ask(self, conversations, k=1, max_new_tokens=None, desc=None):
+        asked.append(conversations)
+        return [[reply(c[-1]["content"])] for c in conversations]
+
+    monkeypatch.setattr(pairwise.PairJudge, "ask", ask)
+    monkeypatch.setattr(pairwise.PairJudge, "guided", lambda self, pairs: ["SOLUTION: 46\nVERDICT: [[A]]"] * len(pairs))
+    return reward, asked
+
+
+def shown(prompt):
+    return re.search(r"Answer A: (.*)\nAnswer B: (.*)", prompt).groups()
+
+
+def test_group_answers_are_scored_by_their_win_rate_in_both_orders(monkeypatch):
+    # A judge that knows 12+34: the answer "46" wins, two wrong ones tie.
+    def reply(prompt):
+        a, b = shown(prompt)
+        return "VERDICT: [[A]]" if a == "46" != b else "VERDICT: [[B]]" if b == "46" != a else "VERDICT: [[tie]]"
+
+    reward, asked = scripted(monkeypatch, reply)
+    logged, metrics = {}, {}
+    scores = reward(["46", "45", "47", "46"], prompts=[MATH] * 4, log_extra=logged.__setitem__,
+                    log_metric=metrics.__setitem__)
+    # 2 opponents in a group of 4: the 6 distinct pairs (each answer plays 3), each asked in both orders
+    assert len(asked) == 1 and len(asked[0]) == 12
+    assert scores == pytest.approx([2.5 / 3, 0.5 / 3, 0.5 / 3, 2.5 / 3])
+    assert metrics == {"pairwise_judge/unparsed": 0.0, "pairwise_judge/position_bias": 0.0}
+    assert len(logged["judge_verdicts"]) == 4 and "VERDICT" in logged["judge_verdicts"][0]
+
+
+def test_with_a_reference_each_answer_meets_it_and_a_biased_judge_gives_ties(monkeypatch):
+    reward, asked = scripted(monkeypatch, lambda prompt: "VERDICT: [[A]]")  # always the first position
+    metrics = {}
+    scores = reward(["46", "45"], prompts=[MATH] * 2, answer=["46", "46"], log_metric=metrics.__setitem__)
+    assert [shown(m[-1]["content"]) for m in asked[0]] == [("46", "46"), ("46", "46"), ("45", "46"), ("46", "45")]
+    assert scores == [0.5, 0.5] and metrics["pairwise_judge/position_bias"] == 1.0
+
+
+def test_judgements_without_a_verdict_are_finished_by_the_judge_and_counted(monkeypatch):
+    # No VERDICT line: the judgement is redone, guided (here "A" in both orders: position bias, a tie)
+    reward, _ = scripted(monkeypatch, lambda prompt: "46 (12+34)")
+    metrics = {}
+    assert reward(["46", "45"], prompts=[MATH] * 2, log_metric=metrics.__setitem__) == [0.5, 0.5]
+    assert metrics["pairwise_judge/unparsed"] == 1.0 and reward.fn.unparsed == reward.fn.judged == 2  # one pair, two orders
+    copy = pickle.loads(pickle.dumps(reward))  # picklable like the rule rewards
+    assert copy.fn.judge.judge == "tiny:qwen2-1m" and copy.fn.judge._model is None
+
+
+def test_judge_verdict_rewards_the_side_people_chose():
+    reward = resolve({"name": "judge_verdict"})
+    assert reward.kind == "accuracy"
+    assert reward(["...VERDICT: [[A]]", "VERDICT: [[A]]", "no verdict", "VERDICT: [[tie]]"],
+                  answer=["A", "B", "A", "tie"]) == [1.0, 0.0, 0.0, 1.0]
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"name": "pairwise_judge"}, "needs parameter 'judge'"),
+    ({"name": "pairwise_judge", "judge": "/nope/judge"}, "judge model or run directory not found"),
+    ({"name": "pairwise_judge", "judge": "tiny:qwen2-1m", "opponents": 0}, "must be at least 1"),
+    ({"name": "pairwise_jugde", "judge": "x"}, "did you mean 'pairwise_judge'"),
+])
+def test_recipe_mistakes_are_caught_when_the_recipe_is_read(spec, message):
+    with pytest.raises(UserError, match=message):
+        resolve(spec)
+
+
+# ---------------------------------------------------------------- the training data, from the votes
+
+
+def vote_store(path, n=10):
+    with VoteStore(path) as store:
+        for i in range(n):
+            store.record(conversation=[{"role": "user", "content": f"{i}+1"}], response_a=str(i + 1),
+                         response_b=str(i + 2), model_a="m1", model_b="m2", vote="a", annotator="ann")
+    return path
+
+
+def test_split_then_verdict_rows_hold_both_orders_and_no_held_out_vote(tmp_path):
+    db = vote_store(tmp_path / "votes.sqlite")
+    judging.main(["split", "--pairs", str(db), "--out", str(tmp_path / "pairs")])
+    judging.main(["verdicts", "--pairs", str(tmp_path / "pairs" / "train.jsonl"), "--out", str(tmp_path / "v.jsonl")])
+    rows = [json.loads(line) for line in open(tmp_path / "v.jsonl")]
+    held_out = judging.read_pairs(tmp_path / "pairs" / "test.jsonl")
+    assert len(rows) == 16 and len(held_out) == 2
+    assert [r["verdict"] for r in rows[:2]] == ["A", "B"]
+    assert shown(rows[0]["judge_prompt"])[::-1] == shown(rows[1]["judge_prompt"])
+    trained = {r["judge_prompt"].split("Task: ")[1].split("\n")[0] for r in rows}
+    assert trained.isdisjoint(task for task, _, _ in held_out)
+
+
+def test_traces_keep_only_judgements_that_agree_with_the_vote(tmp_path, monkeypatch):
+    db = vote_store(tmp_path / "votes.sqlite")
+    samples = iter(["VERDICT: [[A]]", "VERDICT: [[B]]", "rambling"] * 100)
+    monkeypatch.setattr(pairwise.PairJudge, "ask", lambda self, c, k=1, desc=None: [[next(samples) for _ in range(k)] for _ in c])
+    monkeypatch.setattr(pairwise.PairJudge, "guided", lambda self, pairs: ["VERDICT: [[tie]]"] * len(pairs))
+    rows, stats = judging.traces(pairwise.PairJudge("tiny:qwen2-1m"), judging.read_pairs(db)[:8], k=3)
+    assert stats == {"pairs": 8, "sampled": 48, "kept": 16, "unparsed": 16 / 48}
+    for row in rows:
+        prompt, verdict = row["judge_prompt"], pairwise.parse_verdict(row["judgement"])
+        chosen = shown(prompt)[0 if verdict == "A" else 1]
+        task = prompt.split("Task: ")[1].split("\n")[0]
+        assert int(chosen) == int(task.split("+")[0]) + 1  # the voted winner, in either position
+
+
+@pytest.mark.parametrize("args, message", [
+    (["verdicts", "--pairs", "{tmp}/missing.sqlite", "--out", "{tmp}/v.jsonl"], "not found"),
+    (["verdicts", "--pairs", "{tmp}/votes.sqlite", "--out", "{tmp}/votes.sqlite"], "the file being read"),
+    (["split", "--pairs", "{tmp}/votes.sqlite", "--held-out", "1", "--out", "{tmp}/v"], "--held-out"),
+    (["split", "--pairs", "{tmp}/votes.sqlite", "--out", "{tmp}/notes.jsonl"], "is a file"),
+    (["verdicts", "--pairs", "{tmp}/notes.jsonl", "--out", "{tmp}/v.jsonl"], "line 1 is not a pair"),
+    (["traces", "--judge", "x", "--pairs", "{tmp}/votes.sqlite", "--k", "0", "--out", "{tmp}/t.jsonl"], "--k"),
+])
+def test_bad_arguments_get_one_line_and_change_nothing(tmp_path, capsys, args, message):
+    db = vote_store(tmp_path / "votes.sqlite")
+    (tmp_path / "notes.jsonl").write_text('{"text": "a note"}\n')
+    before = db.read_bytes()
+    with pytest.raises(SystemExit) as exit:
+        judging.main([a.format(tmp=tmp_path) for a in args])
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert db.read_bytes() == before and not (tmp_path / "v.jsonl").exists()

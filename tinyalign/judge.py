@@ -1,0 +1,158 @@
+"""python -m tinyalign.judge — a pairwise reasoning judge trained from people's votes (RM-R1 in miniature).
+
+The judge (tinyalign/rewards/pairwise.py) writes the task type, its own solution or a rubric, an
+evaluation of both answers and a verdict, asked in both orders. It learns from the votes in two
+runs, and the held-out votes enter neither:
+
+    python -m tinyalign.judge split --pairs runs/tiny_votes.sqlite --out runs/judge_pairs   # train/test
+    # (a) distillation by rejection sampling: K judgements per voted pair, keep those that agree
+    python -m tinyalign.judge traces --judge tiny:qwen2-1m --pairs runs/judge_pairs/train.jsonl --out runs/judge_traces.jsonl
+    python -m tinyalign.sft recipes/tiny_judge_sft.yaml          # SFT on the kept judgements
+    # (b) RL with a verifiable reward: GRPO, reward 1 when the verdict names the side people chose
+    python -m tinyalign.judge verdicts --pairs runs/judge_pairs/train.jsonl --out runs/judge_verdicts.jsonl
+    python -m tinyalign.grpo recipes/tiny_judge_grpo.yaml
+    # agreement with people on the held-out votes, position bias, unparsed rate; a scalar RM alongside
+    python -m tinyalign.judge eval --judge runs/tiny_judge_grpo --pairs runs/judge_pairs/test.jsonl --rm runs/tiny_rm
+
+--pairs is a vote store (the pairs the DPO export makes) or a pairs JSONL, used whole. The judge
+whose judgements `traces` samples may be a stronger model than the one being trained (distillation
+from a teacher). A reward model trained on the same split (data.source: runs/judge_pairs) is
+compared on the same held-out votes.
+"""
+
+import json
+from pathlib import Path
+
+from . import data, files
+from .errors import ArgumentParser, UserError, cli, positive_int
+from .loop import HELD_OUT, split_pairs
+from .rewards.judge import task_text
+from .rewards.pairwise import PairJudge, agreement, pair_messages, parse_verdict
+
+TRACE_COLUMNS = {"judge_prompt", "judgement"}
+VERDICT_COLUMNS = {"judge_prompt", "verdict"}
+
+
+def read_pairs(path) -> list[tuple[str, str, str]]:
+    """(task, chosen, rejected) of every pair in a vote store or a pairs JSONL."""
+    from . import prefs
+    from .reward_models import text_of
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--pairs {path} not found; give a vote store (.sqlite) or a pairs .jsonl")
+    if files.is_sqlite(path):
+        rows = prefs.load_pairs(path)
+    else:
+        data.check_utf8(path)
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        bad = next((i for i, r in enumerate(rows, 1) if not {"prompt", "chosen", "rejected"} <= set(r)), None)
+        if bad is not None or not rows:
+            raise UserError(f"--pairs {path}: line {bad or 1} is not a pair; rows need prompt, chosen and rejected")
+    return [(task_text(r["prompt"]), text_of(r["chosen"]), text_of(r["rejected"])) for r in rows]
+
+
+def traces(judge: PairJudge, pairs, k: int) -> tuple[list[dict], dict]:
+    """(a) SFT rows from the judge's own judgements that agree with the vote, in both orders.
+
+    A judgement the judge did not write in the form is kept as it was redone, guided (PairJudge):
+    trained on it, a judge that cannot keep the form learns it.
+    """
+    asks, wanted = [], []
+    for task, chosen, rejected in pairs:
+        asks += [(task, chosen, rejected), (task, rejected, chosen)]
+        wanted += ["A", "B"]
+    rows, seen, unparsed = [], set(), 0
+    for pair, verdict, judged in zip(asks, wanted, judge.judgements(asks, k=k, desc="judgements")):
+        for text, wrote in judged:
+            unparsed += not wrote
+            if parse_verdict(text) == verdict and (pair, text) not in seen:
+                seen.add((pair, text))
+                rows.append({"judge_prompt": pair_messages(*pair)[0]["content"], "judgement": text})
+    sampled = len(asks) * k
+    return rows, {"pairs": len(pairs), "sampled": sampled, "kept": len(rows), "unparsed": unparsed / max(1, sampled)}
+
+
+def verdict_rows(pairs) -> list[dict]:
+    """(b) GRPO rows: the judge prompt in both orders, with the side people chose."""
+    rows = []
+    for task, chosen, rejected in pairs:
+        rows.append({"judge_prompt": pair_messages(task, chosen, rejected)[0]["content"], "verdict": "A"})
+        rows.append({"judge_prompt": pair_messages(task, rejected, chosen)[0]["content"], "verdict": "B"})
+    return rows
+
+
+def evaluate(judge: str, pairs, rm: str | None = None, max_new_tokens: int = 256, batch_size: int = 16) -> dict:
+    """Agreement with the votes, ties, position bias and unparsed rate; the scalar RM's accuracy alongside."""
+    report = agreement(PairJudge(judge, max_new_tokens, batch_size).compare(pairs, desc="judging"))
+    if rm:
+        from . import reward_models
+
+        scorer, tokenizer = reward_models.load_for_scoring(rm)
+        rows = [{"prompt": t, "chosen": c, "rejected": r} for t, c, r in pairs]
+        report["rm_agreement"] = reward_models.measure(scorer, tokenizer, rows)["accuracy"]
+    return report
+
+
+def summary(report: dict) -> str:
+    line = (f"judge agrees with people on {report['agreement']:.1%} of {report['pairs']} held-out pairs "
+            f"(ties {report['ties']:.1%}, position bias {report['position_bias']:.1%}, "
+            f"unparsed {report['unparsed']:.1%})")
+    return line + (f"; scalar RM {report['rm_agreement']:.1%}" if "rm_agreement" in report else "")
+
+
+@cli
+def main(argv=None):
+    parser = ArgumentParser(prog="python -m tinyalign.judge", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    pairs = ArgumentParser(add_help=False)
+    pairs.add_argument("--pairs", required=True, help="a vote store (.sqlite) or a pairs .jsonl")
+    split = commands.add_parser("split", help="the pairs of a vote store into train.jsonl and test.jsonl")
+    split.add_argument("--pairs", required=True, help="a vote store (.sqlite)")
+    split.add_argument("--out", required=True, help="folder for train.jsonl and test.jsonl")
+    split.add_argument("--held-out", type=float, default=HELD_OUT, help="share of the pairs in test.jsonl")
+    split.add_argument("--seed", type=int, default=0)
+    sample = commands.add_parser("traces", parents=[pairs], help="(a) rejection-sampled judgements, for SFT")
+    sample.add_argument("--judge", required=True, help="the model (or run directory) whose judgements are sampled")
+    sample.add_argument("--k", type=positive_int, default=4, help="judgements sampled per pair and order")
+    sample.add_argument("--temperature", type=float, default=1.0)
+    sample.add_argument("--out", required=True, help="SFT data, e.g. runs/judge_traces.jsonl")
+    rl = commands.add_parser("verdicts", parents=[pairs], help="(b) judge prompts with the held vote, for GRPO")
+    rl.add_argument("--out", required=True, help="GRPO data, e.g. runs/judge_verdicts.jsonl")
+    score = commands.add_parser("eval", parents=[pairs], help="agreement with held-out votes")
+    score.add_argument("--judge", required=True, help="a model or judge run directory")
+    score.add_argument("--rm", help="a reward-model run to score on the same pairs")
+    for command in (sample, score):
+        command.add_argument("--max-new-tokens", type=positive_int, default=256)
+        command.add_argument("--batch-size", type=positive_int, default=16, help="judgements generated at once")
+    args = parser.parse_args(argv)
+
+    if args.command == "split":
+        if not 0.0 < args.held_out < 1.0:
+            raise UserError(f"--held-out must be between 0 and 1, got {args.held_out}")
+        sizes = split_pairs(args.pairs, args.out, args.held_out, args.seed)
+        print(f"{sizes['train']} pairs to train on, {sizes['test']} held out -> {args.out}/train.jsonl, test.jsonl")
+    elif args.command == "traces":
+        out = files.check_jsonl_out(args.out, columns=TRACE_COLUMNS, inputs=[args.pairs])
+        if args.temperature <= 0:
+            raise UserError("--temperature must be above 0: rejection sampling needs varied judgements")
+        judge = PairJudge(args.judge, args.max_new_tokens, args.batch_size, args.temperature)
+        rows, stats = traces(judge, read_pairs(args.pairs), args.k)
+        if not rows:
+            raise UserError(f"none of {stats['sampled']} judgements agreed with the votes; sample from a "
+                            "stronger model with --judge, or raise --k")
+        files.write_jsonl(out, rows)
+        print(f"kept {stats['kept']} of {stats['sampled']} judgements ({stats['kept'] / stats['sampled']:.1%}) "
+              f"on {stats['pairs']} voted pairs; unparsed {stats['unparsed']:.1%} -> {out}")
+    elif args.command == "verdicts":
+        out = files.check_jsonl_out(args.out, columns=VERDICT_COLUMNS, inputs=[args.pairs])
+        rows = verdict_rows(read_pairs(args.pairs))
+        files.write_jsonl(out, rows)
+        print(f"wrote {len(rows)} judge prompts (both orders of {len(rows) // 2} voted pairs) -> {out}")
+    else:
+        print(summary(evaluate(args.judge, read_pairs(args.pairs), args.rm, args.max_new_tokens, args.batch_size)))
+    return 0
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,271 @@
+"""A pairwise chain-of-rubrics judge (RM-R1 in miniature), and `pairwise_judge`, the GRPO reward on it.
+
+For a task and two answers the judge writes, in a fixed form: the task type (chat or reasoning);
+for reasoning its own solution, for chat a rubric; an evaluation of both answers against it; then
+`VERDICT: [[A]]`, `[[B]]` or `[[tie]]`. Every pair is asked in both orders: a judge that prefers a
+position says A (or B) both times, which cancels to a tie here and is counted as position bias.
+
+The same prompt and parser serve the untrained judge, the training data that teaches it
+(tinyalign.judge: rejection-sampled traces for SFT, verdict-matches-vote rows for GRPO) and the
+reward, so a trained judge is asked exactly what it was trained on.
+"""
+
+import re
+from pathlib import Path
+
+from ..errors import UserError
+from .judge import MAX_CHARS, judge_model, task_text
+from .text import completion_text
+
+# Short on purpose: a small judge must hold it, the task and both answers in its context.
+PAIR_PROMPT = """Which answer to the task is better? Reply in exactly this form:
+TYPE: chat or reasoning
+SOLUTION: your own solution and final answer (reasoning) or a rubric of 2-4 criteria (chat)
+EVALUATION: answer A, then answer B, checked against it
+VERDICT: [[A]], [[B]] or [[tie]]
+
+Task: {task}
+Answer A: {a}
+Answer B: {b}"""
+
+VERDICTS = ("A", "B", "tie")
+_VERDICT_RE = re.compile(r"VERDICT\W*?:?\W*?(?:\[\[\s*)?(A|B|tie)\b", re.IGNORECASE)
+
+
+def pair_messages(task: str, a: str, b: str) -> list[dict]:
+    # No system message: a GRPO recipe's prompt template then rebuilds exactly this conversation.
+    return [{"role": "user", "content": PAIR_PROMPT.format(task=task, a=a[:MAX_CHARS], b=b[:MAX_CHARS])}]
+
+
+def parse_verdict(reply: str) -> str | None:
+    """"A", "B" or "tie" from the last VERDICT line of a judgement; None when there is none."""
+    found = _VERDICT_RE.findall(reply)
+    if not found:
+        return None
+    verdict = found[-1]
+    return "tie" if verdict.lower() == "tie" else verdict.upper()
+
+
+def combine(first: str | None, second: str | None) -> dict:
+    """One pair's outcome from its two judgements: `first` with (x, y) shown as (A, B), `second` swapped.
+
+    Returns {"winner": "x" | "y" | "tie" | None, "position_bias": bool}. A judge that names the same
+    position both times has said nothing about the answers: a tie, flagged. One unparsed judgement
+    leaves the other's; two leave None.
+    """
+    as_x = {"A": "x", "B": "y", "tie": "tie"}
+    votes = [as_x.get(first), {"A": "y", "B": "x", "tie": "tie"}.get(second)]
+    votes = [v for v in votes if v is not None]
+    biased = first is not None and first == second and first != "tie"
+    if not votes:
+        return {"winner": None, "position_bias": False}
+    if biased or len(set(votes)) > 1:
+        winner = "tie" if biased or "tie" not in votes else next(v for v in votes if v != "tie")
+        return {"winner": winner, "position_bias": biased}
+    return {"winner": votes[0], "position_bias": False}
+
+
+class PairJudge:
+    """A judge model: `judge.compare([(task, x, y), ...]) -> [outcome, ...]`, each pair in both orders.
+
+    A judgement without a VERDICT line is written again, guided, from what the judge can do: its
+    choice of task type after "TYPE: ", its SOLUTION line, then its choice of A, B or tie after
+    "VERDICT: [[" (likeliest, or drawn when sampling). So a small or untrained judge still gives its own verdict; those judgements are
+    counted as unparsed, and trained on (tinyalign.judge traces) they teach it the form.
+    Loaded on first use.
+    """
+
+    def __init__(self, judge: str, max_new_tokens: int = 256, batch_size: int = 16, temperature: float = 0.0):
+        self.judge, self.max_new_tokens, self.batch_size = judge, max_new_tokens, batch_size
+        self.temperature = temperature
+        self._model = self._tokenizer = None
+
+    def __getstate__(self):  # picklable like the other rewards; the model is reloaded where it is used
+        return {**self.__dict__, "_model": None, "_tokenizer": None}
+
+    def load(self):
+        if self._model is None:
+            from .. import model
+
+            spec, adapters = judge_model(self.judge)
+            self._model, self._tokenizer = model.load_with_adapters(spec, adapters)
+        return self._model, self._tokenizer
+
+    def ask(self, conversations: list[list[dict]], k: int = 1, max_new_tokens: int | None = None,
+            desc: str | None = None) -> list[list[str]]:
+        """k replies per conversation, as the judge writes them."""
+        from ..generate import generate
+
+        judge, tokenizer = self.load()
+        return generate(judge, tokenizer, conversations, k=k, max_new_tokens=max_new_tokens or self.max_new_tokens,
+                        temperature=self.temperature, batch_size=self.batch_size, desc=desc)
+
+    def choose(self, texts: list[str], options: tuple[str, ...]) -> list[str]:
+        """The judge's next choice among `options` after each text (rendered chat plus reply so far)."""
+        import torch
+
+        judge, tokenizer = self.load()
+        first = [tokenizer(o, add_special_tokens=False).input_ids[0] for o in options]
+        tokenizer.padding_side = "left"
+        device = next(judge.parameters()).device
+        chosen = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), self.batch_size):
+                batch = tokenizer(texts[start:start + self.batch_size], return_tensors="pt", padding=True,
+                                  add_special_tokens=False).to(device)
+                logits = judge(**batch).logits[:, -1, first].float()
+                if self.temperature > 0:
+                    picks = torch.multinomial(torch.softmax(logits / self.temperature, -1), 1)[:, 0]
+                else:
+                    picks = logits.argmax(-1)
+                chosen += [options[i] for i in picks.tolist()]
+        return chosen
+
+    def write_on(self, texts: list[str], max_new_tokens: int) -> list[str]:
+        """The judge's continuation of each text (rendered chat plus reply so far), up to the end of its line."""
+        import torch
+
+        from ..model import stop_token_ids
+
+        judge, tokenizer = self.load()
+        tokenizer.padding_side = "left"
+        device = next(judge.parameters()).device
+        lines = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), self.batch_size):
+                batch = tokenizer(texts[start:start + self.batch_size], return_tensors="pt", padding=True,
+                                  add_special_tokens=False).to(device)
+                sampling = self.temperature > 0
+                out = judge.generate(**batch, max_new_tokens=max_new_tokens, do_sample=sampling,
+                                     temperature=self.temperature if sampling else None, top_p=None, top_k=None,
+                                     pad_token_id=tokenizer.pad_token_id, eos_token_id=stop_token_ids(judge, tokenizer))
+                decoded = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+                lines += [(text.strip().splitlines() or [""])[0] for text in decoded]
+        return lines
+
+    def guided(self, pairs: list[tuple[str, str, str]]) -> list[str]:
+        """One judgement per (task, a, b), written field by field: the harness writes the headings,
+        the judge its choice of type, its own solution (to the end of the line) and its verdict."""
+        from ..generate import render
+
+        _, tokenizer = self.load()
+        starts = [render(tokenizer, pair_messages(*pair)) for pair in pairs]
+        heads = [f"TYPE: {kind}\nSOLUTION: " for kind in self.choose([s + "TYPE: " for s in starts], ("reasoning", "chat"))]
+        heads = [f"{h}{line}\n" for h, line in zip(heads, self.write_on([s + h for s, h in zip(starts, heads)], 48))]
+        verdicts = self.choose([s + h + "VERDICT: [[" for s, h in zip(starts, heads)], VERDICTS)
+        return [f"{head}VERDICT: [[{verdict}]]" for head, verdict in zip(heads, verdicts)]
+
+    def judgements(self, pairs: list[tuple[str, str, str]], k: int = 1, desc: str | None = None
+                   ) -> list[list[tuple[str, bool]]]:
+        """k judgements per (task, a, b): (text ending in a verdict, whether the judge wrote it in the form)."""
+        replies = self.ask([pair_messages(*pair) for pair in pairs], k, desc=desc)
+        missing = [(i, j) for i, group in enumerate(replies) for j, r in enumerate(group) if parse_verdict(r) is None]
+        redone = self.guided([pairs[i] for i, _ in missing]) if missing else []
+        judged = [[(reply, True) for reply in group] for group in replies]
+        for (i, j), text in zip(missing, redone):
+            judged[i][j] = (text, False)
+        return judged
+
+    def compare(self, triples: list[tuple[str, str, str]], desc: str | None = None) -> list[dict]:
+        """One outcome per (task, x, y): combine()'s dict, the two judgements and how many lacked the form."""
+        both = [pair for task, x, y in triples for pair in ((task, x, y), (task, y, x))]
+        judged = [group[0] for group in self.judgements(both, desc=desc)]
+        outcomes = []
+        for (first, wrote_first), (second, wrote_second) in zip(judged[::2], judged[1::2]):
+            outcomes.append({**combine(parse_verdict(first), parse_verdict(second)), "judgements": [first, second],
+                             "unparsed": 2 - wrote_first - wrote_second})
+        return outcomes
+
+
+def agreement(outcomes: list[dict]) -> dict:
+    """Held-out figures for outcomes of (task, chosen, rejected) pairs: how often the judge agrees
+    with the people (picks chosen), calls a tie, shows position bias, or writes no verdict."""
+    n = max(1, len(outcomes))
+    return {
+        "pairs": len(outcomes),
+        "agreement": sum(o["winner"] == "x" for o in outcomes) / n,
+        "ties": sum(o["winner"] == "tie" for o in outcomes) / n,
+        "position_bias": sum(o["position_bias"] for o in outcomes) / n,
+        "unparsed": sum(o["unparsed"] for o in outcomes) / (2 * n),
+    }
+
+
+class PairwiseJudgeReward:
+    """The GRPO reward: each completion judged against its group's others (or the reference answer),
+    scored by its win rate: wins + half the ties, over the comparisons it was in."""
+
+    def __init__(self, judge: PairJudge, opponents: int):
+        self.judge, self.opponents = judge, opponents
+        self.unparsed = self.judged = 0
+
+    def __call__(self, completions, prompts=None, answer=None, log_extra=None, log_metric=None, **_):
+        if prompts is None:
+            raise UserError("pairwise_judge needs the prompts to judge answers against; call it with prompts=[...]")
+        tasks = [task_text(p) for p in prompts]
+        texts = [completion_text(c) for c in completions]
+        references = answer if isinstance(answer, list) else None
+        pairs = []  # (i, j) completion indices, j = -1 - i for completion i against its reference
+        if references is not None:
+            pairs = [(i, -1 - i) for i in range(len(texts))]
+        else:
+            groups: dict[str, list[int]] = {}
+            for i, task in enumerate(tasks):
+                groups.setdefault(task, []).append(i)
+            for members in groups.values():  # rings: every answer meets up to `opponents` others of its group
+                met = set()
+                for step in range(1, min(self.opponents, len(members) - 1) + 1):
+                    for k in range(len(members)):
+                        pair = (members[k], members[(k + step) % len(members)])
+                        if frozenset(pair) not in met:  # half-way round a ring meets the same pairs twice
+                            met.add(frozenset(pair))
+                            pairs.append(pair)
+        answer_of = lambda j: texts[j] if j >= 0 else references[-1 - j]
+        outcomes = self.judge.compare([(tasks[i], texts[i], answer_of(j)) for i, j in pairs])
+
+        points = [0.0] * len(texts)
+        games = [0] * len(texts)
+        logs = [[] for _ in texts]
+        for (i, j), outcome in zip(pairs, outcomes):
+            share = {"x": 1.0, "y": 0.0, "tie": 0.5, None: 0.5}[outcome["winner"]]
+            for side, won in ((i, share), (j, 1.0 - share)):
+                if side >= 0:
+                    points[side] += won
+                    games[side] += 1
+                    logs[side].append(outcome["judgements"][0])
+        missing = sum(o["unparsed"] for o in outcomes)
+        self.unparsed += missing
+        self.judged += 2 * len(outcomes)
+        if log_extra is not None:
+            log_extra("judge_verdicts", ["\n---\n".join(entry) for entry in logs])
+        if log_metric is not None:
+            log_metric("pairwise_judge/unparsed", missing / max(1, 2 * len(outcomes)))
+            log_metric("pairwise_judge/position_bias", sum(o["position_bias"] for o in outcomes) / max(1, len(outcomes)))
+        return [p / g if g else 0.5 for p, g in zip(points, games)]
+
+
+def pairwise_judge(judge: str, opponents: int = 2, max_new_tokens: int = 256, batch_size: int = 16):
+    """0..1: win rate under a pairwise chain-of-rubrics judge, against the group's answers or the reference.
+
+    `judge`: a model (hub id, local folder) or a judge run directory (tinyalign.judge). Every
+    comparison is asked in both orders. With an `answer` column each completion meets the reference
+    answer; without one it meets `opponents` other answers of its group.
+    """
+    from ..model import looks_like_path
+
+    if looks_like_path(judge) and not Path(judge).expanduser().is_dir():
+        raise UserError(f"reward 'pairwise_judge': judge model or run directory not found: {judge}")
+    if opponents < 1 or max_new_tokens < 1 or batch_size < 1:
+        raise UserError("reward 'pairwise_judge': opponents, max_new_tokens and batch_size must be at least 1")
+    return PairwiseJudgeReward(PairJudge(judge, max_new_tokens, batch_size), opponents)
+
+
+def _verdict_scores(completions, answer, **_):
+    return [float(parse_verdict(completion_text(c)) == str(a).strip()) for c, a in zip(completions, answer)]
+
+
+def judge_verdict():
+    """1.0 when a judgement's VERDICT names the side people chose (the `answer` column: A, B or tie), else 0.0.
+
+    The verifiable reward that trains a pairwise judge with GRPO (tinyalign.judge verdicts).
+    """
+    return _verdict_scores
