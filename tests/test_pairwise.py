@@ -160,11 +160,15 @@ def test_traces_keep_only_judgements_that_agree_with_the_vote(tmp_path, monkeypa
     (["split", "--pairs", "{tmp}/votes.sqlite", "--held-out", "1", "--out", "{tmp}/v"], "--held-out"),
     (["split", "--pairs", "{tmp}/votes.sqlite", "--out", "{tmp}/notes.jsonl"], "is a file"),
     (["verdicts", "--pairs", "{tmp}/notes.jsonl", "--out", "{tmp}/v.jsonl"], "line 1 is not a pair"),
+    (["verdicts", "--pairs", "{tmp}/broken.jsonl", "--out", "{tmp}/v.jsonl"], "line 2 is not a pair"),
+    (["verdicts", "--pairs", "{tmp}/empty.jsonl", "--out", "{tmp}/v.jsonl"], "holds no pairs"),
     (["traces", "--judge", "x", "--pairs", "{tmp}/votes.sqlite", "--k", "0", "--out", "{tmp}/t.jsonl"], "--k"),
 ])
 def test_bad_arguments_get_one_line_and_change_nothing(tmp_path, capsys, args, message):
     db = vote_store(tmp_path / "votes.sqlite")
     (tmp_path / "notes.jsonl").write_text('{"text": "a note"}\n')
+    (tmp_path / "broken.jsonl").write_text('{"prompt": "1+1", "chosen": "2", "rejected": "3"}\n{"prompt": \n')
+    (tmp_path / "empty.jsonl").write_text("\n")
     before = db.read_bytes()
     with pytest.raises(SystemExit) as exit:
         judging.main([a.format(tmp=tmp_path) for a in args])

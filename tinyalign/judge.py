@@ -45,10 +45,19 @@ def read_pairs(path) -> list[tuple[str, str, str]]:
         rows = prefs.load_pairs(path)
     else:
         data.check_utf8(path)
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        bad = next((i for i, r in enumerate(rows, 1) if not {"prompt", "chosen", "rejected"} <= set(r)), None)
-        if bad is not None or not rows:
-            raise UserError(f"--pairs {path}: line {bad or 1} is not a pair; rows need prompt, chosen and rejected")
+        rows = []
+        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            try:
+                row = json.loads(line) if line.strip() else None
+            except json.JSONDecodeError:
+                row = False
+            if row is None:
+                continue
+            if not (isinstance(row, dict) and {"prompt", "chosen", "rejected"} <= set(row)):
+                raise UserError(f"--pairs {path}: line {i} is not a pair; rows need prompt, chosen and rejected")
+            rows.append(row)
+        if not rows:
+            raise UserError(f"--pairs {path} holds no pairs")
     return [(task_text(r["prompt"]), text_of(r["chosen"]), text_of(r["rejected"])) for r in rows]
 
 
@@ -56,7 +65,7 @@ def traces(judge: PairJudge, pairs, k: int) -> tuple[list[dict], dict]:
     """(a) SFT rows from the judge's own judgements that agree with the vote, in both orders.
 
     A judgement the judge did not write in the form is kept as it was redone, guided (PairJudge):
-    trained on it, a judge that cannot keep the form learns it.
+    its verdict is still the judge's own.
     """
     asks, wanted = [], []
     for task, chosen, rejected in pairs:

@@ -108,20 +108,18 @@ def judge_model(judge: str):
     return recipes.load(recipe).model, {"judge": str(folder)}
 
 
-class RubricJudge:
-    """The reward function: `judge(completions, prompts=..., answer=...) -> list[float]` in [0, 1]."""
+class JudgeModel:
+    """A judge given as a model or a run directory, loaded on first use, once; picklable like the
+    other rewards (the model is not copied, but reloaded where it is used)."""
 
-    def __init__(self, judge: str, max_new_tokens: int, batch_size: int, neutral: float):
-        self.judge, self.max_new_tokens, self.batch_size, self.neutral = judge, max_new_tokens, batch_size, neutral
-        self.unparsed = 0  # judge replies with no score, over the judge's life
-        self.graded = 0
-        self.last: list[dict] = []  # kind, rubric, grade and score of each completion of the latest call
+    def __init__(self, judge: str):
+        self.judge = judge
         self._model = self._tokenizer = None
 
-    def __getstate__(self):  # picklable like the other rewards; the model is reloaded where it is used
+    def __getstate__(self):
         return {**self.__dict__, "_model": None, "_tokenizer": None}
 
-    def _load(self):
+    def load(self):
         if self._model is None:
             from .. import model
 
@@ -129,10 +127,21 @@ class RubricJudge:
             self._model, self._tokenizer = model.load_with_adapters(spec, adapters)
         return self._model, self._tokenizer
 
+
+class RubricJudge(JudgeModel):
+    """The reward function: `judge(completions, prompts=..., answer=...) -> list[float]` in [0, 1]."""
+
+    def __init__(self, judge: str, max_new_tokens: int, batch_size: int, neutral: float):
+        super().__init__(judge)
+        self.max_new_tokens, self.batch_size, self.neutral = max_new_tokens, batch_size, neutral
+        self.unparsed = 0  # judge replies with no score, over the judge's life
+        self.graded = 0
+        self.last: list[dict] = []  # kind, rubric, grade and score of each completion of the latest call
+
     def _ask(self, conversations: list[list[dict]]) -> list[str]:
         from ..generate import generate
 
-        judge, tokenizer = self._load()
+        judge, tokenizer = self.load()
         replies = generate(judge, tokenizer, conversations, max_new_tokens=self.max_new_tokens,
                            batch_size=self.batch_size)
         return [r[0] for r in replies]

@@ -10,11 +10,12 @@ The same prompt and parser serve the untrained judge, the training data that tea
 reward, so a trained judge is asked exactly what it was trained on.
 """
 
+import contextlib
 import re
 from pathlib import Path
 
 from ..errors import UserError
-from .judge import MAX_CHARS, judge_model, task_text
+from .judge import MAX_CHARS, JudgeModel, task_text
 from .text import completion_text
 
 # Short on purpose: a small judge must hold it, the task and both answers in its context.
@@ -30,6 +31,11 @@ Answer B: {b}"""
 
 VERDICTS = ("A", "B", "tie")
 _VERDICT_RE = re.compile(r"VERDICT\W*?:?\W*?(?:\[\[\s*)?(A|B|tie)\b", re.IGNORECASE)
+
+
+def guided_head(kind: str, solution: str) -> str:
+    """A guided judgement up to the verdict's letter: the judge's type and solution in the fixed form."""
+    return f"TYPE: {kind}\nSOLUTION: {solution}\nVERDICT: [["
 
 
 def pair_messages(task: str, a: str, b: str) -> list[dict]:
@@ -65,31 +71,19 @@ def combine(first: str | None, second: str | None) -> dict:
     return {"winner": votes[0], "position_bias": False}
 
 
-class PairJudge:
+class PairJudge(JudgeModel):
     """A judge model: `judge.compare([(task, x, y), ...]) -> [outcome, ...]`, each pair in both orders.
 
     A judgement without a VERDICT line is written again, guided, from what the judge can do: its
-    choice of task type after "TYPE: ", its SOLUTION line, then its choice of A, B or tie after
-    "VERDICT: [[" (likeliest, or drawn when sampling). So a small or untrained judge still gives its own verdict; those judgements are
-    counted as unparsed, and trained on (tinyalign.judge traces) they teach it the form.
-    Loaded on first use.
+    choice of task type after "TYPE: ", its own answer to the task as the SOLUTION (reference-guided
+    judging), then its choice of A, B or tie after "VERDICT: [[" (likeliest, or drawn when
+    sampling). So a small or untrained judge still gives its own verdict, and its position bias can
+    be measured; such judgements are counted as unparsed. Loaded on first use.
     """
 
     def __init__(self, judge: str, max_new_tokens: int = 256, batch_size: int = 16, temperature: float = 0.0):
-        self.judge, self.max_new_tokens, self.batch_size = judge, max_new_tokens, batch_size
-        self.temperature = temperature
-        self._model = self._tokenizer = None
-
-    def __getstate__(self):  # picklable like the other rewards; the model is reloaded where it is used
-        return {**self.__dict__, "_model": None, "_tokenizer": None}
-
-    def load(self):
-        if self._model is None:
-            from .. import model
-
-            spec, adapters = judge_model(self.judge)
-            self._model, self._tokenizer = model.load_with_adapters(spec, adapters)
-        return self._model, self._tokenizer
+        super().__init__(judge)
+        self.max_new_tokens, self.batch_size, self.temperature = max_new_tokens, batch_size, temperature
 
     def ask(self, conversations: list[list[dict]], k: int = 1, max_new_tokens: int | None = None,
             desc: str | None = None) -> list[list[str]]:
@@ -121,39 +115,29 @@ class PairJudge:
                 chosen += [options[i] for i in picks.tolist()]
         return chosen
 
-    def write_on(self, texts: list[str], max_new_tokens: int) -> list[str]:
-        """The judge's continuation of each text (rendered chat plus reply so far), up to the end of its line."""
-        import torch
+    def solve(self, tasks: list[str]) -> list[str]:
+        """The first line of the judge's base model's own answer to each task: its reference solution.
 
-        from ..model import stop_token_ids
-
-        judge, tokenizer = self.load()
-        tokenizer.padding_side = "left"
-        device = next(judge.parameters()).device
-        lines = []
-        with torch.inference_mode():
-            for start in range(0, len(texts), self.batch_size):
-                batch = tokenizer(texts[start:start + self.batch_size], return_tensors="pt", padding=True,
-                                  add_special_tokens=False).to(device)
-                sampling = self.temperature > 0
-                out = judge.generate(**batch, max_new_tokens=max_new_tokens, do_sample=sampling,
-                                     temperature=self.temperature if sampling else None, top_p=None, top_k=None,
-                                     pad_token_id=tokenizer.pad_token_id, eos_token_id=stop_token_ids(judge, tokenizer))
-                decoded = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
-                lines += [(text.strip().splitlines() or [""])[0] for text in decoded]
-        return lines
+        Asked without the judge's adapter, as a plain question: a judge trained on judging prompts
+        answers everything as a judgement, but its base still solves the task as before.
+        """
+        judge, _ = self.load()
+        plain = judge.disable_adapter() if hasattr(judge, "disable_adapter") else contextlib.nullcontext()
+        with plain:
+            answers = self.ask([[{"role": "user", "content": task}] for task in tasks], max_new_tokens=64)
+        return [(a[0].strip().splitlines() or [""])[0] for a in answers]
 
     def guided(self, pairs: list[tuple[str, str, str]]) -> list[str]:
-        """One judgement per (task, a, b), written field by field: the harness writes the headings,
-        the judge its choice of type, its own solution (to the end of the line) and its verdict."""
+        """One judgement per (task, a, b), written field by field: the harness writes the headings, the
+        judge its choice of type, its own solution (reference-guided judging) and its choice of verdict."""
         from ..generate import render
 
         _, tokenizer = self.load()
         starts = [render(tokenizer, pair_messages(*pair)) for pair in pairs]
-        heads = [f"TYPE: {kind}\nSOLUTION: " for kind in self.choose([s + "TYPE: " for s in starts], ("reasoning", "chat"))]
-        heads = [f"{h}{line}\n" for h, line in zip(heads, self.write_on([s + h for s, h in zip(starts, heads)], 48))]
-        verdicts = self.choose([s + h + "VERDICT: [[" for s, h in zip(starts, heads)], VERDICTS)
-        return [f"{head}VERDICT: [[{verdict}]]" for head, verdict in zip(heads, verdicts)]
+        kinds = self.choose([s + "TYPE: " for s in starts], ("reasoning", "chat"))
+        heads = [guided_head(kind, solution) for kind, solution in zip(kinds, self.solve([t for t, _, _ in pairs]))]
+        verdicts = self.choose([s + h for s, h in zip(starts, heads)], VERDICTS)
+        return [f"{head}{verdict}]]" for head, verdict in zip(heads, verdicts)]
 
     def judgements(self, pairs: list[tuple[str, str, str]], k: int = 1, desc: str | None = None
                    ) -> list[list[tuple[str, bool]]]:
