@@ -98,6 +98,37 @@ def test_rm_refuses_a_policy_adapter_as_its_start(young_sft_run, tmp_path, capsy
     assert not (tmp_path / "rm").exists()
 
 
+def test_a_reward_model_per_dimension_trains_on_that_dimension_s_verdicts(tmp_path, capsys):
+    # The overall vote says A; on correctness the annotators sided with B (the right sum, worded badly).
+    from tinyalign.prefs import VoteStore
+
+    db = tmp_path / "votes.sqlite"
+    with VoteStore(db) as store:
+        for i in range(24):
+            store.record(conversation=[{"role": "user", "content": f"{i}+1"}], response_a=str(i), response_b=f"= {i + 1}",
+                         model_a="m1", model_b="m2", vote="a", annotator="ann",
+                         dimensions={"correctness": "b"} if i % 4 else {"style": "a"})
+    rm.main([RECIPE, f"data.source={db}", "data.dimension=correctness", "data.test_size=4", "train.max_steps=2",
+             f"output_dir={tmp_path / 'rm'}"])
+    metrics = json.loads((tmp_path / "rm" / reward_models.METRICS).read_text())
+    assert metrics["pairs"] == 4  # 18 judged correctness, 4 of them held out
+    from tinyalign import data
+    from tinyalign.recipe import Data
+
+    rows = data.load_split(Data(source=str(db), dimension="correctness"), "train")
+    assert len(rows) == 18 and all(r["chosen"][0]["content"].startswith("= ") for r in rows)
+
+    with pytest.raises(SystemExit):  # a dimension no vote judged: one line, no run directory
+        rm.main([RECIPE, f"data.source={db}", "data.dimension=helpfulness", f"output_dir={tmp_path / 'rm2'}"])
+    assert "no vote judged the dimension 'helpfulness'" in capsys.readouterr().err
+    assert not (tmp_path / "rm2").exists()
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"prompt": "1+1", "chosen": "2", "rejected": "3"}) + "\n")
+    with pytest.raises(SystemExit):
+        rm.main([RECIPE, f"data.source={pairs}", "data.dimension=correctness", f"output_dir={tmp_path / 'rm3'}"])
+    assert "data.dimension picks a dimension of a vote store" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------- as a GRPO reward
 
 

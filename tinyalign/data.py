@@ -16,10 +16,9 @@ from pathlib import Path
 from . import recipe as recipes
 from . import tiny
 from .errors import UserError
-from .recipe import Data
+from .recipe import VOTE_STORES, Data
 
 LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
-VOTE_STORES = (".sqlite", ".db", ".sqlite3")
 
 
 def is_local(source: str) -> bool:
@@ -40,7 +39,7 @@ def load_split(spec: Data, split: str):
 
         if not path.is_file():
             raise UserError(f"data.source: vote store not found: {source}")
-        return datasets.Dataset.from_list(load_pairs(path))
+        return datasets.Dataset.from_list(load_pairs(path, spec.dimension))
     if is_local(source):
         if path.is_dir():
             files = sorted(path.glob(f"{split}.*"))

@@ -491,9 +491,10 @@ def pairs(store_or_path, dimension=None):
     return _build_pairs(_read_votes(store_or_path, dimension))[0]
 
 
-def load_pairs(path):
-    """The data loader's entry for `data.source: something.sqlite`: the export rows, or a UserError."""
-    votes = _read_votes(path)
+def load_pairs(path, dimension=None):
+    """The data loader's entry for `data.source: something.sqlite` (and `data.dimension`): the export
+    rows, or a UserError."""
+    votes = _read_votes(path, dimension)
     rows, dropped = _build_pairs(votes)
     if not rows:
         raise _no_pairs(path, votes, dropped)

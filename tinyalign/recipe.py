@@ -40,6 +40,9 @@ class Model:
     max_seq_length: int = 2048
 
 
+VOTE_STORES = (".sqlite", ".db", ".sqlite3")  # data.source suffixes read as the arena's vote store
+
+
 @dataclass
 class Data:
     source: str = ""  # hub id, local .jsonl/.json/.parquet/.csv, a vote store .sqlite, or tiny:addition
@@ -52,6 +55,7 @@ class Data:
     rejected: Optional[str] = None
     messages: Optional[str] = None  # column already holding chat messages (SFT)
     system: Optional[str] = None  # system prompt put before every prompt
+    dimension: Optional[str] = None  # a vote store's verdicts on one dimension (e.g. correctness), not the overall vote
     test_split: Optional[str] = None  # held-out split by name ...
     test_size: Optional[Union[int, float]] = None  # ... or carved from `split` (count or fraction)
     limit: Optional[int] = None  # use only the first N training rows
@@ -141,6 +145,10 @@ def load(path, overrides=(), method: Optional[str] = None) -> Recipe:
             raise UserError(f"recipe is missing `{key}`")
     if recipe.rewards and recipe.method != "grpo":
         raise UserError(f"`rewards` apply to GRPO only; remove them from this {recipe.method} recipe")
+    if recipe.data.dimension and Path(recipe.data.source).suffix not in VOTE_STORES:
+        raise UserError(f"data.dimension picks a dimension of a vote store's verdicts; {recipe.data.source} is not a "
+                        "vote store (.sqlite): remove data.dimension, or export the dimension with "
+                        "python -m tinyalign.prefs export STORE --dimension NAME")
     if recipe.method == "grpo" and not recipe.rewards:
         raise UserError("a GRPO recipe needs `rewards`, e.g. [{name: exact_match, weight: 1.0}]")
     check_train_keys(recipe)
