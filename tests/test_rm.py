@@ -62,10 +62,11 @@ def rm_run(votes, tmp_path_factory):
 @pytest.mark.slow
 def test_reward_model_from_votes_ranks_held_out_pairs(rm_run, votes, capsys):
     metrics = json.loads((rm_run / reward_models.METRICS).read_text())
-    # Measured 81.6-91.9 % on ~75 held-out pairs over runs (the votes change with the CPU's torch thread
-    # count; the issue's goal is 90 %). Pairs whose answers differ in form ("68" vs "68)") it gets right ~97 % of the time; pairs
-    # of the same form ("68" vs "58") need it to redo the sum, which this 1M classifier does ~80 % of the time.
-    assert metrics["accuracy"] >= 0.80, metrics
+    # Measured 90.8-96.1 % on 76 held-out pairs over four splits (92.1 % on this one; the votes change
+    # with the CPU's torch thread count; the issue's goal is 90 %). Pairs whose answers differ in form
+    # ("68" vs "68)") it gets right ~97 % of the time; pairs of the same form ("68" vs "58") need it to
+    # redo the sum, which this 1M classifier does less reliably.
+    assert metrics["accuracy"] >= 0.85, metrics
     assert metrics["mean_margin"] > 0.5
     assert metrics["length_bias"] is None or abs(metrics["length_bias"]) <= 0.25, metrics
     # the run directory contract: recipe, log, checkpoints, the adapter with its trained head
@@ -162,14 +163,14 @@ def test_policy_and_reward_model_improve_together(young_sft_run, tmp_path, capsy
     table = loop.run_loop(str(young_sft_run), tmp_path / "loop", prompts=300, grpo_steps=30)
     first, rule, second = table
     assert first["votes"] == second["votes"] == 300
-    # the reward model learned the votes (the issue's goal is 90 %: measured 85.7-94.0 % on ~50 held-out
-    # pairs over runs; see test_reward_model_from_votes_ranks_held_out_pairs)
+    # the reward model learned the votes (the issue's goal is 90 %: measured 86.8-96.0 % on ~50 held-out
+    # pairs over three seeds; see test_reward_model_from_votes_ranks_held_out_pairs)
     assert first["rm_accuracy"] >= 0.80, table
     # GRPO with no rule reward, only the learned one, gets >= 80 % of what exact_match gets from the same start
     assert rule["policy_accuracy"] - rule["start_accuracy"] >= 0.2, table
     assert first["policy_accuracy"] - first["start_accuracy"] >= 0.8 * (rule["policy_accuracy"] - rule["start_accuracy"])
     # round 2's reward model, continued on votes over the new checkpoint's answers, is at least as accurate there
-    # (measured 96.1 vs 92.2 %, 87.8 vs 85.7 %, 85.1 vs 85.1 %; ~50 pairs, so one pair = 2 points of slack)
+    # (measured 87.2 vs 80.9 %, 89.6 vs 87.5 %, 97.9 vs 95.8 %; ~50 pairs, so one pair = 2 points of slack)
     assert second["rm_accuracy"] >= second["rm_r1_on_r2"] - 0.021, table
     # the arena prefers the new checkpoint over its start
     assert second["arena_rating"]["grpo_rm"] > second["arena_rating"]["sft"]

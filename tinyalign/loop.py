@@ -121,7 +121,7 @@ def rm_accuracy(rm_dir, pairs_file) -> float:
 
 def run_loop(sft: str, out, prompts: int = 300, grpo_steps: int = 30, baseline: bool = True, seed: int = 0) -> list[dict]:
     """Two rounds of votes -> RM -> GRPO on the RM; returns one row per round (and the rule baseline)."""
-    from . import grpo, prefs, reward_models, rm
+    from . import grpo, prefs, recipe as recipes, reward_models, rm
     from .scoring import held_out_accuracy
 
     out = files.check_folder_out(out)
@@ -156,7 +156,11 @@ def run_loop(sft: str, out, prompts: int = 300, grpo_steps: int = 30, baseline: 
     split_pairs(db2, out / "pairs-r2", seed=seed + 1)
     with open(out / "pairs-r2" / "train.jsonl", "a") as f:  # round 1's votes still hold: train on both rounds
         f.write((out / "pairs-r1" / "train.jsonl").read_text())
+    # continued at half the learning rate: round 2 adds to what round 1 learned rather than relearning it
+    # (at the full rate round 2 fell below round 1's RM on round-2 pairs: 83.3 vs 87.5 %)
+    continued = recipes.load(RM_RECIPE).train["learning_rate"] / 2
     rm.main([str(RM_RECIPE), f"data.source={out / 'pairs-r2'}", *rm_train, f"model.adapter={out / 'rm-r1'}",
+             f"train.learning_rate={continued}",
              f"output_dir={out / 'rm-r2'}"])
     ratings = {row["model"]: row["rating"] for row in prefs.leaderboard(db2)}
     table.append({"round": 2, "votes": votes2,
@@ -193,6 +197,7 @@ def main(argv=None):
     loop.add_argument("--prompts", type=int, default=300, help="prompts voted on per round")
     loop.add_argument("--grpo-steps", type=int, default=30)
     loop.add_argument("--no-baseline", action="store_true", help="skip the GRPO run on the rule reward")
+    loop.add_argument("--seed", type=int, default=0, help="sampling and held-out split; the README's table: 0, 1, 2")
     args = parser.parse_args(argv)
     if args.command == "votes":
         policies = dict(p.split("=", 1) for p in args.policy if "=" in p)
@@ -201,7 +206,7 @@ def main(argv=None):
         done = annotate(args.db, policies, args.prompts, args.seed)
         print(f"recorded {done['votes']} votes in {args.db}: " + ", ".join(f"{k} {n}" for k, n in done["by_vote"].items()))
     else:
-        run_loop(args.sft, args.out, args.prompts, args.grpo_steps, not args.no_baseline)
+        run_loop(args.sft, args.out, args.prompts, args.grpo_steps, not args.no_baseline, args.seed)
 
 
 if __name__ == "__main__":
