@@ -163,6 +163,8 @@ def test_traces_keep_only_judgements_that_agree_with_the_vote(tmp_path, monkeypa
     (["verdicts", "--pairs", "{tmp}/broken.jsonl", "--out", "{tmp}/v.jsonl"], "line 2 is not a pair"),
     (["verdicts", "--pairs", "{tmp}/empty.jsonl", "--out", "{tmp}/v.jsonl"], "holds no pairs"),
     (["traces", "--judge", "x", "--pairs", "{tmp}/votes.sqlite", "--k", "0", "--out", "{tmp}/t.jsonl"], "--k"),
+    (["eval", "--judge", "{tmp}/nope", "--pairs", "{tmp}/votes.sqlite"], "--judge {tmp}/nope not found"),
+    (["eval", "--judge", "tiny:qwen2-1m", "--pairs", "{tmp}/votes.sqlite", "--rm", "{tmp}"], "is not a reward-model run"),
 ])
 def test_bad_arguments_get_one_line_and_change_nothing(tmp_path, capsys, args, message):
     db = vote_store(tmp_path / "votes.sqlite")
@@ -174,5 +176,5 @@ def test_bad_arguments_get_one_line_and_change_nothing(tmp_path, capsys, args, m
         judging.main([a.format(tmp=tmp_path) for a in args])
     assert exit.value.code == 2
     err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert message.format(tmp=tmp_path) in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert db.read_bytes() == before and not (tmp_path / "v.jsonl").exists()

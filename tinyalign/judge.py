@@ -110,6 +110,19 @@ def summary(report: dict) -> str:
     return line + (f"; scalar RM {report['rm_agreement']:.1%}" if "rm_agreement" in report else "")
 
 
+def check_models(args) -> None:
+    """Name a missing --judge or --rm folder now, not after minutes of judging."""
+    from .model import looks_like_path
+    from .reward_models import is_reward_model
+
+    judge = getattr(args, "judge", None)
+    if judge and looks_like_path(judge) and not Path(judge).expanduser().is_dir():
+        raise UserError(f"--judge {judge} not found; give a model (hub id, folder, tiny:qwen2-1m) or a judge run directory")
+    rm = getattr(args, "rm", None)
+    if rm and not is_reward_model(rm):
+        raise UserError(f"--rm {rm} is not a reward-model run; train one with python -m tinyalign.rm RECIPE")
+
+
 @cli
 def main(argv=None):
     parser = ArgumentParser(prog="python -m tinyalign.judge", description=__doc__.splitlines()[0])
@@ -135,6 +148,7 @@ def main(argv=None):
         command.add_argument("--max-new-tokens", type=positive_int, default=256)
         command.add_argument("--batch-size", type=positive_int, default=16, help="judgements generated at once")
     args = parser.parse_args(argv)
+    check_models(args)
 
     if args.command == "split":
         if not 0.0 < args.held_out < 1.0:
