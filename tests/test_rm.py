@@ -220,7 +220,8 @@ def test_evaluate_scores_each_rm_checkpoint_on_held_out_pairs(rm_run, tmp_path):
     metrics = json.loads((rm_run / reward_models.METRICS).read_text())
     assert table[-1]["accuracy"] == metrics["accuracy"]
     assert table[-2]["accuracy"] == pytest.approx(metrics["accuracy"], abs=0.03)  # the same weights, reloaded
-    assert table[0]["mean_margin"] < table[-2]["mean_margin"]  # margins grow as it trains
+    # every checkpoint's own trained weights were scored: an adapter that failed to load would sit at chance
+    assert all(row["accuracy"] >= 0.7 and row["mean_margin"] > 0.5 for row in table), table
     assert (tmp_path / "eval.csv").read_text().startswith("model,step,accuracy")
 
 
