@@ -298,6 +298,9 @@ def load_base(spec: Model, tokenizer=None, auto_class=None, **kwargs):
     import torch
     from transformers import AutoModelForCausalLM
 
+    from . import console
+
+    console.quiet()  # every command that loads a model, not only training: no "Loading weights" bar
     name = resolve_name(spec.name)
     use_cpu_threads()
     try:
