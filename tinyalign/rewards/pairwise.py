@@ -135,7 +135,11 @@ class PairJudge(JudgeModel):
         _, tokenizer = self.load()
         starts = [render(tokenizer, pair_messages(*pair)) for pair in pairs]
         kinds = self.choose([s + "TYPE: " for s in starts], ("reasoning", "chat"))
-        heads = [guided_head(kind, solution) for kind, solution in zip(kinds, self.solve([t for t, _, _ in pairs]))]
+        # One solution per task, shared by both orders and every answer of a GRPO group: solved once, and
+        # the two orders differ only in the answers' places, so position bias is not a different solution.
+        tasks = list(dict.fromkeys(t for t, _, _ in pairs))
+        solutions = dict(zip(tasks, self.solve(tasks)))
+        heads = [guided_head(kind, solutions[task]) for kind, (task, _, _) in zip(kinds, pairs)]
         verdicts = self.choose([s + h for s, h in zip(starts, heads)], VERDICTS)
         return [f"{head}{verdict}]]" for head, verdict in zip(heads, verdicts)]
 
@@ -144,6 +148,9 @@ class PairJudge(JudgeModel):
         """k judgements per (task, a, b): (text ending in a verdict, whether the judge wrote it in the form)."""
         replies = self.ask([pair_messages(*pair) for pair in pairs], k, desc=desc)
         missing = [(i, j) for i, group in enumerate(replies) for j, r in enumerate(group) if parse_verdict(r) is None]
+        if missing and desc:  # a command, not a reward inside training: say what the next wait is
+            print(f"{len(missing)} of {len(pairs) * k} judgements have no VERDICT line: redoing them guided "
+                  "(counted as unparsed)", flush=True)
         redone = self.guided([pairs[i] for i, _ in missing]) if missing else []
         judged = [[(reply, True) for reply in group] for group in replies]
         for (i, j), text in zip(missing, redone):
