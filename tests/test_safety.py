@@ -338,3 +338,12 @@ def test_the_loop_refuses_a_folder_that_already_holds_something(tmp_path):
     (tmp_path / "mine.txt").write_text("keep me")
     assert "is not empty" in refused(loop.main, "run", "--sft", tmp_path, "--out", tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["mine.txt"]
+
+
+def test_the_loop_names_a_missing_judge_before_it_votes_or_trains(tmp_path):
+    from tinyalign import loop
+
+    line = refused(loop.main, "run", "--sft", tmp_path, "--out", tmp_path / "loop", "--judge", tmp_path / "no-judge")
+    assert "--judge" in line and "no-judge" in line
+    assert not (tmp_path / "loop").exists()
+    assert "--prompts" in refused(loop.main, "run", "--sft", tmp_path, "--out", tmp_path / "loop", "--prompts", "0")

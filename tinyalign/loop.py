@@ -11,15 +11,15 @@ model trains on exactly what real votes would give it.
 
     python -m tinyalign.loop votes --policy sft=runs/tiny_sft --db runs/tiny_votes.sqlite
     python -m tinyalign.loop run --sft runs/tiny_sft --out runs/loop      # the whole loop, ~3 min on CPU
+    python -m tinyalign.loop run ... --judge runs/tiny_judge_sft   # a pairwise judge scored beside the RM
 """
 
-import argparse
 import json
 import random
 from pathlib import Path
 
 from . import files
-from .errors import UserError, cli
+from .errors import ArgumentParser, UserError, cli, positive_int
 
 ROOT = Path(__file__).resolve().parent.parent
 TASK = ROOT / "recipes" / "tiny_sft.yaml"  # the addition task: training prompts, references, base model
@@ -119,8 +119,22 @@ def rm_accuracy(rm_dir, pairs_file) -> float:
 # ---------------------------------------------------------------- the loop
 
 
-def run_loop(sft: str, out, prompts: int = 300, grpo_steps: int = 30, baseline: bool = True, seed: int = 0) -> list[dict]:
-    """Two rounds of votes -> RM -> GRPO on the RM; returns one row per round (and the rule baseline)."""
+def judge_agreement(judge: str | None, pairs_file) -> float | None:
+    """How often a pairwise judge sides with the votes on a round's held-out pairs (None: no judge named)."""
+    if judge is None:
+        return None
+    from .judge import evaluate, read_pairs
+
+    return evaluate(judge, read_pairs(pairs_file))["agreement"]
+
+
+def run_loop(sft: str, out, prompts: int = 300, grpo_steps: int = 30, baseline: bool = True, seed: int = 0,
+             judge: str | None = None) -> list[dict]:
+    """Two rounds of votes -> RM -> GRPO on the RM; returns one row per round (and the rule baseline).
+
+    `judge`: a pairwise judge (a model or a tinyalign.judge run) scored on each round's held-out votes
+    beside the RM, so the table shows whether a judge would have served as the reward.
+    """
     from . import grpo, prefs, recipe as recipes, reward_models, rm
     from .scoring import held_out_accuracy
 
@@ -145,6 +159,7 @@ def run_loop(sft: str, out, prompts: int = 300, grpo_steps: int = 30, baseline: 
     accuracy = held_out_accuracy(str(TASK), policies, limit=500)
     rm1 = reward_models.held_out_stats(out / "rm-r1")["accuracy"]
     table.append({"round": 1, "votes": votes1, "rm_accuracy": rm1,
+                  "judge_agreement": judge_agreement(judge, out / "pairs-r1" / "test.jsonl"),
                   "policy": "grpo_rm", "start_accuracy": accuracy["sft"], "policy_accuracy": accuracy["grpo_rm"]})
     if baseline:
         table.append({"round": "rule", "policy": "grpo_rule", "start_accuracy": accuracy["sft"],
@@ -166,6 +181,7 @@ def run_loop(sft: str, out, prompts: int = 300, grpo_steps: int = 30, baseline: 
     table.append({"round": 2, "votes": votes2,
                   "rm_accuracy": reward_models.held_out_stats(out / "rm-r2")["accuracy"],
                   "rm_r1_on_r2": rm_accuracy(out / "rm-r1", out / "pairs-r2" / "test.jsonl"),
+                  "judge_agreement": judge_agreement(judge, out / "pairs-r2" / "test.jsonl"),
                   "arena_rating": {k: round(v) for k, v in ratings.items()}})
     (out / "loop.json").write_text(json.dumps(table, indent=2) + "\n")
     print_table(table)
@@ -176,7 +192,8 @@ def print_table(table: list[dict]) -> None:
     def fmt(v):
         return "-" if v is None else f"{v:.1%}" if isinstance(v, float) else str(v)
 
-    keys = ["round", "votes", "rm_accuracy", "rm_r1_on_r2", "start_accuracy", "policy_accuracy", "arena_rating"]
+    keys = ["round", "votes", "rm_accuracy", "rm_r1_on_r2", "judge_agreement", "start_accuracy", "policy_accuracy",
+            "arena_rating"]
     print("\n| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
     for row in table:
         print("| " + " | ".join(fmt(row.get(k)) for k in keys) + " |")
@@ -184,21 +201,26 @@ def print_table(table: list[dict]) -> None:
 
 @cli
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m tinyalign.loop", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m tinyalign.loop", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     votes = commands.add_parser("votes", help="simulated annotators vote on policies' answers into a vote store")
     votes.add_argument("--policy", action="append", required=True, help="name=run_dir; one or two")
     votes.add_argument("--db", required=True, help="the vote store, e.g. runs/tiny_votes.sqlite")
-    votes.add_argument("--prompts", type=int, default=300)
+    votes.add_argument("--prompts", type=positive_int, default=300)
     votes.add_argument("--seed", type=int, default=0)
     loop = commands.add_parser("run", help="the whole loop on the tiny addition task; prints a per-round table")
     loop.add_argument("--sft", required=True, help="the starting policy, e.g. runs/tiny_sft")
     loop.add_argument("--out", required=True, help="folder for the votes, reward models and GRPO runs")
-    loop.add_argument("--prompts", type=int, default=300, help="prompts voted on per round")
-    loop.add_argument("--grpo-steps", type=int, default=30)
+    loop.add_argument("--prompts", type=positive_int, default=300, help="prompts voted on per round")
+    loop.add_argument("--grpo-steps", type=positive_int, default=30)
     loop.add_argument("--no-baseline", action="store_true", help="skip the GRPO run on the rule reward")
     loop.add_argument("--seed", type=int, default=0, help="sampling and held-out split; the README's table: 0, 1, 2")
+    loop.add_argument("--judge", help="a pairwise judge (model or tinyalign.judge run) scored on each round's held-out votes")
     args = parser.parse_args(argv)
+    if args.command == "run" and args.judge:
+        from .judge import check_models
+
+        check_models(args)  # a missing judge is named now, not after the loop's training runs
     if args.command == "votes":
         policies = dict(p.split("=", 1) for p in args.policy if "=" in p)
         if len(policies) != len(args.policy) or not 1 <= len(policies) <= 2:
@@ -206,7 +228,7 @@ def main(argv=None):
         done = annotate(args.db, policies, args.prompts, args.seed)
         print(f"recorded {done['votes']} votes in {args.db}: " + ", ".join(f"{k} {n}" for k, n in done["by_vote"].items()))
     else:
-        run_loop(args.sft, args.out, args.prompts, args.grpo_steps, not args.no_baseline, args.seed)
+        run_loop(args.sft, args.out, args.prompts, args.grpo_steps, not args.no_baseline, args.seed, args.judge)
 
 
 if __name__ == "__main__":
