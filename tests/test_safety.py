@@ -347,3 +347,17 @@ def test_the_loop_names_a_missing_judge_before_it_votes_or_trains(tmp_path):
     assert "--judge" in line and "no-judge" in line
     assert not (tmp_path / "loop").exists()
     assert "--prompts" in refused(loop.main, "run", "--sft", tmp_path, "--out", tmp_path / "loop", "--prompts", "0")
+
+
+COMMANDS = ["sft", "dpo", "grpo", "rm", "validate", "probe", "evaluate", "sample", "export", "doctor", "prefs",
+            "demo", "loop", "judge", "app.cli"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_answers_a_usage_mistake_in_one_line(command, tmp_path):
+    import importlib
+
+    main = importlib.import_module(f"tinyalign.{command}").main
+    line = refused(main, "--no-such-option", tmp_path / "x")
+    assert any(word in line for word in ("--no-such-option", "required", "invalid choice")), line
+    assert "--help" in line and not (tmp_path / "x").exists()

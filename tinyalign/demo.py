@@ -6,11 +6,10 @@
 Every stage is the real product path (4-bit base, LoRA, TRL) on the built-in tiny model and task.
 """
 
-import argparse
 import time
 from pathlib import Path
 
-from .errors import UserError, cli
+from .errors import ArgumentParser, UserError, cli, positive_int
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 
@@ -24,9 +23,9 @@ def recipe_path(name: str) -> str:
 
 @cli
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m tinyalign.demo", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m tinyalign.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/demo", help="where the demo's runs go (default: runs/demo)")
-    parser.add_argument("--eval-prompts", type=int, default=200, help="held-out questions to score")
+    parser.add_argument("--eval-prompts", type=positive_int, default=200, help="held-out questions to score")
     args = parser.parse_args(argv)
     out = Path(args.out)
     timings = {}

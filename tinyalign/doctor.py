@@ -11,7 +11,6 @@ While training, `DoctorCallback` runs the same checks every few logs and prints 
 each symptom shows (`recipe.doctor: true`), at once for a step that learns nothing.
 """
 
-import argparse
 import json
 import shlex
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import UserError, cli
+from .errors import ArgumentParser, UserError, cli
 from .symptoms import CHECKS, METHODS, Finding, Run, Trend, diagnose, infer_method, nothing_learned  # noqa: F401
 
 # ---------------------------------------------------------------- reading a run directory
@@ -133,7 +132,7 @@ def format_report(result: dict) -> str:
 
 @cli
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m tinyalign.doctor",
+    parser = ArgumentParser(prog="python -m tinyalign.doctor",
                                      description="Read a run's logs; name symptoms, causes and the overrides to try.")
     parser.add_argument("run_dir", help="a run's output_dir (trainer_state.json, recipe.yaml, completions.jsonl)")
     parser.add_argument("--json", action="store_true", help="print the findings as JSON")

@@ -10,13 +10,12 @@ published pre-quantised (e.g. `*-bnb-4bit`) is dequantised first. Either way the
 template are saved beside the weights, so the model chats the way it was trained to.
 """
 
-import argparse
 import json
 import shutil
 import tempfile
 from pathlib import Path
 
-from .errors import UserError, cli
+from .errors import ArgumentParser, UserError, cli
 
 DTYPES = ("auto", "float16", "bfloat16", "float32")
 # What an adapter-only export carries: the adapter, the tokenizer it was trained with, the recipe.
@@ -25,7 +24,7 @@ ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "tokenizer.
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m tinyalign.export", description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog="python -m tinyalign.export", description=__doc__.splitlines()[0])
     p.add_argument("run_dir", help="a finished run directory, or one of its checkpoint-* folders")
     p.add_argument("--out", required=True, help="folder to create (must not exist yet)")
     p.add_argument("--merge", action="store_true", help="merge the adapter into the base weights")

@@ -28,7 +28,6 @@ a row with settings.verdict "good" and the completion as response_a, exported as
 (prompt/completion) by `export --sft`, never as a pair. Neither is a checkpoint in the ratings.
 """
 
-import argparse
 import contextlib
 import json
 import sqlite3
@@ -41,7 +40,7 @@ import numpy as np
 
 from tinyalign import files
 from tinyalign.ratings import bradley_terry, style_features
-from tinyalign.errors import UserError, cli
+from tinyalign.errors import ArgumentParser, UserError, cli
 
 VOTES = ("a", "b", "tie", "both_bad")
 SCHEMA_VERSION = 2  # PRAGMA user_version; bump it and add a migration to _MIGRATIONS when the table changes
@@ -657,7 +656,7 @@ def position_bias(votes):
 
 @cli
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m tinyalign.prefs", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m tinyalign.prefs", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     export = commands.add_parser("export", help="write DPO pairs as JSONL (TRL conversational format)")
     export.add_argument("db", help="the vote store, e.g. prefs.sqlite")

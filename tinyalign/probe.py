@@ -130,7 +130,7 @@ def main(argv=None):
 
     parser = ArgumentParser(prog="python -m tinyalign.probe", description=__doc__.splitlines()[0])
     parser.add_argument("recipe")
-    parser.add_argument("overrides", nargs="*", help="dotted.key=value")
+    parser.add_argument("overrides", nargs="*", default=[], help="dotted.key=value")
     parser.add_argument("--prompts", type=positive_int, default=64, help="how many training prompts to sample (default 64)")
     parser.add_argument("--k", type=positive_int, default=8, help="samples per prompt (default 8)")
     parser.add_argument("--out", help="folder for probe.json (default: print only)")

@@ -8,7 +8,6 @@
       completions.jsonl        GRPO: sampled completions with their per-reward scores
 """
 
-import argparse
 import contextlib
 import errno
 import functools
@@ -19,7 +18,7 @@ from pathlib import Path
 from . import console, errors
 from . import model as models
 from . import recipe as recipes
-from .errors import UserError
+from .errors import ArgumentParser, UserError
 
 FINAL = "adapter_model.safetensors"
 RUN_FILES = ("recipe.yaml", "trainer_state.json", "completions.jsonl", "rm_metrics.json", FINAL,
@@ -27,10 +26,10 @@ RUN_FILES = ("recipe.yaml", "trainer_state.json", "completions.jsonl", "rm_metri
 
 
 def parse_args(method: str, argv=None):
-    parser = argparse.ArgumentParser(prog=f"python -m tinyalign.{method}",
+    parser = ArgumentParser(prog=f"python -m tinyalign.{method}",
                                      description=f"4-bit QLoRA {method.upper()} from a YAML recipe.")
     parser.add_argument("recipe", help="recipe YAML, e.g. recipes/tiny_sft.yaml")
-    parser.add_argument("overrides", nargs="*", help="dotted.key=value, e.g. train.max_steps=10 output_dir=/tmp/x")
+    parser.add_argument("overrides", nargs="*", default=[], help="dotted.key=value, e.g. train.max_steps=10 output_dir=/tmp/x")
     return parser.parse_args(argv)
 
 

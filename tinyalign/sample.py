@@ -117,7 +117,7 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("target", metavar="RECIPE_OR_RUN", help="a recipe (samples its model.adapter or base), "
                                                                "or a run directory (samples its final adapter)")
-    parser.add_argument("overrides", nargs="*", help="dotted.key=value, e.g. generation.temperature=0.8")
+    parser.add_argument("overrides", nargs="*", default=[], help="dotted.key=value, e.g. generation.temperature=0.8")
     parser.add_argument("--k", type=positive_int, default=8, help="answers sampled per prompt (default 8)")
     parser.add_argument("--min-reward", type=float, help="keep a prompt's best answer if its weighted reward "
                                                          "is at least this (default: every reward at its top score)")

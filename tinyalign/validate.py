@@ -5,22 +5,21 @@ files and the columns the templates name, reward names, and output_dir; then pri
 resolved recipe (tinyalign's defaults filled in) so you can see exactly what would run.
 """
 
-import argparse
 import importlib
 from pathlib import Path
 
 import yaml
 
-from .errors import cli
+from .errors import ArgumentParser, cli
 
 
 @cli
 def main(argv=None):
     from . import data, model, recipe as recipes, run
 
-    parser = argparse.ArgumentParser(prog="python -m tinyalign.validate", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m tinyalign.validate", description=__doc__.splitlines()[0])
     parser.add_argument("recipe")
-    parser.add_argument("overrides", nargs="*", help="dotted.key=value")
+    parser.add_argument("overrides", nargs="*", default=[], help="dotted.key=value")
     args = parser.parse_args(argv)
     import datasets
 

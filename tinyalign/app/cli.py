@@ -4,21 +4,20 @@ Everything a user can get wrong is checked before anything is loaded or written:
 and names, each adapter folder, that all adapters share one base, --auth, and the vote store.
 """
 
-import argparse
 import errno
 import json
 import re
 import socket
 from pathlib import Path
 
-from ..errors import UserError, cli
+from ..errors import ArgumentParser, UserError, cli
 from .engine import BASE, PEFT_BASE
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def parser() -> ArgumentParser:
+    p = ArgumentParser(
         prog="python app.py",
         description="Side-by-side chat with checkpoints of one base model; votes become DPO pairs.",
         epilog="example: python app.py --adapter sft=runs/tiny_sft --adapter dpo=runs/tiny_dpo --db prefs.sqlite")
