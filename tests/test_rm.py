@@ -163,8 +163,8 @@ def test_policy_and_reward_model_improve_together(young_sft_run, tmp_path, capsy
     table = loop.run_loop(str(young_sft_run), tmp_path / "loop", prompts=300, grpo_steps=30, judge="tiny:qwen2-1m")
     first, rule, second = table
     assert first["votes"] == second["votes"] == 300
-    # the reward model learned the votes (the goal is 90 %: measured 86.8-96.0 % on ~50 held-out
-    # pairs over three seeds; see test_reward_model_from_votes_ranks_held_out_pairs)
+    # the reward model learned the votes (the goal is 90 %: over six seeds it measured 75.0-98.1 %,
+    # mean 89.7 %, on ~50 held-out pairs each, so 90 % holds on average, not in every run; see the README)
     assert first["rm_accuracy"] >= 0.80, table
     # GRPO with no rule reward, only the learned one, gets >= 80 % of what exact_match gets from the same start
     assert rule["policy_accuracy"] - rule["start_accuracy"] >= 0.2, table

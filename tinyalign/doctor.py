@@ -133,7 +133,7 @@ def format_report(result: dict) -> str:
 @cli
 def main(argv=None) -> None:
     parser = ArgumentParser(prog="python -m tinyalign.doctor",
-                                     description="Read a run's logs; name symptoms, causes and the overrides to try.")
+                            description="Read a run's logs; name symptoms, causes and the overrides to try.")
     parser.add_argument("run_dir", help="a run's output_dir (trainer_state.json, recipe.yaml, completions.jsonl)")
     parser.add_argument("--json", action="store_true", help="print the findings as JSON")
     args = parser.parse_args(argv)

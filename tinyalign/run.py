@@ -27,7 +27,7 @@ RUN_FILES = ("recipe.yaml", "trainer_state.json", "completions.jsonl", "rm_metri
 
 def parse_args(method: str, argv=None):
     parser = ArgumentParser(prog=f"python -m tinyalign.{method}",
-                                     description=f"4-bit QLoRA {method.upper()} from a YAML recipe.")
+                            description=f"4-bit QLoRA {method.upper()} from a YAML recipe.")
     parser.add_argument("recipe", help="recipe YAML, e.g. recipes/tiny_sft.yaml")
     parser.add_argument("overrides", nargs="*", default=[], help="dotted.key=value, e.g. train.max_steps=10 output_dir=/tmp/x")
     return parser.parse_args(argv)
