@@ -6,23 +6,21 @@ and the recipe overrides to try) or None. Single logged values are noisy, so tre
 median + MAD — and a healthy run comes back with no findings at all. Symptoms that are only trouble when
 the run is not learning (KL far from the reference, entropy low, groups that all agree) are judged
 against the task metric's course in the logs: the accuracy reward, else the total. The thresholds are
-checked on a labeled corpus of real runs: bench/doctor_corpus.py. `tinyalign.doctor` reads run
-directories, reports, and warns while training.
+checked on a labeled corpus of real runs: bench/doctor_corpus.py. How the logs are read and a course is
+judged lives in tinyalign.run_logs; `tinyalign.doctor` reads run directories, reports, and warns while
+training.
 """
 
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from statistics import linear_regression, median
+from statistics import median
+
+from .run_logs import LEARNING_RISE, MAD_TO_SIGMA, TRL_DEFAULTS, Run, Trend, number
 
 METHODS = ("sft", "dpo", "grpo")
 
 # ---------------------------------------------------------------- thresholds (why each value)
-
-MIN_POINTS = 8  # fewer logged values than this cannot show a trend; say nothing rather than guess
-CHANGE_SIGNIFICANCE = 3.0  # a rise or fall counts only beyond 3 standard errors of the quarter medians
-MIN_SPAN_STEPS = 40  # GRPO/DPO usually move within a few dozen steps; judge a reward/margin's course only after that ...
-MIN_PROGRESS = 0.25  # ... and a quarter of the planned run (rewards often wait for the format to click)
 
 REWARD_FLAT_RISE = 0.05  # reward gained < 5 % of its scale (sum of |weights|) over the run: flat
 REWARD_FALL = 0.10  # reward lost >= 10 % of its scale: beyond what noise in quarter medians explains
@@ -52,13 +50,9 @@ SPIKE_MADS = 6.0  # a spike's jump is 6 robust sigmas (1.4826 x MAD) of the run'
 SPIKE_RATIO = 2.0  # ... and at least 2x the trailing median, so a very steady series' wobble does not count
 SPIKE_MIN_COUNT = 2  # one hard batch happens; two spikes are a pattern ...
 SPIKE_LONE_RATIO = 5.0  # ... and so is a single spike of 5x or more
-MAD_TO_SIGMA = 1.4826  # MAD x this = standard deviation for Gaussian noise
 
 HACK_RISE = 0.10  # a non-accuracy reward (0..1 scale) gaining >= 0.1 ...
 HACK_ACCURACY_GAIN = 0.05  # ... while the accuracy reward gains under 0.05 (and is not near the top): hacking
-ACCURACY_NAMES = ("accuracy", "exact_match")  # reward names that measure correctness
-LEARNING_RISE = 0.05  # the task metric (accuracy reward, else the total) rising 5 % of its scale ...
-SLOPE_SIGNIFICANCE = 3.0  # ... beyond noise, or along a least-squares slope 3 standard errors above 0: it learns
 
 LATE_COMPLETIONS_MIN = 16  # judge sampled completions only with this many from the last quarter of steps
 IDENTICAL_SHARE = 0.6  # one completion text is >= 60 % of the late samples ...
@@ -75,16 +69,8 @@ DPO_FAST_FRACTION = 0.1  # ... reached within the first 10 % of training: the po
 OVERFIT_MIN_EVALS = 3  # eval loss needs a best point and a later worse one
 OVERFIT_RISE = 0.05  # eval loss 5 % above its best while train loss kept falling
 
-# What TRL 1.15 uses when a recipe leaves a key out (trl/trainer/*_config.py).
-TRL_DEFAULTS = {
-    "grpo": {"learning_rate": 1e-6, "beta": 0.0, "temperature": 1.0, "max_completion_length": 512,
-             "num_generations": 8, "epsilon": 0.2, "loss_type": "dapo", "max_grad_norm": 1.0,
-             "gradient_accumulation_steps": 1, "num_iterations": 1},
-    "dpo": {"learning_rate": 1e-6, "beta": 0.1, "max_grad_norm": 1.0},
-    "sft": {"learning_rate": 2e-5, "max_grad_norm": 1.0},
-}
 
-# ---------------------------------------------------------------- what the checks see
+# ---------------------------------------------------------------- what a check finds
 
 
 @dataclass
@@ -96,192 +82,6 @@ class Finding:
     cause: str
     remedy: str
     overrides: list[str] = field(default_factory=list)  # recipe overrides in CLI form: train.beta=0.01
-
-
-@dataclass
-class Trend:
-    """One logged metric over the run (at least MIN_POINTS values), summarised robustly."""
-
-    name: str
-    steps: list[int]
-    values: list[float]
-
-    @property
-    def first(self) -> float:
-        return median(self.values[: self._quarter])
-
-    @property
-    def last(self) -> float:
-        return median(self.values[-self._quarter :])
-
-    @property
-    def _quarter(self) -> int:
-        return max(2, len(self.values) // 4)
-
-    @property
-    def span(self) -> int:
-        return self.steps[-1] - self.steps[0]
-
-    @property
-    def slope(self) -> float:
-        return linear_regression(self.steps, self.values).slope
-
-    @property
-    def start(self) -> float:
-        """Where the run started: the median of the first two logs. Tiny and easy tasks can learn within the
-        first quarter of the run, which a first-quarter median would count as the start."""
-        return median(self.values[:2])
-
-    @property
-    def slope_t(self) -> float:
-        """The least-squares slope over its standard error: uses every log, so it sees a steady rise through
-        noise that quarter medians miss."""
-        fit = linear_regression(self.steps, self.values)
-        residuals = [v - (fit.intercept + fit.slope * s) for s, v in zip(self.steps, self.values)]
-        mean_step = sum(self.steps) / len(self.steps)
-        spread = math.sqrt(sum((s - mean_step) ** 2 for s in self.steps))
-        sigma = math.sqrt(sum(r * r for r in residuals) / (len(residuals) - 2))
-        return fit.slope * spread / sigma if sigma > 0 else math.copysign(math.inf, fit.slope)
-
-    @property
-    def noise(self) -> float:
-        """The log-to-log noise (one standard deviation of a single logged value), robustly."""
-        diffs = [b - a for a, b in zip(self.values, self.values[1:])]  # neighbours' differences cancel the trend
-        return MAD_TO_SIGMA * median(abs(d - median(diffs)) for d in diffs) / math.sqrt(2)
-
-    def beyond_noise(self, change: float, first: int = 0) -> bool:
-        """Whether a change between the median of `first` (default: a quarter of the) values and the last
-        quarter's median is more than the log-to-log noise could make by chance."""
-        # A median of q values wanders ~1.25 sigma / sqrt(q); a difference of two such medians ~sqrt(1/q1 + 1/q2).
-        spread = math.sqrt(1 / (first or self._quarter) + 1 / self._quarter)
-        return abs(change) >= CHANGE_SIGNIFICANCE * 1.2533 * self.noise * spread
-
-    def __str__(self) -> str:
-        return (f"{self.name} {self.first:.3g} → {self.last:.3g} over steps {self.steps[0]}–{self.steps[-1]}"
-                f" (slope {self.slope:.1e}/step)")
-
-
-@dataclass
-class Run:
-    """The logs, the resolved recipe and the sampled completions of one run, as the checks read them."""
-
-    history: list[dict]
-    recipe: dict
-    completions: list[dict]
-    method: str
-    accuracy_rewards: tuple = ()
-
-    def points(self, key: str) -> list[tuple[int, float]]:
-        """(step, value) for every log entry holding a finite number under `key`, one per step."""
-        by_step = {}
-        for entry in self.history:
-            value = entry.get(key)
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-                by_step[int(entry.get("step", len(by_step)))] = float(value)
-        return sorted(by_step.items())
-
-    def trend(self, key: str) -> "Trend | None":
-        points = self.points(key)
-        if len(points) < MIN_POINTS:
-            return None
-        return Trend(key, [s for s, _ in points], [v for _, v in points])
-
-    @property
-    def last_step(self) -> int:
-        return max((int(e["step"]) for e in self.history if isinstance(e.get("step"), (int, float))), default=0)
-
-    @property
-    def total_steps(self) -> int:
-        """The planned length when the recipe says it (so the callback judges "early" correctly), else the last step."""
-        planned = _number(self.train.get("max_steps"))
-        return int(planned) if planned and planned > 0 else self.last_step
-
-    def long_enough(self, trend: Trend) -> bool:
-        """Whether the run went on long enough to say a reward is flat or falling."""
-        return trend.span >= MIN_SPAN_STEPS and self.last_step >= MIN_PROGRESS * self.total_steps
-
-    @property
-    def train(self) -> dict:
-        return self.recipe.get("train") or {}
-
-    def setting(self, key: str):
-        """A train setting: the recipe's value, else the logged peak LR, else TRL's default (only when a
-        recipe exists: without one, a default would be a guess about what actually ran)."""
-        if self.train.get(key) is not None:
-            return self.train[key]
-        if key == "learning_rate" and self.points("learning_rate"):
-            return max(v for _, v in self.points("learning_rate"))
-        return TRL_DEFAULTS[self.method].get(key) if self.recipe else None
-
-    @property
-    def reward_scale(self) -> float:
-        """The largest total reward a rollout can get, roughly: TRL's `reward` is the weighted sum."""
-        weights = [abs(_number(r.get("weight", 1.0)) or 0.0) for r in self.recipe.get("rewards") or [] if isinstance(r, dict)]
-        if sum(weights) > 0:
-            return sum(weights)
-        return float(len(self.reward_names)) or 1.0
-
-    @property
-    def reward_names(self) -> list[str]:
-        keys = {k for e in self.history for k in e}
-        return sorted(k[len("rewards/") : -len("/mean")] for k in keys if k.startswith("rewards/") and k.endswith("/mean"))
-
-    def is_accuracy(self, name: str) -> bool:
-        """Whether a logged reward measures correctness: named so by the caller, of accuracy kind in the
-        reward registry, or called like one (math_accuracy, exact_match)."""
-        if name in self.accuracy_rewards or any(a in name for a in ACCURACY_NAMES):
-            return True
-        index = self.reward_index(name)
-        if index is None:
-            return False
-        try:
-            from .rewards import resolve
-
-            return resolve(self.recipe["rewards"][index]).kind == "accuracy"
-        except Exception:  # a reward that no longer resolves (a custom module gone): judge by name only
-            return False
-
-    def metric_trend(self) -> "Trend | None":
-        """The task metric's course in the logs: the accuracy reward(s) when logged, else the total reward."""
-        names = [n for n in self.reward_names if self.is_accuracy(n)]
-        trends = [t for n in names if (t := self.trend(f"rewards/{n}/mean"))]
-        if not trends:
-            return self.trend("reward")
-        if len(trends) == 1:
-            return trends[0]
-        steps = sorted(set(trends[0].steps).intersection(*(t.steps for t in trends[1:])))
-        if len(steps) < MIN_POINTS:
-            return trends[0]
-        values = [sum(dict(zip(t.steps, t.values))[s] for t in trends) / len(trends) for s in steps]
-        return Trend("accuracy rewards (mean)", steps, values)
-
-    def learning(self) -> bool:
-        """Whether the task metric rose from where the run started, beyond noise."""
-        metric = self.metric_trend()
-        if metric is None:
-            return False
-        enough = LEARNING_RISE * self.metric_scale(metric)
-        rise = metric.last - metric.start
-        if rise >= enough and metric.beyond_noise(rise, first=2):
-            return True
-        return metric.slope * metric.span >= enough and metric.slope_t >= SLOPE_SIGNIFICANCE
-
-    def unlearning(self) -> bool:
-        """Whether the task metric fell from where the run started, beyond noise."""
-        metric = self.metric_trend()
-        if metric is None:
-            return False
-        fall = metric.last - metric.start
-        return fall <= -LEARNING_RISE * self.metric_scale(metric) and metric.beyond_noise(fall, first=2)
-
-    def metric_scale(self, metric: Trend) -> float:
-        return self.reward_scale if metric.name == "reward" else 1.0
-
-    def reward_index(self, name: str) -> "int | None":
-        for i, reward in enumerate(self.recipe.get("rewards") or []):
-            if isinstance(reward, dict) and reward.get("name") == name:
-                return i
-        return None
 
 
 # ---------------------------------------------------------------- GRPO checks
@@ -332,7 +132,7 @@ def kl_runaway(run: Run) -> "Finding | None":
         return None
     growth = kl.last / max(kl.first, KL_EARLY_FLOOR)
     far = kl.last >= KL_HUGE or (kl.last >= KL_RUNAWAY_MIN and growth >= KL_RUNAWAY_GROWTH)
-    beta, length = _number(run.setting("beta")), run.trend("completions/mean_length")
+    beta, length = number(run.setting("beta")), run.trend("completions/mean_length")
     per_answer = kl.last * (length.last if length else 1.0)
     # The optimum of reward - beta * KL moves at most reward_range / beta nats per answer from the reference.
     over_budget = bool(beta) and per_answer > run.reward_scale / beta
@@ -381,7 +181,7 @@ def entropy_collapse(run: Run) -> "Finding | None":
 
 def length_to_cap(run: Run) -> "Finding | None":
     length, clipped = run.trend("completions/mean_length"), run.trend("completions/clipped_ratio")
-    cap = _number(run.setting("max_completion_length"))
+    cap = number(run.setting("max_completion_length"))
     if cap is None and run.points("completions/max_length") and clipped and max(clipped.values) > 0:
         cap = max(v for _, v in run.points("completions/max_length"))  # a truncated completion is cap long
     near_cap = length is not None and cap and length.last >= LENGTH_NEAR_CAP * cap
@@ -438,7 +238,7 @@ def clip_ratio_high(run: Run) -> "Finding | None":
     clip = run.trend("clip_ratio/region_mean")
     if clip is None or clip.last < CLIP_RATIO_HIGH:
         return None
-    iterations = _number(run.setting("num_iterations")) or 1
+    iterations = number(run.setting("num_iterations")) or 1
     return Finding(
         "clip_ratio_high", f"{clip} (share of tokens whose probability ratio hit the clip)",
         "each update moves the policy far from the one that sampled: learning rate too high or too many iterations",
@@ -465,7 +265,7 @@ def reward_hacking(run: Run) -> "Finding | None":
         name = t.name[len("rewards/") : -len("/mean")]
         index = run.reward_index(name)
         if index is not None:
-            weight = _number(run.recipe["rewards"][index].get("weight", 1.0)) or 1.0
+            weight = number(run.recipe["rewards"][index].get("weight", 1.0)) or 1.0
             overrides.append(f"rewards.{index}.weight={_yaml(weight / 2)}")
     return Finding(
         "reward_hacking", "; ".join(str(t) for t in rising + held),
@@ -481,11 +281,11 @@ def nothing_learned(run: Run) -> "Finding | None":
     completions (or all-equal rewards) leave no gradient. Usually generation never stops: the model's end
     of turn is not the token generation stops on."""
     cut = [int(e.get("step", 0)) for e in run.history
-           if _number(e.get("completions/clipped_ratio")) == 1.0 and _number(e.get("loss")) == 0.0]
+           if number(e.get("completions/clipped_ratio")) == 1.0 and number(e.get("loss")) == 0.0]
     if not cut:
         return None
     logged = sum(1 for e in run.history if "completions/clipped_ratio" in e)
-    cap = _number(run.setting("max_completion_length"))
+    cap = number(run.setting("max_completion_length"))
     return Finding(
         "nothing_learned", f"completions/clipped_ratio 1 and loss 0 at {len(cut)} of {logged} logged steps "
                            f"(first at step {cut[0]})",
@@ -535,7 +335,7 @@ def looping_completions(run: Run) -> "Finding | None":
 
 def dpo_margins_flat(run: Run) -> "Finding | None":
     margins = run.trend("rewards/margins")
-    beta = _number(run.setting("beta")) or TRL_DEFAULTS["dpo"]["beta"]
+    beta = number(run.setting("beta")) or TRL_DEFAULTS["dpo"]["beta"]
     if margins is None or not run.long_enough(margins) or (margins.last - margins.first) / beta >= DPO_MARGIN_FLAT_NATS:
         return None
     return Finding(
@@ -744,21 +544,21 @@ def _loops(text: str) -> bool:
 
 
 def _scale(run: Run, key: str, factor: float) -> list[str]:
-    value = _number(run.setting(key))
+    value = number(run.setting(key))
     return [f"train.{key}={_yaml(value * factor)}"] if value else []
 
 
 def _clip_gradients(run: Run) -> list[str]:
-    clip = _number(run.setting("max_grad_norm"))
+    clip = number(run.setting("max_grad_norm"))
     return ["train.max_grad_norm=0.2"] if clip is None or clip > 0.2 else []  # ≈0.2 tames spikes (DESIGN §5)
 
 
 def _explore_more(run: Run) -> list[str]:
     overrides = []
-    temperature = _number(run.setting("temperature"))
+    temperature = number(run.setting("temperature"))
     if temperature is not None and temperature < 1.5:
         overrides.append(f"train.temperature={_yaml(min(1.5, round(temperature + 0.2, 2)))}")
-    epsilon_high = _number(run.setting("epsilon_high")) or _number(run.setting("epsilon")) or 0.2
+    epsilon_high = number(run.setting("epsilon_high")) or number(run.setting("epsilon")) or 0.2
     if epsilon_high < 0.28:  # DAPO's clip-higher: lets unlikely tokens gain probability
         overrides.append("train.epsilon_high=0.28")
     return overrides
@@ -770,26 +570,19 @@ def _length_neutral(run: Run) -> list[str]:
 
 
 def _more_generations(run: Run) -> list[str]:
-    generations = _number(run.setting("num_generations"))
+    generations = number(run.setting("num_generations"))
     if not generations:
         return []
     overrides = [f"train.num_generations={int(generations) * 2}"]
     # The generation batch must stay divisible by num_generations: double it too.
     for key in ("generation_batch_size", "steps_per_generation", "gradient_accumulation_steps"):
-        value = _number(run.setting(key))
+        value = number(run.setting(key))
         if value:
             overrides.append(f"train.{key}={int(value) * 2}")
             break
     if run.train.get("eval_strategy", "no") != "no":  # eval batches are checked against it as well
         overrides.append(f"train.num_generations_eval={int(generations)}")
     return overrides
-
-
-def _number(value) -> "float | None":
-    try:
-        return float(value) if value is not None and not isinstance(value, bool) else None
-    except (TypeError, ValueError):
-        return None
 
 
 def _yaml(value) -> str:
