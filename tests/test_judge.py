@@ -56,11 +56,11 @@ def scripted_judge(monkeypatch, replies):
     reward = resolve({"name": "rubric_judge", "judge": "tiny:qwen2-1m"})
     asked = []
 
-    def ask(conversations):
+    def ask(conversations, **_):
         asked.append(conversations)
-        return [replies(c[-1]["content"]) for c in conversations]
+        return [[replies(c[-1]["content"])] for c in conversations]  # one reply per conversation, as generate gives
 
-    monkeypatch.setattr(reward.fn, "_ask", ask)
+    monkeypatch.setattr(reward.fn, "ask", ask)
     return reward, asked
 
 

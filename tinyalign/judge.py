@@ -91,9 +91,14 @@ def verdict_rows(pairs) -> list[dict]:
     return rows
 
 
-def evaluate(judge: str, pairs, rm: str | None = None, max_new_tokens: int = 256, batch_size: int = 16) -> dict:
-    """Agreement with the votes, ties, position bias and unparsed rate; the scalar RM's accuracy alongside."""
-    report = agreement(PairJudge(judge, max_new_tokens, batch_size).compare(pairs, desc="judging"))
+def evaluate(judge: "str | PairJudge", pairs, rm: str | None = None, max_new_tokens: int = 256,
+             batch_size: int = 16) -> dict:
+    """Agreement with the votes, ties, position bias and unparsed rate; the scalar RM's accuracy alongside.
+
+    `judge`: a model or judge run, or a PairJudge already made (its model loads once, however often asked)."""
+    if isinstance(judge, str):
+        judge = PairJudge(judge, max_new_tokens, batch_size)
+    report = agreement(judge.compare(pairs, desc="judging"))
     if rm:
         from . import reward_models
 
@@ -112,11 +117,11 @@ def summary(report: dict) -> str:
 
 def check_models(args) -> None:
     """Name a missing --judge or --rm folder now, not after minutes of judging."""
-    from .model import looks_like_path
     from .reward_models import is_reward_model
+    from .rewards.judge import judge_missing
 
     judge = getattr(args, "judge", None)
-    if judge and looks_like_path(judge) and not Path(judge).expanduser().is_dir():
+    if judge and judge_missing(judge):
         raise UserError(f"--judge {judge} not found; give a model (hub id, folder, tiny:qwen2-1m) or a judge run directory")
     rm = getattr(args, "rm", None)
     if rm and not is_reward_model(rm):

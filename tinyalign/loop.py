@@ -119,8 +119,8 @@ def rm_accuracy(rm_dir, pairs_file) -> float:
 # ---------------------------------------------------------------- the loop
 
 
-def judge_agreement(judge: str | None, pairs_file) -> float | None:
-    """How often a pairwise judge sides with the votes on a round's held-out pairs (None: no judge named)."""
+def judge_agreement(judge, pairs_file) -> float | None:
+    """How often a pairwise judge (a PairJudge) sides with the votes on held-out pairs (None: no judge)."""
     if judge is None:
         return None
     from .judge import evaluate, read_pairs
@@ -136,9 +136,11 @@ def run_loop(sft: str, out, prompts: int = 300, grpo_steps: int = 30, baseline: 
     beside the RM, so the table shows whether a judge would have served as the reward.
     """
     from . import grpo, prefs, recipe as recipes, reward_models, rm
+    from .rewards.pairwise import PairJudge
     from .scoring import held_out_accuracy
 
     out = files.check_folder_out(out)
+    pair_judge = PairJudge(judge) if judge else None  # loaded on first use, once for both rounds
     if out.exists() and any(out.iterdir()):  # it appends votes and replaces runs: only in a folder of its own
         raise UserError(f"--out {out} is not empty; the loop writes its votes, reward models and runs into a new folder")
     table = []
@@ -159,7 +161,7 @@ def run_loop(sft: str, out, prompts: int = 300, grpo_steps: int = 30, baseline: 
     accuracy = held_out_accuracy(str(TASK), policies, limit=500)
     rm1 = reward_models.held_out_stats(out / "rm-r1")["accuracy"]
     table.append({"round": 1, "votes": votes1, "rm_accuracy": rm1,
-                  "judge_agreement": judge_agreement(judge, out / "pairs-r1" / "test.jsonl"),
+                  "judge_agreement": judge_agreement(pair_judge, out / "pairs-r1" / "test.jsonl"),
                   "policy": "grpo_rm", "start_accuracy": accuracy["sft"], "policy_accuracy": accuracy["grpo_rm"]})
     if baseline:
         table.append({"round": "rule", "policy": "grpo_rule", "start_accuracy": accuracy["sft"],
@@ -181,7 +183,7 @@ def run_loop(sft: str, out, prompts: int = 300, grpo_steps: int = 30, baseline: 
     table.append({"round": 2, "votes": votes2,
                   "rm_accuracy": reward_models.held_out_stats(out / "rm-r2")["accuracy"],
                   "rm_r1_on_r2": rm_accuracy(out / "rm-r1", out / "pairs-r2" / "test.jsonl"),
-                  "judge_agreement": judge_agreement(judge, out / "pairs-r2" / "test.jsonl"),
+                  "judge_agreement": judge_agreement(pair_judge, out / "pairs-r2" / "test.jsonl"),
                   "arena_rating": {k: round(v) for k, v in ratings.items()}})
     (out / "loop.json").write_text(json.dumps(table, indent=2) + "\n")
     print_table(table)

@@ -103,17 +103,24 @@ def judge_model(judge: str):
         return Model(name=judge), {}
     recipe = next((p for p in (folder / "recipe.yaml", folder.parent / "recipe.yaml") if p.is_file()), None)
     if recipe is None:
-        raise UserError(f"rubric_judge: {judge} is an adapter without a recipe.yaml naming its base model; "
+        raise UserError(f"judge {judge} is an adapter without a recipe.yaml naming its base model; "
                         "pass the run directory it came from")
     return recipes.load(recipe).model, {"judge": str(folder)}
+
+
+def judge_missing(judge: str) -> bool:
+    """Whether a judge named as a folder is not there (hub ids and tiny: names are checked when they load)."""
+    from ..model import looks_like_path
+
+    return looks_like_path(judge) and not Path(judge).expanduser().is_dir()
 
 
 class JudgeModel:
     """A judge given as a model or a run directory, loaded on first use, once; picklable like the
     other rewards (the model is not copied, but reloaded where it is used)."""
 
-    def __init__(self, judge: str):
-        self.judge = judge
+    def __init__(self, judge: str, max_new_tokens: int = 256, batch_size: int = 16, temperature: float = 0.0):
+        self.judge, self.max_new_tokens, self.batch_size, self.temperature = judge, max_new_tokens, batch_size, temperature
         self._model = self._tokenizer = None
 
     def __getstate__(self):
@@ -127,24 +134,25 @@ class JudgeModel:
             self._model, self._tokenizer = model.load_with_adapters(spec, adapters)
         return self._model, self._tokenizer
 
+    def ask(self, conversations: list[list[dict]], k: int = 1, max_new_tokens: int | None = None,
+            desc: str | None = None) -> list[list[str]]:
+        """k replies per conversation, as the judge writes them."""
+        from ..generate import generate
+
+        judge, tokenizer = self.load()
+        return generate(judge, tokenizer, conversations, k=k, max_new_tokens=max_new_tokens or self.max_new_tokens,
+                        temperature=self.temperature, batch_size=self.batch_size, desc=desc)
+
 
 class RubricJudge(JudgeModel):
     """The reward function: `judge(completions, prompts=..., answer=...) -> list[float]` in [0, 1]."""
 
     def __init__(self, judge: str, max_new_tokens: int, batch_size: int, neutral: float):
-        super().__init__(judge)
-        self.max_new_tokens, self.batch_size, self.neutral = max_new_tokens, batch_size, neutral
+        super().__init__(judge, max_new_tokens, batch_size)
+        self.neutral = neutral
         self.unparsed = 0  # judge replies with no score, over the judge's life
         self.graded = 0
         self.last: list[dict] = []  # kind, rubric, grade and score of each completion of the latest call
-
-    def _ask(self, conversations: list[list[dict]]) -> list[str]:
-        from ..generate import generate
-
-        judge, tokenizer = self.load()
-        replies = generate(judge, tokenizer, conversations, max_new_tokens=self.max_new_tokens,
-                           batch_size=self.batch_size)
-        return [r[0] for r in replies]
 
     def __call__(self, completions, prompts=None, answer=None, log_extra=None, log_metric=None, **_):
         if prompts is None:
@@ -154,12 +162,14 @@ class RubricJudge(JudgeModel):
 
         # 1-2: task kind and rubric, once per distinct task (GRPO sends each prompt k times)
         distinct = list(dict.fromkeys(tasks))
-        rubrics = dict(zip(distinct, map(parse_rubric, self._ask([rubric_messages(t) for t in distinct]))))
+        replies = self.ask([rubric_messages(t) for t in distinct])
+        rubrics = {t: parse_rubric(r[0]) for t, r in zip(distinct, replies)}
 
         # 3-4: grade each answer against its task's rubric, ending in a parseable score
         texts = [completion_text(c) for c in completions]
-        grades = self._ask([grade_messages(t, rubrics[t][0], rubrics[t][1] or FALLBACK_RUBRIC, a, r)
+        replies = self.ask([grade_messages(t, rubrics[t][0], rubrics[t][1] or FALLBACK_RUBRIC, a, r)
                             for t, a, r in zip(tasks, texts, references)])
+        grades = [r[0] for r in replies]
         parsed = [parse_score(g) for g in grades]
         scores = [self.neutral if p is None else p for p in parsed]
 
@@ -185,9 +195,7 @@ def rubric_judge(judge: str, max_new_tokens: int = 256, batch_size: int = 16, ne
     `judge`: a model (hub id, local folder, tiny:qwen2-1m) or a run directory / checkpoint (its adapter
     on its base). Loaded on first use, once. Replies without a parseable score get `neutral`.
     """
-    from ..model import looks_like_path
-
-    if looks_like_path(judge) and not Path(judge).expanduser().is_dir():
+    if judge_missing(judge):
         raise UserError(f"reward 'rubric_judge': judge model or run directory not found: {judge}")
     if not 0.0 <= neutral <= 1.0:
         raise UserError(f"reward 'rubric_judge': neutral must be between 0 and 1, got {neutral}")

@@ -12,10 +12,9 @@ reward, so a trained judge is asked exactly what it was trained on.
 
 import contextlib
 import re
-from pathlib import Path
 
 from ..errors import UserError
-from .judge import MAX_CHARS, JudgeModel, task_text
+from .judge import MAX_CHARS, JudgeModel, judge_missing, task_text
 from .text import completion_text
 
 # Short on purpose: a small judge must hold it, the task and both answers in its context.
@@ -80,19 +79,6 @@ class PairJudge(JudgeModel):
     sampling). So a small or untrained judge still gives its own verdict, and its position bias can
     be measured; such judgements are counted as unparsed. Loaded on first use.
     """
-
-    def __init__(self, judge: str, max_new_tokens: int = 256, batch_size: int = 16, temperature: float = 0.0):
-        super().__init__(judge)
-        self.max_new_tokens, self.batch_size, self.temperature = max_new_tokens, batch_size, temperature
-
-    def ask(self, conversations: list[list[dict]], k: int = 1, max_new_tokens: int | None = None,
-            desc: str | None = None) -> list[list[str]]:
-        """k replies per conversation, as the judge writes them."""
-        from ..generate import generate
-
-        judge, tokenizer = self.load()
-        return generate(judge, tokenizer, conversations, k=k, max_new_tokens=max_new_tokens or self.max_new_tokens,
-                        temperature=self.temperature, batch_size=self.batch_size, desc=desc)
 
     def choose(self, texts: list[str], options: tuple[str, ...]) -> list[str]:
         """The judge's next choice among `options` after each text (rendered chat plus reply so far)."""
@@ -241,9 +227,7 @@ def pairwise_judge(judge: str, opponents: int = 2, max_new_tokens: int = 256, ba
     comparison is asked in both orders. With an `answer` column each completion meets the reference
     answer; without one it meets `opponents` other answers of its group.
     """
-    from ..model import looks_like_path
-
-    if looks_like_path(judge) and not Path(judge).expanduser().is_dir():
+    if judge_missing(judge):
         raise UserError(f"reward 'pairwise_judge': judge model or run directory not found: {judge}")
     if opponents < 1 or max_new_tokens < 1 or batch_size < 1:
         raise UserError("reward 'pairwise_judge': opponents, max_new_tokens and batch_size must be at least 1")
