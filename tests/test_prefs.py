@@ -333,12 +333,24 @@ def test_someone_elses_database_is_refused_and_left_as_is(tmp_path, capsys):
 
 
 def test_store_from_a_newer_version_is_refused(tmp_path, capsys):
+    # As a newer tinyalign would leave it: votes in it, a column this one does not know, a higher version.
     path = tmp_path / "prefs.sqlite"
-    VoteStore(path).close()
+    with VoteStore(path) as store:
+        vote(store, "a")
+        vote(store, "b")
     newer = sqlite3.connect(path)
+    newer.execute("ALTER TABLE votes ADD COLUMN confidence REAL")
     newer.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    newer.commit()
     newer.close()
-    assert_refused_untouched(path, "upgrade tinyalign", capsys)
+    assert_refused_untouched(path, "written by a newer tinyalign.*upgrade", capsys)
+
+    before = path.read_bytes()
+    with pytest.raises(SystemExit) as stopped:
+        main(["stats", str(path)])
+    stderr = capsys.readouterr().err
+    assert stopped.value.code == 2 and "written by a newer tinyalign" in stderr and stderr.count("\n") == 1
+    assert path.read_bytes() == before
 
 
 def test_damaged_store_is_refused_and_left_as_is(tmp_path, capsys):

@@ -146,8 +146,9 @@ class VoteStore:
         finally:
             conn.execute("COMMIT")
         if version > SCHEMA_VERSION:
-            raise UserError(f"vote store {self.path} has schema version {version}, newer than this tinyalign "
-                            f"understands ({SCHEMA_VERSION}); upgrade tinyalign")
+            # Its newer columns would be dropped from the export without a word: refuse, change nothing.
+            raise UserError(f"vote store {self.path} was written by a newer tinyalign (schema {version}, this one "
+                            f"reads up to {SCHEMA_VERSION}); upgrade: pip install -U tinyalign; it was left untouched")
         if version == 0 and tables:
             raise UserError(f"{self.path} is an SQLite database but not a tinyalign vote store (it has tables "
                             f"{', '.join(sorted(tables))}); it was left untouched: give another path")
