@@ -151,6 +151,21 @@ def test_both_bad_with_edit_gives_two_pairs_without_edit_none(store):
     assert rows_as_text(pairs(store)) == [("4", "3"), ("4", "5")]
 
 
+def test_a_tie_with_an_edit_puts_the_edit_over_each_answer(store, tmp_path, capsys):
+    vote(store, "tie", a="four", b="4.0", edited="4")
+    vote(store, "tie", a="4", b="5", edited="4")   # the edit equals one answer: only edit over the other
+    vote(store, "tie", a="3", b="5")                 # no edit: nothing to learn
+    expected = [("4", "four"), ("4", "4.0"), ("4", "5")]
+    assert rows_as_text(pairs(store)) == expected
+
+    status, stdout, _ = export(store.path, tmp_path / "pairs.jsonl", capsys)
+    assert status == 0 and "wrote 3 DPO pairs from 3 votes" in stdout
+    assert "1 tie without an edited answer" in stdout and "1 chosen equals rejected" in stdout
+    written = [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()]
+    assert [(r["chosen"][0]["content"], r["rejected"][0]["content"]) for r in written] == expected
+    assert rows_as_text(load_pairs(store.path)) == expected  # what DPO/RM read from data.source: *.sqlite
+
+
 def test_ties_duplicates_and_no_difference_are_dropped(store):
     vote(store, "tie")
     vote(store, "a")

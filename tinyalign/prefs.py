@@ -78,7 +78,7 @@ _COLUMNS_V1 = ("id", "time", "annotator", "conversation", "response_a", "respons
 _COLUMNS = (*_COLUMNS_V1, "prompt_id", "dimensions", "rationale", "superseded")
 
 # Why a vote yields no pair, as printed by `export` and put in load_pairs' error.
-DROP_TIE = "tie"
+DROP_TIE = "tie without an edited answer"
 DROP_BOTH_BAD = "both_bad without an edited answer"
 DROP_SAME = "chosen equals rejected"
 DROP_DUPLICATE = "duplicate pair"
@@ -451,12 +451,11 @@ def _build_pairs(votes):
             continue
         prompt = _prompt(vote)
         edited = vote["edited"]
-        if vote["vote"] == "tie":
-            dropped[DROP_TIE] += 1
-            continue
-        if vote["vote"] == "both_bad":
+        if vote["vote"] in ("tie", "both_bad"):
+            # Neither answer beat the other, but an answer the annotator wrote beats both: a tie's
+            # correction is as much a preference as a both-bad one's.
             if not edited:
-                dropped[DROP_BOTH_BAD] += 1
+                dropped[DROP_TIE if vote["vote"] == "tie" else DROP_BOTH_BAD] += 1
                 continue
             candidates = [(edited, vote["response_a"]), (edited, vote["response_b"])]
         else:
@@ -484,8 +483,8 @@ def pairs(store_or_path, dimension=None):
     """DPO rows {"prompt", "chosen", "rejected"} from a VoteStore or the path of one.
 
     a/b: chosen = the edited answer if one was written, else the winner; rejected = the loser.
-    both_bad with an edited answer: two rows, edited over A and edited over B.
-    Dropped: tie, both_bad without an edit, chosen == rejected, exact duplicates.
+    tie or both_bad with an edited answer: two rows, edited over A and edited over B.
+    Dropped: tie or both_bad without an edit, chosen == rejected, exact duplicates.
     A "system" entry in a vote's settings becomes the prompt's system message.
     """
     return _build_pairs(_read_votes(store_or_path, dimension))[0]

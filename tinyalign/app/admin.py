@@ -121,7 +121,8 @@ def build_tabs(ballots: Ballots, export_path: Path, dimensions: list[str], *, vi
     with gr.Tab("Export", visible=visible):
         gr.Markdown(f"Writes the votes as DPO pairs (TRL's conversational preference format) to "
                     f"{code(export_path)}: A/B votes give a pair, a written better answer is chosen over the "
-                    f"worse one, ties are dropped; undone votes are left out.")
+                    f"worse one (over both answers after a tie or *both bad*), ties without one are dropped; "
+                    f"undone votes are left out.")
         dimension = gr.Dropdown(["overall", *dimensions], value="overall", label="Pairs from",
                                 visible=bool(dimensions), elem_id="export-dimension")
         with gr.Row():
