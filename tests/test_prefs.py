@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from tinyalign.errors import UserError
-from tinyalign.prefs import SCHEMA_VERSION, VoteStore, leaderboard, load_pairs, main, pairs, unswap_vote
+from tinyalign.prefs import main
+from tinyalign.votes import SCHEMA_VERSION, VoteStore, leaderboard, load_pairs, pairs, unswap_vote
 
 REPO = Path(__file__).resolve().parents[1]
 QUESTION = [{"role": "user", "content": "What is 2+2?"}]

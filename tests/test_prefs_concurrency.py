@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from tinyalign.prefs import VoteStore
+from tinyalign.votes import VoteStore
 
 REPO = Path(__file__).resolve().parents[1]
 WRITERS, VOTES_EACH = 8, 100
@@ -22,7 +22,7 @@ WRITERS, VOTES_EACH = 8, 100
 WRITER = """
 import os, sys, time
 from pathlib import Path
-from tinyalign.prefs import VoteStore
+from tinyalign.votes import VoteStore
 
 db, name, count, acks, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], Path(sys.argv[5])
 store = VoteStore(db, timeout=60)  # no pause between votes: SQLite's unfair busy wait can stall one for seconds
@@ -131,13 +131,13 @@ def test_a_store_another_process_finishes_creating_while_this_one_opens_it_is_ac
     commits the new store's schema between this one's first look at the file and its second."""
     import threading
 
-    from tinyalign import prefs
+    from tinyalign.votes import store as vote_store
 
     db = tmp_path / "prefs.sqlite"
     other = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
     other.execute("BEGIN IMMEDIATE")  # the other process, half-way through creating the store
-    other.execute(prefs._SCHEMA)
-    other.execute(f"PRAGMA user_version = {prefs.SCHEMA_VERSION}")
+    other.execute(vote_store._SCHEMA)
+    other.execute(f"PRAGMA user_version = {vote_store.SCHEMA_VERSION}")
     finisher = threading.Thread(target=lambda: other.execute("COMMIT"))
     connect = sqlite3.connect
 
@@ -157,7 +157,7 @@ def test_a_store_another_process_finishes_creating_while_this_one_opens_it_is_ac
         def __getattr__(self, name):
             return getattr(self.conn, name)
 
-    monkeypatch.setattr(prefs.sqlite3, "connect", Interleaved)
+    monkeypatch.setattr(vote_store.sqlite3, "connect", Interleaved)
     store = VoteStore(db, timeout=10)
     finisher.join(10)
     store.record(conversation=[{"role": "user", "content": "hi"}], response_a="x", response_b="y",

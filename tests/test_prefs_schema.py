@@ -7,7 +7,8 @@ import sqlite3
 import pytest
 
 from tinyalign.errors import UserError
-from tinyalign.prefs import SCHEMA_VERSION, VoteStore, agreement, leaderboard, main, pairs
+from tinyalign.prefs import main
+from tinyalign.votes import SCHEMA_VERSION, VoteStore, agreement, leaderboard, pairs
 
 QUESTION = [{"role": "user", "content": "What is 2+2?"}]
 

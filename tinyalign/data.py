@@ -35,7 +35,7 @@ def load_split(spec: Data, split: str):
         source = str(tiny.task_path(source))
     path = Path(source).expanduser()
     if path.suffix in VOTE_STORES:
-        from .prefs import load_pairs
+        from .votes.pairs import load_pairs
 
         if not path.is_file():
             raise UserError(f"data.source: vote store not found: {source}")

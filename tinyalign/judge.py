@@ -35,14 +35,14 @@ VERDICT_COLUMNS = {"judge_prompt", "verdict"}
 
 def read_pairs(path) -> list[tuple[str, str, str]]:
     """(task, chosen, rejected) of every pair in a vote store or a pairs JSONL."""
-    from . import prefs
     from .reward_models import text_of
+    from .votes import load_pairs
 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"--pairs {path} not found; give a vote store (.sqlite) or a pairs .jsonl")
     if files.is_sqlite(path):
-        rows = prefs.load_pairs(path)
+        rows = load_pairs(path)
     else:
         data.check_utf8(path)
         rows = []

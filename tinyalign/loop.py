@@ -6,7 +6,7 @@
 The annotators are a rule oracle with a stated preference: a right answer in the requested style
 (the bare number) beats a right number with extra text, which beats a wrong answer; when both
 answers are wrong it marks "both bad" and writes the right answer (an edit), as people do in the
-arena. Votes go through the app's vote store (tinyalign.prefs) and its DPO export, so the reward
+arena. Votes go through the app's vote store (tinyalign.votes) and its DPO export, so the reward
 model trains on exactly what real votes would give it.
 
     python -m tinyalign.loop votes --policy sft=runs/tiny_sft --db runs/tiny_votes.sqlite
@@ -57,7 +57,7 @@ def annotate(db, policies: dict[str, str], prompts: int, seed: int = 0, task=TAS
     """
     from . import data, model, recipe as recipes
     from .generate import generate
-    from .prefs import VoteStore
+    from .votes import VoteStore
 
     recipe = recipes.load(task)
     train, _ = data.splits(recipe.data, recipe.seed)
@@ -93,12 +93,12 @@ def annotate(db, policies: dict[str, str], prompts: int, seed: int = 0, task=TAS
 
 def split_pairs(db, folder, held_out: float = HELD_OUT, seed: int = 0) -> dict:
     """The store's DPO export, split into folder/train.jsonl and folder/test.jsonl (`held_out` of the pairs)."""
-    from . import prefs
+    from .votes import load_pairs
 
     folder = files.check_folder_out(folder)
     outs = {name: files.check_jsonl_out(folder / f"{name}.jsonl", columns={"prompt", "chosen", "rejected"},
                                         inputs=[db]) for name in ("train", "test")}
-    rows = prefs.load_pairs(db)
+    rows = load_pairs(db)
     random.Random(seed).shuffle(rows)
     cut = max(1, round(len(rows) * held_out))
     folder.mkdir(parents=True, exist_ok=True)
@@ -135,7 +135,8 @@ def run_loop(sft: str, out, prompts: int = 300, grpo_steps: int = 30, baseline: 
     `judge`: a pairwise judge (a model or a tinyalign.judge run) scored on each round's held-out votes
     beside the RM, so the table shows whether a judge would have served as the reward.
     """
-    from . import grpo, prefs, recipe as recipes, reward_models, rm
+    from . import grpo, recipe as recipes, reward_models, rm
+    from .votes import leaderboard
     from .rewards.pairwise import PairJudge
     from .scoring import held_out_accuracy
 
@@ -179,7 +180,7 @@ def run_loop(sft: str, out, prompts: int = 300, grpo_steps: int = 30, baseline: 
     rm.main([str(RM_RECIPE), f"data.source={out / 'pairs-r2'}", *rm_train, f"model.adapter={out / 'rm-r1'}",
              f"train.learning_rate={continued}",
              f"output_dir={out / 'rm-r2'}"])
-    ratings = {row["model"]: row["rating"] for row in prefs.leaderboard(db2)}
+    ratings = {row["model"]: row["rating"] for row in leaderboard(db2)}
     table.append({"round": 2, "votes": votes2,
                   "rm_accuracy": reward_models.held_out_stats(out / "rm-r2")["accuracy"],
                   "rm_r1_on_r2": rm_accuracy(out / "rm-r1", out / "pairs-r2" / "test.jsonl"),

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from .. import prefs
+from ..votes import agreement, pairs, ratings
 from ..errors import UserError
 from .ballots import Ballots
 from .text import as_text, code
@@ -15,7 +15,7 @@ HEADERS = ["rank", "checkpoint", "rating", "95% range", "style-controlled", "vot
 
 
 def leaderboard_rows(store, dimension=None) -> list[list]:
-    rows = prefs.leaderboard(store, dimension=dimension, resamples=100) if store else []
+    rows = ratings.leaderboard(store, dimension=dimension, resamples=100) if store else []
     return [[rank, row["model"], round(row["rating"]), f"{row['rating_low']:.0f}..{row['rating_high']:.0f}",
              round(row["style_rating"]), row["votes"], row["wins"], row["losses"], row["ties"],
              f"{row['win_rate']:.0%}"] for rank, row in enumerate(rows, 1)]
@@ -26,7 +26,7 @@ def dimension_ratings(store, dimensions: list[str]) -> dict[str, dict[str, dict]
     if not store or not dimensions:
         return {}
     judged = {v for vote in store.votes(current=True) for v in vote["dimensions"]}
-    return {d: {row["model"]: row for row in prefs.leaderboard(store, dimension=d, resamples=20)}
+    return {d: {row["model"]: row for row in ratings.leaderboard(store, dimension=d, resamples=20)}
             for d in dimensions if d in judged}
 
 
@@ -75,11 +75,11 @@ def summary(store) -> str:
         return "No votes yet."
     votes = store.votes(current=True)
     lines = [f"**{len(votes)}** votes."]
-    bias = prefs.position_bias(votes)
+    bias = agreement.position_bias(votes)
     if bias:
         lines.append(f"Position bias: the left answer won {bias[0]} of {bias[1]} A/B votes "
                      f"(**{bias[0] / bias[1]:.0%}**; about 50% means none).")
-    agreed = prefs.agreement(votes)
+    agreed = agreement.agreement(votes)
     if agreed["pairs"]:
         lines.append(f"Agreement: {agreed['agree']} of {agreed['pairs']} annotator pairs preferred the same "
                      f"answer (**{agreed['agree'] / agreed['pairs']:.0%}**) on {agreed['items']} prompts.")
@@ -137,7 +137,7 @@ def build_tabs(ballots: Ballots, export_path: Path, dimensions: list[str], *, vi
             return "No votes yet.", None
         which = None if which in (None, "overall") else which
         try:  # the same rules as `python -m tinyalign.prefs export [--dimension D]`
-            done = prefs.export(store, export_path, dimension=which)
+            done = pairs.export(store, export_path, dimension=which)
         except UserError as e:
             return as_text(str(e)), None
         return (f"Wrote **{done['pairs']}** DPO pairs from **{done['votes']}** votes to {code(export_path)} "
@@ -150,7 +150,7 @@ def build_tabs(ballots: Ballots, export_path: Path, dimensions: list[str], *, vi
         if store is None:
             return "No votes yet.", None
         try:  # the same rules as `python -m tinyalign.prefs export --sft`
-            done = prefs.export(store, out, sft=True)
+            done = pairs.export(store, out, sft=True)
         except UserError as e:
             return as_text(str(e)), None
         return f"Wrote **{done['rows']}** SFT rows (completions marked good) to {code(out)}.", str(out)

@@ -21,7 +21,7 @@ import random
 from dataclasses import dataclass, field
 
 from ..errors import UserError
-from ..prefs import VERDICTS, VOTES, unswap_vote
+from ..votes.store import VERDICTS, VOTES, unswap_vote
 
 TAGS = ("wrong", "verbose", "unsafe", "format")
 

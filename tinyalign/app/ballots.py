@@ -4,7 +4,7 @@ import os
 import threading
 from pathlib import Path
 
-from .. import prefs
+from ..votes.store import VoteStore
 from ..errors import UserError
 
 
@@ -23,7 +23,7 @@ class Ballots:
         if self.path.exists():
             # Opened with a short wait: a store another process holds is refused at launch, in
             # seconds, instead of after the model has loaded and at every vote.
-            self._store = prefs.VoteStore(self.path, timeout=LAUNCH_WAIT)
+            self._store = VoteStore(self.path, timeout=LAUNCH_WAIT)
             try:
                 self._store.check_writable(LAUNCH_WAIT)
             except UserError:
@@ -34,11 +34,11 @@ class Ballots:
             raise UserError(f"--db {self.path}: cannot create the vote store there (folder missing or "
                             "not writable); give another path")
 
-    def store(self) -> prefs.VoteStore:
+    def store(self) -> VoteStore:
         with self._lock:
             if self._store is None:
-                self._store = prefs.VoteStore(self.path)
+                self._store = VoteStore(self.path)
             return self._store
 
-    def existing(self) -> prefs.VoteStore | None:
+    def existing(self) -> VoteStore | None:
         return self._store

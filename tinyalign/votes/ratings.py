@@ -1,4 +1,7 @@
-"""Ratings from pairwise votes: Bradley-Terry on the Elo scale, optionally with style covariates.
+"""The leaderboard: checkpoints rated from their votes, Bradley-Terry on the Elo scale, optionally with
+style covariates.
+
+    leaderboard("prefs.sqlite")            # -> ratings per checkpoint, best first
 
 One solver serves both the raw rating and the style-controlled one (as Chatbot Arena's style
 control does): P(first wins) = sigmoid(theta_first - theta_second + beta . features). With no
@@ -10,6 +13,8 @@ answers had the same style.
 import re
 
 import numpy as np
+
+from tinyalign.votes.store import read_votes
 
 MARKDOWN = re.compile(r"(?m)^\s{0,3}(#{1,6}\s|[-*+]\s|\d+[.)]\s|```)|\*\*[^*]+\*\*")
 STYLE_FEATURES = ("length", "markdown")
@@ -65,3 +70,50 @@ def bradley_terry(n_models, first, second, score, features=None, prior=0.5, ridg
         if np.max(np.abs(size * step)) < 1e-9:
             break
     return 1000.0 + 400.0 * params[:n_models] / np.log(10), params[n_models:]
+
+
+def leaderboard(store_or_path, *, dimension=None, resamples=200, seed=0):
+    """Per checkpoint: votes, wins, losses, ties, win_rate and an Elo-scale Bradley-Terry rating with a
+    bootstrap 95 % range (rating_low, rating_high), best first; and `style_rating`, the rating with
+    answer length and markdown as covariates (a checkpoint that wins by being longer drops there).
+
+    both_bad counts as a tie (neither answer was preferred). win_rate counts a tie as half a win.
+    Votes comparing a checkpoint with itself say nothing about ranking and are left out. Undone votes
+    are left out. With `dimension`, only the verdicts on that dimension count.
+    """
+    votes = [v for v in read_votes(store_or_path, dimension)
+             if v["model_a"] != v["model_b"] and not v["settings"].get("review")]  # a correction is no checkpoint
+    if not votes:
+        return []
+    models = sorted({v[k] for v in votes for k in ("model_a", "model_b")})
+    index = {m: i for i, m in enumerate(models)}
+    first = np.array([index[v["model_a"]] for v in votes])
+    second = np.array([index[v["model_b"]] for v in votes])
+    score = np.array([{"a": 1.0, "b": 0.0}.get(v["vote"], 0.5) for v in votes])
+
+    ratings, _ = bradley_terry(len(models), first, second, score)
+    rng = np.random.default_rng(seed)
+    boot = np.empty((resamples, len(models)))
+    for r in range(resamples):
+        sample = rng.integers(0, len(votes), len(votes))
+        boot[r] = bradley_terry(len(models), first[sample], second[sample], score[sample])[0]
+    low, high = np.percentile(boot, [2.5, 97.5], axis=0)
+    styled, _ = bradley_terry(len(models), first, second, score, np.array([style_features(v) for v in votes]))
+
+    table = []
+    for i, model in enumerate(models):
+        as_first, as_second = score[first == i], 1.0 - score[second == i]
+        results = np.concatenate([as_first, as_second])
+        wins, losses = int((results == 1).sum()), int((results == 0).sum())
+        table.append({
+            "model": model, "votes": len(results), "wins": wins, "losses": losses,
+            "ties": len(results) - wins - losses,
+            "win_rate": float(results.mean()),
+            "rating": float(ratings[i]),
+            # A percentile range can miss a point estimate the bootstrap finds biased; widen it so
+            # the table never shows a rating outside its own range.
+            "rating_low": float(min(low[i], ratings[i])),
+            "rating_high": float(max(high[i], ratings[i])),
+            "style_rating": float(styled[i]),
+        })
+    return sorted(table, key=lambda row: -row["rating"])

@@ -1,0 +1,17 @@
+"""Votes on pairs of answers: how they are stored, turned into training rows, rated and trusted.
+
+    store.py      the SQLite vote store, its schema and migrations (VoteStore, read_votes)
+    pairs.py      the export: DPO/RM preference pairs and SFT rows (pairs, load_pairs, export)
+    ratings.py    the leaderboard: Bradley-Terry ratings per checkpoint, raw and style-controlled
+    agreement.py  how far the votes can be trusted: annotator agreement, position bias
+
+`python -m tinyalign.prefs export|stats` is the command over them.
+"""
+
+from tinyalign.votes.agreement import agreement, position_bias
+from tinyalign.votes.pairs import export, load_pairs, pairs, sft_rows
+from tinyalign.votes.ratings import leaderboard
+from tinyalign.votes.store import SCHEMA_VERSION, VERDICTS, VOTES, VoteStore, read_votes, unswap_vote
+
+__all__ = ["SCHEMA_VERSION", "VERDICTS", "VOTES", "VoteStore", "agreement", "export", "leaderboard",
+           "load_pairs", "pairs", "position_bias", "read_votes", "sft_rows", "unswap_vote"]
