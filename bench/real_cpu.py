@@ -134,9 +134,9 @@ def child(which: str, threads: str) -> dict:
 def run_child(which: str, out: str) -> None:
     import torch
 
-    from tinyalign import model
+    from tinyalign import threads
 
-    model.use_cpu_threads()  # both variants: OMP_NUM_THREADS if the parent set it, else by load
+    threads.use_cpu_threads()  # both variants: OMP_NUM_THREADS if the parent set it, else by load
     totals = instrument()
     result = (ours if which == "ours" else plain_trl)(Path(out), totals)
     print(json.dumps({**result, **totals, "threads": torch.get_num_threads()}))

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tinyalign import gguf, model, tiny
+from tinyalign import chat_template, gguf, model, tiny
 from tinyalign.errors import UserError
 from tinyalign.generate import generate, render
 from tinyalign.recipe import Model
@@ -102,7 +102,7 @@ def test_smollm2_turns_end_at_im_end_although_its_gguf_eos_is_im_start(smollm2):
     raw = AutoTokenizer.from_pretrained(str(file.parent), gguf_file=file.name)
     assert raw.eos_token == "<|im_start|>" and raw.pad_token is None  # the trap, as shipped
     tokenizer = model.load_tokenizer(Model(name=PKG))
-    assert model.end_of_turn(tokenizer) == tokenizer.eos_token == "<|im_end|>"
+    assert chat_template.end_of_turn(tokenizer) == tokenizer.eos_token == "<|im_end|>"
     assert tokenizer.pad_token == "<|endoftext|>"
 
 
@@ -151,7 +151,7 @@ def test_training_tokenizer_stops_trl_at_the_turn_end_and_pads_with_another_toke
 def test_a_pad_equal_to_the_turn_end_is_replaced():
     tokenizer = tiny.build_tokenizer()
     tokenizer.pad_token = "<|im_end|>"  # as some Llama-3 fine-tunes ship it
-    model.fix_special_tokens(tokenizer)
+    chat_template.fix_special_tokens(tokenizer)
     assert tokenizer.pad_token not in (None, "<|im_end|>") and tokenizer.eos_token == "<|im_end|>"
 
 

@@ -2,7 +2,7 @@
 
 import os
 
-from tinyalign import model
+from tinyalign import threads as cpu
 
 
 def threads(monkeypatch, cores=2, load=0.0, now=0.0, omp=None) -> int:
@@ -11,8 +11,8 @@ def threads(monkeypatch, cores=2, load=0.0, now=0.0, omp=None) -> int:
         monkeypatch.setenv("OMP_NUM_THREADS", omp)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
     monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
-    monkeypatch.setattr(model, "_busy_now", lambda cores: now)
-    return model.cpu_threads()
+    monkeypatch.setattr(cpu, "_busy_now", lambda cores: now)
+    return cpu.cpu_threads()
 
 
 def test_a_quiet_box_gets_every_core_and_a_busy_one_what_is_left(monkeypatch):
@@ -34,7 +34,7 @@ def test_busy_now_counts_a_spinning_neighbour():
     cores = sorted(os.sched_getaffinity(0))
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
-        assert model._busy_now(cores, window=0.5) >= 0.8
+        assert cpu._busy_now(cores, window=0.5) >= 0.8
     finally:
         spinner.kill()
         spinner.wait()

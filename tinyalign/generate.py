@@ -2,6 +2,8 @@
 
 from tqdm.auto import tqdm
 
+from .chat_template import stop_token_ids
+
 
 def render(tokenizer, messages: list[dict]) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -13,8 +15,6 @@ def generate(model, tokenizer, prompts: list[list[dict]], *, k: int = 1, max_new
     """k completions per chat prompt (greedy when temperature is 0), as plain text, each ending at
     the chat template's end of turn (or at max_new_tokens)."""
     import torch
-
-    from .model import stop_token_ids
 
     tokenizer.padding_side = "left"  # decoder-only models continue from the right edge
     sampling = temperature > 0

@@ -20,6 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from . import tiny
+from .chat_template import fix_special_tokens
 from .errors import UserError
 
 PREFIX = "pkg:"
@@ -82,8 +83,6 @@ def convert(file: Path, out: Path) -> None:
     """Dequantise `file` to float32 and save model, tokenizer and generation config as a HF folder."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from .model import fix_special_tokens
 
     print(f"converting {file.name} into a trainable model folder, once: {out.parent}", flush=True)
     try:

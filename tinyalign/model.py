@@ -11,8 +11,10 @@ import os
 from pathlib import Path
 
 from . import tiny
+from .chat_template import align_generation, fix_special_tokens
 from .errors import UserError
 from .recipe import Model
+from .threads import use_cpu_threads
 
 
 def resolve_name(name: str) -> str:
@@ -90,58 +92,6 @@ def backend_for(spec: Model) -> str:
     if spec.backend == "auto" and has_cuda() and importlib.util.find_spec("unsloth") is not None:
         return "unsloth"
     return "transformers"
-
-
-def cpu_threads() -> int:
-    """Torch threads for a CPU run: the cores other processes leave free (at least one).
-
-    OpenMP threads that find their core taken spin-wait against the other process: on a 2-core box
-    beside one busy process, a 2-thread GRPO step on SmolLM2 took 4-13x its time on a quiet box.
-    Busy means busy now (0.3 s of /proc/stat) or lately (the 1-minute load average, less this
-    process). OMP_NUM_THREADS, when set, wins.
-    """
-    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
-        return max(1, int(os.environ["OMP_NUM_THREADS"]))
-    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
-    lately = os.getloadavg()[0] - 1.0 if hasattr(os, "getloadavg") else 0.0
-    others = max(0.0, lately, _busy_now(cores))
-    return max(1, min(len(cores), round(len(cores) - others)))
-
-
-def _busy_now(cores: list[int], window: float = 0.3) -> float:
-    """How many of `cores` were busy over the last `window` seconds (Linux; 0 elsewhere)."""
-    import time
-
-    def snapshot():
-        idle = total = 0
-        with open("/proc/stat") as f:
-            for line in f:
-                name, *ticks = line.split()
-                if name[3:].isdigit() and int(name[3:]) in cores:
-                    ticks = [int(t) for t in ticks[:8]]
-                    idle, total = idle + ticks[3] + ticks[4], total + sum(ticks)
-        return idle, total
-
-    try:
-        idle0, total0 = snapshot()
-        time.sleep(window)
-        idle1, total1 = snapshot()
-    except OSError:
-        return 0.0
-    return len(cores) * (1 - (idle1 - idle0) / max(1, total1 - total0))
-
-
-def use_cpu_threads() -> None:
-    """Set torch's thread count by cpu_threads(), once per process, when there is no GPU."""
-    import torch
-
-    global _threads_set
-    if not _threads_set and not torch.cuda.is_available():
-        torch.set_num_threads(cpu_threads())
-        _threads_set = True
-
-
-_threads_set = False
 
 
 def compute_dtype(spec: Model):
@@ -224,71 +174,6 @@ def check_hub_model(name: str) -> None:
         socket.create_connection((host, 443), timeout=3).close()
     except OSError as e:
         raise UserError(f"model.name: cannot load {name} ({unavailable(name, e)})") from None
-
-
-# ---------------------------------------------------------------- end of turn
-
-_PROBE = "tinyalign-end-of-turn-probe"
-
-
-def end_of_turn(tokenizer, name: str = "the model") -> str:
-    """The token the chat template writes right after an assistant's answer: where generation must stop.
-
-    A tokenizer's eos often is not it: GGUF SmolLM2 says eos = <|im_start|>, Qwen2.5 base says
-    <|endoftext|>, while both end a chat turn with <|im_end|>.
-    """
-    from jinja2 import TemplateError
-
-    cached = getattr(tokenizer, "_tinyalign_end_of_turn", None)
-    if cached and cached[0] == tokenizer.chat_template:
-        return cached[1]
-    chat = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": _PROBE}]
-    try:
-        text = tokenizer.apply_chat_template(chat, tokenize=False)
-    except TemplateError as e:
-        raise UserError(f"{name}: its chat template fails on a user/assistant exchange: {e}") from None
-    after = text.split(_PROBE, 1)[1] if _PROBE in text else ""
-    ids = tokenizer(after, add_special_tokens=False).input_ids
-    token = tokenizer.convert_ids_to_tokens(ids[0]) if ids else None
-    special = set(tokenizer.all_special_tokens) | {t.content for t in tokenizer.added_tokens_decoder.values()}
-    if token not in special:
-        raise UserError(f"{name}: cannot find the end of turn in its chat template: after an answer it writes "
-                        f"{after[:20]!r}, not a special token, and the tokenizer's eos is {tokenizer.eos_token!r}; "
-                        f"set model.chat_template to one that ends each turn with a special token such as "
-                        f"{tokenizer.eos_token}")
-    tokenizer._tinyalign_end_of_turn = (tokenizer.chat_template, token)
-    return token
-
-
-def fix_special_tokens(tokenizer, name: str = "the model") -> None:
-    """eos := the end of turn (so TRL and generate() stop there); pad := any other special token.
-
-    A pad equal to the end of turn would make padding and the real end of an answer the same id.
-    """
-    eot = end_of_turn(tokenizer, name)
-    if tokenizer.pad_token in (None, eot):
-        vocab = tokenizer.get_vocab()
-        spare = [tokenizer.pad_token, "<|endoftext|>", "<|finetune_right_pad_id|>", "<pad>", tokenizer.unk_token,
-                 tokenizer.eos_token, tokenizer.bos_token]
-        # nothing else in the vocabulary: pad stays the end of turn (TRL masks labels by attention, not by id)
-        tokenizer.pad_token = next((t for t in spare if t in vocab and t != eot), eot)
-    tokenizer.eos_token = eot
-
-
-def stop_token_ids(model, tokenizer) -> list[int]:
-    """Ids generation stops at: the template's end of turn first, then the model's own eos ids."""
-    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    eos = eos if isinstance(eos, list) else [eos]
-    ids = [tokenizer.convert_tokens_to_ids(end_of_turn(tokenizer)), *eos]
-    return list(dict.fromkeys(i for i in ids if i is not None))
-
-
-def align_generation(model, tokenizer) -> None:
-    """The model's configs agree with the tokenizer: every generate() (TRL's too) stops at the end of turn."""
-    model.generation_config.eos_token_id = stop_token_ids(model, tokenizer)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.config.eos_token_id = tokenizer.eos_token_id
-    model.config.pad_token_id = tokenizer.pad_token_id
 
 
 def load_base(spec: Model, tokenizer=None, auto_class=None, **kwargs):

@@ -22,6 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from ..chat_template import stop_token_ids
 from ..errors import UserError
 from ..generate import render
 
@@ -142,8 +143,6 @@ class Engine:
         self._scheduler: threading.Thread | None = None
         self._start_lock = threading.Lock()
         tokenizer.padding_side = "left"  # decoder-only: every row continues from the right edge
-        from ..model import stop_token_ids
-
         self._stop_ids = set(stop_token_ids(model, tokenizer))  # the template's end of turn, whatever eos says
 
     @classmethod
