@@ -11,8 +11,11 @@ names are importable from here too, as scripts written against tinyalign.prefs e
 from collections import Counter
 
 from tinyalign.errors import ArgumentParser, cli
-from tinyalign.votes import (SCHEMA_VERSION, VERDICTS, VOTES, VoteStore, agreement, export, leaderboard,  # noqa: F401
+from tinyalign.votes import (SCHEMA_VERSION, VERDICTS, VOTES, VoteStore, agreement, export, leaderboard,
                              load_pairs, pairs, position_bias, sft_rows, unswap_vote)
+
+__all__ = ["SCHEMA_VERSION", "VERDICTS", "VOTES", "VoteStore", "agreement", "export", "leaderboard", "load_pairs",
+           "main", "pairs", "position_bias", "sft_rows", "unswap_vote"]
 
 
 def _export(args):

@@ -93,7 +93,7 @@ def sft_path(export_path: Path) -> Path:
     return export_path.with_name(f"{stem}.sft.jsonl")
 
 
-def build_tabs(ballots: Ballots, export_path: Path, dimensions: list[str], *, visible: bool = True) -> None:
+def build_leaderboard_tab(ballots: Ballots, dimensions: list[str], *, visible: bool = True) -> None:
     with gr.Tab("Leaderboard", visible=visible) as leaderboard_tab:
         gr.Markdown("Bradley-Terry ratings (Elo scale) with a bootstrap 95 % range; a tie counts half a win, "
                     "*both bad* counts as a tie. *Style-controlled*: the rating with answer length and markdown "
@@ -118,6 +118,8 @@ def build_tabs(ballots: Ballots, export_path: Path, dimensions: list[str], *, vi
     refresh.click(show, outputs=shown)
     leaderboard_tab.select(show, outputs=shown)
 
+
+def build_export_tab(ballots: Ballots, export_path: Path, dimensions: list[str], *, visible: bool = True) -> None:
     with gr.Tab("Export", visible=visible):
         gr.Markdown(f"Writes the votes as DPO pairs (TRL's conversational preference format) to "
                     f"{code(export_path)}: A/B votes give a pair, a written better answer is chosen over the "
