@@ -133,11 +133,7 @@ def load_recipe(model_dir: str, args, variant: str):
                  f"output_dir={tempfile.mkdtemp(prefix='bench-grpo-')}", f"train.max_steps={args.warmup + args.steps}",
                  "train.logging_steps=1", "train.save_strategy='no'", "probe=false", "doctor=false",
                  *(SMOKE_TRAIN if args.smoke else [])]
-    recipe = recipes.load(RECIPE, overrides, method="grpo")
-    recipe.train = {**grpo.DEFAULTS, **recipe.train}  # what `python -m tinyalign.grpo` would train with
-    recipe.train.setdefault("beta", grpo.KL_FROM_BASE)
-    recipe.train["reward_weights"] = [float(spec.get("weight", 1.0)) for spec in recipe.rewards]
-    return recipe
+    return grpo.resolve(recipes.load(RECIPE, overrides, method="grpo"))  # what `python -m tinyalign.grpo` would train with
 
 
 def plain_trl_model(recipe):

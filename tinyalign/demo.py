@@ -9,16 +9,13 @@ Every stage is the real product path (4-bit base, LoRA, TRL) on the built-in tin
 import time
 from pathlib import Path
 
-from .errors import ArgumentParser, UserError, cli, positive_int
-
-RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+from .errors import ArgumentParser, cli, positive_int
 
 
 def recipe_path(name: str) -> str:
-    path = RECIPES / name
-    if not path.is_file():
-        raise UserError(f"demo recipe not found: {path} (run the demo from a checkout of tinyalign)")
-    return str(path)
+    from . import recipe as recipes
+
+    return str(recipes.builtin(name))  # shipped in the package: the demo runs from any folder
 
 
 @cli

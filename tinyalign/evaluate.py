@@ -45,18 +45,15 @@ class Entry:
 
 def locate(target) -> tuple:
     """(recipe, run directory) from a run directory or a recipe file (whose output_dir is the run)."""
-    from . import recipe as recipes
+    from . import run
 
-    path = Path(target)
-    if path.is_dir():
-        if not (path / "recipe.yaml").is_file():
-            raise UserError(f"{path} is not a run directory (no recipe.yaml); pass a run directory or its recipe")
-        return recipes.load(path / "recipe.yaml"), path
-    recipe = recipes.load(path)
+    recipe, run_dir = run.load_target(target)
+    if run_dir is not None:
+        return recipe, run_dir
     run_dir = Path(recipe.output_dir)
     if not run_dir.is_dir():
-        raise UserError(f"{path} trains into {run_dir}, which does not exist yet; train first: "
-                        f"python -m tinyalign.{recipe.method} {path}")
+        raise UserError(f"{target} trains into {run_dir}, which does not exist yet; train first: "
+                        f"python -m tinyalign.{recipe.method} {target}")
     return recipe, run_dir
 
 

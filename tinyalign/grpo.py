@@ -5,7 +5,7 @@ Reads top to bottom: recipe, run directory, probe, model, data, rewards, trainer
 
 from .errors import UserError, cli
 
-# Defaults for one consumer GPU (DESIGN.md section 5); any GRPOConfig field in `train:` wins.
+# Defaults for one consumer GPU, with their reasons in docs/practice.md; any GRPOConfig field in `train:` wins.
 DEFAULTS = dict(
     learning_rate=1e-5,  # about an order below LoRA SFT; full fine-tuning would use 1e-6..5e-6
     lr_scheduler_type="cosine",
@@ -29,16 +29,24 @@ DEFAULTS = dict(
 KL_FROM_BASE, KL_AFTER_SFT = 0.0, 0.001
 
 
+def resolve(recipe):
+    """The settings this run uses (what `validate` prints): DEFAULTS under the recipe's `train:`, β
+    by where the run starts, and the rewards' weights as TRL's `reward_weights`."""
+    from . import run
+
+    run.with_defaults(recipe, DEFAULTS)
+    recipe.train.setdefault("beta", KL_AFTER_SFT if recipe.model.adapter else KL_FROM_BASE)
+    recipe.train.setdefault("reward_weights", [float(spec.get("weight", 1.0)) for spec in recipe.rewards])
+    return recipe
+
+
 @cli
 def main(argv=None):
     from . import data, model, rewards, run
     from .completions import CompletionLog
 
     # ── recipe and run directory: everything that can be checked is, before anything is written
-    recipe = run.load_recipe("grpo", argv, DEFAULTS)
-    recipe.train = {**data.trainer_order(recipe.data, "grpo"), **recipe.train}  # a curriculum keeps its order
-    recipe.train.setdefault("beta", KL_AFTER_SFT if recipe.model.adapter else KL_FROM_BASE)
-    recipe.train.setdefault("reward_weights", [float(spec.get("weight", 1.0)) for spec in recipe.rewards])
+    recipe = resolve(run.load_recipe("grpo", argv))
     resume = run.prepare(recipe)
 
     from transformers import set_seed

@@ -20,11 +20,11 @@ from pathlib import Path
 
 from . import files
 from .errors import ArgumentParser, UserError, cli, positive_int
+from .recipe import builtin
 
-ROOT = Path(__file__).resolve().parent.parent
-TASK = ROOT / "recipes" / "tiny_sft.yaml"  # the addition task: training prompts, references, base model
-RM_RECIPE = ROOT / "recipes" / "tiny_rm.yaml"
-GRPO_RECIPE = ROOT / "recipes" / "tiny_grpo.yaml"
+TASK = builtin("tiny_sft.yaml")  # the addition task: training prompts, references, base model
+RM_RECIPE = builtin("tiny_rm.yaml")
+GRPO_RECIPE = builtin("tiny_grpo.yaml")
 HELD_OUT = 0.2  # of each round's pairs, never trained on: the RM is measured there
 
 

@@ -9,7 +9,6 @@ generation settings, scores them with its rewards, and gives a verdict with the 
     too easy    nearly everything solved: nothing left to learn from these prompts
 """
 
-import argparse
 import json
 from pathlib import Path
 from statistics import mean
@@ -126,18 +125,17 @@ def format_report(r: dict) -> str:
 
 @cli
 def main(argv=None):
-    from . import recipe as recipes
+    from . import recipe as recipes, run as runs
 
     parser = ArgumentParser(prog="python -m tinyalign.probe", description=__doc__.splitlines()[0])
-    parser.add_argument("recipe")
-    parser.add_argument("overrides", nargs="*", default=[], help="dotted.key=value")
+    recipes.add_arguments(parser)
     parser.add_argument("--prompts", type=positive_int, default=64, help="how many training prompts to sample (default 64)")
     parser.add_argument("--k", type=positive_int, default=8, help="samples per prompt (default 8)")
     parser.add_argument("--out", help="folder for probe.json (default: print only)")
     args = parser.parse_args(argv)
     if args.out:
         files.check_folder_out(args.out)
-    recipe = recipes.load(args.recipe, args.overrides)
+    recipe = runs.resolve(recipes.load(args.recipe, args.overrides))  # GRPO's sampling settings, as it would train
     run(recipe, prompts=args.prompts, k=args.k, out_dir=args.out)
 
 

@@ -19,6 +19,10 @@ from .errors import UserError
 
 METHODS = ("sft", "dpo", "grpo", "rm")
 
+# The built-in recipes ship inside the package, so an installed tinyalign has them too. In a checkout,
+# the top-level `recipes` is a link to this folder.
+BUILTIN = Path(__file__).resolve().parent / "recipes"
+
 
 @dataclass
 class Lora:
@@ -158,8 +162,44 @@ def load(path, overrides=(), method: Optional[str] = None) -> Recipe:
     return recipe
 
 
-def read_yaml(path) -> dict:
+def builtin(name: str) -> Path:
+    """A built-in recipe (or accelerate config) by its name in the package, e.g. "tiny_sft.yaml"."""
+    path = BUILTIN / name
+    if not path.is_file():
+        shipped = ", ".join(sorted(p.name for p in BUILTIN.glob("*.yaml")))
+        raise UserError(f"no built-in recipe {name!r}; the built-in recipes are {shipped}")
+    return path
+
+
+def locate(path) -> Path:
+    """A recipe file as given; if there is none, the built-in recipe it names. `recipes/tiny_sft.yaml`
+    (or `tiny_sft.yaml`) then means the shipped one from any folder, as it does in a checkout. Only
+    those two spellings fall back: a user's own path that does not exist stays an error."""
     path = Path(path)
+    if path.exists() or path.is_absolute():
+        return path
+    parts = path.parts
+    if len(parts) >= 2 and parts[0] == "recipes":
+        parts = parts[1:]
+    elif len(parts) != 1:
+        return path
+    shipped = BUILTIN.joinpath(*parts)
+    return shipped if shipped.is_file() else path
+
+
+def add_arguments(parser, run_dir: bool = False) -> None:
+    """The positional arguments every recipe command takes: RECIPE (or RECIPE_OR_RUN) and overrides."""
+    if run_dir:
+        parser.add_argument("recipe", metavar="RECIPE_OR_RUN",
+                            help="a recipe YAML, or a run directory (its recipe.yaml and final adapter)")
+    else:
+        parser.add_argument("recipe", metavar="RECIPE", help="recipe YAML, e.g. recipes/tiny_sft.yaml")
+    parser.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="dotted.key=value, e.g. train.max_steps=10 output_dir=/tmp/x")
+
+
+def read_yaml(path) -> dict:
+    path = locate(path)
     if not path.is_file():
         raise UserError(f"recipe file not found: {path}")
     try:

@@ -30,14 +30,23 @@ DEFAULTS = dict(
 HELD_OUT = 0.1
 
 
+def resolve(recipe):
+    """The settings this run uses (what `validate` prints): DEFAULTS under the recipe's `train:`, and
+    the held-out share when the recipe names no held-out split."""
+    from . import run
+
+    run.with_defaults(recipe, DEFAULTS)
+    if not (recipe.data.test_split or recipe.data.test_size):
+        recipe.data.test_size = HELD_OUT
+    return recipe
+
+
 @cli
 def main(argv=None):
     from . import data, reward_models, run
 
     # ── recipe and run directory (checked only; nothing is written until the trainer is built)
-    recipe = run.load_recipe("rm", argv, DEFAULTS)
-    if not (recipe.data.test_split or recipe.data.test_size):
-        recipe.data.test_size = HELD_OUT
+    recipe = resolve(run.load_recipe("rm", argv))
     resume = run.prepare(recipe)
 
     from transformers import set_seed

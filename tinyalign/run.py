@@ -28,18 +28,43 @@ RUN_FILES = ("recipe.yaml", "trainer_state.json", "completions.jsonl", "rm_metri
 def parse_args(method: str, argv=None):
     parser = ArgumentParser(prog=f"python -m tinyalign.{method}",
                             description=f"4-bit QLoRA {method.upper()} from a YAML recipe.")
-    parser.add_argument("recipe", help="recipe YAML, e.g. recipes/tiny_sft.yaml")
-    parser.add_argument("overrides", nargs="*", default=[], help="dotted.key=value, e.g. train.max_steps=10 output_dir=/tmp/x")
+    recipes.add_arguments(parser)
     return parser.parse_args(argv)
 
 
-def load_recipe(method: str, argv=None, defaults: dict | None = None) -> recipes.Recipe:
-    """Parse the command line, load and check the recipe; the method's defaults go under `train:`."""
+def load_recipe(method: str, argv=None) -> recipes.Recipe:
+    """Parse the command line, load and check the recipe (as written: the method's `resolve` fills in the rest)."""
     args = parse_args(method, argv)
     console.quiet()  # before any data is read: datasets' bars and notices stay out of the console
-    recipe = recipes.load(args.recipe, args.overrides, method=method)
-    recipe.train = {**(defaults or {}), **recipe.train}
+    return recipes.load(args.recipe, args.overrides, method=method)
+
+
+def with_defaults(recipe: recipes.Recipe, defaults: dict) -> recipes.Recipe:
+    """`train:` over the method's defaults, with the settings a curriculum needs in between (the
+    trainers shuffle by default, which would undo it); the recipe's own keys always win."""
+    from . import data
+
+    recipe.train = {**defaults, **data.trainer_order(recipe.data, recipe.method), **recipe.train}
     return recipe
+
+
+def resolve(recipe: recipes.Recipe) -> recipes.Recipe:
+    """The settings the run will use: the method module's `resolve`, which both the method script and
+    `validate` call, so what validate prints is what trains."""
+    import importlib
+
+    return importlib.import_module(f"tinyalign.{recipe.method}").resolve(recipe)
+
+
+def load_target(target, overrides=()) -> tuple:
+    """(resolved recipe, run directory or None) for a recipe file or a run directory (its recipe.yaml):
+    the commands that take either (evaluate, sample) ask here."""
+    path = Path(target).expanduser()
+    if path.is_dir():
+        if not (path / "recipe.yaml").is_file():
+            raise UserError(f"{path} is not a run directory (no recipe.yaml); pass a recipe or a run directory")
+        return resolve(recipes.load(path / "recipe.yaml", overrides)), path
+    return resolve(recipes.load(path, overrides)), None
 
 
 def checkpoints(output_dir) -> list[Path]:
@@ -191,10 +216,11 @@ def callbacks(recipe: recipes.Recipe) -> list:
     """The console (one progress bar, one compact line per logging step, a summary) and, unless
     `doctor: false`, the doctor's warnings. `console.install(trainer)` then takes out the Trainer's own
     progress callback, which prints every log as a raw dict."""
-    from . import console
+    from . import console, rewards
 
     console.quiet()
-    found = [console.Console(recipe.method, recipe.to_dict())]
+    accuracy = [reward.__name__ for reward in rewards.accuracy_rewards(recipe.rewards)]
+    found = [console.Console(recipe.method, recipe.to_dict(), accuracy)]
     if recipe.doctor:
         from .doctor import DoctorCallback
 

@@ -16,7 +16,6 @@ over and over homogenises the answers: once or twice is where it helps.
 import argparse
 import json
 from collections import Counter
-from pathlib import Path
 
 from . import files
 from .errors import ArgumentParser, UserError, cli, positive_int
@@ -24,17 +23,14 @@ from .errors import ArgumentParser, UserError, cli, positive_int
 
 def load_target(target, overrides=()) -> tuple:
     """(recipe, adapter to sample from or None) for a recipe file or a run directory (its final adapter)."""
-    from . import recipe as recipes, run
+    from . import run
 
-    path = Path(target)
-    if path.is_dir():
-        if not (path / "recipe.yaml").is_file():
-            raise UserError(f"{path} is not a run directory (no recipe.yaml); pass a recipe or a run directory")
-        if not run.is_finished(path):
-            raise UserError(f"{path} has no final adapter yet; pass --adapter {path}/checkpoint-N")
-        return recipes.load(path / "recipe.yaml", overrides), str(path)
-    recipe = recipes.load(path, overrides)
-    return recipe, recipe.model.adapter
+    recipe, run_dir = run.load_target(target, overrides)
+    if run_dir is None:
+        return recipe, recipe.model.adapter
+    if not run.is_finished(run_dir):
+        raise UserError(f"{run_dir} has no final adapter yet; pass --adapter {run_dir}/checkpoint-N")
+    return recipe, str(run_dir)
 
 
 def sample(recipe, out, k: int = 8, min_reward: float | None = None, prompts: int | None = None,
@@ -113,11 +109,11 @@ def sample(recipe, out, k: int = 8, min_reward: float | None = None, prompts: in
 
 @cli
 def main(argv=None):
+    from . import recipe as recipes
+
     parser = ArgumentParser(prog="python -m tinyalign.sample", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("target", metavar="RECIPE_OR_RUN", help="a recipe (samples its model.adapter or base), "
-                                                               "or a run directory (samples its final adapter)")
-    parser.add_argument("overrides", nargs="*", default=[], help="dotted.key=value, e.g. generation.temperature=0.8")
+    recipes.add_arguments(parser, run_dir=True)  # a recipe samples its model.adapter (or base), a run its final adapter
     parser.add_argument("--k", type=positive_int, default=8, help="answers sampled per prompt (default 8)")
     parser.add_argument("--min-reward", type=float, help="keep a prompt's best answer if its weighted reward "
                                                          "is at least this (default: every reward at its top score)")
@@ -126,7 +122,7 @@ def main(argv=None):
     parser.add_argument("--adapter", help="sample from this adapter instead (a run directory or checkpoint-N)")
     parser.add_argument("--batch-size", type=positive_int, default=64, help="completions generated per batch (default 64)")
     args = parser.parse_args(argv)
-    recipe, adapter = load_target(args.target, args.overrides)
+    recipe, adapter = load_target(args.recipe, args.overrides)
     sample(recipe, args.out, args.k, args.min_reward, args.prompts, args.adapter or adapter, args.batch_size)
 
 

@@ -20,13 +20,19 @@ DEFAULTS = dict(
 )
 
 
+def resolve(recipe):
+    """The settings this run uses (what `validate` prints): DEFAULTS under the recipe's `train:`."""
+    from . import run
+
+    return run.with_defaults(recipe, DEFAULTS)
+
+
 @cli
 def main(argv=None):
     from . import data, model, run
 
     # ── recipe and run directory: everything that can be checked is, before anything is written
-    recipe = run.load_recipe("sft", argv, DEFAULTS)
-    recipe.train = {**data.trainer_order(recipe.data, "sft"), **recipe.train}  # a curriculum keeps its order
+    recipe = resolve(run.load_recipe("sft", argv))
     resume = run.prepare(recipe)
 
     from transformers import set_seed

@@ -2,10 +2,10 @@
 
 Checks keys and types, the method's TRL config fields, local model/adapter folders, local data
 files and the columns the templates name, reward names, and output_dir; then prints the
-resolved recipe (tinyalign's defaults filled in) so you can see exactly what would run.
+resolved recipe — the method's defaults, GRPO's β and reward weights, the reward model's held-out
+share, filled in by the same `resolve` the method script calls — so you see exactly what would run.
 """
 
-import importlib
 from pathlib import Path
 
 import yaml
@@ -18,16 +18,14 @@ def main(argv=None):
     from . import data, model, recipe as recipes, run
 
     parser = ArgumentParser(prog="python -m tinyalign.validate", description=__doc__.splitlines()[0])
-    parser.add_argument("recipe")
-    parser.add_argument("overrides", nargs="*", default=[], help="dotted.key=value")
+    recipes.add_arguments(parser)
     args = parser.parse_args(argv)
     import datasets
 
     datasets.disable_progress_bars()  # stderr is for the one-line error, if any
 
-    recipe = recipes.load(args.recipe, args.overrides)
-    defaults = importlib.import_module(f"tinyalign.{recipe.method}").DEFAULTS
-    recipe.train = {**defaults, **recipe.train}
+    # the method's own resolve: the settings printed below are the ones its trainer is built with
+    recipe = run.resolve(recipes.load(args.recipe, args.overrides))
     notes = [f"method {recipe.method}: train keys are {recipes.trl_config_class(recipe.method).__name__} fields"]
 
     # model and adapter: local folders must exist (and fit each other); hub ids are not downloaded
@@ -63,6 +61,9 @@ def main(argv=None):
 
     # the TRL config accepts the train section; output_dir is free (or resumable)
     run.trl_config(recipe, recipes.trl_config_class(recipe.method))
+    hardware = {k: v for k, v in model.hardware_args(recipe.model).items() if k not in recipe.train}
+    if hardware:
+        notes.append("this machine adds: " + ", ".join(f"{k}={v}" for k, v in hardware.items()))
     run.check_output_dir(recipe)
     notes.append(f"output_dir {recipe.output_dir}: ok")
 
