@@ -31,6 +31,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+from tinyalign.recipe import builtin  # noqa: E402
 CACHE = ROOT / "bench" / "doctor_corpus"
 SCRATCH = ROOT / "runs" / "doctor_corpus"  # adapters and checkpoints: big, not kept
 LOCK = "/tmp/tinyalign-cpu.lock"
@@ -134,7 +136,7 @@ def start_adapter() -> Path:
     sft = SCRATCH / "sft"
     if not (sft / "adapter_model.safetensors").is_file():
         with cpu_lock():
-            python("-m", "tinyalign.sft", str(ROOT / "recipes" / "tiny_sft.yaml"), f"output_dir={sft}", "overwrite=true")
+            python("-m", "tinyalign.sft", str(builtin("tiny_sft.yaml")), f"output_dir={sft}", "overwrite=true")
     return sft
 
 
@@ -142,7 +144,7 @@ def train_and_label(name: str, settings: dict, overrides: list[str], sft: Path) 
     out = SCRATCH / name
     with cpu_lock():
         began = time.time()
-        python("-m", f"tinyalign.{'grpo' if settings is GRPO else 'dpo'}", str(ROOT / "recipes" / settings["recipe"]),
+        python("-m", f"tinyalign.{'grpo' if settings is GRPO else 'dpo'}", str(builtin(settings["recipe"])),
                f"model.adapter={sft}", f"output_dir={out}", "overwrite=true", "doctor=false",
                *settings["base"], *overrides)
         took = time.time() - began
@@ -167,7 +169,7 @@ def label_run(run_dir: Path, sft: Path) -> None:
     from tinyalign import data, model, recipe as recipes, rewards, scoring
     from tinyalign.generate import generate
 
-    grpo_recipe = recipes.load(ROOT / "recipes" / "tiny_grpo.yaml")  # the task's held-out questions with answers
+    grpo_recipe = recipes.load(builtin("tiny_grpo.yaml"))  # the task's held-out questions with answers
     recipe = recipes.load(run_dir / "recipe.yaml")
     rows = data.eval_rows(grpo_recipe.data, limit=PROMPTS, seed=grpo_recipe.seed)
     accuracy = rewards.resolve({"name": "exact_match"})

@@ -39,10 +39,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+from tinyalign.recipe import builtin  # noqa: E402
 
-RECIPE = ROOT / "recipes" / "qwen_1.5b_math.yaml"
+RECIPE = builtin("qwen_1.5b_math.yaml")
 VARIANTS = ("trl", "transformers", "unsloth", "sft", "dpo")
-METHOD_RECIPES = {"sft": ROOT / "recipes" / "qwen_1.5b_sft.yaml", "dpo": ROOT / "recipes" / "qwen_1.5b_dpo.yaml"}
+METHOD_RECIPES = {"sft": builtin("qwen_1.5b_sft.yaml"), "dpo": builtin("qwen_1.5b_dpo.yaml")}
 ANSWER_WORDS = 300  # a worked GSM8K solution / a chat answer, in tokens
 
 # Qwen/Qwen2.5-1.5B-Instruct's config.json, so no download is needed (1.54 B parameters).

@@ -19,7 +19,9 @@ from pathlib import Path
 from statistics import median
 
 ROOT = Path(__file__).resolve().parent.parent
-RECIPE = ROOT / "recipes" / "tiny_grpo.yaml"
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+from tinyalign.recipe import builtin  # noqa: E402
+RECIPE = builtin("tiny_grpo.yaml")
 
 
 def plain_trl(adapter: str, out: str, steps: int) -> None:
@@ -108,7 +110,7 @@ def main():
     adapter = args.adapter
     if adapter is None:
         adapter = str(Path(tempfile.mkdtemp()) / "sft")
-        subprocess.run([sys.executable, "-m", "tinyalign.sft", str(ROOT / "recipes" / "tiny_sft.yaml"),
+        subprocess.run([sys.executable, "-m", "tinyalign.sft", str(builtin("tiny_sft.yaml")),
                         f"output_dir={adapter}"], check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     results = {"ours": [], "plain": []}
     for round_ in range(args.rounds):

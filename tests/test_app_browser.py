@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 from helpers_app import free_port, read_votes, start_app, trained_adapters
+from tinyalign.recipe import builtin
 
 CHROMIUM = Path("/usr/bin/chromium")
 # What works in this sandbox (see the env notes): no sandbox/GPU, and none of Chromium's background
@@ -501,7 +502,7 @@ def test_votes_become_a_dpo_run_whose_adapter_the_app_serves(arena, page, tmp_pa
 
     runs = trained_adapters()
     out = tmp_path / "dpo"
-    recipe = Path(__file__).resolve().parent.parent / "recipes" / "tiny_dpo.yaml"
+    recipe = builtin("tiny_dpo.yaml")
     subprocess.run([sys.executable, "-m", "tinyalign.dpo", str(recipe), f"model.adapter={runs['aaa']}",
                     f"data.source={pairs}", "data.prompt=null", "data.chosen=null", "data.rejected=null",
                     "data.test_split=null", "data.limit=null", "train.max_steps=2",

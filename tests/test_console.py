@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from tinyalign import console
+from tinyalign.recipe import builtin
 
 from conftest import ROOT
 
@@ -75,7 +76,7 @@ def test_console_prints_a_line_per_log_and_a_summary(capsys):
 @pytest.mark.slow
 def test_a_training_command_prints_compact_lines_not_raw_dicts(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "tinyalign.sft", str(ROOT / "recipes" / "tiny_sft.yaml"), f"output_dir={tmp_path / 'run'}",
+        [sys.executable, "-m", "tinyalign.sft", str(builtin("tiny_sft.yaml")), f"output_dir={tmp_path / 'run'}",
          "train.max_steps=6", "train.logging_steps=2", "train.save_strategy=no"],
         capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-2000:]

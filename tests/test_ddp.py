@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from tinyalign import run
+from tinyalign.recipe import BUILTIN, builtin
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = ROOT / "recipes" / "accelerate"
+CONFIGS = BUILTIN / "accelerate"
 
 
 def launch(method: str, recipe: Path, *overrides: str) -> subprocess.CompletedProcess:
@@ -64,7 +65,7 @@ def test_two_process_sft_splits_each_batch_and_saves_the_adapter(tiny_sft_run, t
 def test_two_process_grpo_from_an_sft_adapter_finishes_with_rewards_logged(tiny_sft_run, tmp_path):
     out = tmp_path / "ddp_grpo"
     # 16 completions per process = 2 prompts x 8 answers each
-    done = launch("grpo", ROOT / "recipes" / "tiny_grpo.yaml", f"model.adapter={tiny_sft_run}", f"output_dir={out}",
+    done = launch("grpo", builtin("tiny_grpo.yaml"), f"model.adapter={tiny_sft_run}", f"output_dir={out}",
                   "train.max_steps=2", "train.per_device_train_batch_size=16", "train.logging_steps=1",
                   "train.save_steps=2")
 

@@ -6,10 +6,9 @@ import pytest
 
 from tinyalign import grpo
 from tinyalign.scoring import held_out_accuracy
+from tinyalign.recipe import builtin
 
-from conftest import ROOT
-
-RECIPE = str(ROOT / "recipes" / "tiny_grpo.yaml")
+RECIPE = str(builtin("tiny_grpo.yaml"))
 
 
 @pytest.fixture(scope="module")

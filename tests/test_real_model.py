@@ -17,7 +17,7 @@ import yaml
 from tinyalign import chat_template, gguf, model, tiny
 from tinyalign.errors import UserError
 from tinyalign.generate import generate, render
-from tinyalign.recipe import Model
+from tinyalign.recipe import Model, builtin
 
 PKG = "pkg:smollm2-135m-instruct"
 SYSTEM = "Think briefly inside <think> </think>, then give only the final number inside <answer> </answer>."
@@ -174,7 +174,7 @@ def test_an_empty_folder_or_an_unreachable_hub_id_ends_in_one_line(tmp_path, cap
     from tinyalign import sample
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # as with no network, minus the retries
-    recipe = str(Path(__file__).parent.parent / "recipes" / "tiny_sft.yaml")
+    recipe = str(builtin("tiny_sft.yaml"))
     (tmp_path / "empty").mkdir()
     for name, says in [(tmp_path / "empty", "not a model folder (no config.json)"),
                        ("Qwen/Qwen2.5-0.5B-Instruct", "hf download Qwen/Qwen2.5-0.5B-Instruct"),

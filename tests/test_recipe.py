@@ -184,7 +184,7 @@ def test_finished_run_is_refused_unless_overwrite(recipe_file, tmp_path):
 @pytest.mark.parametrize("name", ["qwen_1.5b_sft.yaml", "qwen_1.5b_math.yaml", "qwen_1.5b_dpo.yaml",
                                   "tiny_sft.yaml", "tiny_grpo.yaml", "tiny_dpo.yaml"])
 def test_shipped_recipes_validate_offline(name, tmp_path):
-    path = ROOT / "recipes" / name
+    path = recipes.builtin(name)
     if not path.exists():
         pytest.skip(f"{name} not shipped yet")
     header = path.read_text().splitlines()[0]

@@ -137,7 +137,7 @@ def test_sigkilled_sft_run_resumes_to_the_uninterrupted_result(tiny_sft_run, tmp
 
 @pytest.mark.slow
 def test_sigkilled_grpo_run_resumes_sampling_the_same_answers(tiny_sft_run, tmp_path):
-    cmd = [sys.executable, "-m", "tinyalign.grpo", str(ROOT / "recipes" / "tiny_grpo.yaml"),
+    cmd = [sys.executable, "-m", "tinyalign.grpo", str(recipes.builtin("tiny_grpo.yaml")),
            f"model.adapter={tiny_sft_run}", "probe=false", "train.max_steps=4", "train.save_steps=2",
            "train.logging_steps=1", "train.per_device_train_batch_size=16"]
     reference, out = tmp_path / "reference", tmp_path / "killed"
@@ -161,7 +161,7 @@ def test_sigkilled_grpo_run_resumes_sampling_the_same_answers(tiny_sft_run, tmp_
 def test_sigkilled_dpo_run_resumes_its_trained_adapter_not_the_starting_one(tiny_sft_run, tmp_path):
     # A checkpoint of DPO-from-an-adapter also holds TRL's frozen reference copy in ref/; the Trainer
     # alone would resume that and restart the policy from the SFT weights.
-    cmd = [sys.executable, "-m", "tinyalign.dpo", str(ROOT / "recipes" / "tiny_dpo.yaml"),
+    cmd = [sys.executable, "-m", "tinyalign.dpo", str(recipes.builtin("tiny_dpo.yaml")),
            f"model.adapter={tiny_sft_run}", "train.max_steps=4", "train.save_steps=2", "train.logging_steps=1"]
     reference, out = tmp_path / "reference", tmp_path / "killed"
     finish(cmd + [f"output_dir={reference}"])

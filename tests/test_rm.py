@@ -5,13 +5,14 @@ import pickle
 
 import pytest
 
-from tinyalign import loop, reward_models, rm, sft
+from tinyalign import loop, rm, rm_load, rm_measure, sft
 from tinyalign.errors import UserError
 from tinyalign.rewards import pairwise, resolve
+from tinyalign.recipe import builtin
 
 from conftest import ROOT
 
-RECIPE = str(ROOT / "recipes" / "tiny_rm.yaml")
+RECIPE = str(builtin("tiny_rm.yaml"))
 
 
 # ---------------------------------------------------------------- the simulated annotator
@@ -39,7 +40,7 @@ def young_sft_run(tmp_path_factory):
     stalls it at ~35-70 % exact match. A 1M-parameter classifier learns form from votes, but redoes a sum
     only ~80 % of the time: from the ~88 % SFT start, whose mistakes are wrong sums, the RM reached 64 %."""
     out = tmp_path_factory.mktemp("runs") / "young_sft"
-    sft.main([str(ROOT / "recipes" / "tiny_sft.yaml"), "train.lr_scheduler_type=cosine", f"output_dir={out}"])
+    sft.main([str(builtin("tiny_sft.yaml")), "train.lr_scheduler_type=cosine", f"output_dir={out}"])
     return out
 
 
@@ -77,9 +78,9 @@ def test_reward_model_from_votes_ranks_held_out_pairs(rm_run, votes, capsys):
     assert "score" in json.loads((rm_run / "adapter_config.json").read_text())["modules_to_save"]
 
     # reloaded from disk, it prefers the right answer as asked to a wrong one and to a wordy right one
-    scorer, tokenizer = reward_models.load_for_scoring(rm_run)
+    scorer, tokenizer = rm_load.load_for_scoring(rm_run)
     prompt = [{"role": "user", "content": "23+45"}]
-    right, wordy, wrong = reward_models.score(scorer, tokenizer, [prompt] * 3, ["68", "68)", "6868)"])
+    right, wordy, wrong = rm_measure.rm_scores(scorer, tokenizer, [prompt] * 3, ["68", "68)", "6868)"])
     assert right > wordy and right > wrong
 
     # a second run into the same folder is refused, and names the fix
@@ -199,7 +200,7 @@ def test_doctor_names_an_rm_at_chance_that_tracks_length(tmp_path, capsys):
     margins = [0.8, 0.9, 1.0, 1.0, 0.9, 0.6, 0.4, 0.3, 0.2, 0.1, 0.1, 0.1]
     (run / "trainer_state.json").write_text(json.dumps({"log_history": [
         {"step": 10 * (i + 1), "loss": 0.69, "accuracy": 0.5, "margin": m} for i, m in enumerate(margins)]}))
-    reward_models.write_metrics({"pairs": 200, "accuracy": 0.52, "mean_margin": 0.01, "longer_wins": 0.8,
+    rm_load.write_metrics({"pairs": 200, "accuracy": 0.52, "mean_margin": 0.01, "longer_wins": 0.8,
                                  "longer_chosen": 0.5, "length_bias": 0.3, "length_pairs": 120,
                                  "score_mean": 0.0, "score_std": 1.0}, run)
     doctor.main([str(run), "--json"])
@@ -299,17 +300,17 @@ def test_pairwise_judge_from_votes_runs_every_step_on_a_real_model(votes, rm_run
         assert (task, named) in voted
 
     distilled = tmp_path / "judge_sft"
-    sft.main([str(ROOT / "recipes" / "tiny_judge_sft.yaml"), f"data.source={tmp_path / 'traces.jsonl'}",
+    sft.main([str(builtin("tiny_judge_sft.yaml")), f"data.source={tmp_path / 'traces.jsonl'}",
               "train.max_steps=4", f"output_dir={distilled}"])
     judge.main(["verdicts", "--pairs", str(small), "--out", str(tmp_path / "verdicts.jsonl")])
-    grpo.main([str(ROOT / "recipes" / "tiny_judge_grpo.yaml"), f"data.source={tmp_path / 'verdicts.jsonl'}",
+    grpo.main([str(builtin("tiny_judge_grpo.yaml")), f"data.source={tmp_path / 'verdicts.jsonl'}",
                f"model.adapter={distilled}", "train.max_steps=2", "train.per_device_train_batch_size=16",
                "train.logging_steps=1", f"output_dir={tmp_path / 'judge_grpo'}"])
     history = json.loads((tmp_path / "judge_grpo" / "trainer_state.json").read_text())["log_history"]
     assert history[-1]["step"] == 2 and "rewards/judge_verdict/mean" in history[0]
 
     # the trained judge as a policy's reward: each answer meets the reference, verdicts logged for review
-    grpo.main([str(ROOT / "recipes" / "tiny_grpo.yaml"), f"model.adapter={young_sft_run}", "probe=false",
+    grpo.main([str(builtin("tiny_grpo.yaml")), f"model.adapter={young_sft_run}", "probe=false",
                "rewards.0.name=pairwise_judge", f"rewards.0.judge={tmp_path / 'judge_grpo'}",
                "rewards.0.max_new_tokens=8", "train.max_steps=1", "train.per_device_train_batch_size=16",
                "train.logging_steps=1", f"output_dir={tmp_path / 'policy'}"])

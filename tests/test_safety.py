@@ -16,7 +16,7 @@ import pytest
 from tinyalign import dpo, evaluate, probe, recipe as recipes, run, sample, sft, validate
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY_SFT = ROOT / "recipes" / "tiny_sft.yaml"
+TINY_SFT = recipes.builtin("tiny_sft.yaml")
 
 
 def snapshot(folder: Path) -> dict:
@@ -116,12 +116,12 @@ def test_every_method_keeps_the_old_run_and_writes_no_new_one_on_a_refusal(finis
     adapter = [f"model.adapter={finished_run}"] if method in ("dpo", "grpo") else []
     before = snapshot(finished_run)
     new = tmp_path / "new_run"
-    assert says in refused(main, ROOT / "recipes" / recipe, *adapter, mistake, f"output_dir={new}")
+    assert says in refused(main, recipes.builtin(recipe), *adapter, mistake, f"output_dir={new}")
     assert not new.exists()
     old = tmp_path / "old_run"
     shutil.copytree(finished_run, old)
     old_before = snapshot(old)
-    assert says in refused(main, ROOT / "recipes" / recipe, *adapter, mistake, f"output_dir={old}", "overwrite=true")
+    assert says in refused(main, recipes.builtin(recipe), *adapter, mistake, f"output_dir={old}", "overwrite=true")
     assert snapshot(old) == old_before and snapshot(finished_run) == before
 
 
@@ -129,7 +129,7 @@ def test_output_dir_equal_to_the_adapter_it_continues_is_refused_up_front(finish
     before = snapshot(finished_run)
     line = refused(sft.main, TINY_SFT, f"model.adapter={finished_run}", f"output_dir={finished_run}", "overwrite=true")
     assert "the adapter this run continues" in line
-    line = refused(dpo.main, ROOT / "recipes" / "tiny_dpo.yaml", f"model.adapter={finished_run / 'checkpoint-6'}",
+    line = refused(dpo.main, recipes.builtin("tiny_dpo.yaml"), f"model.adapter={finished_run / 'checkpoint-6'}",
                    f"output_dir={finished_run}", "overwrite=true")
     assert "the adapter this run continues" in line
     assert snapshot(finished_run) == before

@@ -1,15 +1,12 @@
 """sample: rejection sampling writes an SFT dataset of the model's own correct answers, and SFT on it helps."""
 
 import json
-from pathlib import Path
 
 import pytest
 import yaml
 
 from tinyalign import evaluate, run, sample, sft, tiny
 from tinyalign import recipe as recipes
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_cold_start_loop_sample_then_sft_raises_held_out_accuracy(tiny_sft_run, tmp_path, capsys):
@@ -18,7 +15,7 @@ def test_cold_start_loop_sample_then_sft_raises_held_out_accuracy(tiny_sft_run, 
     data_dir = tmp_path / "resampled"
 
     # ── sample 8 answers per training prompt, keep the best one when it is right
-    sample.main([str(ROOT / "recipes" / "tiny_sft.yaml"), "--adapter", str(start), "--k", "8",
+    sample.main([str(recipes.builtin("tiny_sft.yaml")), "--adapter", str(start), "--k", "8",
                  "--min-reward", "1.0", "--prompts", "200", "--out", str(data_dir / "train.jsonl")])
     report = capsys.readouterr().out
     kept = [json.loads(line) for line in (data_dir / "train.jsonl").read_text().splitlines()]
@@ -33,7 +30,7 @@ def test_cold_start_loop_sample_then_sft_raises_held_out_accuracy(tiny_sft_run, 
         for line in (tiny.task_path("tiny:addition") / "test.jsonl").read_text().splitlines():
             row = json.loads(line)
             f.write(json.dumps({**row, "completion": row["answer"]}) + "\n")
-    recipe = yaml.safe_load((ROOT / "recipes" / "tiny_sft.yaml").read_text())
+    recipe = yaml.safe_load(recipes.builtin("tiny_sft.yaml").read_text())
     recipe["model"]["adapter"] = str(start)
     recipe["data"].update(source=str(data_dir), completion="{completion}")
     recipe["train"].update(max_steps=30, warmup_steps=5, save_steps=1000, learning_rate=1e-3)
@@ -49,7 +46,7 @@ def test_cold_start_loop_sample_then_sft_raises_held_out_accuracy(tiny_sft_run, 
 
 
 def test_a_grpo_recipe_keeps_only_answers_at_the_weighted_bar(tiny_sft_run, tmp_path, capsys):
-    recipe = recipes.load(ROOT / "recipes" / "tiny_sft.yaml")
+    recipe = recipes.load(recipes.builtin("tiny_sft.yaml"))
     recipe.method, recipe.data.answer, recipe.data.completion = "grpo", "{answer}", None
     # exact match (1.0) + a format reward that every bare number meets (0.5): the bar 1.5 means both
     recipe.rewards = [{"name": "exact_match", "weight": 1.0},
@@ -73,7 +70,7 @@ def test_the_written_file_is_an_sft_dataset_the_recipe_loads(tmp_path):
 
 @pytest.mark.parametrize("make, message", [
     (lambda t: [str(t)], "is not a run directory"),
-    (lambda t: [str(ROOT / "recipes" / "tiny_sft.yaml"), "data.prompt=null"], "builds prompts from data.prompt"),
+    (lambda t: [str(recipes.builtin("tiny_sft.yaml")), "data.prompt=null"], "builds prompts from data.prompt"),
 ])
 def test_mistakes_end_in_one_line(tmp_path, capsys, make, message):
     out = tmp_path / "out.jsonl"

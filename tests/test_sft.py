@@ -7,10 +7,9 @@ import sys
 import yaml
 
 from tinyalign.scoring import held_out_accuracy
+from tinyalign.recipe import builtin
 
-from conftest import ROOT
-
-RECIPE = str(ROOT / "recipes" / "tiny_sft.yaml")
+RECIPE = str(builtin("tiny_sft.yaml"))
 
 
 def test_sft_teaches_the_answer_style(tiny_sft_run):
