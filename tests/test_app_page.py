@@ -112,3 +112,32 @@ def test_the_queue_serves_each_prompt_once_per_annotator_and_counts(tmp_path):
     assert last(queue.on_next(None, [], "bo", *inputs[1:], request()))[arena.match_state].prompt_id == "q1"
     with pytest.raises(gr.Error, match="who is voting"):
         last(queue.on_next(None, [], "", *inputs[1:], request()))
+
+
+def handlers(demo) -> dict:
+    return {f.name: f.fn for f in demo.fns.values()}
+
+
+def test_the_leaderboard_and_export_tabs_show_and_write_what_the_store_holds(tmp_path):
+    from tinyalign.app import admin
+
+    db = tmp_path / "prefs.sqlite"
+    with VoteStore(db) as store:
+        for winner, annotator in (("a", "ana"), ("a", "bo"), ("b", "cy")):
+            store.record(conversation=[{"role": "user", "content": "What is 2+2?"}], response_a="4",
+                         response_b="5", model_a="right", model_b="wrong", vote=winner, annotator=annotator,
+                         prompt_id="q1")
+    with gr.Blocks() as demo:
+        ballots = Ballots(db)
+        admin.build_leaderboard_tab(ballots, [])
+        admin.build_export_tab(ballots, tmp_path / "pairs.jsonl", [])
+    fns = handlers(demo)
+
+    overview, table, _, _ = fns["show"]()
+    assert overview.startswith("**3** votes.")
+    assert "Agreement: 1 of 3 annotator pairs preferred the same answer" in overview
+    assert [row[1] for row in table] == ["right", "wrong"]
+
+    status, written = fns["on_export"]("overall")
+    assert status.startswith("Wrote **2** DPO pairs from **3** votes") and written == str(tmp_path / "pairs.jsonl")
+    assert len((tmp_path / "pairs.jsonl").read_text().splitlines()) == 2

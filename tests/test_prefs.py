@@ -12,7 +12,8 @@ import pytest
 
 from tinyalign.errors import UserError
 from tinyalign.prefs import main
-from tinyalign.votes import SCHEMA_VERSION, VoteStore, leaderboard, load_pairs, pairs, unswap_vote
+from tinyalign.votes import SCHEMA_VERSION, VoteStore, leaderboard, load_pairs, unswap_vote
+from tinyalign.votes.pairs import pairs
 
 REPO = Path(__file__).resolve().parents[1]
 QUESTION = [{"role": "user", "content": "What is 2+2?"}]

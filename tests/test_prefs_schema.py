@@ -8,7 +8,8 @@ import pytest
 
 from tinyalign.errors import UserError
 from tinyalign.prefs import main
-from tinyalign.votes import SCHEMA_VERSION, VoteStore, agreement, leaderboard, pairs
+from tinyalign.votes import SCHEMA_VERSION, VoteStore, agreement, leaderboard
+from tinyalign.votes.pairs import pairs
 
 QUESTION = [{"role": "user", "content": "What is 2+2?"}]
 

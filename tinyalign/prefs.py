@@ -12,7 +12,8 @@ from collections import Counter
 
 from tinyalign.errors import ArgumentParser, cli
 from tinyalign.votes import (SCHEMA_VERSION, VERDICTS, VOTES, VoteStore, agreement, export, leaderboard,
-                             load_pairs, pairs, position_bias, sft_rows, unswap_vote)
+                             load_pairs, position_bias, sft_rows, trust, unswap_vote)
+from tinyalign.votes.pairs import pairs
 
 __all__ = ["SCHEMA_VERSION", "VERDICTS", "VOTES", "VoteStore", "agreement", "export", "leaderboard", "load_pairs",
            "main", "pairs", "position_bias", "sft_rows", "unswap_vote"]
@@ -23,9 +24,27 @@ def _export(args):
         done = export(args.db, args.out, args.dimension, sft=True)
         print(f"wrote {done['rows']} SFT rows (completions marked good) to {args.out}")
         return
-    done = export(args.db, args.out, args.dimension)
+    done = export(args.db, args.out, args.dimension, min_agreement=args.min_agreement)
     print(f"wrote {done['pairs']} DPO pairs from {done['votes']} votes to {args.out}")
     print(f"dropped: {done['dropped']}")
+
+
+def _share(agree, total):
+    return f"{agree}/{total} ({agree / total:.0%})" if total else "-"
+
+
+def _print_annotators(votes):
+    """Per annotator: agreement with the gold items' known answers and with the other annotators."""
+    table = trust.by_annotator(votes)
+    if not any(row["gold"] or row["peers"] for row in table.values()):
+        return
+    width = max(9, *(len(name) for name in table))
+    print(f"\n{'annotator':<{width}}  {'votes':>5}  {'gold agreement':>14}  {'with others':>14}")
+    for name, row in table.items():
+        print(f"{name:<{width}}  {row['votes']:>5}  {_share(row['gold_agree'], row['gold']):>14}  "
+              f"{_share(row['peers_agree'], row['peers']):>14}")
+    print("(gold: the known better answer chosen on gold items; with others: the same answer preferred as "
+          "another annotator on the same prompt; export --min-agreement leaves out annotators below a share)")
 
 
 def _stats(args):
@@ -52,6 +71,7 @@ def _stats(args):
     if agreed["pairs"]:
         print(f"agreement: {agreed['agree']} of {agreed['pairs']} annotator pairs preferred the same answer "
               f"({agreed['agree'] / agreed['pairs']:.0%}) on {agreed['items']} prompts judged by 2+ annotators")
+    _print_annotators(votes)
     same = sum(v["model_a"] == v["model_b"] for v in votes)
     if same:
         print(f"{same} votes compare a checkpoint with itself and are not rated")
@@ -90,6 +110,10 @@ def main(argv=None):
     export_command.add_argument("--sft", action="store_true", help="write the completions marked good in the "
                                                                    "Review tab as SFT rows (prompt/completion) "
                                                                    "instead of pairs")
+    export_command.add_argument("--min-agreement", type=float, metavar="SHARE",
+                                help="leave out the votes of annotators whose agreement is below SHARE (0..1): "
+                                     "with the gold items when they voted on any, else with the other annotators "
+                                     "(see stats); an annotator with neither is kept")
     export_command.set_defaults(run=_export)
     stats_command = commands.add_parser("stats", help="counts per checkpoint, vote, annotator, and the leaderboard")
     stats_command.add_argument("db", help="the vote store, e.g. prefs.sqlite")

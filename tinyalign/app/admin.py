@@ -5,7 +5,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..votes import agreement, pairs, ratings
+from ..votes import pairs, ratings, trust
 from ..errors import UserError
 from .ballots import Ballots
 from .text import as_text, code
@@ -75,11 +75,11 @@ def summary(store) -> str:
         return "No votes yet."
     votes = store.votes(current=True)
     lines = [f"**{len(votes)}** votes."]
-    bias = agreement.position_bias(votes)
+    bias = trust.position_bias(votes)
     if bias:
         lines.append(f"Position bias: the left answer won {bias[0]} of {bias[1]} A/B votes "
                      f"(**{bias[0] / bias[1]:.0%}**; about 50% means none).")
-    agreed = agreement.agreement(votes)
+    agreed = trust.agreement(votes)
     if agreed["pairs"]:
         lines.append(f"Agreement: {agreed['agree']} of {agreed['pairs']} annotator pairs preferred the same "
                      f"answer (**{agreed['agree'] / agreed['pairs']:.0%}**) on {agreed['items']} prompts.")

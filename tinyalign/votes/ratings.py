@@ -78,11 +78,12 @@ def leaderboard(store_or_path, *, dimension=None, resamples=200, seed=0):
     answer length and markdown as covariates (a checkpoint that wins by being longer drops there).
 
     both_bad counts as a tie (neither answer was preferred). win_rate counts a tie as half a win.
-    Votes comparing a checkpoint with itself say nothing about ranking and are left out. Undone votes
-    are left out. With `dimension`, only the verdicts on that dimension count.
+    Votes comparing a checkpoint with itself say nothing about ranking and are left out, and so are
+    undone votes, Review-tab rows and gold items. With `dimension`, only the verdicts on that dimension count.
     """
     votes = [v for v in read_votes(store_or_path, dimension)
-             if v["model_a"] != v["model_b"] and not v["settings"].get("review")]  # a correction is no checkpoint
+             if v["model_a"] != v["model_b"] and not v["settings"].get("review")  # a correction is no checkpoint
+             and not v["settings"].get("gold")]  # nor is a gold item's known answer
     if not votes:
         return []
     models = sorted({v[k] for v in votes for k in ("model_a", "model_b")})

@@ -346,15 +346,18 @@ def _check_conversation(conversation):
 
 
 def read_votes(store_or_path, dimension=None):
-    """The votes that count (undone ones left out). With a dimension: the votes that judged it, each with
-    its verdict there as `vote` and no edit (a better answer was written for the vote as a whole)."""
+    """The votes that count (undone ones left out); with a dimension, judged_on(votes, dimension)."""
     if isinstance(store_or_path, VoteStore):
         votes = store_or_path.votes(current=True)
     else:
         with VoteStore(store_or_path, create=False) as store:
             votes = store.votes(current=True)
-    if dimension is None:
-        return votes
+    return votes if dimension is None else judged_on(votes, dimension)
+
+
+def judged_on(votes, dimension):
+    """The votes that judged `dimension`, each with its verdict there as `vote` and no edit (a better
+    answer was written for the vote as a whole)."""
     judged = [{**v, "vote": v["dimensions"][dimension], "edited": None} for v in votes if dimension in v["dimensions"]]
     if votes and not judged:
         known = sorted({d for v in votes for d in v["dimensions"]})
