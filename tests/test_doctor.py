@@ -1,4 +1,4 @@
-"""The doctor names each symptom of DESIGN.md section 5 with the override to try -- and stays quiet on healthy runs.
+"""The doctor names each symptom of docs/practice.md's table with the override to try -- and stays quiet on healthy runs.
 
 Log histories are synthetic: smooth curves plus seeded noise, logged the way TRL logs them.
 """
