@@ -166,7 +166,7 @@ def label_run(run_dir: Path, sft: Path) -> None:
     import torch
 
     torch.set_num_threads(1)
-    from tinyalign import data, model, recipe as recipes, rewards, scoring
+    from tinyalign import data, model, recipe as recipes, rewards, solve_rate
     from tinyalign.generate import generate
 
     grpo_recipe = recipes.load(builtin("tiny_grpo.yaml"))  # the task's held-out questions with answers
@@ -180,11 +180,11 @@ def label_run(run_dir: Path, sft: Path) -> None:
         policy.set_adapter(name)
         answers = [c[0] for c in generate(policy, tokenizer, [r["prompt"] for r in rows], max_new_tokens=16)]
         columns = {"answer": [r["answer"] for r in rows]}
-        metrics[name] = {"accuracy": sum(scoring.solved(accuracy, answers, **columns)) / len(rows),
+        metrics[name] = {"accuracy": sum(solve_rate.solved(accuracy, answers, **columns)) / len(rows),
                          "most_common_share": max(answers.count(a) for a in set(answers)) / len(rows),
                          "examples": answers[:5]}
         for reward in others:
-            metrics[name][f"hack/{reward.__name__}"] = sum(scoring.at_max(reward, reward(answers, **columns))) / len(rows)
+            metrics[name][f"hack/{reward.__name__}"] = sum(solve_rate.at_max(reward, reward(answers, **columns))) / len(rows)
     (run_dir / "label.json").write_text(json.dumps({"label": label_of(metrics), **metrics}, indent=1) + "\n")
 
 

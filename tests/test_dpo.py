@@ -3,7 +3,7 @@
 import json
 
 from tinyalign import dpo, model, recipe as recipes
-from tinyalign.scoring import held_out_accuracy
+from tinyalign.solve_rate import held_out_accuracy
 from tinyalign.generate import generate
 
 RECIPE = str(recipes.builtin("tiny_dpo.yaml"))

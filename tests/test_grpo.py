@@ -5,7 +5,7 @@ import json
 import pytest
 
 from tinyalign import grpo
-from tinyalign.scoring import held_out_accuracy
+from tinyalign.solve_rate import held_out_accuracy
 from tinyalign.recipe import builtin
 
 RECIPE = str(builtin("tiny_grpo.yaml"))

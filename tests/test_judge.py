@@ -5,7 +5,7 @@ import pickle
 import pytest
 
 from tinyalign.errors import UserError
-from tinyalign.rewards import judge as judges
+from tinyalign.rewards import rubric as judges
 from tinyalign.rewards import resolve
 
 CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Write a haiku about rain."}]

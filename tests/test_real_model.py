@@ -304,7 +304,7 @@ def test_arena_panes_answer_with_their_own_adapter_and_stop_at_the_turn_end(sft_
 
 @pytest.mark.slow
 def test_smollm2_as_rubric_judge_scores_or_counts_unparsed(smollm2):
-    from tinyalign.rewards.judge import rubric_judge
+    from tinyalign.rewards.rubric import rubric_judge
 
     judge = rubric_judge(PKG, max_new_tokens=96, batch_size=8)
     scores = judge(["7", "I like turtles."], prompts=[chats([PROBLEMS[0][0]])[0]] * 2, answer=["7", "7"])

@@ -62,7 +62,7 @@ def rm_run(votes, tmp_path_factory):
 
 @pytest.mark.slow
 def test_reward_model_from_votes_ranks_held_out_pairs(rm_run, votes, capsys):
-    metrics = json.loads((rm_run / reward_models.METRICS).read_text())
+    metrics = json.loads((rm_run / rm_load.METRICS).read_text())
     # Measured 90.8-96.1 % on 76 held-out pairs over four splits (92.1 % on this one; the votes change
     # with the CPU's torch thread count; the goal is 90 %). Pairs whose answers differ in form
     # ("68" vs "68)") it gets right ~97 % of the time; pairs of the same form ("68" vs "58") need it to
@@ -112,7 +112,7 @@ def test_a_reward_model_per_dimension_trains_on_that_dimension_s_verdicts(tmp_pa
                          dimensions={"correctness": "b"} if i % 4 else {"style": "a"})
     rm.main([RECIPE, f"data.source={db}", "data.dimension=correctness", "data.test_size=4", "train.max_steps=2",
              f"output_dir={tmp_path / 'rm'}"])
-    metrics = json.loads((tmp_path / "rm" / reward_models.METRICS).read_text())
+    metrics = json.loads((tmp_path / "rm" / rm_load.METRICS).read_text())
     assert metrics["pairs"] == 4  # 18 judged correctness, 4 of them held out
     from tinyalign import data
     from tinyalign.recipe import Data
@@ -153,7 +153,7 @@ def test_reward_model_reward_is_normalised_and_picklable(rm_run):
     scores = reward(completions, prompts=prompts, log_extra=logged.__setitem__,
                     log_metric=logged.__setitem__)
     assert scores[0] > scores[1] and scores[2] > scores[3]
-    stats = json.loads((rm_run / reward_models.METRICS).read_text())
+    stats = json.loads((rm_run / rm_load.METRICS).read_text())
     raw = logged["reward_model_raw"]
     assert scores == pytest.approx([(r - stats["score_mean"]) / stats["score_std"] for r in raw])
     assert logged["reward_model/raw_mean"] == pytest.approx(sum(raw) / 4)
@@ -222,7 +222,7 @@ def test_evaluate_scores_each_rm_checkpoint_on_held_out_pairs(rm_run, tmp_path):
 
     table = evaluate.evaluate_run(rm_run, out=tmp_path)
     assert [row["model"] for row in table] == ["checkpoint-50", "checkpoint-100", "checkpoint-150", "final"]
-    metrics = json.loads((rm_run / reward_models.METRICS).read_text())
+    metrics = json.loads((rm_run / rm_load.METRICS).read_text())
     assert table[-1]["accuracy"] == metrics["accuracy"]
     assert table[-2]["accuracy"] == pytest.approx(metrics["accuracy"], abs=0.03)  # the same weights, reloaded
     # every checkpoint's own trained weights were scored: an adapter that failed to load would sit at chance
@@ -264,7 +264,7 @@ def test_killed_rm_run_resumes_to_the_same_weights(votes, tmp_path):
     a, b = load_file(whole / "adapter_model.safetensors"), load_file(resumed / "adapter_model.safetensors")
     assert any("score" in key for key in a) and a.keys() == b.keys()
     assert max(relative(a[k], b[k]) for k in a) < RTOL
-    metrics = [json.loads((run / reward_models.METRICS).read_text())["accuracy"] for run in (whole, resumed)]
+    metrics = [json.loads((run / rm_load.METRICS).read_text())["accuracy"] for run in (whole, resumed)]
     assert metrics[0] == metrics[1]
 
 

@@ -6,7 +6,7 @@ import sys
 
 import yaml
 
-from tinyalign.scoring import held_out_accuracy
+from tinyalign.solve_rate import held_out_accuracy
 from tinyalign.recipe import builtin
 
 RECIPE = str(builtin("tiny_sft.yaml"))

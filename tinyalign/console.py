@@ -16,6 +16,8 @@ import logging
 import sys
 import time
 
+from .run_logs import looks_like_accuracy
+
 # What a GRPO / SFT / DPO line shows: (label, logged key, format). Missing keys are left out.
 COLUMNS = {
     "grpo": [("reward", "reward", "{:.3f}"), ("accuracy", None, "{:.3f}"), ("kl", "kl", "{:.3g}"),
@@ -35,20 +37,6 @@ NOTHING_LEARNED = "nothing is learned: every completion hit max_completion_lengt
 # transformers' notices that say nothing a user can act on: it aligned the model's pad/bos/eos ids to the
 # tokenizer's (every run), and it sorts checkpoints by number rather than file time (on some filesystems).
 NOTICES = ("The tokenizer has new PAD/BOS/EOS tokens", "mtime may not be reliable on this filesystem")
-
-
-def accuracy_rewards(recipe: dict) -> list[str]:
-    """The names of the recipe's accuracy-kind rewards, as TRL logs them (rewards/<name>/mean)."""
-    from . import rewards
-
-    names = []
-    for spec in recipe.get("rewards") or []:
-        try:
-            if rewards.resolve(spec).kind == "accuracy":
-                names.append(spec["name"] if isinstance(spec, dict) else spec)
-        except Exception:  # an unresolvable reward was refused long before training; never fail the console
-            continue
-    return names
 
 
 def line(method: str, logs: dict, accuracy: list[str] = ()) -> str:
@@ -91,10 +79,15 @@ def _console_class():
     class Console(TrainerCallback):
         """One progress bar for the training phase, one line per logging step, a summary at the end."""
 
-        def __init__(self, method: str, recipe: "dict | None" = None):
+        def __init__(self, method: str, recipe: "dict | None" = None, accuracy: "list[str] | None" = None):
+            """`accuracy`: the names of the recipe's accuracy rewards, from whoever knows the reward registry;
+            without it, the recipe's rewards named like one."""
             self.method = method
             self.recipe = recipe or {}
-            self.accuracy = accuracy_rewards(self.recipe) if method == "grpo" else []
+            if accuracy is None:
+                named = [r.get("name") if isinstance(r, dict) else r for r in self.recipe.get("rewards") or []]
+                accuracy = [n for n in named if isinstance(n, str) and looks_like_accuracy(n)]
+            self.accuracy = list(accuracy) if method == "grpo" else []
             self.bar = None
             self.began = self.last_time = None
             self.first_step = self.last_step = 0

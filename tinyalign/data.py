@@ -147,6 +147,11 @@ def as_message(role: str, content) -> list[dict]:
     return content if isinstance(content, list) else [{"role": role, "content": str(content)}]
 
 
+def text_of(content) -> str:
+    """The text of an answer or prompt, whether plain or chat messages."""
+    return content if isinstance(content, str) else "".join(m.get("content", "") for m in content)
+
+
 def to_rows(spec: Data, method: str):
     """A function mapping one raw row to the columns `method`'s trainer wants."""
 

@@ -19,8 +19,10 @@ from pathlib import Path
 
 import yaml
 
+from . import files
 from .errors import ArgumentParser, UserError, cli
-from .symptoms import CHECKS, METHODS, Finding, Run, Trend, diagnose, infer_method, nothing_learned  # noqa: F401
+from .run_logs import Run, Trend  # noqa: F401
+from .symptoms import CHECKS, METHODS, Finding, diagnose, infer_method, nothing_learned  # noqa: F401
 
 # ---------------------------------------------------------------- reading a run directory
 
@@ -73,15 +75,7 @@ def read_completions(path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         return []
-    rows = []
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
+    return [row for _, row in files.read_jsonl(path, encoding_errors="replace") if isinstance(row, dict)]
 
 
 # ---------------------------------------------------------------- the report
@@ -138,9 +132,7 @@ def main(argv=None) -> None:
     parser.add_argument("--json", action="store_true", help="print the findings as JSON")
     args = parser.parse_args(argv)
     history, recipe, completions = load_run(args.run_dir)
-    from .reward_models import findings as rm_findings  # reward models, and GRPO runs on one
-
-    result = report(args.run_dir, history, recipe, diagnose(history, recipe, completions) + rm_findings(args.run_dir, history, recipe))
+    result = report(args.run_dir, history, recipe, diagnose(history, recipe, completions, run_dir=args.run_dir))
     print(json.dumps(result, indent=2, ensure_ascii=False) if args.json else format_report(result))
 
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean
 
-from . import scoring
-from . import files
+from . import files, solve_rate
+from .generate import generation_settings
 from .errors import ArgumentParser, UserError, cli, positive_int
 
 FILES = ("eval.csv", "eval.md", "eval.png")
@@ -94,10 +94,10 @@ def same_weights(adapter_a, adapter_b) -> bool:
     return a.is_file() and b.is_file() and filecmp.cmp(a, b, shallow=False)
 
 
-# ---------------------------------------------------------------- scoring
+# ---------------------------------------------------------------- one model's metrics
 
 
-def score(policy, tokenizer, rows: list[dict], rewards: list, weights: list[float], accuracy, settings: dict,
+def model_metrics(policy, tokenizer, rows: list[dict], rewards: list, weights: list[float], accuracy, settings: dict,
           k: int, batch_size: int, seed: int, name: str) -> dict:
     """The metrics of one model (whichever adapter is active) on `rows` ({prompt, answer})."""
     from transformers import set_seed
@@ -119,7 +119,7 @@ def score(policy, tokenizer, rows: list[dict], rewards: list, weights: list[floa
         flat = [c for group in samples for c in group]
         repeated = {"answer": [a for a in answers for _ in range(k)], "prompts": [p for p in prompts for _ in range(k)],
                     "completion_ids": [tokenizer(c, add_special_tokens=False).input_ids for c in flat]}
-        solved = scoring.solved(accuracy, flat, **repeated)
+        solved = solve_rate.solved(accuracy, flat, **repeated)
         metrics[f"pass@{k}"] = None if solved is None else mean(any(solved[i:i + k]) for i in range(0, len(flat), k))
 
     if rewards:
@@ -131,7 +131,7 @@ def score(policy, tokenizer, rows: list[dict], rewards: list, weights: list[floa
             metrics[f"reward/{f.__name__}"] = mean(known) if known else None
         formats = [f for f in rewards if f.kind == "format"]
         if formats:
-            compliant = [scoring.at_max(f, scores[f.__name__]) for f in formats]
+            compliant = [solve_rate.at_max(f, scores[f.__name__]) for f in formats]
             metrics["format"] = mean(all(flags) for flags in zip(*compliant))
     metrics["mean_length"] = mean(map(len, ids))
     metrics["truncated"] = mean(len(i) >= max_new for i in ids)
@@ -139,7 +139,7 @@ def score(policy, tokenizer, rows: list[dict], rewards: list, weights: list[floa
 
 
 def solved_share(reward, completions: list[str], columns: dict) -> float | None:
-    flags = scoring.solved(reward, completions, **columns)
+    flags = solve_rate.solved(reward, completions, **columns)
     return None if flags is None else mean(flags)
 
 
@@ -152,14 +152,12 @@ def evaluate_run(target, checkpoints: str = "all", k: int = 1, prompts: int = 20
 
     `target` is a run directory or a recipe file; `checkpoints` is "all" or a comma list (20,40,final).
     """
-    from peft import PeftModel
-
-    from . import data, model, rewards as reward_registry, scoring
+    from . import data, model, rewards as reward_registry
 
     recipe, run_dir = locate(target)
     todo = entries(recipe, run_dir, checkpoints)
     if recipe.method == "rm":  # a reward model is judged on its held-out pairs, not by generating
-        from .reward_models import evaluate_checkpoints
+        from .rm_measure import evaluate_checkpoints
 
         table = evaluate_checkpoints(recipe, [(e.name, e.step, e.adapter) for e in todo if e.adapter])
         out = Path(out) if out else run_dir
@@ -173,10 +171,10 @@ def evaluate_run(target, checkpoints: str = "all", k: int = 1, prompts: int = 20
     rows = data.eval_rows(recipe.data, limit=prompts, seed=recipe.seed)
     if not (recipe.data.test_split or recipe.data.test_size):
         print(f"note: {recipe.data.source} has no held-out split in the recipe; scoring training prompts")
-    accuracy = scoring.accuracy_reward(recipe)
+    accuracy = solve_rate.accuracy_reward(recipe)
     rewards = [reward_registry.resolve(spec) for spec in recipe.rewards]
     weights = [float(spec.get("weight", 1.0)) for spec in recipe.rewards]
-    settings = scoring.generation_settings(recipe)
+    settings = generation_settings(recipe)
 
     start = time.time()
     policy, tokenizer = model.load_with_adapters(recipe.model, {})  # the base, once
@@ -191,16 +189,11 @@ def evaluate_run(target, checkpoints: str = "all", k: int = 1, prompts: int = 20
             folder = model.adapter_dir(entry.adapter)
             model.check_adapter_base(folder, recipe.model.name)
             slot = entry.name.replace("-", "_")
-            if active is None:
-                policy = PeftModel.from_pretrained(policy, str(folder), adapter_name=slot)
-            else:  # swap: the next adapter in, the previous one out; the base weights stay put
-                policy.load_adapter(str(folder), adapter_name=slot)
-                policy.set_adapter(slot)
-                policy.delete_adapter(active)
+            policy = model.use_adapter(policy, folder, slot, replace=active)  # the base weights stay put
             policy.eval()
             active = slot
-        results[entry.name] = score(policy, tokenizer, rows, rewards, weights, accuracy, settings, k, batch_size,
-                                    recipe.seed, entry.name)
+        results[entry.name] = model_metrics(policy, tokenizer, rows, rewards, weights, accuracy, settings, k,
+                                            batch_size, recipe.seed, entry.name)
         print(f"{entry.name}: " + ", ".join(f"{key} {fmt(key, v)}" for key, v in results[entry.name].items()))
     table = [{"model": e.name, "step": e.step, **results[e.name]} for e in todo]
     took = time.time() - start

@@ -76,6 +76,25 @@ def check_folder_out(out, flag: str = "--out") -> Path:
     return out
 
 
+def read_jsonl(path, *, broken=None, encoding_errors: str = "strict") -> list[tuple[int, object]]:
+    """(line number, value) of each non-blank line of a JSONL file.
+
+    A line that is not JSON is skipped (the last one may be cut off by a run still writing, or killed),
+    unless `broken(number, error)` is given, which may raise a UserError naming the line.
+    """
+    rows = []
+    text = Path(path).read_text(encoding="utf-8", errors=encoding_errors)
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((number, json.loads(line)))
+        except ValueError as e:
+            if broken is not None:
+                broken(number, e)
+    return rows
+
+
 def write_atomically(path, text: str) -> None:
     """Write `text` to a temporary file beside `path`, then rename: `path` is old or new, never half."""
     path = Path(path)

@@ -9,6 +9,17 @@ def render(tokenizer, messages: list[dict]) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
+def generation_settings(recipe) -> dict:
+    """Sampling settings shared by probe, evaluate and the app: the recipe's `generation:`, else its
+    GRPO settings, else short defaults."""
+    train = recipe.train
+    return {
+        "max_new_tokens": recipe.generation.get("max_new_tokens", train.get("max_completion_length", 256)),
+        "temperature": recipe.generation.get("temperature", train.get("temperature", 1.0)),
+        "top_p": recipe.generation.get("top_p", train.get("top_p", 1.0)),
+    }
+
+
 def generate(model, tokenizer, prompts: list[list[dict]], *, k: int = 1, max_new_tokens: int = 64,
              temperature: float = 0.0, top_p: float = 1.0, batch_size: int = 64, desc: str | None = None,
              ) -> list[list[str]]:

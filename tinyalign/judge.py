@@ -1,6 +1,6 @@
 """python -m tinyalign.judge — a pairwise reasoning judge trained from people's votes (RM-R1 in miniature).
 
-The judge (tinyalign/rewards/pairwise.py) writes the task type, its own solution or a rubric, an
+The judge (tinyalign/rewards/pairwise.py, asking tinyalign/rewards/judge_model.py) writes the task type, its own solution or a rubric, an
 evaluation of both answers and a verdict, asked in both orders. It learns from the votes in two
 runs, and the held-out votes enter neither:
 
@@ -20,45 +20,14 @@ from a teacher). A reward model trained on the same split (data.source: runs/jud
 compared on the same held-out votes.
 """
 
-import json
-from pathlib import Path
-
-from . import data, files
+from . import files
 from .errors import ArgumentParser, UserError, cli, positive_int
-from .loop import HELD_OUT, split_pairs
-from .rewards.judge import task_text
-from .rewards.pairwise import PairJudge, agreement, pair_messages, parse_verdict
+from .pair_files import HELD_OUT, read_pairs, split_pairs
+from .rewards.judge_model import check_judge
+from .rewards.pairwise import PairJudge, agreement_with_votes, pair_messages, parse_verdict
 
 TRACE_COLUMNS = {"judge_prompt", "judgement"}
 VERDICT_COLUMNS = {"judge_prompt", "verdict"}
-
-
-def read_pairs(path) -> list[tuple[str, str, str]]:
-    """(task, chosen, rejected) of every pair in a vote store or a pairs JSONL."""
-    from .reward_models import text_of
-    from .votes import load_pairs
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"--pairs {path} not found; give a vote store (.sqlite) or a pairs .jsonl")
-    if files.is_sqlite(path):
-        rows = load_pairs(path)
-    else:
-        data.check_utf8(path)
-        rows = []
-        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            try:
-                row = json.loads(line) if line.strip() else None
-            except json.JSONDecodeError:
-                row = False
-            if row is None:
-                continue
-            if not (isinstance(row, dict) and {"prompt", "chosen", "rejected"} <= set(row)):
-                raise UserError(f"--pairs {path}: line {i} is not a pair; rows need prompt, chosen and rejected")
-            rows.append(row)
-        if not rows:
-            raise UserError(f"--pairs {path} holds no pairs")
-    return [(task_text(r["prompt"]), text_of(r["chosen"]), text_of(r["rejected"])) for r in rows]
 
 
 def traces(judge: PairJudge, pairs, k: int) -> tuple[list[dict], dict]:
@@ -96,15 +65,13 @@ def evaluate(judge: "str | PairJudge", pairs, rm: str | None = None, max_new_tok
     """Agreement with the votes, ties, position bias and unparsed rate; the scalar RM's accuracy alongside.
 
     `judge`: a model or judge run, or a PairJudge already made (its model loads once, however often asked)."""
-    if isinstance(judge, str):
-        judge = PairJudge(judge, max_new_tokens, batch_size)
-    report = agreement(judge.compare(pairs, desc="judging"))
+    report = agreement_with_votes(judge, pairs, max_new_tokens, batch_size)
     if rm:
-        from . import reward_models
+        from . import rm_load, rm_measure
 
-        scorer, tokenizer = reward_models.load_for_scoring(rm)
+        scorer, tokenizer = rm_load.load_for_scoring(rm)
         rows = [{"prompt": t, "chosen": c, "rejected": r} for t, c, r in pairs]
-        report["rm_agreement"] = reward_models.measure(scorer, tokenizer, rows)["accuracy"]
+        report["rm_agreement"] = rm_measure.measure(scorer, tokenizer, rows)["accuracy"]
     return report
 
 
@@ -117,12 +84,11 @@ def summary(report: dict) -> str:
 
 def check_models(args) -> None:
     """Name a missing --judge or --rm folder now, not after minutes of judging."""
-    from .reward_models import is_reward_model
-    from .rewards.judge import judge_missing
+    from .rm_load import is_reward_model
 
     judge = getattr(args, "judge", None)
-    if judge and judge_missing(judge):
-        raise UserError(f"--judge {judge} not found; give a model (hub id, folder, tiny:qwen2-1m) or a judge run directory")
+    if judge:
+        check_judge(judge)
     rm = getattr(args, "rm", None)
     if rm and not is_reward_model(rm):
         raise UserError(f"--rm {rm} is not a reward-model run; train one with python -m tinyalign.rm RECIPE")

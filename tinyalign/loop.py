@@ -16,16 +16,15 @@ model trains on exactly what real votes would give it.
 
 import json
 import random
-from pathlib import Path
 
 from . import files
 from .errors import ArgumentParser, UserError, cli, positive_int
+from .pair_files import read_pair_rows, read_pairs, split_pairs
 from .recipe import builtin
 
 TASK = builtin("tiny_sft.yaml")  # the addition task: training prompts, references, base model
 RM_RECIPE = builtin("tiny_rm.yaml")
 GRPO_RECIPE = builtin("tiny_grpo.yaml")
-HELD_OUT = 0.2  # of each round's pairs, never trained on: the RM is measured there
 
 
 # ---------------------------------------------------------------- the simulated annotator
@@ -91,29 +90,12 @@ def annotate(db, policies: dict[str, str], prompts: int, seed: int = 0, task=TAS
     return {"votes": len(questions), "by_vote": by_vote}
 
 
-def split_pairs(db, folder, held_out: float = HELD_OUT, seed: int = 0) -> dict:
-    """The store's DPO export, split into folder/train.jsonl and folder/test.jsonl (`held_out` of the pairs)."""
-    from .votes import load_pairs
-
-    folder = files.check_folder_out(folder)
-    outs = {name: files.check_jsonl_out(folder / f"{name}.jsonl", columns={"prompt", "chosen", "rejected"},
-                                        inputs=[db]) for name in ("train", "test")}
-    rows = load_pairs(db)
-    random.Random(seed).shuffle(rows)
-    cut = max(1, round(len(rows) * held_out))
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, part in (("test", rows[:cut]), ("train", rows[cut:])):
-        files.write_jsonl(outs[name], part)
-    return {"train": len(rows) - cut, "test": cut}
-
-
 def rm_accuracy(rm_dir, pairs_file) -> float:
     """A reward model's accuracy on a JSONL of pairs (chosen scored above rejected)."""
-    from . import reward_models
+    from . import rm_load, rm_measure
 
-    scorer, tokenizer = reward_models.load_for_scoring(rm_dir)
-    rows = [json.loads(line) for line in open(pairs_file)]
-    return reward_models.measure(scorer, tokenizer, rows)["accuracy"]
+    scorer, tokenizer = rm_load.load_for_scoring(rm_dir)
+    return rm_measure.measure(scorer, tokenizer, read_pair_rows(pairs_file))["accuracy"]
 
 
 # ---------------------------------------------------------------- the loop
@@ -123,9 +105,9 @@ def judge_agreement(judge, pairs_file) -> float | None:
     """How often a pairwise judge (a PairJudge) sides with the votes on held-out pairs (None: no judge)."""
     if judge is None:
         return None
-    from .judge import evaluate, read_pairs
+    from .rewards.pairwise import agreement_with_votes
 
-    return evaluate(judge, read_pairs(pairs_file))["agreement"]
+    return agreement_with_votes(judge, read_pairs(pairs_file))["agreement"]
 
 
 def run_loop(sft: str, out, prompts: int = 300, grpo_steps: int = 30, baseline: bool = True, seed: int = 0,
@@ -135,10 +117,11 @@ def run_loop(sft: str, out, prompts: int = 300, grpo_steps: int = 30, baseline: 
     `judge`: a pairwise judge (a model or a tinyalign.judge run) scored on each round's held-out votes
     beside the RM, so the table shows whether a judge would have served as the reward.
     """
-    from . import grpo, recipe as recipes, reward_models, rm
+    from . import grpo, recipe as recipes, rm
+    from .rm_load import held_out_stats
     from .votes import leaderboard
     from .rewards.pairwise import PairJudge
-    from .scoring import held_out_accuracy
+    from .solve_rate import held_out_accuracy
 
     out = files.check_folder_out(out)
     pair_judge = PairJudge(judge) if judge else None  # loaded on first use, once for both rounds
@@ -160,7 +143,7 @@ def run_loop(sft: str, out, prompts: int = 300, grpo_steps: int = 30, baseline: 
         grpo.main([str(GRPO_RECIPE), *grpo_args, f"output_dir={out / 'grpo-rule'}"])
         policies["grpo_rule"] = str(out / "grpo-rule")
     accuracy = held_out_accuracy(str(TASK), policies, limit=500)
-    rm1 = reward_models.held_out_stats(out / "rm-r1")["accuracy"]
+    rm1 = held_out_stats(out / "rm-r1")["accuracy"]
     table.append({"round": 1, "votes": votes1, "rm_accuracy": rm1,
                   "judge_agreement": judge_agreement(pair_judge, out / "pairs-r1" / "test.jsonl"),
                   "policy": "grpo_rm", "start_accuracy": accuracy["sft"], "policy_accuracy": accuracy["grpo_rm"]})
@@ -182,7 +165,7 @@ def run_loop(sft: str, out, prompts: int = 300, grpo_steps: int = 30, baseline: 
              f"output_dir={out / 'rm-r2'}"])
     ratings = {row["model"]: row["rating"] for row in leaderboard(db2)}
     table.append({"round": 2, "votes": votes2,
-                  "rm_accuracy": reward_models.held_out_stats(out / "rm-r2")["accuracy"],
+                  "rm_accuracy": held_out_stats(out / "rm-r2")["accuracy"],
                   "rm_r1_on_r2": rm_accuracy(out / "rm-r1", out / "pairs-r2" / "test.jsonl"),
                   "judge_agreement": judge_agreement(pair_judge, out / "pairs-r2" / "test.jsonl"),
                   "arena_rating": {k: round(v) for k, v in ratings.items()}})
@@ -221,9 +204,9 @@ def main(argv=None):
     loop.add_argument("--judge", help="a pairwise judge (model or tinyalign.judge run) scored on each round's held-out votes")
     args = parser.parse_args(argv)
     if args.command == "run" and args.judge:
-        from .judge import check_models
+        from .rewards.judge_model import check_judge
 
-        check_models(args)  # a missing judge is named now, not after the loop's training runs
+        check_judge(args.judge)  # a missing judge is named now, not after the loop's training runs
     if args.command == "votes":
         policies = dict(p.split("=", 1) for p in args.policy if "=" in p)
         if len(policies) != len(args.policy) or not 1 <= len(policies) <= 2:

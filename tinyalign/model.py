@@ -204,31 +204,37 @@ def load_base(spec: Model, tokenizer=None, auto_class=None, **kwargs):
     return model
 
 
-def lora_config(spec: Model):
+def lora_config(spec: Model, task_type: str = "CAUSAL_LM", **extra):
     from peft import LoraConfig
 
     return LoraConfig(r=spec.lora.r, lora_alpha=spec.lora.alpha, lora_dropout=spec.lora.dropout,
-                      target_modules=spec.lora.target_modules, task_type="CAUSAL_LM")
+                      target_modules=spec.lora.target_modules, task_type=task_type, **extra)
+
+
+def with_lora(base, spec: Model, gradient_checkpointing: bool, adapter: "Path | None" = None, **lora):
+    """`base` ready to train with LoRA: the adapter in `adapter` continued, else a fresh one (`lora`:
+    lora_config's task type and extras, e.g. a reward model's head)."""
+    from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
+
+    if spec.quantization != "none":
+        # fp32 norms and input grads for k-bit training; checkpointing only where memory is scarce (GPU)
+        base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=gradient_checkpointing)
+    if adapter is not None:
+        return PeftModel.from_pretrained(base, str(adapter), is_trainable=True)
+    return get_peft_model(base, lora_config(spec, **lora))
 
 
 def load_for_training(spec: Model, gradient_checkpointing: bool = False):
     """(model with a trainable LoRA adapter, tokenizer): a fresh adapter, or `model.adapter` continued."""
     if backend_for(spec) == "unsloth":
         return _load_unsloth(spec, gradient_checkpointing)
-    from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
-
     tokenizer = load_tokenizer(spec)
-    model = load_base(spec, tokenizer)
-    if spec.quantization != "none":
-        # fp32 norms and input grads for k-bit training; checkpointing only where memory is scarce (GPU)
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    base = load_base(spec, tokenizer)
+    folder = None
     if spec.adapter:
         folder = adapter_dir(spec.adapter)
         check_adapter_base(folder, spec.name)
-        model = PeftModel.from_pretrained(model, str(folder), is_trainable=True)
-    else:
-        model = get_peft_model(model, lora_config(spec))
-    return model, tokenizer
+    return with_lora(base, spec, gradient_checkpointing, folder), tokenizer
 
 
 def _load_unsloth(spec: Model, gradient_checkpointing: bool):
@@ -261,16 +267,28 @@ def load_with_adapters(spec: Model, adapters: dict[str, str]):
 
     Switch with `model.set_adapter(name)`; `with model.disable_adapter():` gives the base.
     """
-    from peft import PeftModel
-
     tokenizer = load_tokenizer(spec)
     model = load_base(spec, tokenizer)
-    for i, (name, path) in enumerate(adapters.items()):
+    for name, path in adapters.items():
         folder = adapter_dir(path)
         check_adapter_base(folder, spec.name)
-        if i == 0:
-            model = PeftModel.from_pretrained(model, str(folder), adapter_name=name)
-        else:
-            model.load_adapter(str(folder), adapter_name=name)
+        model = use_adapter(model, folder, name)
+    if adapters:
+        model.set_adapter(next(iter(adapters)), inference_mode=True)  # the first is active, as PEFT leaves it
     model.eval()
     return model, tokenizer
+
+
+def use_adapter(model, folder, name: str, replace: "str | None" = None):
+    """`model` (a base, or a base already carrying adapters) with the adapter in `folder` loaded as `name`
+    and active, frozen, for inference. The base stays loaded once while adapters come and go; `replace`
+    names an adapter to unload once `name` is in, so memory holds one at a time."""
+    from peft import PeftModel
+
+    if not isinstance(model, PeftModel):
+        return PeftModel.from_pretrained(model, str(folder), adapter_name=name)
+    model.load_adapter(str(folder), adapter_name=name)
+    model.set_adapter(name, inference_mode=True)
+    if replace:
+        model.delete_adapter(replace)
+    return model

@@ -33,17 +33,17 @@ def verdict(pass_1: float, pass_k: float, k: int) -> tuple[str, str]:
 
 def run(recipe, prompts: int = 64, k: int = 8, out_dir=None) -> dict:
     """Probe `recipe`'s starting model; the report is also written to out_dir/probe.json."""
-    from . import data, model, rewards, scoring
-    from .generate import generate
+    from . import data, model, rewards, solve_rate
+    from .generate import generate, generation_settings
 
     rows, _ = data.splits(recipe.data, recipe.seed)  # training prompts only
     rows = rows.select(range(min(prompts, len(rows))))
     to_row = data.to_rows(recipe.data, "grpo")
     rows = [to_row(r) for r in rows]
-    reward_fns = [rewards.resolve(spec) for spec in recipe.rewards] or [scoring.accuracy_reward(recipe)]
+    reward_fns = [rewards.resolve(spec) for spec in recipe.rewards] or [solve_rate.accuracy_reward(recipe)]
     weights = [float(spec.get("weight", 1.0)) for spec in recipe.rewards] or [1.0]
     success = next((f for f in reward_fns if f.kind == "accuracy"), None)
-    settings = scoring.generation_settings(recipe)
+    settings = generation_settings(recipe)
 
     adapters = {"start": recipe.model.adapter} if recipe.model.adapter else {}
     policy, tokenizer = model.load_with_adapters(recipe.model, adapters)
@@ -58,7 +58,7 @@ def run(recipe, prompts: int = 64, k: int = 8, out_dir=None) -> dict:
               for f in reward_fns}
     total = [sum(w * (s[i] or 0.0) for w, s in zip(weights, scores.values())) for i in range(len(flat))]
     if success is not None:
-        solved = scoring.at_max(success, scores[success.__name__])
+        solved = solve_rate.at_max(success, scores[success.__name__])
     else:  # no accuracy reward: "solved" = the best total reward the rewards allow
         best = sum(w * f.max_score for w, f in zip(weights, reward_fns))
         solved = [t >= best for t in total]

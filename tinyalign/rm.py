@@ -43,7 +43,7 @@ def resolve(recipe):
 
 @cli
 def main(argv=None):
-    from . import data, reward_models, run
+    from . import data, rm_load, rm_measure, run
 
     # ── recipe and run directory (checked only; nothing is written until the trainer is built)
     recipe = resolve(run.load_recipe("rm", argv))
@@ -59,23 +59,23 @@ def main(argv=None):
     train, test = data.load(recipe.data, "rm", recipe.seed)
 
     # ── model: 4-bit base as a classifier + LoRA; the `score` head trains in full, saved with the adapter
-    scorer, tokenizer = reward_models.load_for_training(recipe.model, config.gradient_checkpointing)
+    scorer, tokenizer = rm_load.load_for_training(recipe.model, config.gradient_checkpointing)
 
     # ── trainer
     trainer = RewardTrainer(model=scorer, args=config, train_dataset=train,
                             eval_dataset=test if config.eval_strategy != "no" else None,
                             processing_class=tokenizer, callbacks=run.callbacks(recipe))
-    reward_models.head_in_compute_dtype(trainer.model, recipe.model)
+    rm_load.head_in_compute_dtype(trainer.model, recipe.model)
 
     # ── train
     run.start(recipe, resume)
     run.train(trainer, resume)
 
     # ── measure on held-out pairs, then save (the adapter file last: it marks the run finished)
-    metrics = reward_models.measure(trainer.model, tokenizer, test)
-    print(reward_models.summary(metrics))
+    metrics = rm_measure.measure(trainer.model, tokenizer, test)
+    print(rm_measure.summary(metrics))
     if trainer.is_world_process_zero():
-        reward_models.write_metrics(metrics, recipe.output_dir)
+        rm_load.write_metrics(metrics, recipe.output_dir)
     run.save(trainer, tokenizer, recipe)
 
 

@@ -5,8 +5,11 @@ Whether a metric rose or fell beyond noise, and whether the task metric is learn
 once, so every check in tinyalign.symptoms judges a course the same way.
 """
 
+import json
 import math
 from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
 from statistics import linear_regression, median
 
 # ---------------------------------------------------------------- thresholds (why each value)
@@ -17,6 +20,8 @@ MIN_SPAN_STEPS = 40  # GRPO/DPO usually move within a few dozen steps; judge a r
 MIN_PROGRESS = 0.25  # ... and a quarter of the planned run (rewards often wait for the format to click)
 
 MAD_TO_SIGMA = 1.4826  # MAD x this = standard deviation for Gaussian noise
+
+RM_METRICS = "rm_metrics.json"  # a reward-model run's held-out figures, written when its training ends
 
 ACCURACY_NAMES = ("accuracy", "exact_match")  # reward names that measure correctness
 LEARNING_RISE = 0.05  # the task metric (accuracy reward, else the total) rising 5 % of its scale ...
@@ -107,6 +112,13 @@ class Run:
     completions: list[dict]
     method: str
     accuracy_rewards: tuple = ()
+    folder: "Path | None" = None  # the run directory, when the run is read from disk
+
+    @cached_property
+    def rm_metrics(self) -> "dict | None":
+        """A reward-model run's held-out figures (rm_metrics.json), once its training has ended."""
+        path = Path(self.folder) / RM_METRICS if self.folder else None
+        return json.loads(path.read_text()) if path and path.is_file() else None
 
     def points(self, key: str) -> list[tuple[int, float]]:
         """(step, value) for every log entry holding a finite number under `key`, one per step."""
@@ -164,19 +176,9 @@ class Run:
         return sorted(k[len("rewards/") : -len("/mean")] for k in keys if k.startswith("rewards/") and k.endswith("/mean"))
 
     def is_accuracy(self, name: str) -> bool:
-        """Whether a logged reward measures correctness: named so by the caller, of accuracy kind in the
-        reward registry, or called like one (math_accuracy, exact_match)."""
-        if name in self.accuracy_rewards or any(a in name for a in ACCURACY_NAMES):
-            return True
-        index = self.reward_index(name)
-        if index is None:
-            return False
-        try:
-            from .rewards import resolve
-
-            return resolve(self.recipe["rewards"][index]).kind == "accuracy"
-        except Exception:  # a reward that no longer resolves (a custom module gone): judge by name only
-            return False
+        """Whether a logged reward measures correctness: named so by the caller (who knows the reward
+        registry's kinds), or called like one (math_accuracy, exact_match)."""
+        return name in self.accuracy_rewards or looks_like_accuracy(name)
 
     def metric_trend(self) -> "Trend | None":
         """The task metric's course in the logs: the accuracy reward(s) when logged, else the total reward."""
@@ -219,6 +221,11 @@ class Run:
             if isinstance(reward, dict) and reward.get("name") == name:
                 return i
         return None
+
+
+def looks_like_accuracy(name: str) -> bool:
+    """A reward called like one that measures correctness, for logs read without the reward registry."""
+    return any(a in name for a in ACCURACY_NAMES)
 
 
 def number(value) -> "float | None":

@@ -38,8 +38,8 @@ def sample(recipe, out, k: int = 8, min_reward: float | None = None, prompts: in
     """Sample, score, keep the best answer per prompt; write `out` (JSONL). Returns {kept, total, out, ...}."""
     from transformers import set_seed
 
-    from . import data, model, rewards, scoring
-    from .generate import generate
+    from . import data, model, rewards, solve_rate
+    from .generate import generate, generation_settings
 
     spec = recipe.data
     if not spec.prompt:
@@ -47,7 +47,7 @@ def sample(recipe, out, k: int = 8, min_reward: float | None = None, prompts: in
     if k < 1 or (prompts is not None and prompts < 1):
         raise UserError("--k and --prompts must be at least 1")
     out = files.check_jsonl_out(out, columns=("completion", "reward"), inputs=[spec.source])
-    reward_fns = [rewards.resolve(s) for s in recipe.rewards] or [scoring.accuracy_reward(recipe)]
+    reward_fns = [rewards.resolve(s) for s in recipe.rewards] or [solve_rate.accuracy_reward(recipe)]
     weights = [float(s.get("weight", 1.0)) for s in recipe.rewards] or [1.0]
     top_total = sum(w * f.max_score for w, f in zip(weights, reward_fns))
     min_reward = top_total if min_reward is None else min_reward
@@ -65,7 +65,7 @@ def sample(recipe, out, k: int = 8, min_reward: float | None = None, prompts: in
 
     # ── sample K answers per prompt
     policy, tokenizer = model.load_with_adapters(recipe.model, {"policy": adapter} if adapter else {})
-    settings = scoring.generation_settings(recipe)
+    settings = generation_settings(recipe)
     set_seed(recipe.seed)
     groups = generate(policy, tokenizer, chats, k=k, max_new_tokens=settings["max_new_tokens"],
                       temperature=settings["temperature"] or 1.0, top_p=settings["top_p"], batch_size=batch_size,

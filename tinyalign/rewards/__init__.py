@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from ..errors import UserError
 from .accuracy import exact_match, math_accuracy
 from .format import answer_format, think_format
-from .judge import rubric_judge
+from .rubric import rubric_judge
 from .length import length_penalty, overlong, repetition
 from .pairwise import judge_verdict, pairwise_judge
 from .reward_model import reward_model
@@ -295,6 +295,23 @@ def _custom(name: str, params: dict) -> Reward:
             ) from None
     bound = functools.partial(fn, **params) if params else fn
     return guard(bound, name, "custom", max_score, params)
+
+
+def accuracy_rewards(specs) -> list[Reward]:
+    """The entries of a recipe's `rewards:` that say whether an answer is right (accuracy kind), resolved.
+
+    An entry that no longer resolves (a custom module since removed) is left out: the callers read logs
+    or print lines, and a recipe is checked whole before any training starts.
+    """
+    found = []
+    for spec in specs or []:
+        try:
+            reward = resolve(spec)
+        except Exception:
+            continue
+        if reward.kind == "accuracy":
+            found.append(reward)
+    return found
 
 
 def resolve(spec: Mapping | str) -> Reward:

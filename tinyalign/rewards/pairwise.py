@@ -14,7 +14,7 @@ import contextlib
 import re
 
 from ..errors import UserError
-from .judge import MAX_CHARS, JudgeModel, judge_missing, task_text
+from .judge_model import MAX_CHARS, JudgeModel, judge_missing, task_text
 from .text import completion_text
 
 # Short on purpose: a small judge must hold it, the task and both answers in its context.
@@ -165,6 +165,15 @@ def agreement(outcomes: list[dict]) -> dict:
         "position_bias": sum(o["position_bias"] for o in outcomes) / n,
         "unparsed": sum(o["unparsed"] for o in outcomes) / (2 * n),
     }
+
+
+def agreement_with_votes(judge: "str | PairJudge", pairs, max_new_tokens: int = 256, batch_size: int = 16) -> dict:
+    """agreement() of a judge over voted (task, chosen, rejected) pairs.
+
+    `judge`: a model or judge run, or a PairJudge already made (its model loads once, however often asked)."""
+    if isinstance(judge, str):
+        judge = PairJudge(judge, max_new_tokens, batch_size)
+    return agreement(judge.compare(pairs, desc="judging"))
 
 
 class PairwiseJudgeReward:

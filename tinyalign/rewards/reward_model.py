@@ -31,7 +31,7 @@ class RewardModel:
 
     def _load(self):
         if self._scorer is None:
-            from ..reward_models import load_for_scoring
+            from ..rm_load import load_for_scoring
 
             self._scorer, self._tokenizer = load_for_scoring(self.model, self.quantization)
         return self._scorer, self._tokenizer
@@ -39,10 +39,10 @@ class RewardModel:
     def __call__(self, completions, prompts=None, answer=None, log_extra=None, log_metric=None, **_):
         if prompts is None:
             raise UserError("reward_model needs the prompts the answers reply to; call it with prompts=[...]")
-        from ..reward_models import score
+        from ..rm_measure import rm_scores
 
         scorer, tokenizer = self._load()
-        raw = score(scorer, tokenizer, list(prompts), [completion_text(c) for c in completions], self.batch_size)
+        raw = rm_scores(scorer, tokenizer, list(prompts), [completion_text(c) for c in completions], self.batch_size)
         self.last_raw = raw
         if log_extra is not None:
             log_extra("reward_model_raw", raw)
@@ -54,7 +54,7 @@ class RewardModel:
 
 
 def held_out_stats(model: str) -> dict:
-    from ..reward_models import held_out_stats as stats, is_reward_model
+    from ..rm_load import held_out_stats as stats, is_reward_model
 
     folder = Path(model).expanduser()
     if not folder.is_dir():

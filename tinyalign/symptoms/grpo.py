@@ -1,59 +1,29 @@
-"""The symptoms -> remedies table (DESIGN.md section 5) as code: one small check per symptom over a run's logs.
+"""GRPO symptoms: the reward's course, KL, entropy, completion length, groups that all agree, the PPO clip,
+reward hacking, and what the sampled completions show (one answer for every prompt, loops)."""
 
-Each check looks at one signal and returns a Finding (what the logs show, the likely cause, the remedy
-and the recipe overrides to try) or None. Single logged values are noisy, so trends are judged robustly
-— medians of the first vs the last quarter of the run, least-squares slopes, spikes against a trailing
-median + MAD — and a healthy run comes back with no findings at all. Symptoms that are only trouble when
-the run is not learning (KL far from the reference, entropy low, groups that all agree) are judged
-against the task metric's course in the logs: the accuracy reward, else the total. The thresholds are
-checked on a labeled corpus of real runs: bench/doctor_corpus.py. How the logs are read and a course is
-judged lives in tinyalign.run_logs; `tinyalign.doctor` reads run directories, reports, and warns while
-training.
-"""
-
-import math
 from collections import Counter
-from dataclasses import dataclass, field
-from statistics import median
 
-from .run_logs import LEARNING_RISE, MAD_TO_SIGMA, TRL_DEFAULTS, Run, Trend, number
-
-METHODS = ("sft", "dpo", "grpo")
-
-# ---------------------------------------------------------------- thresholds (why each value)
+from ..run_logs import LEARNING_RISE, Run, Trend, number
+from .common import Finding, clip_gradients, scale, yaml_number
 
 REWARD_FLAT_RISE = 0.05  # reward gained < 5 % of its scale (sum of |weights|) over the run: flat
 REWARD_FALL = 0.10  # reward lost >= 10 % of its scale: beyond what noise in quarter medians explains
 REWARD_LOW_LEVEL = 0.20  # flat under 20 % of the scale: the model rarely solves a task (the probe's line)
 REWARD_SATURATED = 0.90  # flat above 90 %: nothing left to learn, not a training problem
-
 KL_RUNAWAY_MIN = 0.1  # 0.1 nats/token is far from the reference for a real model's long answers; with a tiny
 KL_RUNAWAY_GROWTH = 10.0  # beta it is fine while the metric improves. 10x the early level: still climbing
 KL_EARLY_FLOOR = 1e-3  # KL starts at exactly 0 (policy == reference); compare growth against this at least
 KL_HUGE = 1.0  # >= 1 nat/token is runaway whatever it started at
 KL_TINY = 1e-3  # with a flat reward, a KL this small means the policy is hardly allowed to move
-
 ENTROPY_COLLAPSE_RATIO = 0.3  # healthy runs lose 10-40 % of their entropy; under 30 % left is near-greedy ...
 CONVERGED_LEVEL = 0.75  # ... unless the metric rose to 75 %+: tasks with one right answer converge on it
-
 LENGTH_NEAR_CAP = 0.8  # mean length >= 80 % of max_completion_length: the cap, not the task, shapes answers
 CLIPPED_HIGH = 0.2  # >= 20 % of completions truncated: their rewards are mostly noise
 LENGTH_COLLAPSE_RATIO = 0.3  # mean length under 30 % of its early level: answers cut to the bone
-
 ZERO_STD_HIGH = 0.5  # over half the groups score all alike: zero advantage, they teach GRPO nothing
-
 CLIP_RATIO_HIGH = 0.2  # > 20 % of tokens hit the PPO clip: each step moves too far from the sampler
-
-SPIKE_WINDOW = 10  # a value's jump is measured from the median of the 10 logs before (trailing: a falling loss is no spike)
-SPIKE_MIN_HISTORY = 5  # need this many previous values before a jump can be measured
-SPIKE_MADS = 6.0  # a spike's jump is 6 robust sigmas (1.4826 x MAD) of the run's own jumps: noise essentially never is
-SPIKE_RATIO = 2.0  # ... and at least 2x the trailing median, so a very steady series' wobble does not count
-SPIKE_MIN_COUNT = 2  # one hard batch happens; two spikes are a pattern ...
-SPIKE_LONE_RATIO = 5.0  # ... and so is a single spike of 5x or more
-
 HACK_RISE = 0.10  # a non-accuracy reward (0..1 scale) gaining >= 0.1 ...
 HACK_ACCURACY_GAIN = 0.05  # ... while the accuracy reward gains under 0.05 (and is not near the top): hacking
-
 LATE_COMPLETIONS_MIN = 16  # judge sampled completions only with this many from the last quarter of steps
 IDENTICAL_SHARE = 0.6  # one completion text is >= 60 % of the late samples ...
 IDENTICAL_MIN_PROMPTS = 3  # ... across >= 3 different prompts: one answer for every question
@@ -61,30 +31,6 @@ LOOP_SHARE = 0.3  # >= 30 % of late completions loop
 LOOP_DISTINCT = 0.3  # a completion loops when under 30 % of its 4-grams are distinct (prose is > 90 %)
 LOOP_MIN_WORDS = 16  # count word 4-grams from 16 words up ...
 LOOP_MIN_CHARS = 32  # ... else character 4-grams from 32 characters up; shorter answers cannot loop
-
-DPO_MARGIN_FLAT_NATS = 1.0  # margins / beta (chosen-vs-rejected log-ratio gap) gaining < 1 nat: flat
-DPO_LOSS_COLLAPSED = 0.05  # DPO loss starts at ln 2 = 0.69; under 0.05 every pair is separated
-DPO_FAST_FRACTION = 0.1  # ... reached within the first 10 % of training: the policy jumped, it did not learn
-
-OVERFIT_MIN_EVALS = 3  # eval loss needs a best point and a later worse one
-OVERFIT_RISE = 0.05  # eval loss 5 % above its best while train loss kept falling
-
-
-# ---------------------------------------------------------------- what a check finds
-
-
-@dataclass
-class Finding:
-    """One symptom: what the logs show, why it likely happens, and what to try."""
-
-    symptom: str
-    evidence: str
-    cause: str
-    remedy: str
-    overrides: list[str] = field(default_factory=list)  # recipe overrides in CLI form: train.beta=0.01
-
-
-# ---------------------------------------------------------------- GRPO checks
 
 
 def reward_flat(run: Run) -> "Finding | None":
@@ -101,7 +47,7 @@ def reward_flat(run: Run) -> "Finding | None":
     else:
         cause = "learning too slowly: the learning rate is low for LoRA, or too few groups disagree"
         remedy = "raise the learning rate (GRPO with LoRA takes ~1e-5); if the probe's pass@k is low, SFT first"
-        overrides = _scale(run, "learning_rate", 2)
+        overrides = scale(run, "learning_rate", 2)
     evidence = f"{reward}; at {level:.0%} of the reward scale {run.reward_scale:g}"
     return Finding("reward_flat", evidence, cause, remedy, overrides)
 
@@ -119,7 +65,7 @@ def reward_falling(run: Run) -> "Finding | None":
         "reward_falling", str(reward),
         "the updates are too large: the policy is being pushed off what it already did well",
         "lower the learning rate and clip gradients harder",
-        _scale(run, "learning_rate", 0.5) + _clip_gradients(run),
+        scale(run, "learning_rate", 0.5) + clip_gradients(run),
     )
 
 
@@ -149,7 +95,7 @@ def kl_runaway(run: Run) -> "Finding | None":
     return Finding(
         "kl_runaway", evidence, cause,
         "raise beta and lower the learning rate; read the latest completions for degenerate or gamed answers",
-        _scale(run, "beta", 2) + _scale(run, "learning_rate", 0.5),
+        scale(run, "beta", 2) + scale(run, "learning_rate", 0.5),
     )
 
 
@@ -161,7 +107,7 @@ def kl_tiny_reward_flat(run: Run) -> "Finding | None":
         "kl_tiny_reward_flat", f"{run.trend('kl')}; {reward}",
         "over-constrained: beta holds the policy at the reference, or the learning rate is too low to move it",
         "lower beta and raise the learning rate",
-        _scale(run, "beta", 0.1) + _scale(run, "learning_rate", 2),
+        scale(run, "beta", 0.1) + scale(run, "learning_rate", 2),
     )
 
 
@@ -174,7 +120,7 @@ def entropy_collapse(run: Run) -> "Finding | None":
         "entropy_collapse", f"{entropy}; {entropy.last / entropy.first:.0%} of the early level",
         "premature convergence: sampling is near-greedy, so answers come out alike and groups stop exploring",
         f"sample hotter and let rare tokens grow (clip-higher); or add an entropy bonus "
-        f"(train.use_adaptive_entropy=true train.entropy_target={_yaml(entropy.first / 2)})",
+        f"(train.use_adaptive_entropy=true train.entropy_target={yaml_number(entropy.first / 2)})",
         _explore_more(run),
     )
 
@@ -243,7 +189,7 @@ def clip_ratio_high(run: Run) -> "Finding | None":
         "clip_ratio_high", f"{clip} (share of tokens whose probability ratio hit the clip)",
         "each update moves the policy far from the one that sampled: learning rate too high or too many iterations",
         "lower the learning rate; fewer updates per generation batch",
-        _scale(run, "learning_rate", 0.5) + ([f"train.num_iterations={max(1, int(iterations) // 2)}"] if iterations > 1 else []),
+        scale(run, "learning_rate", 0.5) + ([f"train.num_iterations={max(1, int(iterations) // 2)}"] if iterations > 1 else []),
     )
 
 
@@ -266,7 +212,7 @@ def reward_hacking(run: Run) -> "Finding | None":
         index = run.reward_index(name)
         if index is not None:
             weight = number(run.recipe["rewards"][index].get("weight", 1.0)) or 1.0
-            overrides.append(f"rewards.{index}.weight={_yaml(weight / 2)}")
+            overrides.append(f"rewards.{index}.weight={yaml_number(weight / 2)}")
     return Finding(
         "reward_hacking", "; ".join(str(t) for t in rising + held),
         "reward hacking: the rising reward pays for something other than correct answers",
@@ -326,149 +272,8 @@ def looping_completions(run: Run) -> "Finding | None":
         f"{len(loops)} of {len(late)} completions since step {since} repeat themselves, e.g. {_text(loops[0])[:60]!r}",
         "the learning rate is too high: the policy degenerates into repetition / gibberish",
         "lower the learning rate and clip gradients; a repetition penalty reward helps once it is stable",
-        _scale(run, "learning_rate", 0.5) + _clip_gradients(run),
+        scale(run, "learning_rate", 0.5) + clip_gradients(run),
     )
-
-
-# ---------------------------------------------------------------- DPO checks
-
-
-def dpo_margins_flat(run: Run) -> "Finding | None":
-    margins = run.trend("rewards/margins")
-    beta = number(run.setting("beta")) or TRL_DEFAULTS["dpo"]["beta"]
-    if margins is None or not run.long_enough(margins) or (margins.last - margins.first) / beta >= DPO_MARGIN_FLAT_NATS:
-        return None
-    return Finding(
-        "dpo_margins_flat", f"{margins}; {(margins.last - margins.first) / beta:.2g} nats of log-ratio gap at beta {beta:g}",
-        "beta too high: the policy is held so close to the reference that chosen and rejected barely separate",
-        "lower beta; check that chosen and rejected really differ (votes, not ties)",
-        _scale(run, "beta", 0.5),
-    )
-
-
-def dpo_margins_falling(run: Run) -> "Finding | None":
-    """Margins below zero and falling, and the chosen answers no likelier than at the start: the policy has
-    come to prefer the rejected answers. (Negative margins alone are not enough: with near-miss rejected
-    answers and an SFT term, both answers can grow likelier, the rejected faster, while the model improves.)"""
-    margins, accuracy, chosen = run.trend("rewards/margins"), run.trend("rewards/accuracies"), run.trend("logps/chosen")
-    if margins is None or margins.last >= 0 or (chosen and chosen.last > chosen.start):
-        return None
-    fall = margins.last - margins.start
-    if not (fall < 0 and margins.beyond_noise(fall, first=2)) or (accuracy and accuracy.last >= 0.5):
-        return None
-    return Finding(
-        "dpo_margins_falling", f"{margins}" + (f"; {accuracy} (pairs where chosen beats rejected)" if accuracy else "")
-        + (f"; {chosen}" if chosen else ""),
-        "the updates are too large: training diverged and the policy now prefers the rejected answers",
-        "lower the learning rate (DPO with LoRA: ~5e-6 … 5e-5) and clip gradients",
-        _scale(run, "learning_rate", 0.1) + _clip_gradients(run),
-    )
-
-
-def dpo_loss_collapse(run: Run) -> "Finding | None":
-    loss = run.trend("loss")
-    if loss is None:
-        return None
-    for i in range(len(loss.values) - 2):  # the median of 3 logs, so one lucky batch is not a collapse
-        if median(loss.values[i : i + 3]) < DPO_LOSS_COLLAPSED:
-            step = loss.steps[i]
-            break
-    else:
-        return None
-    if step > DPO_FAST_FRACTION * run.total_steps:
-        return None
-    accuracy = run.points("rewards/accuracies")
-    return Finding(
-        "dpo_loss_collapse",
-        f"loss {loss.values[0]:.3g} → {loss.values[i]:.3g} by step {step} ({step / run.total_steps:.0%} of {run.total_steps} steps)"
-        + (f"; rewards/accuracies {accuracy[-1][1]:.2f}" if accuracy else ""),
-        "beta too low or learning rate too high: the policy separates the pairs by leaving the reference, "
-        "and outputs often get worse than the SFT model's",
-        "raise beta and lower the learning rate (DPO: 1e-7 … 5e-6); compare samples with the SFT adapter",
-        _scale(run, "beta", 2) + _scale(run, "learning_rate", 0.5),
-    )
-
-
-# ---------------------------------------------------------------- checks for every method
-
-
-def loss_spikes(run: Run) -> "Finding | None":
-    # GRPO's loss sits near 0 and changes sign, so ratios to its median mean nothing: use the gradient norm.
-    keys = ["grad_norm"] + (["loss"] if run.method == "sft" else [])
-    found = []
-    for key in keys:
-        trend = run.trend(key)
-        spikes = _spikes(trend) if trend else []
-        if len(spikes) >= SPIKE_MIN_COUNT or any(ratio >= SPIKE_LONE_RATIO for _, _, ratio in spikes):
-            found.append(f"{key}: {len(spikes)} spike(s), e.g. {spikes[0][1]:.3g} at step {spikes[0][0]} "
-                         f"({spikes[0][2]:.1f}x the median of the {SPIKE_WINDOW} logs before)")
-    if not found:
-        return None
-    return Finding(
-        "loss_spikes", "; ".join(found),
-        "the learning rate is too high for this batch size (early repetition / gibberish comes with it)",
-        "lower the learning rate and clip gradients harder; a larger effective batch smooths the updates",
-        _scale(run, "learning_rate", 0.5) + _clip_gradients(run),
-    )
-
-
-def overfitting(run: Run) -> "Finding | None":
-    evals = run.points("eval_loss")
-    if len(evals) < OVERFIT_MIN_EVALS:
-        return None
-    best_step, best = min(evals, key=lambda p: p[1])
-    last_step, last = evals[-1]
-    train = run.points("loss")
-    before = [v for s, v in train if s <= best_step][-3:]
-    after = [v for s, v in train if s <= last_step][-3:]
-    if last < best * (1 + OVERFIT_RISE) or not before or median(after) >= median(before):
-        return None
-    return Finding(
-        "overfitting",
-        f"eval_loss {best:.3g} at step {best_step} → {last:.3g} at step {last_step} while train loss "
-        f"{median(before):.3g} → {median(after):.3g}",
-        "overfitting: the model memorises the training set past step " + str(best_step),
-        f"keep the checkpoint nearest step {best_step} (judge checkpoints by the task metric), or stop there; "
-        "more diverse data, weight decay or a lower learning rate push the turn later",
-        [f"train.max_steps={best_step}"],
-    )
-
-
-# The symptoms -> remedies table, per method, in the order a report lists them.
-CHECKS = {
-    "grpo": [nothing_learned, reward_flat, reward_falling, kl_runaway, kl_tiny_reward_flat, entropy_collapse,
-             length_to_cap, length_collapse, reward_zero_std, clip_ratio_high, loss_spikes, reward_hacking,
-             identical_completions, looping_completions],
-    "dpo": [dpo_margins_flat, dpo_margins_falling, dpo_loss_collapse, loss_spikes, overfitting],
-    "sft": [loss_spikes, overfitting],
-}
-
-
-def diagnose(log_history, recipe: "dict | None" = None, completions: "list[dict] | None" = None, *,
-             accuracy_rewards=()) -> list[Finding]:
-    """Run every check for the run's method over TRL's `log_history` (a list of dicts with `step`).
-
-    `recipe` is the resolved recipe dict (method, rewards, train); it makes the overrides concrete.
-    `completions` are GRPO samples ({step, prompt, completion, answer, rewards}). `accuracy_rewards` names
-    the rewards that measure correctness, beyond those whose name says accuracy / exact_match.
-    """
-    history = [e for e in log_history or [] if isinstance(e, dict)]
-    run = Run(history, recipe or {}, list(completions or []), infer_method(history, recipe), tuple(accuracy_rewards))
-    return [finding for check in CHECKS[run.method] if (finding := check(run))]
-
-
-def infer_method(log_history, recipe: "dict | None" = None) -> str:
-    if recipe and recipe.get("method") in METHODS:
-        return recipe["method"]
-    keys = {k for e in log_history for k in e}
-    if "reward" in keys or "frac_reward_zero_std" in keys:
-        return "grpo"
-    if "rewards/margins" in keys or "rewards/chosen" in keys:
-        return "dpo"
-    return "sft"
-
-
-# ---------------------------------------------------------------- small helpers the checks share
 
 
 def _flat_reward(run: Run) -> "Trend | None":
@@ -499,22 +304,6 @@ def _kl_tiny(run: Run) -> bool:
     return kl is not None and kl.last < KL_TINY
 
 
-def _spikes(trend: Trend) -> list[tuple[int, float, float]]:
-    """(step, value, value / trailing median) for values far above the median of the logs just before.
-
-    Judged in log space (losses and gradient norms are positive and skewed) against the run's own typical
-    jump, so a noisy but healthy series needs a bigger jump to count than a steady one."""
-    points = [(s, v) for s, v in zip(trend.steps, trend.values) if v > 0]  # GRPO's grad_norm is 0 on all-tie batches
-    logs = [math.log(v) for _, v in points]
-    jumps = [(i, logs[i] - median(logs[max(0, i - SPIKE_WINDOW) : i])) for i in range(SPIKE_MIN_HISTORY, len(logs))]
-    if not jumps:
-        return []
-    centre = median(j for _, j in jumps)
-    spread = MAD_TO_SIGMA * median(abs(j - centre) for _, j in jumps)
-    return [(points[i][0], points[i][1], math.exp(j)) for i, j in jumps
-            if j - centre >= SPIKE_MADS * spread and math.exp(j) >= SPIKE_RATIO]
-
-
 def _late_completions(completions: list[dict]) -> tuple[list[dict], int]:
     """The completions sampled in the last quarter of the logged steps, and the step that quarter starts at."""
     steps = [c["step"] for c in completions if isinstance(c.get("step"), (int, float))]
@@ -540,24 +329,11 @@ def _loops(text: str) -> bool:
     return len(set(grams)) < LOOP_DISTINCT * len(grams)
 
 
-# Overrides, computed from the recipe's current values; a value the doctor cannot know gives none.
-
-
-def _scale(run: Run, key: str, factor: float) -> list[str]:
-    value = number(run.setting(key))
-    return [f"train.{key}={_yaml(value * factor)}"] if value else []
-
-
-def _clip_gradients(run: Run) -> list[str]:
-    clip = number(run.setting("max_grad_norm"))
-    return ["train.max_grad_norm=0.2"] if clip is None or clip > 0.2 else []  # ≈0.2 tames spikes (DESIGN §5)
-
-
 def _explore_more(run: Run) -> list[str]:
     overrides = []
     temperature = number(run.setting("temperature"))
     if temperature is not None and temperature < 1.5:
-        overrides.append(f"train.temperature={_yaml(min(1.5, round(temperature + 0.2, 2)))}")
+        overrides.append(f"train.temperature={yaml_number(min(1.5, round(temperature + 0.2, 2)))}")
     epsilon_high = number(run.setting("epsilon_high")) or number(run.setting("epsilon")) or 0.2
     if epsilon_high < 0.28:  # DAPO's clip-higher: lets unlikely tokens gain probability
         overrides.append("train.epsilon_high=0.28")
@@ -583,12 +359,3 @@ def _more_generations(run: Run) -> list[str]:
     if run.train.get("eval_strategy", "no") != "no":  # eval batches are checked against it as well
         overrides.append(f"train.num_generations_eval={int(generations)}")
     return overrides
-
-
-def _yaml(value) -> str:
-    """A number as a recipe override reads it back: YAML needs the dot in 1.0e-06 to see a float."""
-    text = f"{value:.3g}"
-    mantissa, e, exponent = text.partition("e")
-    if "." not in mantissa:
-        mantissa += ".0"
-    return mantissa + e + exponent

@@ -11,9 +11,9 @@ and the `rubric_judge/unparsed` metric): a confused judge must not crash a train
 """
 
 import re
-from pathlib import Path
 
 from ..errors import UserError
+from .judge_model import MAX_CHARS, JudgeModel, judge_missing, task_text
 from .text import completion_text
 
 SYSTEM = "You are a careful, strict grader of answers written by an AI assistant."
@@ -46,21 +46,10 @@ Answer to grade:
 
 # When the judge writes no rubric, grade against the criteria any answer must meet.
 FALLBACK_RUBRIC = "- answers what the task asks\n- is correct\n- is clear and concise"
-MAX_CHARS = 4000  # of a task or an answer shown to the judge: a runaway answer must not blow its context
 
 _TYPE_RE = re.compile(r"TYPE\W*(chat|reasoning)", re.IGNORECASE)
 _RUBRIC_RE = re.compile(r"RUBRIC\W*?:[\s*_]*(.+)", re.IGNORECASE | re.DOTALL)
 _SCORE_RE = re.compile(r"SCORE\W*?:\W*?(\d+(?:\.\d+)?)(?:\s*(?:/|out of)\s*(\d+(?:\.\d+)?))?", re.IGNORECASE)
-
-
-def task_text(prompt) -> str:
-    """The task as the judge reads it: a plain prompt, or a chat's turns as `ROLE: content` lines."""
-    if isinstance(prompt, str):
-        return prompt[:MAX_CHARS]
-    turns = [m for m in prompt if isinstance(m, dict)]
-    if len(turns) == 1:
-        return completion_text(turns)[:MAX_CHARS]
-    return "\n".join(f"{m.get('role', 'user').upper()}: {completion_text([m])}" for m in turns)[-MAX_CHARS:]
 
 
 def rubric_messages(task: str) -> list[dict]:
@@ -91,57 +80,6 @@ def parse_score(reply: str) -> float | None:
     if scale <= 0 or value > scale:
         return None
     return value / scale
-
-
-def judge_model(judge: str):
-    """(Model spec, adapters) for a judge given as a model name/folder or as a run directory / checkpoint."""
-    from .. import recipe as recipes
-    from ..recipe import Model
-
-    folder = Path(judge).expanduser()
-    if not (folder / "adapter_config.json").is_file():
-        return Model(name=judge), {}
-    recipe = next((p for p in (folder / "recipe.yaml", folder.parent / "recipe.yaml") if p.is_file()), None)
-    if recipe is None:
-        raise UserError(f"judge {judge} is an adapter without a recipe.yaml naming its base model; "
-                        "pass the run directory it came from")
-    return recipes.load(recipe).model, {"judge": str(folder)}
-
-
-def judge_missing(judge: str) -> bool:
-    """Whether a judge named as a folder is not there (hub ids and tiny: names are checked when they load)."""
-    from ..model import looks_like_path
-
-    return looks_like_path(judge) and not Path(judge).expanduser().is_dir()
-
-
-class JudgeModel:
-    """A judge given as a model or a run directory, loaded on first use, once; picklable like the
-    other rewards (the model is not copied, but reloaded where it is used)."""
-
-    def __init__(self, judge: str, max_new_tokens: int = 256, batch_size: int = 16, temperature: float = 0.0):
-        self.judge, self.max_new_tokens, self.batch_size, self.temperature = judge, max_new_tokens, batch_size, temperature
-        self._model = self._tokenizer = None
-
-    def __getstate__(self):
-        return {**self.__dict__, "_model": None, "_tokenizer": None}
-
-    def load(self):
-        if self._model is None:
-            from .. import model
-
-            spec, adapters = judge_model(self.judge)
-            self._model, self._tokenizer = model.load_with_adapters(spec, adapters)
-        return self._model, self._tokenizer
-
-    def ask(self, conversations: list[list[dict]], k: int = 1, max_new_tokens: int | None = None,
-            desc: str | None = None) -> list[list[str]]:
-        """k replies per conversation, as the judge writes them."""
-        from ..generate import generate
-
-        judge, tokenizer = self.load()
-        return generate(judge, tokenizer, conversations, k=k, max_new_tokens=max_new_tokens or self.max_new_tokens,
-                        temperature=self.temperature, batch_size=self.batch_size, desc=desc)
 
 
 class RubricJudge(JudgeModel):

@@ -1,30 +1,16 @@
-"""Score a model on held-out prompts with the recipe's rewards: the task metric, not the loss."""
+"""Which answers a recipe's rewards count as solved, and a model's held-out solve rate: the task metric,
+not the loss (which keeps falling long after the answers stop improving)."""
 
 from statistics import mean
 
-from .generate import generate
+from .generate import generate, generation_settings
 
 
 def accuracy_reward(recipe):
     """The reward that says "solved": the recipe's first accuracy-kind reward, else exact_match."""
     from . import rewards
 
-    for spec in recipe.rewards:
-        reward = rewards.resolve(spec)
-        if reward.kind == "accuracy":
-            return reward
-    return rewards.resolve({"name": "exact_match"})
-
-
-def generation_settings(recipe) -> dict:
-    """Sampling settings shared by probe, evaluate and the app: the recipe's `generation:`, else its
-    GRPO settings, else short defaults."""
-    train = recipe.train
-    return {
-        "max_new_tokens": recipe.generation.get("max_new_tokens", train.get("max_completion_length", 256)),
-        "temperature": recipe.generation.get("temperature", train.get("temperature", 1.0)),
-        "top_p": recipe.generation.get("top_p", train.get("top_p", 1.0)),
-    }
+    return next(iter(rewards.accuracy_rewards(recipe.rewards)), None) or rewards.resolve({"name": "exact_match"})
 
 
 def at_max(reward, scores) -> list[bool]:

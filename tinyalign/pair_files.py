@@ -1,0 +1,59 @@
+"""Voted pairs as files: a vote store's pairs split into train.jsonl and test.jsonl (a share held out,
+never trained on), and pairs read back from a vote store or such a file.
+
+The reward model, the pairwise judge and the loop's rounds all train on one side of the split and are
+measured on the other.
+"""
+
+import random
+from pathlib import Path
+
+from . import data, files
+from .errors import UserError
+from .rewards.judge_model import task_text
+from .votes import load_pairs
+
+HELD_OUT = 0.2  # of the pairs, never trained on: reward models and judges are measured there
+PAIR_COLUMNS = {"prompt", "chosen", "rejected"}
+
+
+def split_pairs(db, folder, held_out: float = HELD_OUT, seed: int = 0) -> dict:
+    """The store's DPO export, split into folder/train.jsonl and folder/test.jsonl (`held_out` of the pairs)."""
+    folder = files.check_folder_out(folder)
+    outs = {name: files.check_jsonl_out(folder / f"{name}.jsonl", columns=PAIR_COLUMNS, inputs=[db])
+            for name in ("train", "test")}
+    rows = load_pairs(db)
+    random.Random(seed).shuffle(rows)
+    cut = max(1, round(len(rows) * held_out))
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, part in (("test", rows[:cut]), ("train", rows[cut:])):
+        files.write_jsonl(outs[name], part)
+    return {"train": len(rows) - cut, "test": cut}
+
+
+def read_pair_rows(path) -> list[dict]:
+    """The {prompt, chosen, rejected} rows of a vote store (its DPO export) or a pairs JSONL, used whole."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--pairs {path} not found; give a vote store (.sqlite) or a pairs .jsonl")
+    if files.is_sqlite(path):
+        return load_pairs(path)
+    data.check_utf8(path)
+
+    def not_a_pair(number, _error=None):
+        raise UserError(f"--pairs {path}: line {number} is not a pair; rows need prompt, chosen and rejected")
+
+    rows = []
+    for number, row in files.read_jsonl(path, broken=not_a_pair):
+        if not (isinstance(row, dict) and PAIR_COLUMNS <= set(row)):
+            not_a_pair(number)
+        rows.append(row)
+    if not rows:
+        raise UserError(f"--pairs {path} holds no pairs")
+    return rows
+
+
+def read_pairs(path) -> list[tuple[str, str, str]]:
+    """(task, chosen, rejected) of every pair, as a judge reads them."""
+    return [(task_text(r["prompt"]), data.text_of(r["chosen"]), data.text_of(r["rejected"]))
+            for r in read_pair_rows(path)]

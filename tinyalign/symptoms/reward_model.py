@@ -1,0 +1,93 @@
+"""Reward-model symptoms: an RM run that cannot tell chosen from rejected, stops separating pairs or pays
+for length, and a GRPO run whose learned reward rises while the answers do not get righter (hacked).
+
+The held-out figures come from the RM run's rm_metrics.json, written when training ends; the logged
+margins and the GRPO rows are judged while training too.
+"""
+
+from statistics import mean, median
+
+from ..data import text_of
+from ..run_logs import Run
+from .common import Finding
+
+AT_CHANCE = 0.6  # held-out accuracy under 60 %: a coin flip would do nearly as well
+MARGIN_COLLAPSE = 0.5  # logged margin's last quarter under half its best quarter: the RM stopped separating
+LENGTH_BIAS = 0.2  # the longer answer wins 20 points more often than people chose it: the RM rewards length
+LENGTH_MIN_PAIRS = 10  # fewer pairs that differ in length cannot show a bias
+HACK_RM_RISE = 0.5  # the learned reward rising half a held-out standard deviation ...
+HACK_RULE_GAIN = 0.02  # ... while the rule metric on the same completions gains under 2 points: hacking
+
+
+def _learning_rate(run: Run) -> float:
+    return float(run.train.get("learning_rate", 1e-4))
+
+
+def rm_at_chance(run: Run) -> "Finding | None":
+    metrics = run.rm_metrics
+    if metrics is None or metrics["accuracy"] >= AT_CHANCE:
+        return None
+    lr, folder = _learning_rate(run), run.folder
+    return Finding(
+        "rm_at_chance", f"held-out accuracy {metrics['accuracy']:.0%} on {metrics['pairs']} pairs",
+        "the reward model cannot tell chosen from rejected: too few or contradictory votes, or too little training",
+        "collect more votes (read a few pairs: do they say what 'better' means?); train longer or at a higher "
+        f"LR: python -m tinyalign.rm {folder}/recipe.yaml train.learning_rate={lr * 2:g} train.num_train_epochs=2 "
+        f"output_dir={folder}-more")
+
+
+def rm_margins_collapsing(run: Run) -> "Finding | None":
+    margins = [v for _, v in run.points("margin")]
+    if len(margins) < 8:
+        return None
+    quarter = max(2, len(margins) // 4)
+    best = max(median(margins[i:i + quarter]) for i in range(len(margins) - quarter + 1))
+    last = median(margins[-quarter:])
+    if not (best > 0 and last < MARGIN_COLLAPSE * best):
+        return None
+    lr = _learning_rate(run)
+    return Finding(
+        "rm_margins_collapsing", f"logged margin fell from {best:.3g} to {last:.3g}",
+        "the reward model stopped separating pairs: learning rate too high, or centring pulls every score to 0",
+        f"lower the learning rate (train.learning_rate={lr / 2:g}); lower train.center_rewards_coefficient")
+
+
+def rm_tracks_length(run: Run) -> "Finding | None":
+    metrics = run.rm_metrics
+    bias = metrics and metrics.get("length_bias")
+    if bias is None or abs(bias) < LENGTH_BIAS or metrics.get("length_pairs", 0) < LENGTH_MIN_PAIRS:
+        return None
+    longer = "longer" if bias > 0 else "shorter"
+    return Finding(
+        "rm_tracks_length", f"the longer answer wins {metrics['longer_wins']:.0%} of held-out pairs, people chose "
+                            f"it {metrics['longer_chosen']:.0%} ({metrics['length_pairs']} pairs)",
+        f"the reward model pays for {longer} answers, not better ones: GRPO on it will drift in length",
+        "vote on pairs where the other length wins; add an overlong / length_penalty reward next to it in GRPO")
+
+
+def rm_hacked(run: Run) -> "Finding | None":
+    """GRPO on a learned reward: its normalised score rises while exact match of the same logged
+    completions (against the data's reference answers) does not."""
+    names = [r.get("name") for r in run.recipe.get("rewards", [])]
+    if "reward_model" not in names:
+        return None
+    points = [v for _, v in run.points("rewards/reward_model/mean")]
+    rows = [r for r in run.completions if r.get("answer") is not None]
+    if len(points) < 4 or len(rows) < 16:
+        return None
+    quarter = max(1, len(points) // 4)
+    rise = median(points[-quarter:]) - median(points[:quarter])
+    rows.sort(key=lambda r: r.get("step", 0))
+    exact = [text_of(r.get("completion", "")).strip() == str(r["answer"]).strip() for r in rows]
+    cut = max(1, len(exact) // 4)
+    gain = mean(exact[-cut:]) - mean(exact[:cut])
+    if rise < HACK_RM_RISE or gain >= HACK_RULE_GAIN:
+        return None
+    index = names.index("reward_model")
+    return Finding(
+        "rm_hacked", f"rewards/reward_model/mean rose {rise:+.2f} (held-out std units) while exact match of the "
+                     f"same completions moved {gain:+.0%}",
+        "the policy found what the reward model pays for without being right (it was never trained on its answers)",
+        "vote on this checkpoint's answers and retrain the reward model on them (python -m tinyalign.loop); "
+        "add a rule reward where one can judge",
+        [f"rewards.{index}.weight=0.5"])
