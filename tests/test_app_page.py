@@ -17,16 +17,17 @@ SETTINGS = (0.0, 16, "")  # temperature, max new tokens, system prompt
 
 
 class RuleEngine:
-    """Two checkpoints: "right" answers a sum correctly, "wrong" one too high; both stream in two steps."""
-    names = ["right", "wrong"]
-    checkpoints = {"right": "runs/right", "wrong": None}
+    """Three checkpoints: "right" answers a sum correctly, "wrong" one too high, "shy" with a question mark;
+    answers stream in two steps."""
+    names = ["right", "wrong", "shy"]
+    checkpoints = {"right": "runs/right", "wrong": None, "shy": None}
     base_model = "tiny"
     defaults = {"temperature": 0.0, "max_new_tokens": 16, "system": ""}
 
     def stream(self, conversations, models, temperature, max_new_tokens):
         question = conversations[0][-1]["content"]
         total = sum(int(n) for n in question.rstrip("?").split()[-1].split("+"))
-        answers = [str(total + (model == "wrong")) for model in models]
+        answers = ["?" if model == "shy" else str(total + (model == "wrong")) for model in models]
         yield ["", ""]
         yield answers
 
@@ -133,11 +134,44 @@ def test_the_leaderboard_and_export_tabs_show_and_write_what_the_store_holds(tmp
         admin.build_export_tab(ballots, tmp_path / "pairs.jsonl", [])
     fns = handlers(demo)
 
-    overview, table, _, _ = fns["show"]()
+    overview, table, _, _, annotators = fns["show"]()
     assert overview.startswith("**3** votes.")
     assert "Agreement: 1 of 3 annotator pairs preferred the same answer" in overview
     assert [row[1] for row in table] == ["right", "wrong"]
+    assert annotators == [["ana", 1, "-", "1/2 (50%)"], ["bo", 1, "-", "1/2 (50%)"], ["cy", 1, "-", "0/2 (0%)"]]
 
     status, written = fns["on_export"]("overall")
     assert status.startswith("Wrote **2** DPO pairs from **3** votes") and written == str(tmp_path / "pairs.jsonl")
     assert len((tmp_path / "pairs.jsonl").read_text().splitlines()) == 2
+
+
+def test_a_gold_item_in_the_queue_looks_like_any_pair_and_measures_the_annotator(tmp_path):
+    gold = Prompt("g1", "What is 7+7?", gold=("14", "15, I think"))
+    prompts = [Prompt("q1", "What is 2+3?"), gold, Prompt("q2", "What is 4+4?")]
+    arena = page(tmp_path, prompts)
+    queue = arena.queue
+    inputs = ("ana", PICK, "right", "wrong", *SETTINGS)
+
+    out = last(queue.on_next(None, [], *inputs, request()))
+    arena.on_vote("a")(request(), out[arena.match_state], "ana", "", [], [], [], "", None)
+    out = last(queue.on_next(out[arena.match_state], [], *inputs, request()))
+    match = out[arena.match_state]
+    left, right = shown(out, arena)
+    assert match.prompt_id == "g1" and {left, right} == {"14", "15, I think"}
+    assert (out[arena.chat_left].label, out[arena.chat_right].label) == ("A", "B")
+    assert out[arena.status] == out[arena.status].replace("gold", "")  # nothing on the page says "gold"
+    assert out[arena.progress] == "1 / 3 prompts voted by you, 1 / 3 by anyone for right vs wrong"
+
+    clicked = "a" if left == "14" else "b"  # the side showing the known better answer
+    out = arena.on_vote(clicked)(request(), match, "ana", "", [], [], [], "", None)
+    assert "gold" not in out[arena.status] and out[arena.progress].startswith("2 / 3 prompts voted by you")
+    with VoteStore(tmp_path / "prefs.sqlite", create=False) as store:
+        row = store.votes()[-1]
+    assert (row["vote"], row["response_a"], row["settings"]["gold"], row["prompt_id"]) == ("a", "14", True, "g1")
+
+    # Asked once per annotator, whichever pair of checkpoints comes next: a new pair starts at q1, then q2.
+    out = last(queue.on_next(match, [], "ana", PICK, "right", "shy", *SETTINGS, request()))
+    assert out[arena.match_state].prompt_id == "q1"
+    arena.on_vote("a")(request(), out[arena.match_state], "ana", "", [], [], [], "", None)
+    out = last(queue.on_next(out[arena.match_state], [], "ana", PICK, "right", "shy", *SETTINGS, request()))
+    assert out[arena.match_state].prompt_id == "q2"

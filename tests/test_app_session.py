@@ -87,6 +87,12 @@ def test_prompt_queue_gives_each_annotator_the_next_unvoted_prompt(tmp_path):
         "1 / 3 prompts voted by you, 2 / 3 by anyone for dpo vs sft"
 
 
+def test_a_line_with_chosen_and_rejected_is_a_gold_item(tmp_path):
+    path = tmp_path / "prompts.jsonl"
+    path.write_text('{"prompt": "2+2?"}\n{"id": "g1", "prompt": "3+3?", "chosen": "6", "rejected": "7"}\n')
+    assert prompts.load(path) == [prompts.Prompt("1", "2+2?"), prompts.Prompt("g1", "3+3?", gold=("6", "7"))]
+
+
 def test_a_recipe_queues_its_held_out_split_with_reference_answers(tmp_path):
     from tinyalign import data, recipe
 
@@ -113,6 +119,9 @@ def test_a_recipe_queues_its_held_out_split_with_reference_answers(tmp_path):
     ('{"prompt": ""}\n', 'line 1: needs a non-empty "prompt"'),
     ("not json\n", "line 1: not JSON"),
     ("\n", "no prompts in it"),
+    ('{"prompt": "2+2?", "chosen": "4"}\n', 'line 1: a gold item needs both a "chosen"'),
+    ('{"prompt": "a"}\n{"prompt": "2+2?", "chosen": "4", "rejected": " 4"}\n', "line 2: the gold item's chosen and "
+                                                                              "rejected answers are the same"),
 ])
 def test_a_bad_prompts_file_is_refused_naming_the_line(tmp_path, text, named):
     path = tmp_path / "prompts.jsonl"

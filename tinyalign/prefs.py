@@ -29,10 +29,6 @@ def _export(args):
     print(f"dropped: {done['dropped']}")
 
 
-def _share(agree, total):
-    return f"{agree}/{total} ({agree / total:.0%})" if total else "-"
-
-
 def _print_annotators(votes):
     """Per annotator: agreement with the gold items' known answers and with the other annotators."""
     table = trust.by_annotator(votes)
@@ -41,8 +37,8 @@ def _print_annotators(votes):
     width = max(9, *(len(name) for name in table))
     print(f"\n{'annotator':<{width}}  {'votes':>5}  {'gold agreement':>14}  {'with others':>14}")
     for name, row in table.items():
-        print(f"{name:<{width}}  {row['votes']:>5}  {_share(row['gold_agree'], row['gold']):>14}  "
-              f"{_share(row['peers_agree'], row['peers']):>14}")
+        print(f"{name:<{width}}  {row['votes']:>5}  {trust.share(row['gold_agree'], row['gold']):>14}  "
+              f"{trust.share(row['peers_agree'], row['peers']):>14}")
     print("(gold: the known better answer chosen on gold items; with others: the same answer preferred as "
           "another annotator on the same prompt; export --min-agreement leaves out annotators below a share)")
 

@@ -86,6 +86,19 @@ def summary(store) -> str:
     return " ".join(lines)
 
 
+ANNOTATOR_HEADERS = ["annotator", "votes", "gold agreement", "with others"]
+
+
+def annotator_rows(store) -> list[list]:
+    """Per annotator: votes, the known better answer chosen on gold items, and the same answer preferred
+    as another annotator on the same prompt; what `prefs export --min-agreement` leaves out by."""
+    if not store:
+        return []
+    return [[name, row["votes"], trust.share(row["gold_agree"], row["gold"]),
+             trust.share(row["peers_agree"], row["peers"])]
+            for name, row in trust.by_annotator(store.votes(current=True)).items()]
+
+
 def sft_path(export_path: Path) -> Path:
     """Where the Export tab writes SFT rows: beside the pairs, prefs.pairs.jsonl -> prefs.sft.jsonl."""
     name = export_path.name
@@ -106,15 +119,17 @@ def build_leaderboard_tab(ballots: Ballots, dimensions: list[str], *, visible: b
         tradeoff = gr.Plot(label="Trade-offs: rating per checkpoint per dimension (a bar above 1000 in one group and "
                                  "below in another: better at one dimension, worse at the other)",
                            elem_id="leaderboard-tradeoff", visible=bool(dimensions), format="png")
+        annotators = gr.Dataframe(headers=ANNOTATOR_HEADERS, interactive=False, elem_id="leaderboard-annotators",
+                                  label="Annotators: agreement with gold items' known answers and with each other")
         refresh = gr.Button("Refresh")
 
     def show():
         store = ballots.existing()
         tables = dimension_ratings(store, dimensions)
         return (summary(store), leaderboard_rows(store), dimension_rows(tables, dimensions),
-                tradeoff_figure(tradeoff_frame(tables, dimensions)))
+                tradeoff_figure(tradeoff_frame(tables, dimensions)), annotator_rows(store))
 
-    shown = [overview, table, per_dimension, tradeoff]
+    shown = [overview, table, per_dimension, tradeoff, annotators]
     refresh.click(show, outputs=shown)
     leaderboard_tab.select(show, outputs=shown)
 

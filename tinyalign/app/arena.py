@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from ..errors import UserError
 from ..votes.store import VERDICTS, VOTES, unswap_vote
+from ..votes.trust import GOLD_BETTER, GOLD_WORSE
 
 TAGS = ("wrong", "verbose", "unsafe", "format")
 
@@ -46,6 +47,8 @@ class Match:
     revealed: bool = False  # a blind match's names were shown (it had a vote, since undone)
     last_vote: int | None = None  # the id of this tab's latest vote, for undo
     chosen: str = ""  # the latest vote as clicked ("a" = left pane), to highlight its button
+    gold: bool = False  # a gold item: known answers, one turn, no names
+    stands_for: tuple[str, str] | None = None  # a gold item's place: the checkpoint pair the session was on
 
     @classmethod
     def pick(cls, left: str, right: str) -> "Match":
@@ -61,6 +64,19 @@ class Match:
         model_a, model_b = rng.sample(names, 2)
         return cls(model_a=model_a, model_b=model_b, anonymous=True, swapped=rng.random() < 0.5)
 
+    @classmethod
+    def gold_item(cls, prompt_id: str, text: str, better: str, worse: str, stands_for=None,
+                  rng: random.Random | None = None) -> "Match":
+        """A gold item of a labeling session, asked and answered: the known better answer is response_a,
+        on a random side, and no checkpoint names, before or after the vote (a blind match shows none
+        before it either)."""
+        rng = rng or random.SystemRandom()
+        match = cls(model_a=GOLD_BETTER, model_b=GOLD_WORSE, gold=True, swapped=rng.random() < 0.5,
+                    prompt_id=prompt_id, stands_for=stands_for)
+        match.ask(text)
+        match.answer(better, worse, {})
+        return match
+
     # ------------------------------------------------------------ sides as shown
 
     @property
@@ -73,7 +89,7 @@ class Match:
 
     @property
     def names_visible(self) -> bool:
-        return not self.anonymous or self.voted or self.revealed
+        return not self.gold and (not self.anonymous or self.voted or self.revealed)
 
     @property
     def answered(self) -> bool:
@@ -86,8 +102,9 @@ class Match:
 
     @property
     def can_continue(self) -> bool:
-        """More turns are allowed: always with named checkpoints; blind only until the vote."""
-        return not (self.anonymous and (self.voted or self.revealed))
+        """More turns are allowed: always with named checkpoints; blind only until the vote; a gold item
+        has its one turn (it is answered when made)."""
+        return not (self.anonymous and (self.voted or self.revealed)) and not (self.gold and self.user_turns)
 
     def displayed(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         """(left, right) histories as (user, answer) pairs; the open turn's answer is ''."""
@@ -155,6 +172,8 @@ class Match:
         settings = {**self.settings, "anonymous": self.anonymous, "turn": len(self.user_turns)}
         if self.revealed:
             settings["names_visible"] = True  # a blind match re-voted after its names were shown
+        if self.gold:
+            settings["gold"] = True
         if conversation_b != conversation:
             settings["conversation_b"] = conversation_b
         run_dirs = run_dirs or {}

@@ -23,6 +23,8 @@ PICK, ANONYMOUS = "pick two", "anonymous"
 VOTE_BUTTONS = (("a", "A is better  [1]"), ("b", "B is better  [2]"), ("tie", "Tie  [3]"),
                 ("both_bad", "Both bad  [4]"))
 VERDICT_CHOICES = [("A", "a"), ("B", "b"), ("tie", "tie")]
+# What the page says when answers generated ahead are shown at once; a gold item says the same.
+READY_AHEAD = "Both answers are in (made while you voted): vote (keys 1-4)."
 FOCUS_MESSAGE = "() => { const box = document.querySelector('#message textarea'); if (box) box.focus(); }"
 
 
@@ -181,7 +183,7 @@ class ArenaTab:
                     "system": system_text or "", "base_model": self.engine.base_model}
         if ready is not None:
             match.answer(ready[0], ready[1], settings)
-            yield self.view(match, status_text="Both answers are in (made while you voted): vote (keys 1-4).")
+            yield self.view(match, status_text=READY_AHEAD)
             return
         conversation_a, conversation_b = match.conversations(system_text or "")
         texts = ("", "")

@@ -6,6 +6,10 @@ vote store, so coverage and agreement can be computed; default: the line number)
 answer the annotator may reveal). "question"/"answer" are read as prompt/reference, so a task's data
 file works as it is.
 
+A line with "chosen" and "rejected" answers is a gold item: a prompt whose better answer is known. The
+queue shows its two answers, at random sides, as if two checkpoints had given them, so the annotator's
+vote measures the annotator (votes.trust); put a few among the prompts, where the queue should ask them.
+
 A recipe (`--prompts recipes/tiny_grpo.yaml`) gives its held-out split, read as training and evaluate
 read it (data.eval_rows, the recipe's seed): the prompt template filled in, the reference answer from
 its `answer` (or `completion`) template, and the id "<source>#<index in the held-out split>", stable as
@@ -27,6 +31,7 @@ class Prompt:
     text: str
     reference: str = ""
     system: str = ""  # a recipe's system prompt, used in place of the page's
+    gold: tuple[str, str] | None = None  # a gold item's (known better, worse) answers
 
 
 def load(path) -> list[Prompt]:
@@ -51,10 +56,24 @@ def load(path) -> list[Prompt]:
             raise UserError(f"--prompts {path}, line {number}: id {prompt_id!r} is used twice; ids must be unique")
         seen.add(prompt_id)
         reference = row.get("reference", row.get("answer", ""))
-        prompts.append(Prompt(prompt_id, text, "" if reference is None else str(reference)))
+        prompts.append(Prompt(prompt_id, text, "" if reference is None else str(reference),
+                              gold=_gold(row, path, number)))
     if not prompts:
         raise UserError(f"--prompts {path}: no prompts in it")
     return prompts
+
+
+def _gold(row: dict, path, number) -> tuple[str, str] | None:
+    if "chosen" not in row and "rejected" not in row:
+        return None
+    better, worse = row.get("chosen"), row.get("rejected")
+    if not all(isinstance(answer, str) and answer.strip() for answer in (better, worse)):
+        raise UserError(f"--prompts {path}, line {number}: a gold item needs both a \"chosen\" (the known better) "
+                        "and a \"rejected\" answer, as non-empty texts")
+    if better.strip() == worse.strip():
+        raise UserError(f"--prompts {path}, line {number}: the gold item's chosen and rejected answers are the "
+                        "same; no vote could agree or disagree with it")
+    return better, worse
 
 
 def load_recipe(path: Path) -> list[Prompt]:
@@ -110,10 +129,15 @@ def pair_key(model_a: str, model_b: str) -> tuple[str, str]:
     return tuple(sorted((model_a, model_b)))
 
 
+def _for_pair(vote, pair) -> bool:
+    """A vote on `pair` of checkpoints (any pair when None); a gold item is asked once, whatever the pair."""
+    return (pair is None or pair_key(vote["model_a"], vote["model_b"]) == pair
+            or bool(vote.get("settings", {}).get("gold")))
+
+
 def voted(votes, annotator: str, pair=None) -> set[str]:
     """The prompt ids `annotator` has a counted vote on (for `pair` of checkpoints, when given)."""
-    return {v["prompt_id"] for v in votes if v["prompt_id"] and v["annotator"] == annotator
-            and (pair is None or pair_key(v["model_a"], v["model_b"]) == pair)}
+    return {v["prompt_id"] for v in votes if v["prompt_id"] and v["annotator"] == annotator and _for_pair(v, pair)}
 
 
 def next_prompt(prompts: list[Prompt], done: set[str], skipped: set[str]) -> Prompt | None:
@@ -129,7 +153,6 @@ def progress(prompts: list[Prompt], votes, annotator: str, pair=None) -> str:
     """'mine / all' for the counter: prompts this annotator voted on, and prompts anyone voted on."""
     ids = {p.id for p in prompts}
     mine = voted(votes, annotator, pair) & ids
-    anyone = {v["prompt_id"] for v in votes if v["prompt_id"] in ids
-              and (pair is None or pair_key(v["model_a"], v["model_b"]) == pair)}
+    anyone = {v["prompt_id"] for v in votes if v["prompt_id"] in ids and _for_pair(v, pair)}
     where = f" for {pair[0]} vs {pair[1]}" if pair else ""
     return f"{len(mine)} / {len(ids)} prompts voted by you, {len(anyone)} / {len(ids)} by anyone{where}"

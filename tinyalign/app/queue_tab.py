@@ -1,12 +1,13 @@
 """A labeling session's controls on the Arena tab: Next and Skip over the prompt queue, the "mine / all"
 counter, the reference answer, and the next prompt's answers generated while the current one is voted on.
+A gold item in the queue is shown with its known answers, like any other pair (prompts.py).
 """
 
 import gradio as gr
 
 from . import prompts as queue
 from .arena import Match
-from .arena_tab import FOCUS_MESSAGE, ArenaTab, who
+from .arena_tab import FOCUS_MESSAGE, READY_AHEAD, ArenaTab, who
 from .text import as_text
 from ..errors import UserError
 
@@ -40,7 +41,10 @@ class QueueControls:
         name = who(annotator_name, request)
         store = self.arena.ballots.existing()
         votes = store.votes(current=True) if store else []
-        pair = queue.pair_key(match.model_a, match.model_b) if match and not match.anonymous else None
+        if match is None or match.anonymous:
+            pair = None
+        else:  # a gold item counts in the pair of checkpoints it came between, and never names its own
+            pair = match.stands_for if match.gold else queue.pair_key(match.model_a, match.model_b)
         return queue.progress(self.prompts, votes, name or "(no name yet)", pair)
 
     def on_next(self, match, skipped, annotator_name, mode_value, left, right, temperature_value, max_tokens,
@@ -66,6 +70,13 @@ class QueueControls:
                         arena.progress: self.progress_text(None, annotator_name, request)})
             yield out
             return
+        if prompt.gold:
+            fresh = Match.gold_item(prompt.id, prompt.text, *prompt.gold, stands_for=pair)
+            out = arena.view(fresh, status_text=READY_AHEAD)
+            out.update({arena.skipped_state: skipped,
+                        arena.progress: self.progress_text(fresh, annotator_name, request)})
+            yield out
+            return
         system_used = prompt.system or system_text
         made = self.ahead.take(request.session_hash,
                                self.ahead_key(prompt, fresh, temperature_value, max_tokens, system_used))
@@ -83,7 +94,7 @@ class QueueControls:
             return
         # While this pair is read and voted on, the one after it is generated in the background.
         following = queue.next_prompt(self.prompts, queue.voted(votes, name, pair) | {prompt.id}, set(skipped))
-        if following is not None:
+        if following is not None and not following.gold:
             try:
                 guess = arena.new_match(mode_value, left, right)
             except UserError:

@@ -79,12 +79,17 @@ def by_annotator(votes) -> dict[str, dict]:
     return table
 
 
+def share(agree: int, total: int) -> str:
+    """'3/4 (75%)', or '-' when there was nothing to agree on."""
+    return f"{agree}/{total} ({agree / total:.0%})" if total else "-"
+
+
 def describe(row) -> str:
     """An annotator's agreement in words: 'gold 3/4 (75%)', 'with others 5/8 (62%)', or 'unmeasured'."""
     if row["gold"]:
-        return f"gold {row['gold_agree']}/{row['gold']} ({row['gold_agree'] / row['gold']:.0%})"
+        return f"gold {share(row['gold_agree'], row['gold'])}"
     if row["peers"]:
-        return f"with others {row['peers_agree']}/{row['peers']} ({row['peers_agree'] / row['peers']:.0%})"
+        return f"with others {share(row['peers_agree'], row['peers'])}"
     return "unmeasured"
 
 
