@@ -10,11 +10,11 @@ row. Review rows are left out of the checkpoint ratings.
     python app.py --adapter grpo=runs/tiny_grpo --completions runs/tiny_grpo
 """
 
-import json
 from pathlib import Path
 
 import gradio as gr
 
+from .. import files
 from ..errors import UserError
 from .ballots import Ballots
 from .text import as_text
@@ -28,14 +28,9 @@ def load(path) -> tuple[str, list[dict]]:
     file = path / "completions.jsonl" if path.is_dir() else path
     if not file.is_file():
         raise UserError(f"--completions {path}: no completions.jsonl there; give a GRPO run directory or the file")
-    rows = []
-    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut off by a killed run
-        if isinstance(row, dict) and "completion" in row and "prompt" in row:
-            rows.append({**row, "line": number, "rewards": row.get("rewards") or {}})
+    rows = [{**row, "line": number, "rewards": row.get("rewards") or {}}
+            for number, row in files.read_jsonl(file)  # a line cut off by a killed run is skipped
+            if isinstance(row, dict) and "completion" in row and "prompt" in row]
     if not rows:
         raise UserError(f"--completions {file}: no completions in it")
     return (file.parent.name or str(file)), rows
