@@ -16,12 +16,12 @@ its `answer` (or `completion`) template, and the id "<source>#<index in the held
 long as the recipe's data section is.
 """
 
-import json
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import files
 from ..errors import UserError
 
 
@@ -40,14 +40,12 @@ def load(path) -> list[Prompt]:
         return load_recipe(path)
     if not path.is_file():
         raise UserError(f"--prompts {path}: no such file; give a JSONL file with one {{\"prompt\": ...}} a line")
+    def not_json(number, error):
+        why = getattr(error, "msg", error)
+        raise UserError(f"--prompts {path}, line {number}: not JSON ({why}); write one object a line") from None
+
     prompts, seen = [], set()
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"--prompts {path}, line {number}: not JSON ({e.msg}); write one object a line") from None
+    for number, row in files.read_jsonl(path, broken=not_json):
         text = row.get("prompt", row.get("question")) if isinstance(row, dict) else None
         if not isinstance(text, str) or not text.strip():
             raise UserError(f"--prompts {path}, line {number}: needs a non-empty \"prompt\" (or \"question\") text")
