@@ -40,6 +40,7 @@ def load(path) -> list[Prompt]:
         return load_recipe(path)
     if not path.is_file():
         raise UserError(f"--prompts {path}: no such file; give a JSONL file with one {{\"prompt\": ...}} a line")
+
     def not_json(number, error):
         why = getattr(error, "msg", error)
         raise UserError(f"--prompts {path}, line {number}: not JSON ({why}); write one object a line") from None

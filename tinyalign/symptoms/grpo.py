@@ -10,20 +10,27 @@ REWARD_FLAT_RISE = 0.05  # reward gained < 5 % of its scale (sum of |weights|) o
 REWARD_FALL = 0.10  # reward lost >= 10 % of its scale: beyond what noise in quarter medians explains
 REWARD_LOW_LEVEL = 0.20  # flat under 20 % of the scale: the model rarely solves a task (the probe's line)
 REWARD_SATURATED = 0.90  # flat above 90 %: nothing left to learn, not a training problem
+
 KL_RUNAWAY_MIN = 0.1  # 0.1 nats/token is far from the reference for a real model's long answers; with a tiny
 KL_RUNAWAY_GROWTH = 10.0  # beta it is fine while the metric improves. 10x the early level: still climbing
 KL_EARLY_FLOOR = 1e-3  # KL starts at exactly 0 (policy == reference); compare growth against this at least
 KL_HUGE = 1.0  # >= 1 nat/token is runaway whatever it started at
 KL_TINY = 1e-3  # with a flat reward, a KL this small means the policy is hardly allowed to move
+
 ENTROPY_COLLAPSE_RATIO = 0.3  # healthy runs lose 10-40 % of their entropy; under 30 % left is near-greedy ...
 CONVERGED_LEVEL = 0.75  # ... unless the metric rose to 75 %+: tasks with one right answer converge on it
+
 LENGTH_NEAR_CAP = 0.8  # mean length >= 80 % of max_completion_length: the cap, not the task, shapes answers
 CLIPPED_HIGH = 0.2  # >= 20 % of completions truncated: their rewards are mostly noise
 LENGTH_COLLAPSE_RATIO = 0.3  # mean length under 30 % of its early level: answers cut to the bone
+
 ZERO_STD_HIGH = 0.5  # over half the groups score all alike: zero advantage, they teach GRPO nothing
+
 CLIP_RATIO_HIGH = 0.2  # > 20 % of tokens hit the PPO clip: each step moves too far from the sampler
+
 HACK_RISE = 0.10  # a non-accuracy reward (0..1 scale) gaining >= 0.1 ...
 HACK_ACCURACY_GAIN = 0.05  # ... while the accuracy reward gains under 0.05 (and is not near the top): hacking
+
 LATE_COMPLETIONS_MIN = 16  # judge sampled completions only with this many from the last quarter of steps
 IDENTICAL_SHARE = 0.6  # one completion text is >= 60 % of the late samples ...
 IDENTICAL_MIN_PROMPTS = 3  # ... across >= 3 different prompts: one answer for every question

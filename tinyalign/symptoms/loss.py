@@ -12,6 +12,7 @@ SPIKE_MADS = 6.0  # a spike's jump is 6 robust sigmas (1.4826 x MAD) of the run'
 SPIKE_RATIO = 2.0  # ... and at least 2x the trailing median, so a very steady series' wobble does not count
 SPIKE_MIN_COUNT = 2  # one hard batch happens; two spikes are a pattern ...
 SPIKE_LONE_RATIO = 5.0  # ... and so is a single spike of 5x or more
+
 OVERFIT_MIN_EVALS = 3  # eval loss needs a best point and a later worse one
 OVERFIT_RISE = 0.05  # eval loss 5 % above its best while train loss kept falling
 
