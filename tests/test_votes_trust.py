@@ -89,3 +89,18 @@ def test_a_threshold_outside_0_to_1_is_refused_and_nothing_is_written(session, t
     assert not out.exists()
     with pytest.raises(UserError, match="between 0 and 1"):
         load_pairs(session, min_agreement=-0.1)
+
+
+def test_a_dpo_or_rm_recipe_reads_the_store_without_the_annotators_below_its_threshold(session, tmp_path):
+    from tinyalign import data, recipe
+
+    path = tmp_path / "rm.yaml"
+    path.write_text(f"method: rm\nmodel: {{name: tiny:qwen2-1m}}\noutput_dir: {tmp_path / 'rm'}\n"
+                    f"data: {{source: {session}, min_annotator_agreement: 0.7}}\n")
+    spec = recipe.load(path)
+    rows = data.load_split(spec.data, "train")
+    assert len(rows) == 5 and rows.to_list() == load_pairs(session, min_agreement=0.7)
+    with pytest.raises(UserError, match="min_annotator_agreement is a share between 0 and 1"):
+        recipe.load(path, ["data.min_annotator_agreement=70"])
+    with pytest.raises(UserError, match="pairs.jsonl is not a vote store"):
+        recipe.load(path, [f"data.source={tmp_path / 'pairs.jsonl'}"])

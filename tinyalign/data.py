@@ -39,7 +39,7 @@ def load_split(spec: Data, split: str):
 
         if not path.is_file():
             raise UserError(f"data.source: vote store not found: {source}")
-        return datasets.Dataset.from_list(load_pairs(path, spec.dimension))
+        return datasets.Dataset.from_list(load_pairs(path, spec.dimension, spec.min_annotator_agreement))
     if is_local(source):
         if path.is_dir():
             files = sorted(path.glob(f"{split}.*"))

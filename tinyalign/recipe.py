@@ -60,6 +60,7 @@ class Data:
     messages: Optional[str] = None  # column already holding chat messages (SFT)
     system: Optional[str] = None  # system prompt put before every prompt
     dimension: Optional[str] = None  # a vote store's verdicts on one dimension (e.g. correctness), not the overall vote
+    min_annotator_agreement: Optional[float] = None  # a vote store's annotators below this agreement (0..1) left out
     test_split: Optional[str] = None  # held-out split by name ...
     test_size: Optional[Union[int, float]] = None  # ... or carved from `split` (count or fraction)
     limit: Optional[int] = None  # use only the first N training rows
@@ -153,6 +154,14 @@ def load(path, overrides=(), method: Optional[str] = None) -> Recipe:
         raise UserError(f"data.dimension picks a dimension of a vote store's verdicts; {recipe.data.source} is not a "
                         "vote store (.sqlite): remove data.dimension, or export the dimension with "
                         "python -m tinyalign.prefs export STORE --dimension NAME")
+    agreement = recipe.data.min_annotator_agreement
+    if agreement is not None and Path(recipe.data.source).suffix not in VOTE_STORES:
+        raise UserError(f"data.min_annotator_agreement leaves out annotators of a vote store; {recipe.data.source} is "
+                        "not a vote store (.sqlite): remove it, or export with python -m tinyalign.prefs export STORE "
+                        "--min-agreement SHARE")
+    if agreement is not None and not 0 <= agreement <= 1:
+        raise UserError(f"data.min_annotator_agreement is a share between 0 and 1 (0.7 = 70 % of an annotator's votes "
+                        f"agree with gold or with the others), got {agreement}")
     if recipe.method == "grpo" and not recipe.rewards:
         raise UserError("a GRPO recipe needs `rewards`, e.g. [{name: exact_match, weight: 1.0}]")
     check_train_keys(recipe)
