@@ -232,6 +232,7 @@ def test_command_line_mistakes_end_in_one_line_and_write_nothing(runs, tmp_path,
         (["--base", "Qwen/Qwen2.5-0.5B-Instruct", "--adapter", f"a={runs['aaa']}"], "a was trained on tiny:qwen2-1m"),
         (["--adapter", f"a={runs['aaa']}", "--auth", "ana"], "--auth expects USER:PASS"),
         (["--adapter", f"a={runs['aaa']}", "--db", str(tmp_path / "no" / "such" / "p.sqlite")], "cannot create"),
+        (["--adapter", f"a={runs['aaa']}", "--gold", str(tmp_path / "gold.jsonl")], "give --prompts too"),
     ]
     for argv, message in cases:
         code, err = run_main(capsys, "--db", str(db), *argv)  # a --db in argv comes later, so it wins

@@ -246,3 +246,19 @@ def test_answers_made_ahead_are_taken_only_for_the_request_they_were_made_for():
 
     ahead.start("tab1", ("q3",), broken)
     assert ahead.take("tab1", ("q3",)) is None  # generated as usual instead
+
+
+def test_gold_items_from_their_own_file_are_spread_through_the_queue(tmp_path):
+    queue = [prompts.Prompt(str(n), f"{n}+{n}?") for n in range(1, 7)]
+    path = tmp_path / "gold.jsonl"
+    path.write_text('{"id": "g1", "prompt": "1+2?", "chosen": "3", "rejected": "4"}\n'
+                    '{"id": "g2", "prompt": "2+5?", "chosen": "7", "rejected": "six"}\n')
+    mixed = prompts.mix_gold(queue, prompts.load(path), path)
+    assert [p.id for p in mixed] == ["1", "2", "g1", "3", "4", "g2", "5", "6"]
+
+    path.write_text('{"id": "1", "prompt": "1+2?", "chosen": "3", "rejected": "4"}\n')
+    with pytest.raises(UserError, match="id '1' is also a prompt's id"):
+        prompts.mix_gold(queue, prompts.load(path), path)
+    path.write_text('{"id": "g1", "prompt": "1+2?"}\n')
+    with pytest.raises(UserError, match="'g1' has no \"chosen\" and \"rejected\""):
+        prompts.mix_gold(queue, prompts.load(path), path)

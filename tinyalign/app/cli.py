@@ -37,6 +37,10 @@ def parser() -> ArgumentParser:
                    help="a labeling session: a JSONL of prompts ({\"prompt\", \"id\", \"reference\"} a line) "
                         "or a recipe (its held-out split, reference answers shown on request); "
                         "each annotator gets the next prompt they have not voted on")
+    p.add_argument("--gold", metavar="FILE",
+                   help="gold items mixed evenly into the --prompts queue: a JSONL of {\"prompt\", \"chosen\", "
+                        "\"rejected\"} (the known better and worse answers); each annotator's agreement with them "
+                        "is in prefs stats and the Leaderboard tab")
     p.add_argument("--dimensions", metavar="NAMES_OR_YAML",
                    help="preference dimensions judged A/B/tie beside the overall vote: a comma list "
                         "(correctness,helpfulness,style) or a YAML file of name: description")
@@ -183,6 +187,10 @@ def main(argv=None):
     from . import prompts
 
     prompt_queue = prompts.load(args.prompts) if args.prompts else None
+    if args.gold:
+        if not prompt_queue:
+            raise UserError("--gold mixes gold items into a labeling session's queue: give --prompts too")
+        prompt_queue = prompts.mix_gold(prompt_queue, prompts.load(args.gold), args.gold)
     if args.completions:
         from . import review
 

@@ -8,7 +8,8 @@ file works as it is.
 
 A line with "chosen" and "rejected" answers is a gold item: a prompt whose better answer is known. The
 queue shows its two answers, at random sides, as if two checkpoints had given them, so the annotator's
-vote measures the annotator (votes.trust); put a few among the prompts, where the queue should ask them.
+vote measures the annotator (votes.trust); put a few among the prompts, or keep them in a file of their
+own (`--gold FILE`, mixed evenly into any queue, a recipe's too).
 
 A recipe (`--prompts recipes/tiny_grpo.yaml`) gives its held-out split, read as training and evaluate
 read it (data.eval_rows, the recipe's seed): the prompt template filled in, the reference answer from
@@ -73,6 +74,26 @@ def _gold(row: dict, path, number) -> tuple[str, str] | None:
         raise UserError(f"--prompts {path}, line {number}: the gold item's chosen and rejected answers are the "
                         "same; no vote could agree or disagree with it")
     return better, worse
+
+
+def mix_gold(prompts: list[Prompt], gold: list[Prompt], path) -> list[Prompt]:
+    """The queue with the gold items spread evenly through it (none first: an annotator starts on real
+    prompts), in the order of both lists."""
+    plain = [p.id for p in gold if not p.gold]
+    if plain:
+        raise UserError(f"--gold {path}: {plain[0]!r} has no \"chosen\" and \"rejected\" answers; every gold item "
+                        "needs both (the known better and the worse)")
+    taken = {p.id for p in prompts}
+    clash = [p.id for p in gold if p.id in taken]
+    if clash:
+        raise UserError(f"--gold {path}: id {clash[0]!r} is also a prompt's id in the queue; give the gold items "
+                        "ids of their own (e.g. \"gold-1\")")
+    mixed, start = [], 0
+    for k, item in enumerate(gold, 1):
+        end = round(k * len(prompts) / (len(gold) + 1))
+        mixed += [*prompts[start:end], item]
+        start = end
+    return mixed + prompts[start:]
 
 
 def load_recipe(path: Path) -> list[Prompt]:
