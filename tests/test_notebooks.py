@@ -109,8 +109,14 @@ def test_preference_notebook_turns_votes_into_a_dpo_run(tiny_sft_run, tmp_path):
 
 
 def test_notebook_kernel_is_this_environment():
-    """The notebooks' `python -m tinyalign...` lines use the kernel's interpreter: it must be this one."""
-    from jupyter_client.kernelspec import KernelSpecManager
+    """The notebooks' `python -m tinyalign...` lines use the kernel's interpreter: it must be this one.
+    The kernel is started as the notebooks are run and asked, since its spec may name a bare `python`."""
+    from nbclient import NotebookClient
 
-    argv = KernelSpecManager().get_kernel_spec("python3").argv
-    assert argv[0] in ("python", "python3", sys.executable)
+    import tinyalign
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import sys, tinyalign\nprint(sys.prefix)\nprint(tinyalign.__file__)")])
+    NotebookClient(nb, kernel_name="python3", timeout=120).execute()
+    prefix, package = nb.cells[0].outputs[0]["text"].split("\n")[:2]
+    assert (prefix, package) == (sys.prefix, tinyalign.__file__)
