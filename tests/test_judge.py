@@ -114,9 +114,13 @@ def test_a_tiny_judge_runs_end_to_end_and_loads_once(tiny_sft_run):
     logged = {}
     scores = reward(["46", "47", "Rain on the roof"], prompts=[MATH, MATH, CHAT], answer=["46", "46", None],
                     log_extra=logged.__setitem__)
-    assert len(scores) == 3 and all(0.0 <= s <= 1.0 for s in scores)
-    assert len(logged["judge_grade"]) == 3 and all(isinstance(g, str) for g in logged["judge_grade"])
-    assert reward.fn.graded == 3 and 0 <= reward.fn.unparsed <= 3
+    # Each score is what its logged grade says, and a grade without one scores neutral and is counted.
+    grades = logged["judge_grade"]
+    assert scores == [0.5 if judges.parse_score(g) is None else judges.parse_score(g) for g in grades], grades
+    assert reward.fn.graded == 3 and reward.fn.unparsed == sum(judges.parse_score(g) is None for g in grades)
+    # An addition model never writes the judging form (measured: all three replies unparsed, scored 0.5),
+    # so what reaches the policy here is the neutral score, not a grade.
+    assert scores == [0.5] * 3 and reward.fn.unparsed == 3, grades
     first = reward.fn._model
     reward(["46"], prompts=[MATH])
     assert reward.fn._model is first  # loaded once, reused
