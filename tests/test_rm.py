@@ -90,6 +90,7 @@ def test_reward_model_from_votes_ranks_held_out_pairs(rm_run, votes, capsys):
     assert "overwrite=true" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_rm_refuses_a_policy_adapter_as_its_start(young_sft_run, tmp_path, capsys):
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("".join(json.dumps({"prompt": f"1+{i}", "chosen": str(1 + i), "rejected": "0"}) + "\n"
@@ -100,6 +101,7 @@ def test_rm_refuses_a_policy_adapter_as_its_start(young_sft_run, tmp_path, capsy
     assert not (tmp_path / "rm").exists()
 
 
+@pytest.mark.slow
 def test_a_reward_model_per_dimension_trains_on_that_dimension_s_verdicts(tmp_path, capsys):
     # The overall vote says A; on correctness the annotators sided with B (the right sum, worded badly).
     from tinyalign.prefs import VoteStore
@@ -134,6 +136,7 @@ def test_a_reward_model_per_dimension_trains_on_that_dimension_s_verdicts(tmp_pa
 # ---------------------------------------------------------------- as a GRPO reward
 
 
+@pytest.mark.slow
 def test_reward_model_reward_names_what_is_wrong(young_sft_run, tmp_path):
     with pytest.raises(UserError, match="run directory not found"):
         resolve({"name": "reward_model", "model": str(tmp_path / "nowhere")})
@@ -284,8 +287,12 @@ def test_pairwise_judge_from_votes_runs_every_step_on_a_real_model(votes, rm_run
 
     report = judge.evaluate("tiny:qwen2-1m", test[:20], rm=str(rm_run), max_new_tokens=8, batch_size=64)
     assert report["pairs"] == 20 and report["unparsed"] == 1.0  # no VERDICT line: each was redone, guided
-    assert 0.0 <= report["agreement"] <= 1.0 and 0.0 <= report["position_bias"] <= 1.0
-    assert report["rm_agreement"] >= 0.5
+    # The untrained judge says nothing about the answers: measured, it called all 20 pairs a tie (agreement
+    # 0 %, no position bias). Two pairs of slack, as the guided choice among A, B and tie is a near thing.
+    assert report["ties"] >= 0.9 and report["agreement"] <= 0.1, report
+    # the scalar RM on the same pairs is far above chance: measured 90 % (18 of 20; it reached 90.5 % on its
+    # own 63 held-out pairs); 75 % leaves three pairs of slack, and chance would be 50 %
+    assert report["rm_agreement"] >= 0.75, report
 
     judge.main(["traces", "--judge", "tiny:qwen2-1m", "--pairs", str(small), "--k", "2", "--max-new-tokens", "8",
                 "--batch-size", "64", "--out", str(tmp_path / "traces.jsonl")])
@@ -308,6 +315,18 @@ def test_pairwise_judge_from_votes_runs_every_step_on_a_real_model(votes, rm_run
                "train.logging_steps=1", f"output_dir={tmp_path / 'judge_grpo'}"])
     history = json.loads((tmp_path / "judge_grpo" / "trainer_state.json").read_text())["log_history"]
     assert history[-1]["step"] == 2 and "rewards/judge_verdict/mean" in history[0]
+    # each sampled judgement earned 1 exactly when its verdict is the one people voted for (measured: the
+    # 4-step judge wrote the held verdict in none of them, mean 0.0, so these two steps learn nothing)
+    held = {}
+    for line in open(tmp_path / "verdicts.jsonl"):
+        row = json.loads(line)
+        held[row["judge_prompt"]] = row["verdict"]
+    judged = [json.loads(line) for line in open(tmp_path / "judge_grpo" / "completions.jsonl")]
+    assert judged
+    for row in judged:
+        prompt = row["prompt"] if isinstance(row["prompt"], str) else row["prompt"][-1]["content"]
+        verdict = next(v for p, v in held.items() if p in prompt)
+        assert row["rewards"]["judge_verdict"] == float(pairwise.parse_verdict(row["completion"]) == verdict), row
 
     # the trained judge as a policy's reward: each answer meets the reference, verdicts logged for review
     grpo.main([str(builtin("tiny_grpo.yaml")), f"model.adapter={young_sft_run}", "probe=false",
@@ -315,4 +334,7 @@ def test_pairwise_judge_from_votes_runs_every_step_on_a_real_model(votes, rm_run
                "rewards.0.max_new_tokens=8", "train.max_steps=1", "train.per_device_train_batch_size=16",
                "train.logging_steps=1", f"output_dir={tmp_path / 'policy'}"])
     rows = [json.loads(line) for line in open(tmp_path / "policy" / "completions.jsonl")]
-    assert "VERDICT: [[" in rows[0]["judge_verdicts"] and 0.0 <= rows[0]["rewards"]["pairwise_judge"] <= 1.0
+    # one comparison per answer, against the reference, asked in both orders: a win, a tie or a loss
+    # (measured: 0.5 for all 16, the judge naming position A in both orders, a tie that says nothing)
+    assert rows and all(row["judge_verdicts"].count("VERDICT: [[") == 1 for row in rows), rows[0]
+    assert {row["rewards"]["pairwise_judge"] for row in rows} <= {0.0, 0.5, 1.0}, rows
