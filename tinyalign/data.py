@@ -10,6 +10,7 @@ Sources: a hub dataset id (+ config, split), a local .jsonl/.json/.parquet/.csv 
 
 import dataclasses
 import json
+import random
 import string
 from pathlib import Path
 
@@ -197,9 +198,39 @@ def splits(spec: Data, seed: int = 42):
         if not 1 <= held_out < len(raw):
             raise UserError(f"data.test_size {spec.test_size} holds out {held_out} of {len(raw)} rows of "
                             f"{spec.source}; leave at least one row on each side")
+        if "prompt" in raw.column_names and len(set(map(_key, raw["prompt"]))) < len(raw):
+            return _split_by_prompt(raw, held_out, seed)
         parts = raw.train_test_split(test_size=spec.test_size, seed=seed)
         return parts["train"], parts["test"]
     return raw, None
+
+
+def _key(prompt) -> str:
+    return prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True)
+
+
+def held_out_by_prompt(prompts: list, held_out: int, seed: int) -> set[int]:
+    """Indices of a seeded carve of whole prompts, at least `held_out` rows (one prompt always left to train).
+
+    A vote with an edit gives two pairs of one prompt, and a held-out pair whose prompt was trained on
+    measures memory, not judgement: every row of a prompt goes to the same side.
+    """
+    groups: dict[str, list[int]] = {}
+    for i, prompt in enumerate(prompts):
+        groups.setdefault(_key(prompt), []).append(i)
+    order = list(groups.values())
+    random.Random(seed).shuffle(order)
+    test: set[int] = set()
+    for rows in order[:-1]:
+        if len(test) >= held_out:
+            break
+        test.update(rows)
+    return test
+
+
+def _split_by_prompt(raw, held_out: int, seed: int):
+    test = held_out_by_prompt(raw["prompt"], held_out, seed)
+    return raw.select([i for i in range(len(raw)) if i not in test]), raw.select(sorted(test))
 
 
 def load(spec: Data, method: str, seed: int = 42):

@@ -5,7 +5,6 @@ The reward model, the pairwise judge and the loop's rounds all train on one side
 measured on the other.
 """
 
-import random
 from pathlib import Path
 
 from . import data, files
@@ -23,12 +22,13 @@ def split_pairs(db, folder, held_out: float = HELD_OUT, seed: int = 0) -> dict:
     outs = {name: files.check_jsonl_out(folder / f"{name}.jsonl", columns=PAIR_COLUMNS, inputs=[db])
             for name in ("train", "test")}
     rows = load_pairs(db)
-    random.Random(seed).shuffle(rows)
-    cut = max(1, round(len(rows) * held_out))
+    held = data.held_out_by_prompt([row["prompt"] for row in rows], max(1, round(len(rows) * held_out)), seed)
+    test = [row for i, row in enumerate(rows) if i in held]
+    train = [row for i, row in enumerate(rows) if i not in held]
     folder.mkdir(parents=True, exist_ok=True)
-    for name, part in (("test", rows[:cut]), ("train", rows[cut:])):
+    for name, part in (("test", test), ("train", train)):
         files.write_jsonl(outs[name], part)
-    return {"train": len(rows) - cut, "test": cut}
+    return {"train": len(train), "test": len(test)}
 
 
 def read_pair_rows(path) -> list[dict]:
