@@ -95,6 +95,7 @@ def test_a_file_that_is_not_gguf_is_refused_in_one_line_and_leaves_no_folder(tmp
     assert not list((tmp_path / "home" / "models").iterdir())
 
 
+@pytest.mark.slow
 def test_smollm2_turns_end_at_im_end_although_its_gguf_eos_is_im_start(smollm2):
     from transformers import AutoTokenizer
 
@@ -119,6 +120,7 @@ def qwen_base_style(folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_every_generator_stops_at_the_turn_end_when_eos_says_otherwise(tmp_path):
     from tinyalign.app.engine import Engine
 
@@ -259,7 +261,13 @@ def test_probe_evaluate_and_sample_answer_a_handful_of_prompts(sft_run, tmp_path
     recipe = recipes.load(sft_run / "recipe.yaml")
     recipe.generation = {"max_new_tokens": 48}
     report = probe.run(recipe, prompts=3, k=2)
-    assert 0 <= report["pass@1"] <= 1
+    # the report adds up (3 prompts x 2 answers) and its verdict is the one its own figures give
+    assert (report["prompts"], report["k"], len(report["per_prompt"])) == (3, 2, 3)
+    assert report["pass@1"] == pytest.approx(sum(p["pass_rate"] for p in report["per_prompt"]) / 3)
+    assert (report["verdict"], report["reason"]) == probe.verdict(report["pass@1"], report["pass@2"], 2)
+    # SFT taught "The answer is 7." and exact match wants "7": measured pass@1 = pass@2 = 0 and verdict
+    # "no signal", the case the probe exists to name before GRPO spends its steps on all-zero groups
+    assert report["pass@2"] == 0 and report["verdict"] == "no signal", report
     sample.main([str(sft_run), "--k", "2", "--prompts", "3", "--min-reward", "0", "--out", str(tmp_path / "best.jsonl")])
     kept = [json.loads(line) for line in open(tmp_path / "best.jsonl")]
     assert len(kept) == 3 and all(row["completion"].strip() and "<|im_start|>" not in row["completion"] for row in kept)
@@ -304,10 +312,16 @@ def test_arena_panes_answer_with_their_own_adapter_and_stop_at_the_turn_end(sft_
 
 @pytest.mark.slow
 def test_smollm2_as_rubric_judge_scores_or_counts_unparsed(smollm2):
-    from tinyalign.rewards.rubric import rubric_judge
+    from tinyalign.rewards.rubric import parse_score, rubric_judge
 
     judge = rubric_judge(PKG, max_new_tokens=96, batch_size=8)
     scores = judge(["7", "I like turtles."], prompts=[chats([PROBLEMS[0][0]])[0]] * 2, answer=["7", "7"])
-    assert len(scores) == 2 and all(0.0 <= s <= 1.0 for s in scores)
-    assert judge.graded == 2 and 0 <= judge.unparsed <= 2
     assert all(row["grade"].strip() for row in judge.last)  # the judge answered, however well
+    # each score is what its grade says, neutral where the grade has no SCORE, and that is counted
+    grades = [row["grade"] for row in judge.last]
+    assert scores == [0.5 if parse_score(g) is None else parse_score(g) for g in grades], grades
+    assert judge.graded == 2 and judge.unparsed == sum(parse_score(g) is None for g in grades)
+    # Measured (greedy: the same replies on every run of one torch/transformers build): a 135M model is no
+    # judge. For the right answer it replied a bare "7" (no SCORE: neutral 0.5, counted); it gave "I like
+    # turtles." "score: 9". A change here means the judge's prompt or decoding changed.
+    assert scores == [0.5, 0.9] and judge.unparsed == 1, grades
