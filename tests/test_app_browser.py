@@ -495,7 +495,7 @@ def test_votes_become_a_dpo_run_whose_adapter_the_app_serves(arena, page, tmp_pa
     pick(page, "Checkpoint A (left)", "aaa")
     pick(page, "Checkpoint B (right)", "bbb")
     ask(page, "Which letter?")
-    vote(page, "a", edited="A.")
+    vote(page, "both-bad", edited="A.")  # neither "AAA..." nor "BBB...": the edit is the answer wanted
     pairs = tmp_path / "pairs.jsonl"
     subprocess.run([sys.executable, "-m", "tinyalign.prefs", "export", str(db), "--out", str(pairs)], check=True)
     assert {"role": "assistant", "content": "A."} in [json.loads(line)["chosen"][0] for line in pairs.read_text().splitlines()]
@@ -505,17 +505,30 @@ def test_votes_become_a_dpo_run_whose_adapter_the_app_serves(arena, page, tmp_pa
     recipe = builtin("tiny_dpo.yaml")
     subprocess.run([sys.executable, "-m", "tinyalign.dpo", str(recipe), f"model.adapter={runs['aaa']}",
                     f"data.source={pairs}", "data.prompt=null", "data.chosen=null", "data.rejected=null",
-                    "data.test_split=null", "data.limit=null", "train.max_steps=2",
+                    "data.test_split=null", "data.limit=null", "train.max_steps=10",
+                    "train.learning_rate=1e-2", "train.warmup_steps=0",  # 8-12 steps give the same answer; 2 change nothing
                     "train.per_device_train_batch_size=2", f"output_dir={out}"],
                    check=True, capture_output=True, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     assert (out / "adapter_model.safetensors").is_file()
 
-    served = start_app({"aaa": runs["aaa"], "dpo": out}, tmp_path / "next.sqlite")
+    served = start_app({"aaa": runs["aaa"], "dpo": out}, tmp_path / "next.sqlite")  # aaa's recipe: greedy
     try:
         page.goto(served.url)
         pick(page, "Checkpoint A (left)", "dpo")
         pick(page, "Checkpoint B (right)", "aaa")
         ask(page, "Say something")
-        assert pane(page, "left") and pane(page, "right")  # the DPO adapter answers in its pane
+        shown = pane(page, "left"), pane(page, "right")
     finally:
         served.stop()
+    # Each pane shows what its own adapter answers outside the app, and the two differ, so the new DPO run is
+    # what answers on the left. Measured: the vote's edit "A." (chosen over both answers) made the DPO adapter
+    # answer "A" where the adapter it started from answers "AAAAAAAAAAA" (11 tokens, the cap).
+    from tinyalign import recipe as recipes
+    from tinyalign.app.engine import Engine
+
+    settings = recipes.load(runs["aaa"] / "recipe.yaml")
+    engine = Engine.load(settings.model, {"aaa": str(runs["aaa"]), "dpo": str(out)})
+    own = {name: engine.generate([[{"role": "user", "content": "Say something"}]], [name], temperature=0.0,
+                                 max_new_tokens=settings.generation["max_new_tokens"])[0].strip() for name in ("dpo", "aaa")}
+    assert shown == (own["dpo"], own["aaa"]), own
+    assert set(shown[0]) == {"A"} and len(shown[0]) < len(shown[1]), shown
