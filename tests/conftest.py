@@ -22,3 +22,11 @@ def tiny_sft_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "tiny_sft"
     sft.main([str(builtin("tiny_sft.yaml")), f"output_dir={out}"])
     return out
+
+
+def pytest_collection_modifyitems(items):
+    """A test that uses tiny_sft_run (directly or through another fixture) waits for a training run:
+    it is slow, and `make test-fast` (pytest -m "not slow") leaves it out."""
+    for item in items:
+        if "tiny_sft_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -93,6 +93,7 @@ def test_a_line_with_chosen_and_rejected_is_a_gold_item(tmp_path):
     assert prompts.load(path) == [prompts.Prompt("1", "2+2?"), prompts.Prompt("g1", "3+3?", gold=("6", "7"))]
 
 
+@pytest.mark.slow
 def test_a_recipe_queues_its_held_out_split_with_reference_answers(tmp_path):
     from tinyalign import data, recipe
 

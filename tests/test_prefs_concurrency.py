@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tinyalign.votes import VoteStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,6 +60,7 @@ def wait_for(condition, seconds, what):
         time.sleep(0.005)
 
 
+@pytest.mark.slow
 def test_concurrent_writers_and_a_killed_one_lose_no_acknowledged_vote(tmp_path):
     db = tmp_path / "prefs.sqlite"
     script = tmp_path / "writer.py"

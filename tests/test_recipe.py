@@ -140,6 +140,7 @@ def test_validate_prints_resolved_recipe(recipe_file):
     assert "ok: data" in result.stdout and "20 rows" in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("override, message", [
     ("data.source=/no/such/file.jsonl", "file not found: /no/such/file.jsonl"),
     ("data.prompt={questoin}", "column 'questoin'"),
@@ -153,6 +154,7 @@ def test_validate_errors_are_one_line_exit_2(recipe_file, override, message):
     assert message in result.stderr
 
 
+@pytest.mark.slow
 def test_missing_adapter_is_pending_for_validate_but_refused_by_a_run(recipe_file, tmp_path):
     result = validate(recipe_file(), "model.adapter=/no/such/run")
     assert result.returncode == 0 and "/no/such/run: not there yet" in result.stdout

@@ -87,6 +87,7 @@ def warm_math_worker():
     MATH(completions=["x+1"], answer=["1+x"])
 
 
+@pytest.mark.slow
 @settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
 @given(text=completion_texts, reference=references, as_chat=st.booleans())
 def test_every_reward_survives_any_completion(text, reference, as_chat):
@@ -102,6 +103,7 @@ def pool():
         yield executor
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
 @given(texts=st.lists(completion_texts, min_size=1, max_size=4), reference=references)
 def test_math_accuracy_from_worker_threads_is_bounded(pool, texts, reference):

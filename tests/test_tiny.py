@@ -2,12 +2,14 @@
 
 import json
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
 from tinyalign import tiny
 
 
+@pytest.mark.slow
 def test_build_is_deterministic(tmp_path):
     for name in ("a", "b"):
         tiny.build_model("tiny:qwen2-1m", tmp_path / name, pretrain_steps=3)
