@@ -69,7 +69,7 @@ def test_reward_model_from_votes_ranks_held_out_pairs(rm_run, votes, capsys):
     # redo the sum, which this 1M classifier does less reliably.
     assert metrics["accuracy"] >= 0.85, metrics
     assert metrics["mean_margin"] > 0.5
-    # no length bias, measured on the held-out pairs whose answers differ in length (46 of 63: bias -2 %);
+    # no length bias, measured on the held-out pairs whose answers differ in length (46-49 of 63: bias -2-0 %);
     # with too few such pairs it would not be measured at all (None), which must not pass as "no bias"
     assert metrics["length_pairs"] >= 20 and abs(metrics["length_bias"]) <= 0.25, metrics
     # the run directory contract: recipe, log, checkpoints, the adapter with its trained head
@@ -292,8 +292,8 @@ def test_pairwise_judge_from_votes_runs_every_step_on_a_real_model(votes, rm_run
     # The untrained judge says nothing about the answers: measured, it called all 20 pairs a tie (agreement
     # 0 %, no position bias). Two pairs of slack, as the guided choice among A, B and tie is a near thing.
     assert report["ties"] >= 0.9 and report["agreement"] <= 0.1, report
-    # the scalar RM on the same pairs is far above chance: measured 90 % (18 of 20; it reached 90.5 % on its
-    # own 63 held-out pairs); 75 % leaves three pairs of slack, and chance would be 50 %
+    # the scalar RM on the same pairs is far above chance: measured 85-90 % (17-18 of 20, with the RM in 4-bit
+    # and in full precision); 75 % leaves two pairs of slack, and chance would be 50 %
     assert report["rm_agreement"] >= 0.75, report
 
     judge.main(["traces", "--judge", "tiny:qwen2-1m", "--pairs", str(small), "--k", "2", "--max-new-tokens", "8",
