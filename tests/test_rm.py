@@ -69,7 +69,7 @@ def test_reward_model_from_votes_ranks_held_out_pairs(rm_run, votes, capsys):
     # redo the sum, which this 1M classifier does less reliably.
     assert metrics["accuracy"] >= 0.85, metrics
     assert metrics["mean_margin"] > 0.5
-    # no length bias, measured on the held-out pairs whose answers differ in length (46-49 of 63: bias -2-0 %);
+    # no length bias, measured on the held-out pairs whose answers differ in length (46-49 of 63, bias -2 % to 0 %);
     # with too few such pairs it would not be measured at all (None), which must not pass as "no bias"
     assert metrics["length_pairs"] >= 20 and abs(metrics["length_bias"]) <= 0.25, metrics
     # the run directory contract: recipe, log, checkpoints, the adapter with its trained head
