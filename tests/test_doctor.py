@@ -208,6 +208,61 @@ def test_kl_beyond_what_beta_allows_is_runaway_even_while_accuracy_rises():
     assert "beta 0.04 allows ~37.5" in finding(diagnose(history, GRPO_RECIPE), "kl_runaway").evidence
 
 
+SUMS_RECIPE = {  # a small model on sums: one accuracy reward, short answers, the small beta an SFT start takes
+    "method": "grpo", "model": {"name": "HuggingFaceTB/SmolLM2-135M-Instruct", "adapter": None},
+    "data": {"source": "sums"}, "rewards": [{"name": "math_accuracy", "weight": 1.0}],
+    "train": {"learning_rate": 1.0e-4, "beta": 0.001, "max_completion_length": 16, "num_generations": 8,
+              "max_steps": 100},
+    "output_dir": "runs/sums",
+}
+LEARNING_SUMS = {
+    "loss": curve(0.0, 0.0, 0.01),
+    "grad_norm": lognormal(0.3, 0.15),
+    "learning_rate": curve(1e-4, 1e-5),
+    "reward": curve(0.05, 0.95, 0.03, fast),
+    "rewards/math_accuracy/mean": curve(0.05, 0.95, 0.03, fast),
+    "entropy": curve(0.9, 0.7, 0.03),
+    "completions/mean_length": curve(12, 6, 0.5),
+    "completions/clipped_ratio": curve(0.6, 0.0, 0.02, fast, floor=0.0),
+    "frac_reward_zero_std": curve(0.4, 0.3, 0.04, floor=0.0),
+}
+
+
+def test_kl_growing_to_nats_per_token_while_accuracy_rises_asks_for_the_held_out_check(tmp_path, capsys):
+    # the run: per-token KL grows exponentially 0.001 -> 4.2 while the accuracy reward rises to 0.95.
+    # At ~6 tokens an answer that is a few dozen nats, well within the ~1000 beta 0.001 allows, and the metric
+    # learns: kl_runaway stays silent, yet the reward alone cannot say whether the gain is real
+    history = logs({**LEARNING_SUMS, "kl": lambda t, rng: 0.001 * 4200 ** t * math.exp(rng.gauss(0, 0.1))}, n=50)
+    run = write_run(tmp_path / "sums", history, SUMS_RECIPE)
+    doctor.main([str(run), "--json"])
+    findings = json.loads(capsys.readouterr().out)["findings"]
+    assert [f["symptom"] for f in findings] == ["kl_far_while_learning"]
+    f = findings[0]
+    course = r"kl 0\.00\d+ → 1\.\d+ over steps 2–100 .*x the early level, still climbing \(last log 4\.\d+\)"
+    assert re.match(course, f["evidence"]), f["evidence"]
+    assert re.search(r"rewards/math_accuracy/mean 0\.\d+ → 0\.9\d", f["evidence"]), f["evidence"]
+    assert f"python -m tinyalign.evaluate {run} --checkpoints all" in f["remedy"] and "completions.jsonl" in f["remedy"]
+    assert "held-out accuracy does not follow" in f["remedy"]
+    assert f["overrides"] == ["train.beta=0.002", "train.learning_rate=5.0e-05"]
+
+
+def test_a_learning_run_with_modest_kl_and_single_spikes_past_a_nat_is_not_far():
+    # like the corpus's lr 1e-3 and 3e-3 runs (held-out 0.35 -> 0.99 and 0.94): KL ~0.3 nats/token, one log at 1.5
+    history = logs({**LEARNING_SUMS, "kl": curve(0.0, 0.3, 0.05, fast, floor=0.0)}, n=50,
+                   spikes=[(30, "kl", 5.0), (44, "kl", 4.0)])
+    assert max(e["kl"] for e in history) > 1.0
+    assert diagnose(history, SUMS_RECIPE) == []
+
+
+def test_kl_far_beyond_what_beta_allows_while_learning_is_named_once_as_runaway():
+    recipe = {**SUMS_RECIPE, "train": {**SUMS_RECIPE["train"], "beta": 0.04, "max_completion_length": 64}}
+    history = logs({**LEARNING_SUMS, "kl": lambda t, rng: 0.001 * 4200 ** t * math.exp(rng.gauss(0, 0.1)),
+                    "completions/mean_length": curve(40, 30, 1.0)}, n=50)
+    findings = diagnose(history, recipe)  # ~50 nats per answer; beta 0.04 allows ~25
+    assert [f.symptom for f in findings] == ["kl_runaway"]
+    assert "the updates outrun beta" in findings[0].cause and "--checkpoints all" in findings[0].remedy
+
+
 def test_tiny_kl_with_flat_reward_lowers_beta_and_raises_lr():
     history = logs({**HEALTHY_GRPO, "reward": curve(0.6, 0.61, 0.03), "kl": curve(0.0001, 0.0003, 0.00005, floor=0.0)})
     findings = diagnose(history, GRPO_RECIPE)

@@ -23,9 +23,9 @@ from .. import rewards
 from ..run_logs import Run
 from .common import Finding
 from .dpo import dpo_loss_collapse, dpo_margins_falling, dpo_margins_flat
-from .grpo import (clip_ratio_high, entropy_collapse, identical_completions, kl_runaway, kl_tiny_reward_flat,
-                   length_collapse, length_to_cap, looping_completions, nothing_learned, reward_falling, reward_flat,
-                   reward_hacking, reward_zero_std)
+from .grpo import (clip_ratio_high, entropy_collapse, identical_completions, kl_far_while_learning, kl_runaway,
+                   kl_tiny_reward_flat, length_collapse, length_to_cap, looping_completions, nothing_learned,
+                   reward_falling, reward_flat, reward_hacking, reward_zero_std)
 from .loss import loss_spikes, overfitting
 from .reward_model import rm_at_chance, rm_hacked, rm_margins_collapsing, rm_tracks_length
 
@@ -35,9 +35,9 @@ METHODS = ("sft", "dpo", "grpo")
 
 # The symptoms -> remedies table, per method, in the order a report lists them.
 CHECKS = {
-    "grpo": [nothing_learned, reward_flat, reward_falling, kl_runaway, kl_tiny_reward_flat, entropy_collapse,
-             length_to_cap, length_collapse, reward_zero_std, clip_ratio_high, loss_spikes, reward_hacking,
-             identical_completions, looping_completions],
+    "grpo": [nothing_learned, reward_flat, reward_falling, kl_runaway, kl_far_while_learning, kl_tiny_reward_flat,
+             entropy_collapse, length_to_cap, length_collapse, reward_zero_std, clip_ratio_high, loss_spikes,
+             reward_hacking, identical_completions, looping_completions],
     "dpo": [dpo_margins_flat, dpo_margins_falling, dpo_loss_collapse, loss_spikes, overfitting],
     "sft": [loss_spikes, overfitting],
 }

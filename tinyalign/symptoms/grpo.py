@@ -2,6 +2,7 @@
 reward hacking, and what the sampled completions show (one answer for every prompt, loops)."""
 
 from collections import Counter
+from statistics import linear_regression
 
 from ..run_logs import LEARNING_RISE, Run, Trend, number
 from .common import Finding, clip_gradients, scale, yaml_number
@@ -16,6 +17,8 @@ KL_RUNAWAY_GROWTH = 10.0  # beta it is fine while the metric improves. 10x the e
 KL_EARLY_FLOOR = 1e-3  # KL starts at exactly 0 (policy == reference); compare growth against this at least
 KL_HUGE = 1.0  # >= 1 nat/token is runaway whatever it started at
 KL_TINY = 1e-3  # with a flat reward, a KL this small means the policy is hardly allowed to move
+KL_FAR_LEARNING = 1.0  # >= 1 nat/token over the last quarter while the metric rises: too far for the reward alone
+# to tell gain from hacking. The corpus's runs that learn end at 0.05-0.29 nats (single logs up to 1.5): 3.5x margin
 
 ENTROPY_COLLAPSE_RATIO = 0.3  # healthy runs lose 10-40 % of their entropy; under 30 % left is near-greedy ...
 CONVERGED_LEVEL = 0.75  # ... unless the metric rose to 75 %+: tasks with one right answer converge on it
@@ -80,28 +83,42 @@ def kl_runaway(run: Run) -> "Finding | None":
     """KL far from the reference that buys nothing. KL rising while the accuracy reward rises is learning,
     however small beta is; it is judged against beta (what the KL-regularised optimum could reach) and
     the course of the metric, not against a fixed level."""
-    kl = run.trend("kl")
-    if kl is None:
+    course = _kl_course(run)
+    if course is None:
         return None
-    growth = kl.last / max(kl.first, KL_EARLY_FLOOR)
+    kl, growth = course["kl"], course["growth"]
     far = kl.last >= KL_HUGE or (kl.last >= KL_RUNAWAY_MIN and growth >= KL_RUNAWAY_GROWTH)
-    beta, length = number(run.setting("beta")), run.trend("completions/mean_length")
-    per_answer = kl.last * (length.last if length else 1.0)
-    # The optimum of reward - beta * KL moves at most reward_range / beta nats per answer from the reference.
-    over_budget = bool(beta) and per_answer > run.reward_scale / beta
-    metric = run.metric_trend()
-    if not (over_budget or (far and not run.learning())):
+    learning = run.learning()
+    if not (course["over_budget"] or (far and not learning)):
         return None
-    evidence = (f"{kl}; {growth:.0f}x the early level; ~{per_answer:.2g} nats per answer"
-                + (f" (beta {beta:g} allows ~{run.reward_scale / beta:.3g})" if beta else "")
-                + (f"; {metric}" if metric else ""))
+    metric = run.metric_trend()
     if metric is not None and _changed(metric, -LEARNING_RISE * run.metric_scale(metric)):
         cause = "the updates are too large: the policy leaves the reference and loses what it could do"
+    elif learning:  # over budget while the metric rises: more drift than any reward-optimal policy needs
+        cause = "the updates outrun beta: the policy is further from the reference than the reward can justify"
     else:
         cause = "the policy is drifting far from the reference without the task metric improving"
+    remedy = "raise beta and lower the learning rate; read the latest completions for degenerate or gamed answers"
     return Finding(
-        "kl_runaway", evidence, cause,
-        "raise beta and lower the learning rate; read the latest completions for degenerate or gamed answers",
+        "kl_runaway", _kl_evidence(run, course), cause,
+        f"{_held_out_check(run)}; {remedy}" if learning else remedy,
+        scale(run, "beta", 2) + scale(run, "learning_rate", 0.5),
+    )
+
+
+def kl_far_while_learning(run: Run) -> "Finding | None":
+    """KL far from the reference while the task metric rises. kl_runaway names drift that buys nothing;
+    here the training reward says it buys a gain, but a policy this far from where it started can be
+    gaming the reward or fitting the training prompts, and the logs cannot tell which. Not a diagnosis
+    but a check to make: held-out accuracy per checkpoint and the latest samples."""
+    course = _kl_course(run)
+    if course is None or course["kl"].last < KL_FAR_LEARNING or course["over_budget"] or not run.learning():
+        return None  # over budget: kl_runaway names it, one cause named once
+    return Finding(
+        "kl_far_while_learning", _kl_evidence(run, course),
+        "the policy is far from the reference: the reward's rise may be real gain, or a hack the reward misses",
+        f"{_held_out_check(run)}; if held-out accuracy does not follow the reward, raise beta and lower the "
+        "learning rate",
         scale(run, "beta", 2) + scale(run, "learning_rate", 0.5),
     )
 
@@ -304,6 +321,35 @@ def _changed(trend: Trend, by: float) -> bool:
     """Moved at least `by` (negative: fell by at least -by) from the first to the last quarter, beyond noise."""
     change = trend.last - trend.first
     return (change >= by if by > 0 else change <= by) and trend.beyond_noise(change)
+
+
+def _kl_course(run: Run) -> "dict | None":
+    """The KL trend, its growth over the early level, the nats per answer, and whether that exceeds what beta allows."""
+    kl = run.trend("kl")
+    if kl is None:
+        return None
+    beta, length = number(run.setting("beta")), run.trend("completions/mean_length")
+    per_answer = kl.last * (length.last if length else 1.0)
+    # The optimum of reward - beta * KL moves at most reward_range / beta nats per answer from the reference.
+    return {"kl": kl, "growth": kl.last / max(kl.first, KL_EARLY_FLOOR), "per_answer": per_answer, "beta": beta,
+            "over_budget": bool(beta) and per_answer > run.reward_scale / beta}
+
+
+def _kl_evidence(run: Run, course: dict) -> str:
+    kl, beta, metric = course["kl"], course["beta"], run.metric_trend()
+    half = kl.values[len(kl.values) // 2 :]
+    climbing = linear_regression(range(len(half)), half).slope > 0
+    return (f"{kl}; {course['growth']:.0f}x the early level, {'still climbing' if climbing else 'no longer climbing'}"
+            f" (last log {kl.values[-1]:.3g}); ~{course['per_answer']:.2g} nats per answer"
+            + (f" (beta {beta:g} allows ~{run.reward_scale / beta:.3g})" if beta else "")
+            + (f"; {metric}" if metric else ""))
+
+
+def _held_out_check(run: Run) -> str:
+    """What tells a gain from a hack when the training reward cannot: held-out accuracy and the samples."""
+    where = run.folder or run.recipe.get("output_dir") or "RUN_DIR"
+    return (f"before trusting the reward, score held-out accuracy per checkpoint (python -m tinyalign.evaluate {where} "
+            "--checkpoints all) and read the latest samples (completions.jsonl)")
 
 
 def _kl_tiny(run: Run) -> bool:
