@@ -105,9 +105,11 @@ RIGHT = {
 }
 SICK = ("degraded", "collapsed", "hacked")
 # A symptom can be true of a run without naming what went wrong: KL does run away in a hacked run. For
-# precision, a finding counts as right on these labels too.
+# precision, a finding counts as right on these labels too. kl_far_while_learning is a check, not a cause:
+# it is right wherever the training reward's rise did not hold out.
 ALSO_TRUE = {"kl_runaway": {"hacked"}, "entropy_collapse": {"hacked", "flat"}, "reward_zero_std": {"collapsed"},
-             "length_collapse": {"hacked"}, "length_to_cap": {"hacked"}}
+             "length_collapse": {"hacked"}, "length_to_cap": {"hacked"},
+             "kl_far_while_learning": {"hacked", "degraded", "flat"}}
 
 
 def right_on(symptom: str, label: str) -> bool:
