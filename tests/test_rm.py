@@ -35,41 +35,44 @@ def test_oracle_votes_like_an_annotator():
 
 
 @pytest.fixture(scope="module")
-def young_sft_run(tmp_path_factory):
-    """A policy whose mistakes are mostly in form ("68)", "6868"): tiny_sft.yaml with a cosine decay that
-    stalls it at ~35-70 % exact match. A 1M-parameter classifier learns form from votes, but redoes a sum
-    only ~80 % of the time: from the ~88 % SFT start, whose mistakes are wrong sums, the RM reached 64 %."""
-    out = tmp_path_factory.mktemp("runs") / "young_sft"
-    sft.main([str(builtin("tiny_sft.yaml")), "train.lr_scheduler_type=cosine", f"output_dir={out}"])
+def start_run(tmp_path_factory):
+    """The loop's starting policy (tiny_sft_mixed.yaml): trained to convergence on 70 % wordy answers, it
+    answers wordily when greedy (exact match 0 %) and in both styles, with a few wrong sums, when sampled.
+    Its rates come from the data's mix, so they hold on any CPU; a short run stopped part-way (tiny_sft.yaml
+    with a cosine decay) gave 35 % on one machine and 71 % on another, and the votes over it with them."""
+    out = tmp_path_factory.mktemp("runs") / "start_sft"
+    sft.main([str(builtin("tiny_sft_mixed.yaml")), f"output_dir={out}"])
     return out
 
 
 @pytest.fixture(scope="module")
-def votes(young_sft_run, tmp_path_factory):
-    """The young policy's answers to 600 training prompts, voted by the oracle into a vote store."""
+def votes(start_run, tmp_path_factory):
+    """The starting policy's answers to 1500 training prompts, voted by the oracle into a vote store."""
     db = tmp_path_factory.mktemp("votes") / "prefs.sqlite"
-    done = loop.annotate(db, {"sft": str(young_sft_run)}, prompts=600)
-    assert done["votes"] == 600
+    done = loop.annotate(db, {"sft": str(start_run)}, prompts=1500)
+    assert done["votes"] == 1500
     return db
 
 
 @pytest.fixture(scope="module")
 def rm_run(votes, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "rm"
-    rm.main([RECIPE, f"data.source={votes}", "data.test_size=0.15", f"output_dir={out}"])
+    rm.main([RECIPE, f"data.source={votes}", "data.test_size=0.25", f"output_dir={out}"])
     return out
 
 
 @pytest.mark.slow
 def test_reward_model_from_votes_ranks_held_out_pairs(rm_run, votes, capsys):
     metrics = json.loads((rm_run / rm_load.METRICS).read_text())
-    # Measured 90.8-96.1 % on 76 held-out pairs over four splits (92.1 % on this one; the votes change
-    # with the CPU's torch thread count; the issue's goal is 90 %). Pairs whose answers differ in form
-    # ("68" vs "68)") it gets right ~97 % of the time; pairs of the same form ("68" vs "58") need it to
-    # redo the sum, which this 1M classifier does less reliably.
-    assert metrics["accuracy"] >= 0.85, metrics
+    # bench/rm_spread.py --start mixed: 83.2-89.8 %, median 85.2 % over seeds 0-4 on 189-202 held-out pairs
+    # each (whole prompts held out). Pairs that differ in form ("68" vs "68 (23+45)") it gets right every
+    # time; a right wordy answer against a wrong bare one needs it to redo the sum, which this 0.8M
+    # classifier does less reliably than it learns the style (under half of such pairs). 78 % is the
+    # minimum seen less five points.
+    assert metrics["accuracy"] >= 0.78, metrics
     assert metrics["mean_margin"] > 0.5
-    # no length bias, measured on the held-out pairs whose answers differ in length (46-49 of 63, bias -2 % to 0 %);
+    # no length bias beyond what the votes hold, measured on the held-out pairs whose answers differ in length
+    # (bias -4 to -8 % over the five seeds: people chose the shorter, bare answer);
     # with too few such pairs it would not be measured at all (None), which must not pass as "no bias"
     assert metrics["length_pairs"] >= 20 and abs(metrics["length_bias"]) <= 0.25, metrics
     # the run directory contract: recipe, log, checkpoints, the adapter with its trained head
@@ -93,12 +96,12 @@ def test_reward_model_from_votes_ranks_held_out_pairs(rm_run, votes, capsys):
 
 
 @pytest.mark.slow
-def test_rm_refuses_a_policy_adapter_as_its_start(young_sft_run, tmp_path, capsys):
+def test_rm_refuses_a_policy_adapter_as_its_start(start_run, tmp_path, capsys):
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("".join(json.dumps({"prompt": f"1+{i}", "chosen": str(1 + i), "rejected": "0"}) + "\n"
                              for i in range(20)))
     with pytest.raises(SystemExit):
-        rm.main([RECIPE, f"data.source={pairs}", f"model.adapter={young_sft_run}", f"output_dir={tmp_path / 'rm'}"])
+        rm.main([RECIPE, f"data.source={pairs}", f"model.adapter={start_run}", f"output_dir={tmp_path / 'rm'}"])
     assert "not a reward model" in capsys.readouterr().err
     assert not (tmp_path / "rm").exists()
 
@@ -139,13 +142,13 @@ def test_a_reward_model_per_dimension_trains_on_that_dimension_s_verdicts(tmp_pa
 
 
 @pytest.mark.slow
-def test_reward_model_reward_names_what_is_wrong(young_sft_run, tmp_path):
+def test_reward_model_reward_names_what_is_wrong(start_run, tmp_path):
     with pytest.raises(UserError, match="run directory not found"):
         resolve({"name": "reward_model", "model": str(tmp_path / "nowhere")})
     with pytest.raises(UserError, match="not a finished reward-model run"):
-        resolve({"name": "reward_model", "model": str(young_sft_run)})
+        resolve({"name": "reward_model", "model": str(start_run)})
     with pytest.raises(UserError, match="quantization"):
-        resolve({"name": "reward_model", "model": str(young_sft_run), "quantization": "3bit"})
+        resolve({"name": "reward_model", "model": str(start_run), "quantization": "3bit"})
 
 
 @pytest.mark.slow
@@ -165,18 +168,21 @@ def test_reward_model_reward_is_normalised_and_picklable(rm_run):
 
 
 @pytest.mark.slow
-def test_policy_and_reward_model_improve_together(young_sft_run, tmp_path, capsys):
-    table = loop.run_loop(str(young_sft_run), tmp_path / "loop", prompts=300, grpo_steps=30, judge="tiny:qwen2-1m")
+def test_policy_and_reward_model_improve_together(start_run, tmp_path, capsys):
+    table = loop.run_loop(str(start_run), tmp_path / "loop", grpo_steps=30, judge="tiny:qwen2-1m")
     first, rule, second = table
-    assert first["votes"] == second["votes"] == 300
-    # the reward model learned the votes (the issue's goal is 90 %: over six seeds it measured 75.0-98.1 %,
-    # mean 89.7 %, on ~50 held-out pairs each, so 90 % holds on average, not in every run; see the README)
-    assert first["rm_accuracy"] >= 0.80, table
+    assert first["votes"] == second["votes"] == 1000
+    # Measured over loop seeds 0 and 1 (the tiny model's results are the same at 1 and 2 torch threads):
+    # RM round 1 89.5 / 90.0 % on ~105 held-out pairs; exact match 0 -> 58.4 % on the learned reward alone,
+    # 0 -> 66.0 % on exact_match (0.885 of the rule's gain, both seeds); round 2's RM 88.3 / 89.4 % against
+    # round 1's 85.8 / 87.8 % on round-2 pairs. The RM floor is bench/rm_spread.py's minimum less a margin
+    # (83.2-89.8 % over five seeds on ~195 pairs): an RM at chance, as a too-small vote set gave, fails it.
+    assert first["rm_accuracy"] >= 0.78, table
     # GRPO with no rule reward, only the learned one, gets >= 80 % of what exact_match gets from the same start
-    assert rule["policy_accuracy"] - rule["start_accuracy"] >= 0.2, table
+    assert rule["policy_accuracy"] - rule["start_accuracy"] >= 0.4, table
     assert first["policy_accuracy"] - first["start_accuracy"] >= 0.8 * (rule["policy_accuracy"] - rule["start_accuracy"])
-    # round 2's reward model, continued on votes over the new checkpoint's answers, is at least as accurate there
-    # (measured 87.2 vs 80.9 %, 89.6 vs 87.5 %, 97.9 vs 95.8 %; ~50 pairs, so one pair = 2 points of slack)
+    # round 2's reward model, continued on votes over the new checkpoint's answers, is at least as accurate
+    # there (~120 pairs: 2.1 points is two to three pairs of slack)
     assert second["rm_accuracy"] >= second["rm_r1_on_r2"] - 0.021, table
     # the arena prefers the new checkpoint over its start
     assert second["arena_rating"]["grpo_rm"] > second["arena_rating"]["sft"]
@@ -185,7 +191,7 @@ def test_policy_and_reward_model_improve_together(young_sft_run, tmp_path, capsy
     # beat the RM: it names one position whatever the answers, see test_pairwise)
     assert all(0.0 <= row["judge_agreement"] < row["rm_accuracy"] for row in (first, second)), table
     printed = capsys.readouterr().out
-    assert "| round | votes | rm_accuracy | rm_r1_on_r2 | judge_agreement |" in printed and "| 2 | 300 |" in printed
+    assert "| round | votes | rm_accuracy | rm_r1_on_r2 | judge_agreement |" in printed and "| 2 | 1000 |" in printed
     # the learned reward rose with exact match on the same completions: the doctor sees no hacking
     from tinyalign import doctor
 
@@ -274,7 +280,7 @@ def test_killed_rm_run_resumes_to_the_same_weights(votes, tmp_path):
 
 
 @pytest.mark.slow
-def test_pairwise_judge_from_votes_runs_every_step_on_a_real_model(votes, rm_run, young_sft_run, tmp_path, capsys):
+def test_pairwise_judge_from_votes_runs_every_step_on_a_real_model(votes, rm_run, start_run, tmp_path, capsys):
     """split -> untrained judge -> rejection-sampled traces -> SFT -> GRPO on verdicts -> the judge as a
     GRPO reward. The 0.8M tiny base cannot write the judging form, so this checks each step's contract
     on real models, not how good the judge gets (see the README for those figures)."""
@@ -292,9 +298,10 @@ def test_pairwise_judge_from_votes_runs_every_step_on_a_real_model(votes, rm_run
     # The untrained judge says nothing about the answers: measured, it called all 20 pairs a tie (agreement
     # 0 %, no position bias). Two pairs of slack, as the guided choice among A, B and tie is a near thing.
     assert report["ties"] >= 0.9 and report["agreement"] <= 0.1, report
-    # the scalar RM on the same pairs is far above chance: measured 85-90 % (17-18 of 20, with the RM in 4-bit
-    # and in full precision); 75 % leaves two pairs of slack, and chance would be 50 %
-    assert report["rm_agreement"] >= 0.75, report
+    # the scalar RM's column is filled from the same pairs: over all held-out pairs it measured 85-91 %
+    # (test_reward_model_from_votes_ranks_held_out_pairs); on 20 of them a 60 % floor fails an RM of 82 % once in
+    # 200 runs, and an RM at chance (50 %) three times in four
+    assert report["rm_agreement"] >= 0.6, report
 
     judge.main(["traces", "--judge", "tiny:qwen2-1m", "--pairs", str(small), "--k", "2", "--max-new-tokens", "8",
                 "--batch-size", "64", "--out", str(tmp_path / "traces.jsonl")])
@@ -331,7 +338,7 @@ def test_pairwise_judge_from_votes_runs_every_step_on_a_real_model(votes, rm_run
         assert row["rewards"]["judge_verdict"] == float(pairwise.parse_verdict(row["completion"]) == verdict), row
 
     # the trained judge as a policy's reward: each answer meets the reference, verdicts logged for review
-    grpo.main([str(builtin("tiny_grpo.yaml")), f"model.adapter={young_sft_run}", "probe=false",
+    grpo.main([str(builtin("tiny_grpo.yaml")), f"model.adapter={start_run}", "probe=false",
                "rewards.0.name=pairwise_judge", f"rewards.0.judge={tmp_path / 'judge_grpo'}",
                "rewards.0.max_new_tokens=8", "train.max_steps=1", "train.per_device_train_batch_size=16",
                "train.logging_steps=1", f"output_dir={tmp_path / 'policy'}"])
