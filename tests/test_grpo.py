@@ -20,8 +20,10 @@ def grpo_run(tiny_sft_run, tmp_path_factory):
 
 def test_grpo_raises_held_out_accuracy(tiny_sft_run, grpo_run):
     accuracy = held_out_accuracy(RECIPE, {"sft": str(tiny_sft_run), "grpo": str(grpo_run)}, limit=500)
-    # GRPO at least halves the SFT model's held-out errors (measured: sft 0.886 -> grpo 0.97 on all 500)
-    assert 1 - accuracy["grpo"] <= (1 - accuracy["sft"]) / 2, accuracy
+    # GRPO removes at least a third of the SFT model's held-out errors. Measured on all 500: sft 0.886 -> grpo
+    # 0.97 on one machine (74 % fewer errors), 0.802 -> 0.892 on another (45 % fewer): the short SFT start
+    # differs between CPUs, and so does what 60 GRPO steps leave
+    assert 1 - accuracy["grpo"] <= (1 - accuracy["sft"]) * 2 / 3, accuracy
 
 
 def test_probe_ran_first_and_said_viable(grpo_run):
@@ -64,8 +66,10 @@ def test_doctor_names_a_far_too_high_learning_rate_in_a_real_run(tiny_sft_run, t
     out = tmp_path / "bad_lr"
     grpo.main([RECIPE, f"model.adapter={tiny_sft_run}", f"output_dir={out}", "train.learning_rate=2e-2",
                "train.max_steps=24", "train.logging_steps=2", "train.save_strategy=no", "probe=false"])
-    findings = {f.symptom: f for f in diagnose(*load_run(out))}
-    # measured: KL 1.9 -> 4.2 while the reward fell 0.28 -> 0 and every group scored the same
-    assert "kl_runaway" in findings, list(findings)
+    findings = diagnose(*load_run(out))
+    # Which symptom shows first depends on the CPU's sums: measured on one machine KL 1.9 -> 4.2 while the
+    # reward fell 0.28 -> 0 (kl_runaway); on another the reward fell and every completion hit the cap
+    # (reward_falling, nothing_learned). What a user must get either way: a finding whose override lowers
+    # the learning rate.
     assert any(o.startswith("train.learning_rate=") and float(o.split("=")[1]) < 2e-2
-               for o in findings["kl_runaway"].overrides)
+               for f in findings for o in f.overrides), [(f.symptom, f.overrides) for f in findings]
