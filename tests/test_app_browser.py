@@ -498,7 +498,12 @@ def test_votes_become_a_dpo_run_whose_adapter_the_app_serves(arena, page, tmp_pa
     vote(page, "both-bad", edited="A.")  # neither "AAA..." nor "BBB...": the edit is the answer wanted
     pairs = tmp_path / "pairs.jsonl"
     subprocess.run([sys.executable, "-m", "tinyalign.prefs", "export", str(db), "--out", str(pairs)], check=True)
-    assert {"role": "assistant", "content": "A."} in [json.loads(line)["chosen"][0] for line in pairs.read_text().splitlines()]
+    exported = [json.loads(line) for line in pairs.read_text().splitlines()]
+    ours = [row for row in exported if row["chosen"][0] == {"role": "assistant", "content": "A."}]
+    assert len(ours) == 2  # both bad with an edit: the edit over each answer
+    # the module's arena holds the earlier tests' votes too; DPO trains on this vote's pairs alone, so what
+    # the new adapter answers is this vote's doing (with all of them it answered like its start)
+    pairs.write_text("".join(json.dumps(row) + "\n" for row in ours))
 
     runs = trained_adapters()
     out = tmp_path / "dpo"
