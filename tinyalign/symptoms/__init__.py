@@ -23,10 +23,11 @@ from .. import rewards
 from ..run_logs import Run
 from .common import Finding
 from .dpo import dpo_loss_collapse, dpo_margins_falling, dpo_margins_flat
-from .grpo import (clip_ratio_high, entropy_collapse, identical_completions, kl_far_while_learning, kl_runaway,
-                   kl_tiny_reward_flat, length_collapse, length_to_cap, looping_completions, nothing_learned,
-                   reward_falling, reward_flat, reward_hacking, reward_zero_std)
+from .grpo import (clip_ratio_high, entropy_collapse, kl_far_while_learning, kl_runaway, kl_tiny_reward_flat,
+                   length_collapse, length_to_cap, nothing_learned, reward_falling, reward_flat, reward_hacking,
+                   reward_zero_std)
 from .loss import loss_spikes, overfitting
+from .samples import identical_completions, looping_completions
 from .reward_model import rm_at_chance, rm_hacked, rm_margins_collapsing, rm_tracks_length
 
 __all__ = ["CHECKS", "METHODS", "RECIPE_CHECKS", "Finding", "Run", "diagnose", "infer_method", "nothing_learned"]

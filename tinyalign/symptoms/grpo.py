@@ -1,7 +1,6 @@
 """GRPO symptoms: the reward's course, KL, entropy, completion length, groups that all agree, the PPO clip,
-reward hacking, and what the sampled completions show (one answer for every prompt, loops)."""
+reward hacking (what the sampled completions show is in `samples`)."""
 
-from collections import Counter
 from statistics import linear_regression
 
 from ..run_logs import LEARNING_RISE, Run, Trend, number
@@ -34,13 +33,6 @@ CLIP_RATIO_HIGH = 0.2  # > 20 % of tokens hit the PPO clip: each step moves too 
 HACK_RISE = 0.10  # a non-accuracy reward (0..1 scale) gaining >= 0.1 ...
 HACK_ACCURACY_GAIN = 0.05  # ... while the accuracy reward gains under 0.05 (and is not near the top): hacking
 
-LATE_COMPLETIONS_MIN = 16  # judge sampled completions only with this many from the last quarter of steps
-IDENTICAL_SHARE = 0.6  # one completion text is >= 60 % of the late samples ...
-IDENTICAL_MIN_PROMPTS = 3  # ... across >= 3 different prompts: one answer for every question
-LOOP_SHARE = 0.3  # >= 30 % of late completions loop
-LOOP_DISTINCT = 0.3  # a completion loops when under 30 % of its 4-grams are distinct (prose is > 90 %)
-LOOP_MIN_WORDS = 16  # count word 4-grams from 16 words up ...
-LOOP_MIN_CHARS = 32  # ... else character 4-grams from 32 characters up; shorter answers cannot loop
 
 
 def reward_flat(run: Run) -> "Finding | None":
@@ -145,7 +137,7 @@ def entropy_collapse(run: Run) -> "Finding | None":
         "premature convergence: sampling is near-greedy, so answers come out alike and groups stop exploring",
         f"sample hotter and let rare tokens grow (clip-higher); or add an entropy bonus "
         f"(train.use_adaptive_entropy=true train.entropy_target={yaml_number(entropy.first / 2)})",
-        _explore_more(run),
+        explore_more(run),
     )
 
 
@@ -266,40 +258,6 @@ def nothing_learned(run: Run) -> "Finding | None":
     )
 
 
-def identical_completions(run: Run) -> "Finding | None":
-    late, since = _late_completions(run.completions)
-    if len(late) < LATE_COMPLETIONS_MIN:
-        return None
-    texts = [_text(c).strip() for c in late]
-    top, count = Counter(texts).most_common(1)[0]
-    prompts = {str(c.get("prompt")) for c, t in zip(late, texts) if t == top}
-    if count < IDENTICAL_SHARE * len(late) or len(prompts) < IDENTICAL_MIN_PROMPTS:
-        return None
-    return Finding(
-        "identical_completions",
-        f"{count} of {len(late)} completions since step {since} are the same text, across {len(prompts)} prompts: {top[:60]!r}",
-        "premature convergence, or a reward that pays one easy answer everywhere (a common label, an empty format)",
-        "sample hotter and clip higher; add the rule that makes this answer wrong where it is wrong",
-        _explore_more(run),
-    )
-
-
-def looping_completions(run: Run) -> "Finding | None":
-    late, since = _late_completions(run.completions)
-    if len(late) < LATE_COMPLETIONS_MIN:
-        return None
-    loops = [c for c in late if _loops(_text(c))]
-    if len(loops) < LOOP_SHARE * len(late):
-        return None
-    return Finding(
-        "looping_completions",
-        f"{len(loops)} of {len(late)} completions since step {since} repeat themselves, e.g. {_text(loops[0])[:60]!r}",
-        "the learning rate is too high: the policy degenerates into repetition / gibberish",
-        "lower the learning rate and clip gradients; a repetition penalty reward helps once it is stable",
-        scale(run, "learning_rate", 0.5) + clip_gradients(run),
-    )
-
-
 def _flat_reward(run: Run) -> "Trend | None":
     """The reward trend when it barely moved over enough steps and is not already at the top."""
     reward = run.trend("reward")
@@ -357,32 +315,7 @@ def _kl_tiny(run: Run) -> bool:
     return kl is not None and kl.last < KL_TINY
 
 
-def _late_completions(completions: list[dict]) -> tuple[list[dict], int]:
-    """The completions sampled in the last quarter of the logged steps, and the step that quarter starts at."""
-    steps = [c["step"] for c in completions if isinstance(c.get("step"), (int, float))]
-    if not steps:
-        return completions[-(len(completions) // 4) :] if completions else [], 0
-    since = int(min(steps) + 0.75 * (max(steps) - min(steps)))
-    return [c for c in completions if isinstance(c.get("step"), (int, float)) and c["step"] >= since], since
-
-
-def _text(completion: dict) -> str:
-    text = completion.get("completion", "")
-    if isinstance(text, list):  # chat form: [{"role": "assistant", "content": ...}]
-        text = " ".join(str(m.get("content", "")) for m in text if isinstance(m, dict))
-    return str(text)
-
-
-def _loops(text: str) -> bool:
-    words = text.split()
-    units = words if len(words) >= LOOP_MIN_WORDS else list(text) if len(text) >= LOOP_MIN_CHARS else None
-    if not units:
-        return False
-    grams = [tuple(units[i : i + 4]) for i in range(len(units) - 3)]
-    return len(set(grams)) < LOOP_DISTINCT * len(grams)
-
-
-def _explore_more(run: Run) -> list[str]:
+def explore_more(run: Run) -> list[str]:
     overrides = []
     temperature = number(run.setting("temperature"))
     if temperature is not None and temperature < 1.5:
