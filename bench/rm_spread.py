@@ -77,12 +77,12 @@ def main() -> None:
     for threads in args.threads:
         for seed in args.seeds:
             env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-            before = (args.out / "results.jsonl").read_text().count("\n") if (args.out / "results.jsonl").exists() else 0
-            subprocess.run([sys.executable, __file__, "--one", str(threads), str(seed), "--start", args.start,
-                            "--prompts", str(args.prompts),
-                            "--held-out", str(args.held_out), "--out", str(args.out), *overrides],
-                           env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            row = json.loads((args.out / "results.jsonl").read_text().splitlines()[before])
+            log = args.out / f"log_{args.start}_T{threads}_S{seed}.txt"  # the training consoles, kept off the table
+            with open(log, "w") as out:
+                subprocess.run([sys.executable, __file__, "--one", str(threads), str(seed), "--start", args.start,
+                                "--prompts", str(args.prompts), "--held-out", str(args.held_out), "--out", str(args.out),
+                                *overrides], env=env, check=True, stdout=out, stderr=subprocess.STDOUT)
+            row = json.loads((args.out / "results.jsonl").read_text().splitlines()[-1])  # the child's row
             rows.append(row)
             print(f"threads {threads} seed {seed}: {row['accuracy']:.1%} on {row['test_pairs']} held-out pairs "
                   f"({row['train_pairs']} trained on)", flush=True)
