@@ -43,14 +43,37 @@ def grade(answer: str, reference: str) -> int:
     return 1 if head == reference or (answer.startswith(reference) and not answer[len(reference)].isdigit()) else 0
 
 
-def oracle(response_a: str, response_b: str, reference: str) -> tuple[str, str | None]:
-    """(vote, edited answer or None), as an annotator in the arena would give them."""
-    a, b = grade(response_a, reference), grade(response_b, reference)
+def oracle(response_a: str, response_b: str, reference: str, rule=grade, edit: str | None = None
+           ) -> tuple[str, str | None]:
+    """(vote, edited answer or None), as an annotator in the arena would give them.
+
+    `rule(answer, reference)` grades each answer (higher is better, 0 is wrong; default: the addition
+    task's `grade`); when both are wrong the edit is `edit`, else the reference itself."""
+    a, b = rule(response_a, reference), rule(response_b, reference)
     if a == b == 0:
-        return "both_bad", reference
+        return "both_bad", reference if edit is None else edit
     if a == b:
         return "tie", None
     return ("a" if a > b else "b"), None
+
+
+def record_votes(db, pairs: list[dict], settings: dict, rule=grade) -> dict:
+    """Each pair voted by the oracle under `rule` and recorded in the vote store `db`; {votes, by_vote}.
+
+    A pair: conversation, response_a/b, model_a/b, run_dir_a/b and reference, and optionally the
+    `edit` written when both answers are wrong (default: the reference)."""
+    from .votes import VoteStore
+
+    by_vote = {}
+    with VoteStore(db) as store:
+        for pair in pairs:
+            a, b = pair["response_a"], pair["response_b"]
+            vote, edited = oracle(a, b, pair["reference"], rule, pair.get("edit"))
+            store.record(conversation=pair["conversation"], response_a=a, response_b=b, model_a=pair["model_a"],
+                         model_b=pair["model_b"], run_dir_a=pair["run_dir_a"], run_dir_b=pair["run_dir_b"],
+                         vote=vote, edited=edited, annotator="oracle", settings=settings)
+            by_vote[vote] = by_vote.get(vote, 0) + 1
+    return {"votes": len(pairs), "by_vote": by_vote}
 
 
 def annotate(db, policies: dict[str, str], prompts: int, seed: int = 0, task=TASK) -> dict:
@@ -60,7 +83,6 @@ def annotate(db, policies: dict[str, str], prompts: int, seed: int = 0, task=TAS
     """
     from . import data, model, recipe as recipes
     from .generate import generate
-    from .votes import VoteStore
 
     recipe = recipes.load(task)
     train, _ = data.splits(recipe.data, recipe.seed)
@@ -79,19 +101,16 @@ def annotate(db, policies: dict[str, str], prompts: int, seed: int = 0, task=TAS
         answers[name] = generate(policy, tokenizer, questions, k=2 if len(policies) == 1 else 1, **settings)
     names = list(policies)
     rng = random.Random(seed)
-    by_vote = {}
-    with VoteStore(db) as store:
-        for i, (question, reference) in enumerate(zip(questions, references)):
-            if len(names) == 1:
-                (model_a, a), (model_b, b) = [(names[0], x) for x in answers[names[0]][i]]
-            else:
-                (model_a, a), (model_b, b) = rng.sample([(n, answers[n][i][0]) for n in names[:2]], 2)
-            vote, edited = oracle(a, b, reference)
-            store.record(conversation=question, response_a=a, response_b=b, model_a=model_a, model_b=model_b,
-                         run_dir_a=policies[model_a], run_dir_b=policies[model_b], vote=vote, edited=edited,
-                         annotator="oracle", settings=settings)
-            by_vote[vote] = by_vote.get(vote, 0) + 1
-    return {"votes": len(questions), "by_vote": by_vote}
+    pairs = []
+    for i, (question, reference) in enumerate(zip(questions, references)):
+        if len(names) == 1:
+            (model_a, a), (model_b, b) = [(names[0], x) for x in answers[names[0]][i]]
+        else:
+            (model_a, a), (model_b, b) = rng.sample([(n, answers[n][i][0]) for n in names[:2]], 2)
+        pairs.append({"conversation": question, "response_a": a, "response_b": b, "model_a": model_a,
+                      "model_b": model_b, "run_dir_a": policies[model_a], "run_dir_b": policies[model_b],
+                      "reference": reference})
+    return record_votes(db, pairs, settings)
 
 
 def rm_accuracy(rm_dir, pairs_file) -> float:
