@@ -27,6 +27,9 @@ DEFAULTS = dict(
 # KL β: 0 from a base model (no reference pass at all); a small anchor once it starts from an SFT
 # adapter, raised only if KL runs away. The recipe's `train.beta` wins.
 KL_FROM_BASE, KL_AFTER_SFT = 0.0, 0.001
+# Groups whose answers all score alike teach nothing (advantages 0): dropped before the log-prob passes and
+# the backward (flat_groups.py); the step's policy gradient is the one `keep` takes, at less compute.
+FLAT_GROUPS = "drop"
 
 
 def resolve(recipe):
@@ -37,12 +40,13 @@ def resolve(recipe):
     run.with_defaults(recipe, DEFAULTS)
     recipe.train.setdefault("beta", KL_AFTER_SFT if recipe.model.adapter else KL_FROM_BASE)
     recipe.train.setdefault("reward_weights", [float(spec.get("weight", 1.0)) for spec in recipe.rewards])
+    recipe.flat_groups = recipe.flat_groups or FLAT_GROUPS
     return recipe
 
 
 @cli
 def main(argv=None):
-    from . import data, model, rewards, run
+    from . import data, flat_groups, model, rewards, run
     from .completions import CompletionLog
 
     # ── recipe and run directory: everything that can be checked is, before anything is written
@@ -73,9 +77,12 @@ def main(argv=None):
     # ── model: 4-bit base + LoRA (usually continued from an SFT adapter)
     policy, tokenizer = model.load_for_training(recipe.model, config.gradient_checkpointing)
 
-    # ── trainer; completions with their per-reward scores go to completions.jsonl
+    # ── trainer (flat groups dropped unless `flat_groups: keep`); completions with their per-reward scores go to
+    # completions.jsonl
     trainer = GRPOTrainer(model=policy, args=config, train_dataset=train, reward_funcs=reward_fns,
                           processing_class=tokenizer, callbacks=run.callbacks(recipe))
+    if recipe.flat_groups == "drop":
+        flat_groups.drop_flat_groups(trainer)
     trainer.add_callback(CompletionLog(trainer, recipe.output_dir))
 
     # ── train and save: only now does anything in output_dir change

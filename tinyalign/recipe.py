@@ -87,6 +87,7 @@ class Recipe:
     generation: dict = field(default_factory=dict)  # keys and types of `Generation`, checked on load
     probe: bool = False  # GRPO: run the viability probe first and refuse to train on "no signal"
     force: bool = False  # GRPO: train even when the probe says "no signal"
+    flat_groups: Optional[Literal["drop", "keep"]] = None  # GRPO: groups whose answers all score alike; unset: drop
     doctor: bool = True  # print the doctor's warnings while training
     seed: int = 42
     output_dir: str = ""
@@ -150,6 +151,8 @@ def load(path, overrides=(), method: Optional[str] = None) -> Recipe:
             raise UserError(f"recipe is missing `{key}`")
     if recipe.rewards and recipe.method != "grpo":
         raise UserError(f"`rewards` apply to GRPO only; remove them from this {recipe.method} recipe")
+    if recipe.flat_groups and recipe.method != "grpo":
+        raise UserError(f"`flat_groups` applies to GRPO only; remove it from this {recipe.method} recipe")
     if recipe.data.dimension and Path(recipe.data.source).suffix not in VOTE_STORES:
         raise UserError(f"data.dimension picks a dimension of a vote store's verdicts; {recipe.data.source} is not a "
                         "vote store (.sqlite): remove data.dimension, or export the dimension with "

@@ -59,6 +59,10 @@ def main(argv=None):
             rewards.resolve(spec)
         notes.append(f"rewards: {', '.join(str(s.get('name')) for s in recipe.rewards)}")
 
+    if recipe.method == "grpo":  # resolved by grpo.resolve: drop unless the recipe says keep
+        notes.append(f"flat_groups {recipe.flat_groups}: groups whose answers all score alike are " + (
+            "dropped before the log-prob passes and the backward" if recipe.flat_groups == "drop" else "trained on"))
+
     # the TRL config accepts the train section; output_dir is free (or resumable)
     run.trl_config(recipe, recipes.trl_config_class(recipe.method))
     hardware = {k: v for k, v in model.hardware_args(recipe.model).items() if k not in recipe.train}
