@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from . import word_problems
+
 # ChatML, as Qwen uses, without Qwen's default system prompt.
 CHAT_TEMPLATE = (
     "{%- for message in messages %}"
@@ -30,6 +32,7 @@ CHAT_TEMPLATE = (
 PRETRAIN_STEPS = 1500
 
 BUILD_VERSION = 1  # bump whenever the build changes, so cached copies of the old one are not reused
+TASK_VERSION = 3  # the same for the tasks' files
 
 MODELS = {
     # hidden 128, 4 layers: big enough to learn 2-digit arithmetic in a minute of CPU training.
@@ -201,7 +204,8 @@ def addition_pref_rows(seed: int = 0) -> dict[str, list[dict]]:
     return split
 
 
-TASKS = {"tiny:addition": addition_rows, "tiny:subtraction": subtraction_rows, "tiny:addition-prefs": addition_pref_rows}
+TASKS = {"tiny:addition": addition_rows, "tiny:subtraction": subtraction_rows, "tiny:addition-prefs": addition_pref_rows,
+         "tiny:word-problems": word_problems.rows}  # for a real model: the real-model demo's task
 
 
 def _write_task(name: str, out: Path) -> None:
@@ -215,4 +219,5 @@ def task_path(name: str) -> Path:
     if name not in TASKS:
         from .errors import UserError
         raise UserError(f"unknown tiny task {name!r}; tiny tasks: {', '.join(TASKS)}")
-    return _build_atomically(home() / "data" / name.split(":", 1)[1], lambda d: _write_task(name, d))
+    target = home() / "data" / f"{name.split(':', 1)[1]}-v{TASK_VERSION}"
+    return _build_atomically(target, lambda d: _write_task(name, d))
