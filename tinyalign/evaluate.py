@@ -98,8 +98,9 @@ def same_weights(adapter_a, adapter_b) -> bool:
 
 
 def model_metrics(policy, tokenizer, rows: list[dict], rewards: list, weights: list[float], accuracy, settings: dict,
-          k: int, batch_size: int, seed: int, name: str) -> dict:
-    """The metrics of one model (whichever adapter is active) on `rows` ({prompt, answer})."""
+          k: int, batch_size: int, seed: int, name: str, pass_k_prompts: int | None = None) -> dict:
+    """The metrics of one model (whichever adapter is active) on `rows` ({prompt, answer}); pass@k on the
+    first `pass_k_prompts` of them (all by default): k samples each cost k times a greedy answer."""
     from transformers import set_seed
 
     from .generate import generate
@@ -114,6 +115,7 @@ def model_metrics(policy, tokenizer, rows: list[dict], rewards: list, weights: l
 
     if k > 1:
         set_seed(seed)  # every model draws from the same random stream: a fair comparison
+        prompts, answers = prompts[:pass_k_prompts], answers[:pass_k_prompts]
         samples = generate(policy, tokenizer, prompts, k=k, max_new_tokens=max_new, batch_size=batch_size,
                            temperature=settings["temperature"] or 1.0, top_p=settings["top_p"], desc=f"{name}: pass@{k}")
         flat = [c for group in samples for c in group]
@@ -147,7 +149,7 @@ def solved_share(reward, completions: list[str], columns: dict) -> float | None:
 
 
 def evaluate_run(target, checkpoints: str = "all", k: int = 1, prompts: int = 200, out=None,
-                 batch_size: int = 64) -> list[dict]:
+                 batch_size: int = 64, pass_k_prompts: int | None = None) -> list[dict]:
     """Score a run's base, checkpoints and final adapter; write eval.csv/.md/.png; return the rows.
 
     `target` is a run directory or a recipe file; `checkpoints` is "all" or a comma list (20,40,final).
@@ -193,7 +195,7 @@ def evaluate_run(target, checkpoints: str = "all", k: int = 1, prompts: int = 20
             policy.eval()
             active = slot
         results[entry.name] = model_metrics(policy, tokenizer, rows, rewards, weights, accuracy, settings, k,
-                                            batch_size, recipe.seed, entry.name)
+                                            batch_size, recipe.seed, entry.name, pass_k_prompts)
         print(f"{entry.name}: " + ", ".join(f"{key} {fmt(key, v)}" for key, v in results[entry.name].items()))
     table = [{"model": e.name, "step": e.step, **results[e.name]} for e in todo]
     took = time.time() - start
@@ -203,7 +205,8 @@ def evaluate_run(target, checkpoints: str = "all", k: int = 1, prompts: int = 20
     summary = best_line(table, metric)
     write_csv(table, out / "eval.csv")
     header = (f"{len(rows)} held-out prompts of {recipe.data.source}; greedy, at most {settings['max_new_tokens']} "
-              f"new tokens" + (f"; pass@{k} sampled at temperature {settings['temperature'] or 1.0}" if k > 1 else ""))
+              f"new tokens" + (f"; pass@{k} sampled at temperature {settings['temperature'] or 1.0}"
+                 f" on {min(pass_k_prompts or len(rows), len(rows))} of them" if k > 1 else ""))
     write_markdown(table, out / "eval.md", f"Evaluation of {run_dir}", header, summary)
     plot(table, metric, out / "eval.png", str(run_dir))
     print(f"\n{markdown_table(table)}\n\n{summary}")
@@ -325,10 +328,12 @@ def main(argv=None):
     parser.add_argument("--checkpoints", default="all", help="all (default), or a comma list such as 20,40,final")
     parser.add_argument("--k", type=positive_int, default=1, help="K for pass@K by sampling (default 1: greedy only)")
     parser.add_argument("--prompts", type=positive_int, default=200, help="held-out prompts to score (default 200)")
+    parser.add_argument("--pass-k-prompts", type=positive_int,
+                        help="sample pass@K on only the first N held-out prompts (default: all of them)")
     parser.add_argument("--out", help="folder for eval.csv/.md/.png (default: the run directory)")
     parser.add_argument("--batch-size", type=positive_int, default=64, help="completions generated per batch (default 64)")
     args = parser.parse_args(argv)
-    evaluate_run(args.target, args.checkpoints, args.k, args.prompts, args.out, args.batch_size)
+    evaluate_run(args.target, args.checkpoints, args.k, args.prompts, args.out, args.batch_size, args.pass_k_prompts)
 
 
 if __name__ == "__main__":

@@ -44,3 +44,14 @@ def held_out_accuracy(recipe_file: str, adapters: dict[str, str], limit: int) ->
         policy.set_adapter(name)
         results[name] = accuracy(name)
     return results
+
+
+def interval95(share: float, n: int) -> tuple[float, float]:
+    """The 95 % Wilson score interval of a share measured on n items: on 200 items a 50 % share is
+    known only to about ±7 points, so two stages closer than that have not been told apart."""
+    if n <= 0:
+        return 0.0, 1.0
+    z = 1.959964
+    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * (share * (1 - share) / n + z * z / (4 * n * n)) ** 0.5
+    return max(0.0, centre - half), min(1.0, centre + half)
