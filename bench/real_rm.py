@@ -12,8 +12,8 @@ model ~25-40 min at 1 thread (~50 steps of 32 sequences of ~100 tokens, then ~50
 
 Stages, each cached in --work (a rerun skips the finished ones; other settings need another --work):
 1. answers.jsonl: each policy (`--policy`, or the base alone) answers `--prompts` training problems of
-   tiny:word-problems twice (system "Solve it in one line and end with the final number.", temperature
-   1.0, at most 48 new tokens, tinyalign.generate). Whether an answer hit the cap is read from its
+   tiny:word-problems twice (system "Solve the word problem. Show the calculation, then the answer.", temperature
+   1.0, at most 32 new tokens, tinyalign.generate). Whether an answer hit the cap is read from its
    tokens (no end of turn among them): re-tokenising the decoded text miscounts sampled tokens.
 2. votes.sqlite: an annotator rule votes each policy's two answers to a prompt through the vote store
    (tinyalign.loop.record_votes, as the loop's oracle does): 2 = the right final number
@@ -50,8 +50,8 @@ EDIT = "The answer is {answer}."
 REAL = {
     "model": "pkg:smollm2-135m-instruct",
     "data": {"source": "tiny:word-problems", "prompt": "{question}", "answer": "{answer}",
-             "system": "Solve it in one line and end with the final number."},
-    "max_new_tokens": 48, "prompts": 700, "rm_recipe": "smollm2_rm.yaml", "rm_overrides": [], "min_held_out": 200,
+             "system": "Solve the word problem. Show the calculation, then the answer."},
+    "max_new_tokens": 32, "prompts": 700, "rm_recipe": "smollm2_rm.yaml", "rm_overrides": [], "min_held_out": 200,
     "work": "runs/real_rm", "seeds": [0, 1, 2], "threads": [1, 2],
 }
 SMOKE = {
