@@ -117,3 +117,12 @@ def test_mistakes_end_in_one_line_naming_the_fix(tiny_sft_run, tmp_path, capsys,
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not list(tmp_path.glob("**/eval.*"))  # nothing half-written
+
+
+def test_the_95_percent_interval_is_wilsons_and_narrows_with_more_items():
+    from tinyalign.solve_rate import interval95
+
+    low, high = interval95(0.5, 200)
+    assert abs(low - 0.4314) < 1e-3 and abs(high - 0.5686) < 1e-3  # the textbook Wilson interval
+    assert interval95(0.0, 300)[0] < 1e-12 and 0 < interval95(0.0, 300)[1] < 0.013  # never below 0, never a point
+    assert interval95(0.5, 800)[1] - interval95(0.5, 800)[0] < high - low

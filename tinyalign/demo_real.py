@@ -10,9 +10,9 @@ several phrasings; held-out numbers (10-19, 30-39) never appear in training (2-9
 
 Why SFT on the task's worked solutions and not on the model's own best answers (rejection sampling,
 `python -m tinyalign.sample`): this base gets 3-4 % of its sampled answers right and rambles past the
-token cap; sampling 4 answers to each of 192 problems took 13.5 minutes on 2 cores and kept 24 right
-answers. A teacher's worked solution ("32 - 15 = 17. The answer is 17.") teaches the form in seconds;
-RL then sharpens what the form lets the model compute.
+token cap; sampling 4 answers to each of 192 problems took 13.5 minutes on 2 shared cores (48-token
+budget) and kept 24 right answers. A teacher's worked solution ("32 - 15 = 17. The answer is 17.")
+teaches the form in seconds; RL then sharpens what the form lets the model compute.
 """
 
 import time
@@ -41,7 +41,7 @@ def main(argv=None):
     out = Path(args.out)
     timings = {}
 
-    from . import console, doctor, grpo, probe, recipe as recipes, run, sft
+    from . import console, doctor, grpo, probe, recipe as recipes, run, sft, word_problems
     from .evaluate import evaluate_run, trained_rows
     from .solve_rate import interval95
 
@@ -82,9 +82,11 @@ def main(argv=None):
 
     rows = {row["model"]: row for row in table}
     trained = trained_rows(table)  # checkpoints by step, and the final adapter when it is not one of them
-    n = args.eval_prompts
-    print(f"\nheld-out accuracy on {n} word problems (greedy; 95 % interval), pass@{PASS_K} on {PASS_K_PROMPTS} of them")
-    print(f"{'stage':<15} {'accuracy':>9} {'95 % interval':>14} {f'pass@{PASS_K}':>7} {'truncated':>10} {'train time':>11}")
+    n = min(args.eval_prompts, word_problems.SIZES["test"])
+    print(f"\nheld-out accuracy on {n} word problems (greedy; 95 % interval), "
+          f"pass@{PASS_K} on {PASS_K_PROMPTS} of them")
+    print(f"{'stage':<15} {'accuracy':>9} {'95 % interval':>14} {f'pass@{PASS_K}':>7} {'truncated':>10} "
+          f"{'train time':>11}")
     stages = [("base", rows["base"], "-"), ("SFT", rows["start"], f"{timings['sft']:.0f} s")]
     stages += [(f"GRPO step {r['step']}", r, f"{timings['grpo']:.0f} s" if r is trained[-1] else "") for r in trained]
     for label, row, took in stages:
@@ -93,8 +95,9 @@ def main(argv=None):
               f"{row['truncated']:>10.1%} {took:>11}")
     base, start_, final = rows["base"]["accuracy"], rows["start"]["accuracy"], trained[-1]["accuracy"]
     beyond = interval95(final, n)[0] > interval95(start_, n)[1]
-    print(f"\nbase -> final: {100 * (final - base):+.1f} points; GRPO over its SFT start: {100 * (final - start_):+.1f} "
-          f"points ({'beyond' if beyond else 'within'} the 95 % intervals)")
+    print(f"\nbase -> final: {100 * (final - base):+.1f} points; "
+          f"GRPO over its SFT start: {100 * (final - start_):+.1f} "
+          f"points ({'beyond the 95 % intervals' if beyond else 'the 95 % intervals overlap'})")
     print(f"train time in all {sum(timings.values()) / 60:.1f} min (probe {timings['probe']:.0f} s); "
           f"per checkpoint: {out / 'grpo' / 'eval.md'}; runs in {out}/")
 
