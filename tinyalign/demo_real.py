@@ -25,12 +25,6 @@ PROBE_PROMPTS, PROBE_K = 32, 4  # quick looks (4 samples of the slow base, 8 aft
 PASS_K, PASS_K_PROMPTS = 4, 64  # k samples cost k greedy answers: pass@k on the first 64 held-out
 
 
-def recipe_path(name: str) -> str:
-    from . import recipe as recipes
-
-    return str(recipes.builtin(name))  # shipped in the package: the demo runs from any folder
-
-
 @cli
 def main(argv=None):
     parser = ArgumentParser(prog="python -m tinyalign.demo_real", description=__doc__.splitlines()[0])
@@ -46,7 +40,7 @@ def main(argv=None):
     from .solve_rate import interval95
 
     console.quiet()
-    grpo_recipe = recipe_path(GRPO_RECIPE)
+    grpo_recipe = str(recipes.builtin(GRPO_RECIPE))  # shipped in the package: the demo runs from any folder
 
     print("== stage 1: probe the base: can it already solve the task?")
     start = time.time()
@@ -56,7 +50,7 @@ def main(argv=None):
 
     print("\n== stage 2: SFT on worked solutions: the answer's form (LoRA)")
     start = time.time()
-    sft.main([recipe_path(SFT_RECIPE), f"output_dir={out / 'sft'}", "overwrite=true"])
+    sft.main([str(recipes.builtin(SFT_RECIPE)), f"output_dir={out / 'sft'}", "overwrite=true"])
     timings["sft"] = time.time() - start
 
     print("\n== stage 3: probe from the SFT adapter: is RL viable now?")
