@@ -21,7 +21,8 @@ from pathlib import Path
 from .errors import ArgumentParser, UserError, cli, positive_int
 
 SFT_RECIPE, GRPO_RECIPE = "smollm2_word_sft.yaml", "smollm2_word_grpo.yaml"
-PROBE_PROMPTS, PROBE_K = 32, 4  # quick looks (4 samples of the slow base, 8 after SFT): a verdict, not a measurement
+# quick looks, a verdict and not a measurement: the base's rambling answers are the slowest to sample
+PROBE_PROMPTS, PROBE_K_BASE, PROBE_K_SFT = 32, 4, 8
 PASS_K, PASS_K_PROMPTS = 4, 64  # k samples cost k greedy answers: pass@k on the first 64 held-out
 
 
@@ -45,7 +46,7 @@ def main(argv=None):
     print("== stage 1: probe the base: can it already solve the task?")
     start = time.time()
     base = recipes.load(grpo_recipe, ["model.adapter=null"])  # the GRPO recipe's task and reward, on the bare base
-    probe.run(run.resolve(base), prompts=PROBE_PROMPTS, k=PROBE_K, out_dir=out / "probe-base")
+    probe.run(run.resolve(base), prompts=PROBE_PROMPTS, k=PROBE_K_BASE, out_dir=out / "probe-base")
     timings["probe"] = time.time() - start
 
     print("\n== stage 2: SFT on worked solutions: the answer's form (LoRA)")
@@ -56,7 +57,7 @@ def main(argv=None):
     print("\n== stage 3: probe from the SFT adapter: is RL viable now?")
     start = time.time()
     overrides = [f"model.adapter={out / 'sft'}", f"output_dir={out / 'grpo'}", "overwrite=true"]
-    report = probe.run(run.resolve(recipes.load(grpo_recipe, overrides)), prompts=PROBE_PROMPTS, k=8,
+    report = probe.run(run.resolve(recipes.load(grpo_recipe, overrides)), prompts=PROBE_PROMPTS, k=PROBE_K_SFT,
                        out_dir=out / "probe-sft")
     timings["probe"] += time.time() - start
     if report["verdict"] == "no signal":
@@ -92,7 +93,7 @@ def main(argv=None):
     print(f"\nbase -> final: {100 * (final - base):+.1f} points; "
           f"GRPO over its SFT start: {100 * (final - start_):+.1f} "
           f"points ({'beyond the 95 % intervals' if beyond else 'the 95 % intervals overlap'})")
-    print(f"train time in all {sum(timings.values()) / 60:.1f} min (probe {timings['probe']:.0f} s); "
+    print(f"probes and training {sum(timings.values()) / 60:.1f} min (probes {timings['probe']:.0f} s); "
           f"per checkpoint: {out / 'grpo' / 'eval.md'}; runs in {out}/")
 
 
