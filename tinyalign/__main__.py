@@ -25,7 +25,7 @@ COMMANDS = {
     "judge": ("tinyalign.judge", "a pairwise reasoning judge trained from votes"),
     "loop": ("tinyalign.loop", "policy and reward model trained together, offline, with simulated annotators"),
     "demo": ("tinyalign.demo", "the offline end-to-end demo on CPU"),
-    "demo-real": ("tinyalign.demo_real", "the same practice on a real model (SmolLM2-135M), offline, on CPU"),
+    "demo_real": ("tinyalign.demo_real", "the same practice on a real model (SmolLM2-135M), offline, on CPU"),
 }
 
 
