@@ -40,4 +40,4 @@ def test_tasks_keep_held_out_questions_apart():
     for name in tiny.TASKS:
         folder = tiny.task_path(name)
         train, test = ([json.loads(line)["question"] for line in open(folder / f"{s}.jsonl")] for s in ("train", "test"))
-        assert len(test) == 500 and not set(train) & set(test)
+        assert len(test) >= 300 and not set(train) & set(test)  # 500 sums, 300 word problems
