@@ -13,6 +13,11 @@ variant runs in its own subprocess with the same thread count; TRL's own methods
 
 `--busy` runs a CPU-bound neighbour process throughout, as on a laptop doing something else;
 `--threads 2` vs `--threads auto` under `--busy` shows what choosing threads by load is worth.
+
+`--demo` measures the real-model demo's step instead (recipes/smollm2_word_grpo.yaml's shape): full
+precision, 8 word problems x 8 answers of at most 32 tokens, math_accuracy, its system prompt, from the
+base, with `flat_groups: keep` so that both variants do the same work (`drop` is measured against `keep`
+by bench/dynamic_sampling.py).
 """
 
 import argparse
@@ -33,6 +38,22 @@ TRAIN = dict(max_steps=1, num_generations=8, per_device_train_batch_size=8, grad
              max_completion_length=32, warmup_steps=0, logging_steps=1, save_strategy="no")
 REWARDS = [{"name": "think_format", "weight": 0.5}, {"name": "math_accuracy", "weight": 1.0}]
 PARTS = ("generation", "log-probs", "rewards", "backward")
+DEMO_SYSTEM = "Solve the word problem. Show the calculation, then the answer."
+
+
+def demo_mode() -> None:
+    """Switch the module's settings to the real-model demo's GRPO step (see the docstring)."""
+    global SYSTEM, PROBLEMS, TRAIN, REWARDS, QUANTIZATION
+    from tinyalign import word_problems
+
+    SYSTEM = DEMO_SYSTEM
+    PROBLEMS = [(r["question"], r["answer"]) for r in word_problems.rows()["train"][:8]]
+    TRAIN = {**TRAIN, "per_device_train_batch_size": 64}
+    REWARDS = [{"name": "math_accuracy", "weight": 1.0}]
+    QUANTIZATION = "none"
+
+
+QUANTIZATION = "4bit"
 
 
 def instrument() -> dict:
@@ -72,7 +93,8 @@ def ours(out: Path, totals: dict) -> dict:
 
     from tinyalign import grpo
 
-    recipe = {"method": "grpo", "model": {"name": MODEL, "quantization": "4bit", "lora": {"r": 16, "alpha": 32, "dropout": 0.05}},
+    recipe = {"method": "grpo", "model": {"name": MODEL, "quantization": QUANTIZATION,
+                                          "lora": {"r": 16, "alpha": 32, "dropout": 0.05}}, "flat_groups": "keep",
               "data": {"source": str(write_data(out.parent)), "prompt": "{question}", "answer": "{answer}",
                        "system": SYSTEM},
               "rewards": REWARDS, "train": TRAIN, "probe": False, "doctor": False, "output_dir": str(out)}
@@ -94,10 +116,13 @@ def plain_trl(out: Path, totals: dict) -> dict:
 
     path = gguf.model_path(MODEL)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, quantization_config=BitsAndBytesConfig(
-        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch.float32))
-    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    if QUANTIZATION == "4bit":
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, quantization_config=BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.float32))
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear",
                                              task_type="CAUSAL_LM"))
     data = load_dataset("json", data_files=str(write_data(out.parent)), split="train")
@@ -118,14 +143,14 @@ def summary(log_history: list[dict]) -> dict:
             "tokens": next(e["completions/mean_length"] for e in log_history if "completions/mean_length" in e)}
 
 
-def child(which: str, threads: str) -> dict:
+def child(which: str, threads: str, demo: bool = False) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         env.pop("OMP_NUM_THREADS", None)
         if threads != "auto":
             env["OMP_NUM_THREADS"] = threads
-        proc = subprocess.run([sys.executable, __file__, "--child", which, "--out", f"{tmp}/run"],
-                              capture_output=True, text=True, env=env, cwd=ROOT)
+        command = [sys.executable, __file__, "--child", which, "--out", f"{tmp}/run", *(["--demo"] if demo else [])]
+        proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
         if proc.returncode:
             sys.exit(f"{which} failed:\n{proc.stderr[-3000:]}")
         return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -148,9 +173,12 @@ def main():
     parser.add_argument("--threads", default="auto", help="auto (tinyalign's choice by load average) or a number")
     parser.add_argument("--busy", action="store_true", help="run a CPU-bound neighbour process throughout")
     parser.add_argument("--variants", default="ours,plain", help="comma list of ours, plain")
+    parser.add_argument("--demo", action="store_true", help="the real-model demo's GRPO step (see above)")
     parser.add_argument("--child", choices=["ours", "plain"])
     parser.add_argument("--out")
     args = parser.parse_args()
+    if args.demo:
+        demo_mode()
     if args.child:
         return run_child(args.child, args.out)
 
@@ -163,14 +191,16 @@ def main():
         results = {v: [] for v in variants}
         for round_ in range(args.rounds):
             for which in variants if round_ % 2 == 0 else variants[::-1]:
-                results[which].append(child(which, args.threads))
+                results[which].append(child(which, args.threads, args.demo))
                 print(f"round {round_ + 1} {which}: {json.dumps(results[which][-1])}", flush=True)
     finally:
         if neighbour:
             neighbour.kill()
     table = {v: {k: median(r[k] for r in rs) for k in ("step", *PARTS, "tokens", "threads")}
              for v, rs in results.items()}
-    print(f"\nGRPO step, {MODEL} 4-bit, 8 x 32 tokens, threads {args.threads}{', busy neighbour' if args.busy else ''}"
+    shape = f"{len(PROBLEMS)} x 8" if args.demo else "8"
+    print(f"\nGRPO step, {MODEL} {QUANTIZATION}, {shape} x 32 tokens, threads {args.threads}"
+          f"{', busy neighbour' if args.busy else ''}"
           f" (median of {args.rounds}; seconds)")
     print(f"{'':<12}{'step':>8}" + "".join(f"{p:>12}" for p in PARTS) + f"{'mean tokens':>13}{'threads':>9}")
     for name, label in (("plain", "plain TRL"), ("ours", "tinyalign")):
