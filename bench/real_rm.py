@@ -65,12 +65,17 @@ SMOKE = {
 # ---------------------------------------------------------------- the annotator's rule
 
 
-def grade(answer: str, reference: str, cut: frozenset = frozenset()) -> int:
-    """2: the right final number, and the answer ended within the budget; 1: right but cut off at the cap
-    (`cut`: the texts of the answers that hit it); 0: wrong."""
-    from tinyalign.rewards.accuracy import math_equal, math_form, model_answer
+@functools.cache
+def math_accuracy():
+    from tinyalign import rewards
 
-    if not math_equal(math_form(model_answer(answer)), math_form(reference)):
+    return rewards.resolve({"name": "math_accuracy"})
+
+
+def grade(answer: str, reference: str, cut: frozenset = frozenset()) -> int:
+    """2: the right final number (the math_accuracy reward's judgement), and the answer ended within the
+    budget; 1: right but cut off at the cap (`cut`: the texts of the answers that hit it); 0: wrong."""
+    if math_accuracy()([answer], answer=[reference])[0] != 1.0:
         return 0
     return 1 if answer in cut else 2
 
@@ -104,7 +109,7 @@ def answers_stage(cfg: dict, work: Path, policies: dict, prompts: int, seed: int
     train, _ = data.splits(task.data, task.seed)
     rows = train.shuffle(seed=seed).select(range(min(prompts, len(train))))
     questions = [data.prompt_messages(task.data, row) for row in rows]
-    references = [task.data.answer.format_map(row) for row in rows]
+    references = [data.fill(task.data.answer, row, "answer") for row in rows]
     policy, tokenizer = model.load_with_adapters(task.model, policies)
     stops, cut = set(stop_token_ids(policy, tokenizer)), []
     decode = tokenizer.batch_decode
