@@ -16,7 +16,6 @@ teaches the form in seconds; RL then sharpens what the form lets the model compu
 """
 
 import time
-from pathlib import Path
 
 from .errors import ArgumentParser, UserError, cli, positive_int
 
@@ -33,13 +32,13 @@ def main(argv=None):
     parser.add_argument("--eval-prompts", type=positive_int, default=300,
                         help="held-out problems to score (default 300, all of them)")
     args = parser.parse_args(argv)
-    out = Path(args.out)
     timings = {}
 
-    from . import console, doctor, grpo, probe, recipe as recipes, run, sft, word_problems
+    from . import console, doctor, files, grpo, probe, recipe as recipes, run, sft, word_problems
     from .evaluate import evaluate_run, trained_rows
     from .solve_rate import interval95
 
+    out = files.check_folder_out(args.out)  # checked before the first stage writes anything into it
     console.quiet()
     grpo_recipe = str(recipes.builtin(GRPO_RECIPE))  # shipped in the package: the demo runs from any folder
 
