@@ -105,6 +105,8 @@ def test_a_list_of_checkpoints_scores_only_those_plus_the_base(tiny_sft_run, tmp
     (["{empty}"], "is not a run directory (no recipe.yaml)"),
     (["{run}", "--checkpoints", "31"], "no '31' in"),
     (["{recipe}"], "does not exist yet; train first"),
+    (["{run}", "--accuracy", "math_acuracy"], "--accuracy: unknown reward 'math_acuracy'"),
+    (["{run}", "--accuracy", "think_format"], "--accuracy think_format is a format reward"),
 ])
 def test_mistakes_end_in_one_line_naming_the_fix(tiny_sft_run, tmp_path, capsys, args, message):
     recipe = tmp_path / "r.yaml"

@@ -1,9 +1,11 @@
 """python -m tinyalign.evaluate RECIPE_OR_RUN [--checkpoints all|LIST] [--k K] [--prompts N] [--out DIR]
+                                            [--accuracy REWARD]
 
 Scores the base model, every checkpoint-* and the final adapter of a run on the held-out split by
 the task metric, not the loss (which keeps falling long after the answers stop improving):
 
-    accuracy     share of greedy answers at the top score of the recipe's accuracy reward
+    accuracy     share of greedy answers at the top score of the recipe's accuracy reward (or --accuracy's;
+                 an SFT or DPO recipe has none: exact match with data.answer)
     pass@K       share of prompts with at least one of K sampled answers right (--k > 1)
     reward       GRPO recipes: the weighted total and each reward's mean, on the greedy answers
     format       share of greedy answers at the top score of every format reward (if there are any)
@@ -149,8 +151,9 @@ def solved_share(reward, completions: list[str], columns: dict) -> float | None:
 
 
 def evaluate_run(target, checkpoints: str = "all", k: int = 1, prompts: int = 200, out=None,
-                 batch_size: int = 64, pass_k_prompts: int | None = None) -> list[dict]:
+                 batch_size: int = 64, pass_k_prompts: int | None = None, accuracy: str | None = None) -> list[dict]:
     """Score a run's base, checkpoints and final adapter; write eval.csv/.md/.png; return the rows.
+    `accuracy` names the reward that says "solved" (default: the recipe's accuracy reward, else exact_match).
 
     `target` is a run directory or a recipe file; `checkpoints` is "all" or a comma list (20,40,final).
     """
@@ -173,7 +176,12 @@ def evaluate_run(target, checkpoints: str = "all", k: int = 1, prompts: int = 20
     rows = data.eval_rows(recipe.data, limit=prompts, seed=recipe.seed)
     if not (recipe.data.test_split or recipe.data.test_size):
         print(f"note: {recipe.data.source} has no held-out split in the recipe; scoring training prompts")
-    accuracy = solve_rate.accuracy_reward(recipe)
+    named = accuracy
+    accuracy = solve_rate.accuracy_reward(recipe, named)
+    if not named and not recipe.rewards and recipe.data.answer:
+        # an SFT or DPO recipe names no reward: its answers are compared whole with the reference
+        print(f"note: solved = exact match with data.answer; --accuracy math_accuracy reads the final number "
+              "of a worked answer")
     rewards = [reward_registry.resolve(spec) for spec in recipe.rewards]
     weights = [float(spec.get("weight", 1.0)) for spec in recipe.rewards]
     settings = generation_settings(recipe)
@@ -332,8 +340,11 @@ def main(argv=None):
                         help="sample pass@K on only the first N held-out prompts (default: all of them)")
     parser.add_argument("--out", help="folder for eval.csv/.md/.png (default: the run directory)")
     parser.add_argument("--batch-size", type=positive_int, default=64, help="completions generated per batch (default 64)")
+    parser.add_argument("--accuracy", metavar="REWARD", help="the reward that says an answer is right (default: the "
+                        "recipe's accuracy reward, else exact_match), e.g. math_accuracy for worked answers")
     args = parser.parse_args(argv)
-    evaluate_run(args.target, args.checkpoints, args.k, args.prompts, args.out, args.batch_size, args.pass_k_prompts)
+    evaluate_run(args.target, args.checkpoints, args.k, args.prompts, args.out, args.batch_size, args.pass_k_prompts,
+                 args.accuracy)
 
 
 if __name__ == "__main__":

@@ -3,13 +3,24 @@ not the loss (which keeps falling long after the answers stop improving)."""
 
 from statistics import mean
 
+from .errors import UserError
 from .generate import generate, generation_settings
 
 
-def accuracy_reward(recipe):
-    """The reward that says "solved": the recipe's first accuracy-kind reward, else exact_match."""
+def accuracy_reward(recipe, name: str | None = None):
+    """The reward that says "solved": `name` when given (an accuracy-kind reward), else the recipe's first
+    accuracy-kind reward, else exact_match."""
     from . import rewards
 
+    if name:
+        try:
+            reward = rewards.resolve({"name": name})
+        except UserError as e:
+            raise UserError(f"--accuracy: {e}") from None
+        if reward.kind != "accuracy":
+            raise UserError(f"--accuracy {name} is a {reward.kind} reward; name one that says whether an answer "
+                            "is right, e.g. math_accuracy or exact_match")
+        return reward
     return next(iter(rewards.accuracy_rewards(recipe.rewards)), None) or rewards.resolve({"name": "exact_match"})
 
 
@@ -24,8 +35,9 @@ def solved(reward, completions: list[str], **columns) -> list[bool] | None:
     return None if all(s is None for s in scores) else at_max(reward, scores)
 
 
-def held_out_accuracy(recipe_file: str, adapters: dict[str, str], limit: int) -> dict[str, float]:
-    """Greedy accuracy on the recipe's held-out questions for the base and each adapter (base loaded once)."""
+def held_out_accuracy(recipe_file: str, adapters: dict[str, str], limit: int, base: bool = True) -> dict[str, float]:
+    """Greedy accuracy on the recipe's held-out questions for the base (unless `base` is False) and each
+    adapter (the base weights loaded once)."""
     from . import data, model, recipe as recipes
 
     recipe = recipes.load(recipe_file)
@@ -38,8 +50,10 @@ def held_out_accuracy(recipe_file: str, adapters: dict[str, str], limit: int) ->
         completions = generate(policy, tokenizer, [r["prompt"] for r in rows], max_new_tokens=max_new, desc=name)
         return mean(solved(reward, [c[0] for c in completions], answer=[r["answer"] for r in rows]) or [0.0])
 
-    with policy.disable_adapter():
-        results = {"base": accuracy("base")}
+    results = {}
+    if base:
+        with policy.disable_adapter():
+            results["base"] = accuracy("base")
     for name in adapters:
         policy.set_adapter(name)
         results[name] = accuracy(name)
