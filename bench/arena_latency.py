@@ -1,11 +1,14 @@
 """Arena answer latency with several annotators at once: 1, 3 and 8 tabs pressing Send together.
 
     python bench/arena_latency.py [--tokens 48] [--rounds 5] [--tabs 1 3 8] [--quantization 4bit]
+    python bench/arena_latency.py --model pkg:smollm2-135m-instruct --quantization none --tabs 1 3 \
+        [--adapter left=runs/demo-real/sft --adapter right=runs/real_dpo/dpo_T2_S0]
 
-Each tab asks both panes (two checkpoints, one adapter each, on the 4-bit tiny base) and waits for
-both answers; the latency is from Send to the last token. The engine serves the requests waiting at
-the start of a generate call in that one call; "one at a time" runs the same requests through the
-same engine behind a lock, as the arena did before. Goal: 3 tabs within 1.3x of one tab.
+Each tab asks both panes (two checkpoints, one adapter each; by default two untrained adapters on the
+4-bit tiny base) and waits for both answers. Per tab: the time from Send to the first token on screen,
+and to the last token of both answers. The engine serves the requests waiting at the start of a
+generate call in that one call; "one at a time" runs the same requests through the same engine behind
+a lock, as the arena did before. Goal: 3 tabs within 1.3x of one tab.
 Figures depend on the machine (and on how busy it is): run it where the arena will run.
 """
 
@@ -42,20 +45,27 @@ def adapters(folder: Path, spec) -> dict[str, str]:
     return out
 
 
-def tabs_at_once(engine, tabs: int, tokens: int, serial_lock=None) -> list[float]:
-    """Every tab sends at the same moment; returns each tab's seconds until both its answers are in."""
+def tabs_at_once(engine, tabs: int, tokens: int, serial_lock=None) -> list[tuple[float, float]]:
+    """Every tab sends at the same moment; returns each tab's (seconds to the first token on screen,
+    seconds until both its answers are in)."""
     start = threading.Barrier(tabs)
-    latencies = [0.0] * tabs
+    latencies = [(0.0, 0.0)] * tabs
+
+    def answer(began):
+        first = None
+        for texts in engine.stream([PROMPT, PROMPT], ["left", "right"], max_new_tokens=tokens):
+            if first is None and any(texts):
+                first = time.perf_counter() - began
+        return first, time.perf_counter() - began
 
     def tab(i):
         start.wait()
         began = time.perf_counter()
         if serial_lock is None:
-            engine.generate([PROMPT, PROMPT], ["left", "right"], max_new_tokens=tokens)
+            latencies[i] = answer(began)
         else:
             with serial_lock:
-                engine.generate([PROMPT, PROMPT], ["left", "right"], max_new_tokens=tokens)
-        latencies[i] = time.perf_counter() - began
+                latencies[i] = answer(began)
 
     threads = [threading.Thread(target=tab, args=(i,)) for i in range(tabs)]
     for thread in threads:
@@ -71,7 +81,13 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tabs", type=int, nargs="+", default=[1, 3, 8])
     parser.add_argument("--quantization", default="4bit", choices=["4bit", "8bit", "none"])
+    parser.add_argument("--model", default="tiny:qwen2-1m", help="the base (default tiny:qwen2-1m)")
+    parser.add_argument("--adapter", action="append", default=[],
+                        help="left=RUN_DIR and right=RUN_DIR: the panes' checkpoints (default: two untrained adapters)")
     args = parser.parse_args()
+    given = dict(a.split("=", 1) for a in args.adapter if "=" in a)
+    if args.adapter and sorted(given) != ["left", "right"]:
+        sys.exit("--adapter takes left=RUN_DIR and right=RUN_DIR, both")
 
     import torch
 
@@ -79,21 +95,23 @@ def main():
     from tinyalign.recipe import Model
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    spec = Model(name="tiny:qwen2-1m", quantization=args.quantization)
+    spec = Model(name=args.model, quantization=args.quantization)
     with tempfile.TemporaryDirectory() as folder:
-        engine = Engine.load(spec, adapters(Path(folder), spec))
+        engine = Engine.load(spec, given or adapters(Path(folder), spec))
     engine.generate([PROMPT, PROMPT], ["left", "right"], max_new_tokens=4)  # warm-up
     one = None
-    print(f"{'tabs':>4}  {'batched (s, median)':>20}  {'x one tab':>9}  {'one at a time (s)':>18}  {'x one tab':>9}")
+    print("| tabs | first token (s) | both answers (s) | x one tab | one at a time: first token (s) | both answers (s) "
+          "| x one tab |\n|---:|---:|---:|---:|---:|---:|---:|")
     for tabs in args.tabs:
-        batched = median(x for _ in range(args.rounds) for x in tabs_at_once(engine, tabs, args.tokens))
-        serial = median(x for _ in range(args.rounds)
-                        for x in tabs_at_once(engine, tabs, args.tokens, threading.Lock()))
-        one = one or batched
-        print(f"{tabs:>4}  {batched:>20.3f}  {batched / one:>9.2f}  {serial:>18.3f}  {serial / one:>9.2f}",
-              flush=True)
-    print(f"(tiny:qwen2-1m {args.quantization}, 2 panes per tab, {args.tokens} new tokens, torch threads "
-          f"{torch.get_num_threads()}, {args.rounds} rounds)")
+        batched = [x for _ in range(args.rounds) for x in tabs_at_once(engine, tabs, args.tokens)]
+        serial = [x for _ in range(args.rounds) for x in tabs_at_once(engine, tabs, args.tokens, threading.Lock())]
+        (first, done), (serial_first, serial_done) = (map(median, zip(*rows)) for rows in (batched, serial))
+        one = one or done
+        print(f"| {tabs} | {first:.2f} | {done:.2f} | {done / one:.2f} | {serial_first:.2f} | {serial_done:.2f} "
+              f"| {serial_done / one:.2f} |", flush=True)
+    panes = " vs ".join(f"{k}={v}" for k, v in given.items()) or "two untrained adapters"
+    print(f"({args.model} {args.quantization}, {panes}; medians over tabs x {args.rounds} rounds; "
+          f"{args.tokens} new tokens, torch threads {torch.get_num_threads()})")
 
 
 if __name__ == "__main__":
