@@ -14,10 +14,10 @@ import random
 import string
 from pathlib import Path
 
-from . import recipe as recipes
 from . import tiny
 from .errors import UserError
 from .recipe import VOTE_STORES, Data
+from .recipe_types import build, unknown_key
 
 LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 
@@ -274,14 +274,14 @@ def mix_spec(spec: Data, entry, i: int) -> tuple[Data, float]:
         raise UserError(f"`{where}` should be a mapping like {{source: tiny:subtraction, fraction: 0.1}}, got {entry!r}")
     for key in entry:
         if key not in MIX_KEYS:
-            raise recipes.unknown_key(str(key), MIX_KEYS, where + ".")
+            raise unknown_key(str(key), MIX_KEYS, where + ".")
     fraction = entry.get("fraction")
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
         raise UserError(f"`{where}.fraction` should be a number between 0 and 1 (its share of the final "
                         f"training set), got {fraction!r}")
     inherited = {k: getattr(spec, k) for k in ("prompt", "completion", "answer", "system", "messages")}
     own = {k: v for k, v in entry.items() if k != "fraction"}
-    return recipes.build(Data, {**inherited, **own}, where + "."), float(fraction)
+    return build(Data, {**inherited, **own}, where + "."), float(fraction)
 
 
 def mix_in(train, spec: Data, method: str, seed: int):

@@ -43,7 +43,8 @@ def run_model_spec(folder: Path):
     for an adapter trained elsewhere, the base named in its adapter_config.json."""
     import yaml
 
-    from .recipe import Model, build
+    from .recipe import Model
+    from .recipe_types import build
 
     for recipe in (folder / "recipe.yaml", folder.parent / "recipe.yaml"):
         if recipe.is_file():

@@ -1,0 +1,78 @@
+"""A mapping read from YAML, checked against a dataclass: every key known (else a did-you-mean and the
+valid keys of that section) and every value of its annotated type, nested sections built as they go.
+The recipe's sections are such dataclasses (tinyalign.recipe); so are a data mix's entries."""
+
+import dataclasses
+import difflib
+import types
+import typing
+from typing import Literal, Union
+
+from .errors import UserError
+
+
+def unknown_key(key: str, valid, where: str) -> UserError:
+    valid = sorted(valid)
+    guess = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    hint = f"did you mean `{guess[0]}`? " if guess else ""
+    return UserError(f"unknown key `{where}{key}`: {hint}valid keys{' of ' + where.rstrip('.') if where else ''}: {', '.join(valid)}")
+
+
+def build(cls, raw, where: str):
+    """Dataclass `cls` from mapping `raw`, checking keys and types; `where` prefixes key names in errors."""
+    if not isinstance(raw, dict):
+        raise UserError(f"`{where.rstrip('.') or 'recipe'}` must be a mapping, got {type(raw).__name__}: {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in raw.items():
+        if key not in names:
+            raise unknown_key(str(key), names, where)
+        kwargs[key] = coerce(value, hints[key], f"{where}{key}")
+    return cls(**kwargs)
+
+
+def coerce(value, tp, key: str):
+    """Check `value` against annotation `tp`; build nested dataclasses. Ints are accepted as floats."""
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value if value is not None else {}, key + ".")
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return coerce(value, arg, key)
+            except UserError as e:
+                errors.append(e)
+        raise UserError(f"`{key}` should be {type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise UserError(f"`{key}` should be one of {', '.join(map(str, args))}; got {value!r}")
+        return value
+    if origin in (list, dict):
+        if not isinstance(value, origin):
+            raise UserError(f"`{key}` should be a {origin.__name__}, got {value!r}")
+        if origin is list and args:
+            return [coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads 5e-5 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if tp in (int, float, str, bool) and (not isinstance(value, tp) or (tp is int and isinstance(value, bool))):
+        raise UserError(f"`{key}` should be {type_name(tp)}, got {value!r}")
+    return value
+
+
+def type_name(tp) -> str:
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) is Literal:
+        return " | ".join(map(str, args))
+    if args:
+        return " or ".join(type_name(a) for a in args if a is not type(None))
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, getattr(tp, "__name__", str(tp)))
