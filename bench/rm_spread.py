@@ -2,7 +2,7 @@
 figure the README, tiny_rm.yaml's header and tests/test_rm.py state.
 
     python bench/rm_spread.py [--seeds 0 1 2 3 4] [--threads 1 2] [--prompts 1500] [--held-out 0.25]
-                              [--out runs/rm_spread] [rm overrides: model.lora.r=32 ...]
+                              [--out runs/rm_spread] [--from-policy] [rm overrides: model.lora.r=32 ...]
 
 Per thread count, the policy whose answers are voted on (`--start`):
   young   tiny_sft.yaml with a cosine decay, which stalls part-way (35-71 % exact match, by CPU); its
@@ -31,7 +31,7 @@ STARTS = {"young": ("tiny_sft.yaml", ["train.lr_scheduler_type=cosine"]), "mixed
 
 
 def one_run(start: str, threads: int, seed: int, prompts: int, held_out: float, out: Path,
-            overrides: list[str]) -> dict:
+            overrides: list[str], from_policy: bool = False) -> dict:
     import torch
 
     torch.set_num_threads(threads)
@@ -48,13 +48,15 @@ def one_run(start: str, threads: int, seed: int, prompts: int, held_out: float, 
     if not db.exists():
         loop.annotate(db, {"sft": str(policy)}, prompts, seed)
     pairs = split_pairs(db, out / f"pairs_{name}", held_out=held_out, seed=seed)
-    run = out / f"rm_{name}"
+    if from_policy:  # the reward model starts from the policy whose answers were voted on
+        overrides = [f"model.policy={policy}", *overrides]
+    run = out / f"rm_{name}{'_from_policy' if from_policy else ''}"
     rm.main([str(builtin("tiny_rm.yaml")), f"data.source={out / f'pairs_{name}'}", "data.split=train",
              "data.test_split=test", f"seed={seed}", f"output_dir={run}", "overwrite=true", *overrides])
     metrics = json.loads((run / "rm_metrics.json").read_text())
     return {"start": start, "threads": threads, "seed": seed, "prompts": prompts, "train_pairs": pairs["train"],
             "test_pairs": pairs["test"], "accuracy": round(metrics["accuracy"], 4),
-            "length_bias": metrics["length_bias"], "overrides": overrides}
+            "length_bias": metrics["length_bias"], "from_policy": from_policy, "overrides": overrides}
 
 
 def main() -> None:
@@ -65,11 +67,12 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=1500)
     parser.add_argument("--held-out", type=float, default=0.25)
     parser.add_argument("--out", type=Path, default=Path("runs/rm_spread"))
+    parser.add_argument("--from-policy", action="store_true", help="start each reward model from the voted policy")
     parser.add_argument("--one", nargs=2, type=int, help=argparse.SUPPRESS)  # (threads, seed): in the child
     args, overrides = parser.parse_known_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.one:
-        row = one_run(args.start, *args.one, args.prompts, args.held_out, args.out, overrides)
+        row = one_run(args.start, *args.one, args.prompts, args.held_out, args.out, overrides, args.from_policy)
         with open(args.out / "results.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
         return
@@ -81,7 +84,7 @@ def main() -> None:
             with open(log, "w") as out:
                 subprocess.run([sys.executable, __file__, "--one", str(threads), str(seed), "--start", args.start,
                                 "--prompts", str(args.prompts), "--held-out", str(args.held_out), "--out", str(args.out),
-                                *overrides], env=env, check=True, stdout=out, stderr=subprocess.STDOUT)
+                                *(["--from-policy"] if args.from_policy else []), *overrides], env=env, check=True, stdout=out, stderr=subprocess.STDOUT)
             row = json.loads((args.out / "results.jsonl").read_text().splitlines()[-1])  # the child's row
             rows.append(row)
             print(f"threads {threads} seed {seed}: {row['accuracy']:.1%} on {row['test_pairs']} held-out pairs "

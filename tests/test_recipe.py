@@ -124,6 +124,23 @@ def test_bad_override_syntax(recipe_file):
         recipes.load(recipe_file(), ["train.max_steps"])
 
 
+def test_a_policy_to_start_from_is_for_reward_models_only(recipe_file):
+    with pytest.raises(UserError, match="model.policy is the policy a reward model starts from"):
+        recipes.load(recipe_file(), ["model.policy=runs/sft"])
+
+
+def test_a_reward_model_is_not_a_policy_to_start_from(recipe_file, tmp_path):
+    rm_run = tmp_path / "rm_run"
+    rm_run.mkdir()
+    (rm_run / "adapter_config.json").write_text(json.dumps({"task_type": "SEQ_CLS"}))
+    rm_recipe = recipe_file(GOOD.replace("method: sft", "method: rm"))
+    result = validate(rm_recipe, f"model.policy={rm_run}")
+    assert result.returncode == 2 and f"model.policy {rm_run} is a reward model" in result.stderr
+    result = validate(rm_recipe, f"model.policy={tmp_path}")
+    assert result.returncode == 2 and "model.policy: no adapter (adapter_config.json)" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def test_method_mismatch_points_to_the_right_command(recipe_file):
     with pytest.raises(UserError, match="python -m tinyalign.sft"):
         recipes.load(recipe_file(), method="dpo")

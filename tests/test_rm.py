@@ -5,7 +5,8 @@ import pickle
 
 import pytest
 
-from tinyalign import loop, rm, rm_load, rm_measure, sft
+from tinyalign import data, loop, rm, rm_load, rm_measure, sft
+from tinyalign import recipe as recipes
 from tinyalign.errors import UserError
 from tinyalign.rewards import pairwise, resolve
 from tinyalign.recipe import builtin
@@ -104,6 +105,35 @@ def test_rm_refuses_a_policy_adapter_as_its_start(start_run, tmp_path, capsys):
         rm.main([RECIPE, f"data.source={pairs}", f"model.adapter={start_run}", f"output_dir={tmp_path / 'rm'}"])
     assert "not a reward model" in capsys.readouterr().err
     assert not (tmp_path / "rm").exists()
+
+
+@pytest.mark.slow
+def test_a_reward_model_starts_from_the_policy_it_judges_and_reloads_with_it(start_run, votes, tmp_path):
+    out = tmp_path / "rm_from_policy"
+    rm.main([RECIPE, f"data.source={votes}", "data.test_size=0.25", f"model.policy={start_run}", f"output_dir={out}"])
+    metrics = json.loads((out / rm_load.METRICS).read_text())
+    # reloaded from disk, the policy is merged in again under the reward model's adapter: it scores the
+    # held-out pairs as it did at the end of training (without the policy the scores would be another model's)
+    recipe = rm.resolve(recipes.load(out / "recipe.yaml"))
+    assert recipe.model.policy == str(start_run)
+    _, test = data.load(recipe.data, "rm", recipe.seed)
+    scorer, tokenizer = rm_load.load_for_scoring(out)
+    again = rm_measure.measure(scorer, tokenizer, test)
+    assert again["pairs"] == metrics["pairs"] and again["accuracy"] == metrics["accuracy"]
+    assert again["mean_margin"] == pytest.approx(metrics["mean_margin"], abs=1e-4)
+
+
+@pytest.mark.slow
+def test_an_rm_at_chance_is_named_when_its_run_ends(tmp_path, capsys):
+    # answers that differ in nothing: no reward model can rank them, whatever it learned
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": f"{i}+1", "chosen": str(i + 1), "rejected": str(i + 1)}) + "\n"
+                             for i in range(40)))
+    rm.main([RECIPE, f"data.source={pairs}", "data.test_size=10", "train.max_steps=3", f"output_dir={tmp_path / 'rm'}"])
+    err = capsys.readouterr().err
+    # the verdict comes after the held-out pairs are scored, so it reads them
+    assert "doctor: rm_at_chance" in err and "doctor: 1 finding(s): rm_at_chance" in err, err
+    assert "no symptoms" not in err
 
 
 @pytest.mark.slow

@@ -161,6 +161,13 @@ def _callback_class():
                 self._check(args, state, [nothing_learned], self.history[-1:])
 
         def on_train_end(self, args, state, control, **kwargs):
+            if self.recipe.get("method") == "rm":
+                return  # its verdict waits for the held-out pairs: tinyalign.rm calls finish() once they are scored
+            self.finish(args, state)
+
+        def finish(self, args, state):
+            """The last check, over the whole run directory (a reward model's rm_metrics.json included),
+            and the one-line verdict."""
             self._check(args, state)
             if getattr(state, "is_world_process_zero", True):
                 from tqdm.auto import tqdm
@@ -180,7 +187,7 @@ def _callback_class():
                 else:
                     output_dir = getattr(args, "output_dir", None) or self.recipe.get("output_dir")
                     completions = read_completions(Path(output_dir) / "completions.jsonl") if output_dir else []
-                    findings = diagnose(self.history, self.recipe, completions)
+                    findings = diagnose(self.history, self.recipe, completions, run_dir=output_dir)
                 for finding in findings:
                     if finding.symptom not in self.warned and getattr(state, "is_world_process_zero", True):
                         self.warned.add(finding.symptom)

@@ -41,16 +41,26 @@ def looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or Path(name).expanduser().exists() or name.count("/") > 1
 
 
-def adapter_dir(path: str) -> Path:
+def adapter_dir(path: str, key: str = "model.adapter") -> Path:
     """An adapter is a folder with adapter_config.json: a run directory or one of its checkpoints."""
     folder = Path(path).expanduser()
     if not (folder / "adapter_config.json").is_file():
         hint = "; is the run finished? point at a checkpoint-* folder inside it" if folder.is_dir() else ""
-        raise UserError(f"model.adapter: no adapter (adapter_config.json) in {path}{hint}")
+        raise UserError(f"{key}: no adapter (adapter_config.json) in {path}{hint}")
     return folder
 
 
-def check_adapter_base(adapter: Path, base_name: str) -> None:
+def policy_dir(spec: Model) -> Path:
+    """A reward model's `model.policy`: a policy's adapter (not another reward model's) trained on this base."""
+    folder = adapter_dir(spec.policy, "model.policy")
+    if json.loads((folder / "adapter_config.json").read_text()).get("task_type") == "SEQ_CLS":
+        raise UserError(f"model.policy {spec.policy} is a reward model; name the policy run it starts from "
+                        "(an SFT run), or continue this reward model with model.adapter")
+    check_adapter_base(folder, spec.name, "model.policy")
+    return folder
+
+
+def check_adapter_base(adapter: Path, base_name: str, key: str = "model.adapter") -> None:
     """Refuse an adapter trained on another base: its shapes would not fit, or worse, silently would."""
     recipe = adapter / "recipe.yaml"
     if not recipe.is_file():
@@ -72,7 +82,7 @@ def check_adapter_base(adapter: Path, base_name: str) -> None:
                 return
         except UserError:
             pass
-    raise UserError(f"model.adapter {adapter} was trained on {trained_on}, not {base_name}; "
+    raise UserError(f"{key} {adapter} was trained on {trained_on}, not {base_name}; "
                         f"set model.name: {trained_on}")
 
 

@@ -38,6 +38,7 @@ class Model:
     backend: Literal["auto", "transformers", "unsloth"] = "auto"  # auto: unsloth when CUDA + unsloth
     lora: Lora = field(default_factory=Lora)
     adapter: Optional[str] = None  # start from this adapter (a run directory) instead of a fresh LoRA
+    policy: Optional[str] = None  # reward models: start from this policy run (its LoRA merged into the base)
     chat_template: Optional[str] = None  # Jinja; default: the tokenizer's own
     max_seq_length: int = 2048
 
@@ -149,6 +150,9 @@ def load(path, overrides=(), method: Optional[str] = None) -> Recipe:
             raise UserError(f"recipe is missing `{key}`")
     if recipe.rewards and recipe.method != "grpo":
         raise UserError(f"`rewards` apply to GRPO only; remove them from this {recipe.method} recipe")
+    if recipe.model.policy and recipe.method != "rm":
+        raise UserError(f"model.policy is the policy a reward model starts from; a {recipe.method} recipe starts "
+                        "from model.adapter")
     if recipe.flat_groups and recipe.method != "grpo":
         raise UserError(f"`flat_groups` applies to GRPO only; remove it from this {recipe.method} recipe")
     if recipe.data.dimension and Path(recipe.data.source).suffix not in VOTE_STORES:

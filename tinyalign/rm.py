@@ -76,6 +76,7 @@ def main(argv=None):
     print(rm_measure.summary(metrics))
     if trainer.is_world_process_zero():
         rm_load.write_metrics(metrics, recipe.output_dir)
+    run.doctor_verdict(trainer)  # the held-out figures are on disk: an RM at chance is named now
     run.save(trainer, tokenizer, recipe)
 
 

@@ -21,12 +21,25 @@ from .run_logs import RM_METRICS as METRICS
 
 
 def load_base(spec: Model):
-    """The recipe's base as a one-output sequence classifier (a fresh `score` head), quantised as it says."""
+    """The recipe's base as a one-output sequence classifier (a fresh `score` head), quantised as it says;
+    with `model.policy`, that policy's LoRA merged in first."""
     from transformers import AutoModelForSequenceClassification
     from trl.trainer.reward_trainer import suppress_seqcls_warning
 
     with suppress_seqcls_warning():  # a causal LM has no `score` weights: the new head is expected
-        return model.load_base(spec, auto_class=AutoModelForSequenceClassification, num_labels=1)
+        base = model.load_base(spec, auto_class=AutoModelForSequenceClassification, num_labels=1)
+    if spec.policy:
+        # InstructGPT's reward models start from the SFT policy: its layers already read the task, so the
+        # head learns to judge answers rather than first how they are written. The classifier's backbone
+        # has the causal LM's module names, so the policy's LoRA loads onto it as it is (as a plain
+        # PeftModel: the causal-LM wrapper would reach for generation methods a classifier lacks).
+        from peft import PeftConfig, PeftModel
+
+        folder = str(model.policy_dir(spec))
+        config = PeftConfig.from_pretrained(folder)
+        config.task_type = None
+        base = PeftModel.from_pretrained(base, folder, config=config).merge_and_unload()
+    return base
 
 
 def tokenizer_for(spec: Model, base, source: str | None = None):

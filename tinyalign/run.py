@@ -130,6 +130,18 @@ def check_model(spec) -> None:
         models.check_hub_model(spec.name)
     if spec.adapter:
         models.check_adapter_base(models.adapter_dir(spec.adapter), spec.name)
+    if spec.policy:
+        models.policy_dir(spec)
+
+
+def doctor_verdict(trainer) -> None:
+    """The doctor's last check and verdict, for a run whose figures are measured after training (a reward
+    model's held-out pairs); other runs get theirs when training ends."""
+    from .doctor import DoctorCallback
+
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, DoctorCallback):
+            callback.finish(trainer.args, trainer.state)
 
 
 def start(recipe: recipes.Recipe, resume: str | None) -> None:

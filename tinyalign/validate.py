@@ -38,6 +38,12 @@ def main(argv=None):
             notes.append(f"adapter {recipe.model.adapter}: found, trained on this base")
         else:  # written by an earlier step of the pipeline (e.g. the SFT recipe)
             notes.append(f"adapter {recipe.model.adapter}: not there yet; run the recipe that writes it first")
+    if recipe.model.policy:
+        if Path(recipe.model.policy).expanduser().exists():
+            model.policy_dir(recipe.model)
+            notes.append(f"policy {recipe.model.policy}: found, trained on this base; the reward model starts from it")
+        else:
+            notes.append(f"policy {recipe.model.policy}: not there yet; run the recipe that writes it first")
 
     # data: local sources are read and mapped exactly as training will (columns, empty values, splits, mix)
     store = Path(recipe.data.source).expanduser()
