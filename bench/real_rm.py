@@ -19,7 +19,8 @@ Stages, each cached in --work (a rerun skips the finished ones; other settings n
    (tinyalign.loop.record_votes, as the loop's oracle does): 2 = the right final number
    (rewards.accuracy.model_answer + math_equal) in an answer that ended within the budget, 1 = right
    but cut off at the cap (known to the rule by the answer's text), 0 = wrong. Higher grade wins,
-   equal grades tie, two wrong answers are "both bad" with "The answer is N." as the edit (two pairs:
+   equal grades tie, two wrong answers are "both bad" with the task's worked solution ("32 - 15 = 17.
+   The answer is 17.") as the annotator's edit, the answer asked for (two pairs:
    the edit over each answer).
 3. rm_T{threads}_S{seed}/: python -m tinyalign.rm recipes/smollm2_rm.yaml on the vote store, whole
    prompts held out (its data.test_size 0.3, raised to 200 pairs when that is fewer), one subprocess per
@@ -28,7 +29,7 @@ Stages, each cached in --work (a rerun skips the finished ones; other settings n
 Prints a Markdown table (a row per run, then min / median / max of accuracy) and writes --out (default
 WORK/results.json); train (s) is TRL's train_runtime, process (s) the whole child. Besides all
 held-out pairs, accuracy is split by kind: model vs model (one answer graded above the other) and edit
-vs model ("The answer is N." over a wrong answer, which form alone gives away). `--smoke` swaps in
+vs model (the annotator's worked solution over a wrong answer). `--smoke` swaps in
 tiny:qwen2-1m, the tiny addition task (tiny_sft.yaml; a policy trained from it when none is given), 16
 new tokens, 300 prompts and tiny_rm.yaml at 30 steps, in runs/real_rm_smoke.
 """
@@ -46,17 +47,18 @@ from statistics import median
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-EDIT = "The answer is {answer}."
 REAL = {
     "model": "pkg:smollm2-135m-instruct",
     "data": {"source": "tiny:word-problems", "prompt": "{question}", "answer": "{answer}",
              "system": "Solve the word problem. Show the calculation, then the answer."},
+    "edit": "{solution}",  # the annotator's better answer when both are wrong: a worked solution, as asked
     "max_new_tokens": 32, "prompts": 700, "rm_recipe": "smollm2_rm.yaml", "rm_overrides": [], "min_held_out": 200,
     "work": "runs/real_rm", "seeds": [0, 1, 2], "threads": [1, 2],
 }
 SMOKE = {
     "model": "tiny:qwen2-1m",
     "data": {"source": "tiny:addition", "prompt": "{question}", "answer": "{answer}"},  # as tiny_sft.yaml
+    "edit": "{answer}",  # the bare sum, as the tiny task asks
     "max_new_tokens": 16, "prompts": 300, "rm_recipe": "tiny_rm.yaml", "rm_overrides": ["train.max_steps=30"],
     "work": "runs/real_rm_smoke", "seeds": [0, 1], "threads": [1],
 }
@@ -94,6 +96,15 @@ def write_task(cfg: dict, work: Path) -> Path:
     return path
 
 
+def problems(cfg: dict, work: Path, prompts: int, seed: int):
+    """(the task recipe, the training problems answered): the same rows for every stage."""
+    from tinyalign import data, recipe as recipes
+
+    task = recipes.load(write_task(cfg, work))
+    train, _ = data.splits(task.data, task.seed)
+    return task, train.shuffle(seed=seed).select(range(min(prompts, len(train))))
+
+
 def answers_stage(cfg: dict, work: Path, policies: dict, prompts: int, seed: int) -> list[dict]:
     """Two sampled answers per prompt per policy, with whether each hit the token cap; cached."""
     path = work / "answers.jsonl"
@@ -101,13 +112,11 @@ def answers_stage(cfg: dict, work: Path, policies: dict, prompts: int, seed: int
         return [json.loads(line) for line in path.read_text().splitlines()]
     from transformers import set_seed
 
-    from tinyalign import data, files, model, recipe as recipes
+    from tinyalign import data, files, model
     from tinyalign.chat_template import stop_token_ids
     from tinyalign.generate import generate
 
-    task = recipes.load(write_task(cfg, work))
-    train, _ = data.splits(task.data, task.seed)
-    rows = train.shuffle(seed=seed).select(range(min(prompts, len(train))))
+    task, rows = problems(cfg, work, prompts, seed)
     questions = [data.prompt_messages(task.data, row) for row in rows]
     references = [data.fill(task.data.answer, row, "answer") for row in rows]
     policy, tokenizer = model.load_with_adapters(task.model, policies)
@@ -140,20 +149,22 @@ def answers_stage(cfg: dict, work: Path, policies: dict, prompts: int, seed: int
 # ---------------------------------------------------------------- stage 2: votes
 
 
-def votes_stage(cfg: dict, work: Path, answers: list[dict]) -> dict:
+def votes_stage(cfg: dict, work: Path, answers: list[dict], prompts: int, seed: int) -> dict:
     """The annotator rule's votes on each policy's two answers, in the vote store; cached."""
     db, summary = work / "votes.sqlite", work / "votes.json"
     if db.is_file() and summary.is_file():
         return json.loads(summary.read_text())
-    from tinyalign import loop
+    from tinyalign import data, loop
     from tinyalign.votes import load_pairs
 
+    _, rows = problems(cfg, work, prompts, seed)
+    edits = [data.fill(cfg["edit"], row, "edit") for row in rows]
     db.unlink(missing_ok=True)  # a half-written store from a killed run
     cut = frozenset(a for row in answers for a, hit in zip(row["answers"], row["cut"]) if hit)
     pairs = [{"conversation": row["conversation"], "response_a": row["answers"][0], "response_b": row["answers"][1],
               "model_a": row["policy"], "model_b": row["policy"], "run_dir_a": row["run_dir"],
               "run_dir_b": row["run_dir"], "reference": row["reference"],
-              "edit": EDIT.format(answer=row["reference"])} for row in answers]
+              "edit": edits[row["index"]]} for row in answers]
     settings = {"temperature": 1.0, "max_new_tokens": cfg["max_new_tokens"]}
     done = loop.record_votes(db, pairs, settings, rule=functools.partial(grade, cut=cut))
     graded = [grade(a, row["reference"], cut) for row in answers for a in row["answers"]]
@@ -193,7 +204,7 @@ def rm_run(cfg: dict, work: Path, threads: int, seed: int, overrides: list[str])
     state = json.loads((run / "trainer_state.json").read_text())
     train_s = next((e["train_runtime"] for e in reversed(state["log_history"]) if "train_runtime" in e), None)
     # A pair's chosen side is one of the model's answers to that question (an a/b vote), or else the edit
-    # (a both-bad vote); "The answer is N." from the model itself counts as the model's.
+    # (a both-bad vote); an answer the model wrote word for word like the edit counts as the model's.
     answered = {(row["conversation"][-1]["content"], a)
                 for row in map(json.loads, (work / "answers.jsonl").read_text().splitlines()) for a in row["answers"]}
     (prompts, chosen, chosen_scores), (_, _, rejected_scores) = scored[-2:]
@@ -294,7 +305,7 @@ def main() -> None:
     check_settings(work, {"model": cfg["model"], "data": cfg["data"], "max_new_tokens": cfg["max_new_tokens"],
                           "prompts": prompts, "sample_seed": args.sample_seed, "policies": policies})
     answers = answers_stage(cfg, work, policies, prompts, args.sample_seed)
-    stages = {"answers": len(answers), "votes": votes_stage(cfg, work, answers)}
+    stages = {"answers": len(answers), "votes": votes_stage(cfg, work, answers, prompts, args.sample_seed)}
     overrides = held_out_overrides(cfg, stages["votes"]["pairs"], overrides)
 
     rows = []
