@@ -219,8 +219,9 @@ def earlier_outputs(path: Path, folder: Path) -> list[str]:
     recipe, overrides = yaml.safe_load(path.read_text()), []
     data = recipe.get("data", {})
     if str(data.get("source", "")).startswith("runs/"):
-        # a reward model's votes as the pairs file prefs export writes; else the columns the templates name
-        columns = ({"prompt", "chosen", "rejected"} if recipe["method"] == "rm"
+        # DPO's and a reward model's votes as the pairs file prefs export writes; else the columns the templates name
+        columns = ({"prompt", "chosen", "rejected"}
+                   if recipe["method"] in ("rm", "dpo")
                    else set(re.findall(r"{(\w+)}", " ".join(str(v) for v in data.values()))))
         rows = folder / "rows.jsonl"
         rows.write_text("".join(json.dumps({c: f"{c} {i}" for c in columns}) + "\n" for i in range(20)))
