@@ -36,8 +36,11 @@ browser:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "note: no chromium (apt-get install chromium as root); the browser tests will be skipped"
 
+# Test files run in TEST_WORKERS processes at once (pytest-xdist), each file whole in one of them (its
+# trained fixtures built once); every test pins torch to one thread, so 2 workers fill a 2-core box.
+TEST_WORKERS ?= 2
 test: install browser
-	$(BIN)/python -m pytest -q --durations=15  # the slowest tests: keep the suite fast
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15  # the slowest tests: keep the suite fast
 
 # While developing: every test but those marked slow (they train, or take over ~3 s): ~1 min on 2 cores.
 test-fast: install
