@@ -24,8 +24,10 @@ Stages, each cached in --work (a rerun skips the finished ones; other settings n
    the edit over each answer).
 3. rm_T{threads}_S{seed}/: python -m tinyalign.rm recipes/smollm2_rm.yaml on the vote store, whole
    prompts held out (its data.test_size 0.3, raised to 200 pairs when that is fewer), one subprocess per
-   (threads, seed) with OMP_NUM_THREADS set, one at a time. The seed moves the held-out split, the
-   head's initialisation and the batch order; the answers and votes are the same for every run.
+   (threads, seed) with OMP_NUM_THREADS set, one at a time. The recipe starts each reward model from
+   runs/demo-real/sft (its model.policy); with other --policy answers pass model.policy=THAT_RUN. The
+   seed moves the held-out split, the head's initialisation and the batch order; the answers and votes
+   are the same for every run.
 Prints a Markdown table (a row per run, then min / median / max of accuracy) and writes --out (default
 WORK/results.json); train (s) is TRL's train_runtime, process (s) the whole child. Besides all
 held-out pairs, accuracy is split by kind: model vs model (one answer graded above the other) and edit

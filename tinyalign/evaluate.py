@@ -176,11 +176,10 @@ def evaluate_run(target, checkpoints: str = "all", k: int = 1, prompts: int = 20
     rows = data.eval_rows(recipe.data, limit=prompts, seed=recipe.seed)
     if not (recipe.data.test_split or recipe.data.test_size):
         print(f"note: {recipe.data.source} has no held-out split in the recipe; scoring training prompts")
-    named = accuracy
-    accuracy = solve_rate.accuracy_reward(recipe, named)
-    if not named and not recipe.rewards and recipe.data.answer:
+    solved_by = solve_rate.accuracy_reward(recipe, accuracy)
+    if not accuracy and not recipe.rewards and recipe.data.answer:
         # an SFT or DPO recipe names no reward: its answers are compared whole with the reference
-        print(f"note: solved = exact match with data.answer; --accuracy math_accuracy reads the final number "
+        print("note: solved = exact match with data.answer; --accuracy math_accuracy reads the final number "
               "of a worked answer")
     rewards = [reward_registry.resolve(spec) for spec in recipe.rewards]
     weights = [float(spec.get("weight", 1.0)) for spec in recipe.rewards]
@@ -202,7 +201,7 @@ def evaluate_run(target, checkpoints: str = "all", k: int = 1, prompts: int = 20
             policy = model.use_adapter(policy, folder, slot, replace=active)  # the base weights stay put
             policy.eval()
             active = slot
-        results[entry.name] = model_metrics(policy, tokenizer, rows, rewards, weights, accuracy, settings, k,
+        results[entry.name] = model_metrics(policy, tokenizer, rows, rewards, weights, solved_by, settings, k,
                                             batch_size, recipe.seed, entry.name, pass_k_prompts)
         print(f"{entry.name}: " + ", ".join(f"{key} {fmt(key, v)}" for key, v in results[entry.name].items()))
     table = [{"model": e.name, "step": e.step, **results[e.name]} for e in todo]
