@@ -177,8 +177,8 @@ def evaluate_run(target, checkpoints: str = "all", k: int = 1, prompts: int = 20
     if not (recipe.data.test_split or recipe.data.test_size):
         print(f"note: {recipe.data.source} has no held-out split in the recipe; scoring training prompts")
     solved_by = solve_rate.accuracy_reward(recipe, accuracy)
-    if not accuracy and not recipe.rewards and recipe.data.answer:
-        # an SFT or DPO recipe names no reward: its answers are compared whole with the reference
+    if not accuracy and not reward_registry.accuracy_rewards(recipe.rewards) and recipe.data.answer:
+        # no reward of the recipe says "right" (an SFT or DPO recipe names none): exact_match stands in
         print("note: solved = exact match with data.answer; --accuracy math_accuracy reads the final number "
               "of a worked answer")
     rewards = [reward_registry.resolve(spec) for spec in recipe.rewards]
