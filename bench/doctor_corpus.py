@@ -1,7 +1,9 @@
-"""Calibrate the doctor on real runs: a labeled corpus of tiny GRPO and DPO runs, and its precision/recall.
+"""Calibrate the doctor on real runs: a labeled corpus of tiny GRPO and DPO runs, and its precision/recall;
+then check it on a held-out corpus of real-model runs that no threshold was tuned on.
 
     python bench/doctor_corpus.py               # train what the cache lacks, label it, print + write the table
     python bench/doctor_corpus.py --table-only  # recompute the table from the cached logs and labels only
+    python bench/doctor_corpus.py --corpus real --threads 2   # the held-out SmolLM2 corpus (~13 min a run)
 
 Each run starts from one short tiny SFT adapter and varies one thing (learning rate, beta, temperature,
 the reward set: including a hackable format reward the model can satisfy without the answer). Each is
@@ -14,7 +16,10 @@ start adapter vs final adapter), never by its training logs:
 
 Then the doctor reads each run's logs (exactly what `python -m tinyalign.doctor RUN` reads) and the
 table says, per symptom, how often it fired and on which labels, and per label, how often the doctor
-named it right. The cache (bench/doctor_corpus/<run>/: trainer_state.json, recipe.yaml,
+named it right. The held-out corpus (`--corpus real`) does the same with SmolLM2-135M-Instruct GRPO runs
+on word problems, started from the real-model demo's SFT adapter and labeled by math_accuracy on 300
+held-out problems; its table is reported apart, and no threshold may be changed to fit it.
+The cache (bench/doctor_corpus/<run>/: trainer_state.json, recipe.yaml,
 completions.jsonl, label.json) is small and kept in git, so the table is rebuilt without training.
 Training and labeling take the shared CPU lock one run at a time (other work runs between runs).
 """
@@ -28,13 +33,12 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 from tinyalign.recipe import builtin  # noqa: E402
-CACHE = ROOT / "bench" / "doctor_corpus"
-SCRATCH = ROOT / "runs" / "doctor_corpus"  # adapters and checkpoints: big, not kept
 LOCK = "/tmp/tinyalign-cpu.lock"
 KEPT = ("trainer_state.json", "recipe.yaml", "completions.jsonl")
 
@@ -92,6 +96,42 @@ GRID = {
     "dpo_beta1": (DPO, ["train.beta=1.0"]),
 }
 
+# The held-out corpus: SmolLM2 GRPO runs on word problems from the real-model demo's SFT adapter (47 % held
+# out), the demo's GRPO recipe (12 steps of 8 problems x 8 answers, 32 tokens), one thing varied per run.
+REAL = dict(recipe="smollm2_word_grpo.yaml", base=["probe=false", "train.save_strategy=no"])
+# Hackable: the answer's last number ends in 0 ("The answer is 20."), which any answer can meet.
+REAL_ROUND = "{name: regex_match, pattern: '0\\.?\\s*$', weight: 1.0}"
+REAL_GRID = {
+    "real_default": (REAL, []),
+    "real_lr2e-4": (REAL, ["train.learning_rate=2e-4"]),
+    "real_lr5e-4": (REAL, ["train.learning_rate=5e-4"]),
+    "real_hack_round": (REAL, [f"rewards=[{{name: math_accuracy, weight: 0.2}}, {REAL_ROUND}]",
+                               "train.learning_rate=3e-4"]),
+    "real_lr5e-4_beta0.04": (REAL, ["train.learning_rate=5e-4", "train.beta=0.04"]),
+}
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """Where a corpus's runs are kept and how they are labeled."""
+    grid: dict
+    cache: Path  # logs and labels, small, kept in git
+    scratch: Path  # adapters and checkpoints: big, not kept
+    start_recipe: str  # the SFT recipe whose adapter every run starts from
+    task: str  # the GRPO recipe whose held-out split labels the runs
+    accuracy: str  # the reward that says an answer is right
+    max_new_tokens: int
+    marker: str  # the table's section in bench/RESULTS.md
+
+
+CORPORA = {
+    "tiny": Corpus(GRID, ROOT / "bench" / "doctor_corpus", ROOT / "runs" / "doctor_corpus", "tiny_sft.yaml",
+                   "tiny_grpo.yaml", "exact_match", 16, "doctor corpus table"),
+    "real": Corpus(REAL_GRID, ROOT / "bench" / "doctor_corpus_real", ROOT / "runs" / "doctor_corpus_real",
+                   "smollm2_word_sft.yaml", "smollm2_word_grpo.yaml", "math_accuracy", 32,
+                   "doctor held-out corpus table"),
+}
+
 # What a right diagnosis of each label is: a symptom whose named cause is what went wrong.
 RIGHT = {
     "hacked": {"reward_hacking", "identical_completions"},
@@ -127,31 +167,33 @@ def cpu_lock():
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def python(*args) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+def python(*args, threads: int = 1) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
     result = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True)
     if result.returncode:
         sys.exit(f"failed: {' '.join(args)}\n{result.stderr[-3000:]}")
 
 
-def start_adapter() -> Path:
-    sft = SCRATCH / "sft"
+def start_adapter(corpus: Corpus, threads: int) -> Path:
+    sft = corpus.scratch / "sft"
     if not (sft / "adapter_model.safetensors").is_file():
         with cpu_lock():
-            python("-m", "tinyalign.sft", str(builtin("tiny_sft.yaml")), f"output_dir={sft}", "overwrite=true")
+            python("-m", "tinyalign.sft", str(builtin(corpus.start_recipe)), f"output_dir={sft}", "overwrite=true",
+                   threads=threads)
     return sft
 
 
-def train_and_label(name: str, settings: dict, overrides: list[str], sft: Path) -> None:
-    out = SCRATCH / name
+def train_and_label(corpus: Corpus, name: str, settings: dict, overrides: list[str], sft: Path, threads: int) -> None:
+    out = corpus.scratch / name
+    method = "dpo" if settings is DPO else "grpo"
     with cpu_lock():
         began = time.time()
-        python("-m", f"tinyalign.{'grpo' if settings is GRPO else 'dpo'}", str(builtin(settings["recipe"])),
+        python("-m", f"tinyalign.{method}", str(builtin(settings["recipe"])),
                f"model.adapter={sft}", f"output_dir={out}", "overwrite=true", "doctor=false",
-               *settings["base"], *overrides)
+               *settings["base"], *overrides, threads=threads)
         took = time.time() - began
-        python(__file__, "--label", str(out), str(sft))
-    kept = CACHE / name
+        python(__file__, "--label", str(out), str(sft), "--corpus", corpus_name(corpus), threads=threads)
+    kept = corpus.cache / name
     kept.mkdir(parents=True, exist_ok=True)
     for file in KEPT + ("label.json",):
         if (out / file).is_file():
@@ -163,24 +205,37 @@ def train_and_label(name: str, settings: dict, overrides: list[str], sft: Path) 
           f"{took:.0f} s)", flush=True)
 
 
-def label_run(run_dir: Path, sft: Path) -> None:
-    """Held-out metrics of the start and final adapters, and the label they give; writes label.json."""
+def corpus_name(corpus: Corpus) -> str:
+    return next(name for name, c in CORPORA.items() if c is corpus)
+
+
+def label_run(corpus: Corpus, run_dir: Path, sft: Path) -> None:
+    """Held-out metrics of the start and final adapters, and the label they give; writes label.json.
+    The start adapter's answers are the same for every run of a corpus: generated once, kept beside it."""
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     from tinyalign import data, model, recipe as recipes, rewards, solve_rate
     from tinyalign.generate import generate
 
-    grpo_recipe = recipes.load(builtin("tiny_grpo.yaml"))  # the task's held-out questions with answers
+    task = recipes.load(builtin(corpus.task))  # the task's held-out questions with answers
     recipe = recipes.load(run_dir / "recipe.yaml")
-    rows = data.eval_rows(grpo_recipe.data, limit=PROMPTS, seed=grpo_recipe.seed)
-    accuracy = rewards.resolve({"name": "exact_match"})
+    rows = data.eval_rows(task.data, limit=PROMPTS, seed=task.seed)
+    accuracy = rewards.resolve({"name": corpus.accuracy})
     others = [rewards.resolve(spec) for spec in recipe.rewards if rewards.resolve(spec).kind != "accuracy"]
-    policy, tokenizer = model.load_with_adapters(grpo_recipe.model, {"start": str(sft), "final": str(run_dir)})
+    start_file = sft / "held_out_answers.json"
+    adapters = {"final": str(run_dir)} if start_file.is_file() else {"start": str(sft), "final": str(run_dir)}
+    policy, tokenizer = model.load_with_adapters(task.model, adapters)
     metrics = {}
     for name in ("start", "final"):
-        policy.set_adapter(name)
-        answers = [c[0] for c in generate(policy, tokenizer, [r["prompt"] for r in rows], max_new_tokens=16)]
+        if name == "start" and start_file.is_file():
+            answers = json.loads(start_file.read_text())
+        else:
+            policy.set_adapter(name)
+            answers = [c[0] for c in generate(policy, tokenizer, [r["prompt"] for r in rows],
+                                              max_new_tokens=corpus.max_new_tokens)]
+            if name == "start":
+                start_file.write_text(json.dumps(answers))
         columns = {"answer": [r["answer"] for r in rows]}
         metrics[name] = {"accuracy": sum(solve_rate.solved(accuracy, answers, **columns)) / len(rows),
                          "most_common_share": max(answers.count(a) for a in set(answers)) / len(rows),
@@ -206,12 +261,12 @@ def label_of(metrics: dict) -> str:
 # ---------------------------------------------------------------- the table
 
 
-def score_corpus() -> tuple[list[dict], str]:
+def score_corpus(corpus: Corpus) -> tuple[list[dict], str]:
     sys.path.insert(0, str(ROOT))
     from tinyalign import doctor
 
     runs = []
-    for folder in sorted(p for p in CACHE.iterdir() if (p / "label.json").is_file()):
+    for folder in sorted(p for p in corpus.cache.iterdir() if (p / "label.json").is_file()):
         history, recipe, completions = doctor.load_run(folder)
         label = json.loads((folder / "label.json").read_text())
         found = [f.symptom for f in doctor.diagnose(history, recipe, completions)]
@@ -244,15 +299,19 @@ def markdown(runs: list[dict]) -> str:
     sick = [r for r in runs if r["label"] in SICK]
     caught = sum(bool(set(r["findings"]) & RIGHT[r["label"]]) for r in sick)
     alarms = sum(bool(r["findings"]) for r in runs if r["label"] == "improved")
+    # A false alarm: a finding on a run that did not get worse that names no cause its label can have.
+    healthy = [r for r in runs if r["label"] in ("improved", "flat")]
+    false = sum(any(not right_on(s, r["label"]) for s in r["findings"]) for r in healthy)
     lines += ["", f"Recall on degraded/collapsed/hacked runs: {caught}/{len(sick)}; improved runs with any finding: "
-              f"{alarms}/{sum(r['label'] == 'improved' for r in runs)}."]
+              f"{alarms}/{sum(r['label'] == 'improved' for r in runs)}; false alarms on improved or flat runs: "
+              f"{false}/{len(healthy)}."]
     return "\n".join(lines)
 
 
-def write_results(table: str) -> None:
+def write_results(corpus: Corpus, table: str) -> None:
     """Replace the corpus section of bench/RESULTS.md between its markers (appended the first time)."""
     path = ROOT / "bench" / "RESULTS.md"
-    begin, end = "<!-- doctor corpus table: begin -->", "<!-- doctor corpus table: end -->"
+    begin, end = f"<!-- {corpus.marker}: begin -->", f"<!-- {corpus.marker}: end -->"
     text = path.read_text()
     block = f"{begin}\n{table}\n{end}"
     if begin in text and end in text:
@@ -264,23 +323,27 @@ def write_results(table: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", choices=sorted(CORPORA), default="tiny",
+                        help="tiny: the corpus the thresholds are tuned on; real: the held-out SmolLM2 runs")
     parser.add_argument("--table-only", action="store_true", help="score the cached corpus; train nothing")
-    parser.add_argument("--only", nargs="*", help="train just these grid runs (names as in GRID)")
+    parser.add_argument("--only", nargs="*", help="train just these grid runs (names as in the corpus's grid)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for training and labeling")
     parser.add_argument("--label", nargs=2, metavar=("RUN_DIR", "SFT_DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    corpus = CORPORA[args.corpus]
     if args.label:
         sys.path.insert(0, str(ROOT))
-        return label_run(Path(args.label[0]), Path(args.label[1]))
+        return label_run(corpus, Path(args.label[0]), Path(args.label[1]))
     if not args.table_only:
-        todo = {n: spec for n, spec in GRID.items() if (not args.only or n in args.only)
-                and not (CACHE / n / "label.json").is_file()}
+        todo = {n: spec for n, spec in corpus.grid.items() if (not args.only or n in args.only)
+                and not (corpus.cache / n / "label.json").is_file()}
         if todo:
-            sft = start_adapter()
+            sft = start_adapter(corpus, args.threads)
             for name, (settings, overrides) in todo.items():
-                train_and_label(name, settings, overrides, sft)
-    runs, table = score_corpus()
+                train_and_label(corpus, name, settings, overrides, sft, args.threads)
+    runs, table = score_corpus(corpus)
     print(table)
-    write_results(table)
+    write_results(corpus, table)
 
 
 if __name__ == "__main__":

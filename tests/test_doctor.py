@@ -402,13 +402,29 @@ def test_the_labeled_corpus_meets_the_doctor_goals():
     spec = importlib.util.spec_from_file_location("doctor_corpus", REPO / "bench" / "doctor_corpus.py")
     corpus = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(corpus)
-    runs, _ = corpus.score_corpus()
+    runs, _ = corpus.score_corpus(corpus.CORPORA["tiny"])
     improved = [r for r in runs if r["label"] == "improved"]
     sick = [r for r in runs if r["label"] in corpus.SICK]
     assert len(improved) >= 3 and len(sick) >= 5, [(r["run"], r["label"]) for r in runs]
     assert [(r["run"], r["findings"]) for r in improved if r["findings"]] == []
     missed = [(r["run"], r["label"], r["findings"]) for r in sick if not set(r["findings"]) & corpus.RIGHT[r["label"]]]
     assert len(missed) <= 0.1 * len(sick), missed
+
+
+def test_on_held_out_real_model_runs_the_doctor_raises_no_false_alarm_and_speaks_up_when_they_got_worse():
+    """SmolLM2 GRPO runs no threshold was tuned on (bench/doctor_corpus.py --corpus real). Recorded: lr 1e-4
+    and 2e-4 held-out 0.47 -> 0.50 / 0.51 (no finding); lr 5e-4 (with and without beta 0.04) 0.47 -> 0.27 /
+    0.25 and a gamed regex reward 0.47 -> 0.24 (kl_runaway or reward_zero_std: something, if not always the
+    cause; bench/RESULTS.md says which it missed)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("doctor_corpus", REPO / "bench" / "doctor_corpus.py")
+    corpus = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(corpus)
+    runs, _ = corpus.score_corpus(corpus.CORPORA["real"])
+    assert {r["label"] for r in runs} >= {"flat", "degraded", "hacked"}, [(r["run"], r["label"]) for r in runs]
+    assert [(r["run"], r["findings"]) for r in runs if r["label"] in ("improved", "flat") and r["findings"]] == []
+    assert [r["run"] for r in runs if r["label"] in corpus.SICK and not r["findings"]] == []
 
 
 # ---------------------------------------------------------------- DPO and SFT symptoms
