@@ -96,8 +96,9 @@ GRID = {
     "dpo_beta1": (DPO, ["train.beta=1.0"]),
 }
 
-# The held-out corpus: SmolLM2 GRPO runs on word problems from the real-model demo's SFT adapter (47 % held
-# out), the demo's GRPO recipe (12 steps of 8 problems x 8 answers, 32 tokens), one thing varied per run.
+# The held-out corpus: SmolLM2 GRPO runs on word problems from the real-model demo's SFT stage as it was
+# recorded (30 steps at a constant LR: 47 % held out) and its GRPO recipe (12 steps of 8 problems x 8 answers,
+# 32 tokens), one thing varied per run.
 REAL = dict(recipe="smollm2_word_grpo.yaml", base=["probe=false", "train.save_strategy=no"])
 # Hackable: the answer's last number ends in 0 ("The answer is 20."), which any answer can meet.
 REAL_ROUND = "{name: regex_match, pattern: '0\\.?\\s*$', weight: 1.0}"
@@ -122,6 +123,7 @@ class Corpus:
     accuracy: str  # the reward that says an answer is right
     max_new_tokens: int
     marker: str  # the table's section in bench/RESULTS.md
+    start_overrides: tuple = ()  # the start adapter as it was when the corpus was recorded
 
 
 CORPORA = {
@@ -129,7 +131,7 @@ CORPORA = {
                    "tiny_grpo.yaml", "exact_match", 16, "doctor corpus table"),
     "real": Corpus(REAL_GRID, ROOT / "bench" / "doctor_corpus_real", ROOT / "runs" / "doctor_corpus_real",
                    "smollm2_word_sft.yaml", "smollm2_word_grpo.yaml", "math_accuracy", 32,
-                   "doctor held-out corpus table"),
+                   "doctor held-out corpus table", ("train.max_steps=30", "train.lr_scheduler_type=constant")),
 }
 
 # What a right diagnosis of each label is: a symptom whose named cause is what went wrong.
@@ -178,8 +180,8 @@ def start_adapter(corpus: Corpus, threads: int) -> Path:
     sft = corpus.scratch / "sft"
     if not (sft / "adapter_model.safetensors").is_file():
         with cpu_lock():
-            python("-m", "tinyalign.sft", str(builtin(corpus.start_recipe)), f"output_dir={sft}", "overwrite=true",
-                   threads=threads)
+            python("-m", "tinyalign.sft", str(builtin(corpus.start_recipe)), *corpus.start_overrides,
+                   f"output_dir={sft}", "overwrite=true", threads=threads)
     return sft
 
 

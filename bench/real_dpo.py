@@ -1,7 +1,8 @@
 """DPO on a real model from simulated votes: SmolLM2-135M-Instruct's SFT adapter continued by DPO on
 votes over its own answers, and the held-out accuracy of the start and of each DPO run.
 
-    python -m tinyalign.sft recipes/smollm2_word_sft.yaml output_dir=runs/demo-real/sft   # the start (~2.5 min)
+    python -m tinyalign.sft recipes/smollm2_word_sft.yaml train.max_steps=30 train.lr_scheduler_type=constant \
+        output_dir=runs/demo-real/sft   # the start measured from (~2.5 min)
     python bench/real_rm.py --policy sft=runs/demo-real/sft --seeds 0 --threads 1          # the votes (its stages 1-2)
     python bench/real_dpo.py --seeds 0 1 --threads 2                                      # ~12 min a seed on 2 cores
     options: [--start runs/demo-real/sft] [--votes runs/real_rm/votes.sqlite] [--held-out 300]
