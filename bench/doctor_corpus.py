@@ -17,10 +17,11 @@ start adapter vs final adapter), never by its training logs:
 Then the doctor reads each run's logs (exactly what `python -m tinyalign.doctor RUN` reads) and the
 table says, per symptom, how often it fired and on which labels, and per label, how often the doctor
 named it right. The held-out corpus (`--corpus real`) does the same with SmolLM2-135M-Instruct GRPO runs
-on word problems, started from the real-model demo's SFT adapter and labeled by math_accuracy on 300
-held-out problems; its table is reported apart, and no threshold may be changed to fit it.
-The cache (bench/doctor_corpus/<run>/: trainer_state.json, recipe.yaml,
-completions.jsonl, label.json) is small and kept in git, so the table is rebuilt without training.
+on word problems, started from the real-model demo's SFT stage as recorded (30 steps at a constant LR)
+and labeled by math_accuracy on 300 held-out problems; its table is reported apart, and no threshold may
+be changed to fit it. The caches (bench/doctor_corpus/<run>/ and bench/doctor_corpus_real/<run>/:
+trainer_state.json, recipe.yaml, completions.jsonl, label.json) are small and kept in git, so the tables
+are rebuilt without training.
 Training and labeling take the shared CPU lock one run at a time (other work runs between runs).
 """
 
