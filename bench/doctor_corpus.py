@@ -116,6 +116,7 @@ REAL_GRID = {
 @dataclass(frozen=True)
 class Corpus:
     """Where a corpus's runs are kept and how they are labeled."""
+    name: str  # as --corpus spells it
     grid: dict
     cache: Path  # logs and labels, small, kept in git
     scratch: Path  # adapters and checkpoints: big, not kept
@@ -127,13 +128,13 @@ class Corpus:
     start_overrides: tuple = ()  # the start adapter as it was when the corpus was recorded
 
 
-CORPORA = {
-    "tiny": Corpus(GRID, ROOT / "bench" / "doctor_corpus", ROOT / "runs" / "doctor_corpus", "tiny_sft.yaml",
-                   "tiny_grpo.yaml", "exact_match", 16, "doctor corpus table"),
-    "real": Corpus(REAL_GRID, ROOT / "bench" / "doctor_corpus_real", ROOT / "runs" / "doctor_corpus_real",
-                   "smollm2_word_sft.yaml", "smollm2_word_grpo.yaml", "math_accuracy", 32,
-                   "doctor held-out corpus table", ("train.max_steps=30", "train.lr_scheduler_type=constant")),
-}
+CORPORA = {c.name: c for c in (
+    Corpus("tiny", GRID, ROOT / "bench" / "doctor_corpus", ROOT / "runs" / "doctor_corpus", "tiny_sft.yaml",
+           "tiny_grpo.yaml", "exact_match", 16, "doctor corpus table"),
+    Corpus("real", REAL_GRID, ROOT / "bench" / "doctor_corpus_real", ROOT / "runs" / "doctor_corpus_real",
+           "smollm2_word_sft.yaml", "smollm2_word_grpo.yaml", "math_accuracy", 32,
+           "doctor held-out corpus table", ("train.max_steps=30", "train.lr_scheduler_type=constant")),
+)}
 
 # What a right diagnosis of each label is: a symptom whose named cause is what went wrong.
 RIGHT = {
@@ -195,7 +196,7 @@ def train_and_label(corpus: Corpus, name: str, settings: dict, overrides: list[s
                f"model.adapter={sft}", f"output_dir={out}", "overwrite=true", "doctor=false",
                *settings["base"], *overrides, threads=threads)
         took = time.time() - began
-        python(__file__, "--label", str(out), str(sft), "--corpus", corpus_name(corpus), threads=threads)
+        python(__file__, "--label", str(out), str(sft), "--corpus", corpus.name, threads=threads)
     kept = corpus.cache / name
     kept.mkdir(parents=True, exist_ok=True)
     for file in KEPT + ("label.json",):
@@ -206,10 +207,6 @@ def train_and_label(corpus: Corpus, name: str, settings: dict, overrides: list[s
     (kept / "label.json").write_text(json.dumps(label, indent=1) + "\n")
     print(f"{name}: {label['label']} (accuracy {label['start']['accuracy']:.2f} -> {label['final']['accuracy']:.2f}, "
           f"{took:.0f} s)", flush=True)
-
-
-def corpus_name(corpus: Corpus) -> str:
-    return next(name for name, c in CORPORA.items() if c is corpus)
 
 
 def label_run(corpus: Corpus, run_dir: Path, sft: Path) -> None:
@@ -225,20 +222,20 @@ def label_run(corpus: Corpus, run_dir: Path, sft: Path) -> None:
     recipe = recipes.load(run_dir / "recipe.yaml")
     rows = data.eval_rows(task.data, limit=PROMPTS, seed=task.seed)
     accuracy = rewards.resolve({"name": corpus.accuracy})
-    others = [rewards.resolve(spec) for spec in recipe.rewards if rewards.resolve(spec).kind != "accuracy"]
-    start_file = sft / "held_out_answers.json"
-    adapters = {"final": str(run_dir)} if start_file.is_file() else {"start": str(sft), "final": str(run_dir)}
-    policy, tokenizer = model.load_with_adapters(task.model, adapters)
+    others = [reward for reward in map(rewards.resolve, recipe.rewards) if reward.kind != "accuracy"]
+    cached = sft / "held_out_answers.json"  # the start's answers, the same for every run of the corpus
+    policy, tokenizer = model.load_with_adapters(
+        task.model, {"final": str(run_dir)} if cached.is_file() else {"start": str(sft), "final": str(run_dir)})
+
+    def answers_of(adapter: str) -> list[str]:
+        policy.set_adapter(adapter)
+        prompts = [r["prompt"] for r in rows]
+        return [c[0] for c in generate(policy, tokenizer, prompts, max_new_tokens=corpus.max_new_tokens)]
+
+    if not cached.is_file():
+        cached.write_text(json.dumps(answers_of("start")))
     metrics = {}
-    for name in ("start", "final"):
-        if name == "start" and start_file.is_file():
-            answers = json.loads(start_file.read_text())
-        else:
-            policy.set_adapter(name)
-            answers = [c[0] for c in generate(policy, tokenizer, [r["prompt"] for r in rows],
-                                              max_new_tokens=corpus.max_new_tokens)]
-            if name == "start":
-                start_file.write_text(json.dumps(answers))
+    for name, answers in (("start", json.loads(cached.read_text())), ("final", answers_of("final"))):
         columns = {"answer": [r["answer"] for r in rows]}
         metrics[name] = {"accuracy": sum(solve_rate.solved(accuracy, answers, **columns)) / len(rows),
                          "most_common_share": max(answers.count(a) for a in set(answers)) / len(rows),

@@ -60,7 +60,8 @@ def main() -> None:
     parser.add_argument("--held-out", type=int, default=300, help="held-out problems scored (default 300)")
     parser.add_argument("--work", type=Path, default=Path("runs/real_dpo"))
     args, overrides = parser.parse_known_args()
-    for path, made_by in ((args.start, "python -m tinyalign.sft recipes/smollm2_word_sft.yaml output_dir=..."),
+    for path, made_by in ((args.start, "python -m tinyalign.sft recipes/smollm2_word_sft.yaml train.max_steps=30 "
+                                        "train.lr_scheduler_type=constant output_dir=..."),
                           (args.votes, "python bench/real_rm.py --policy sft=START")):
         if not Path(path).exists():
             sys.exit(f"{path} not found; make it first: {made_by}")
