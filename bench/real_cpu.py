@@ -170,7 +170,7 @@ def run_child(which: str, out: str) -> None:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=1, help="alternating runs of each variant (median shown)")
-    parser.add_argument("--threads", default="auto", help="auto (tinyalign's choice by load average) or a number")
+    parser.add_argument("--threads", default="auto", help="auto (tinyalign's choice: the cores busy now left to others) or a number")
     parser.add_argument("--busy", action="store_true", help="run a CPU-bound neighbour process throughout")
     parser.add_argument("--variants", default="ours,plain", help="comma list of ours, plain")
     parser.add_argument("--demo", action="store_true", help="the real-model demo's GRPO step (see above)")

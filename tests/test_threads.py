@@ -5,7 +5,7 @@ import os
 from tinyalign import threads as cpu
 
 
-def threads(monkeypatch, cores=2, load=0.0, now=0.0, omp=None) -> int:
+def threads(monkeypatch, cores=2, now=0.0, omp=None, load=0.0) -> int:
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     if omp:
         monkeypatch.setenv("OMP_NUM_THREADS", omp)
@@ -16,11 +16,12 @@ def threads(monkeypatch, cores=2, load=0.0, now=0.0, omp=None) -> int:
 
 
 def test_a_quiet_box_gets_every_core_and_a_busy_one_what_is_left(monkeypatch):
-    assert threads(monkeypatch, cores=2, load=1.0) == 2  # the load of this process alone
-    assert threads(monkeypatch, cores=2, load=2.1) == 1  # a neighbour busy lately
-    assert threads(monkeypatch, cores=2, load=0.2, now=1.0) == 1  # a neighbour that just started
-    assert threads(monkeypatch, cores=8, load=3.0, now=1.0) == 6  # two busy lately
-    assert threads(monkeypatch, cores=2, load=9.0, now=2.0) == 1  # never zero
+    assert threads(monkeypatch, cores=2, now=0.1) == 2
+    assert threads(monkeypatch, cores=2, now=1.0) == 1  # one busy neighbour
+    assert threads(monkeypatch, cores=8, now=2.2) == 6
+    assert threads(monkeypatch, cores=2, now=2.0) == 1  # never zero
+    # a job that ended a moment ago leaves the 1-minute load average high, and takes no core now
+    assert threads(monkeypatch, cores=2, now=0.0, load=2.5) == 2
 
 
 def test_omp_num_threads_wins(monkeypatch):

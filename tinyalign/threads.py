@@ -8,18 +8,18 @@ def cpu_threads() -> int:
 
     OpenMP threads that find their core taken spin-wait against the other process: on a 2-core box
     beside one busy process, a 2-thread GRPO step on SmolLM2 took 4-13x its time on a quiet box.
-    Busy means busy now (0.3 s of /proc/stat) or lately (the 1-minute load average, less this
-    process). OMP_NUM_THREADS, when set, wins.
+    Busy means busy now: a second of /proc/stat. Not the load average: it lingers for a minute after
+    a job ends, and a demo started right after the tests would run on one thread, 1.7x as long.
+    OMP_NUM_THREADS, when set, wins.
     """
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():
         return max(1, int(os.environ["OMP_NUM_THREADS"]))
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
-    lately = os.getloadavg()[0] - 1.0 if hasattr(os, "getloadavg") else 0.0
-    others = max(0.0, lately, _busy_now(cores))
+    others = _busy_now(cores)
     return max(1, min(len(cores), round(len(cores) - others)))
 
 
-def _busy_now(cores: list[int], window: float = 0.3) -> float:
+def _busy_now(cores: list[int], window: float = 1.0) -> float:
     """How many of `cores` were busy over the last `window` seconds (Linux; 0 elsewhere)."""
     import time
 
