@@ -43,7 +43,13 @@ def test_every_checkpoint_gets_a_row_and_training_beats_the_base(tiny_sft_run, e
     # the base's long answers vs the trained ones' bare numbers
     assert float(rows[0]["mean_length"]) > 2 * float(rows[-1]["mean_length"])
     assert all(0.0 <= float(r["pass@4"]) <= 1.0 for r in rows) and float(rows[-1]["pass@4"]) > 0.4
+    # a right sampled answer makes its problem count for pass@4: the share of right samples is never above it
+    assert all(float(r["sampled"]) <= float(r["pass@4"]) for r in rows) and float(rows[-1]["sampled"]) > 0.2
     assert table[-1]["accuracy"] == accuracy["final"]
+    # each row carries its per-problem verdicts, in the same problems' order, for paired comparisons;
+    # they stay out of the files a user opens
+    assert all(len(row[evaluate.SOLVED]) == 60 and sum(row[evaluate.SOLVED]) / 60 == row["accuracy"] for row in table)
+    assert evaluate.SOLVED not in rows[0]
 
 
 def test_the_markdown_names_the_best_checkpoint_and_the_plot_is_a_png(evaluated):
@@ -51,6 +57,7 @@ def test_the_markdown_names_the_best_checkpoint_and_the_plot_is_a_png(evaluated)
     text = (out / "eval.md").read_text()
     assert "| model | step | accuracy | pass@4 |" in text
     assert "best by accuracy: checkpoint-" in text
+    assert "; over the base: +" in text and ": above it)" in text  # 0 % -> >40 % on the same 60 problems
     assert (out / "eval.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "eval.png").stat().st_size > 10_000  # a real figure, not an empty canvas
 
@@ -128,3 +135,23 @@ def test_the_95_percent_interval_is_wilsons_and_narrows_with_more_items():
     assert abs(low - 0.4314) < 1e-3 and abs(high - 0.5686) < 1e-3  # the textbook Wilson interval
     assert interval95(0.0, 300)[0] < 1e-12 and 0 < interval95(0.0, 300)[1] < 0.013  # never below 0, never a point
     assert interval95(0.5, 800)[1] - interval95(0.5, 800)[0] < high - low
+
+
+def test_two_models_on_the_same_problems_are_told_apart_item_by_item():
+    from tinyalign.solve_rate import interval95, paired_interval95
+
+    # 300 problems: 150 right for both, 20 fixed, 8 broken: +4.0 points
+    before = [True] * 150 + [False] * 20 + [True] * 8 + [False] * 122
+    after = [True] * 150 + [True] * 20 + [False] * 8 + [False] * 122
+    diff, low, high = paired_interval95(before, after)
+    assert diff == pytest.approx(0.04) and 0.004 < low < 0.008 and 0.072 < high < 0.076
+    # the two Wilson intervals side by side overlap: they could not tell these models apart
+    assert interval95(sum(after) / 300, 300)[0] < interval95(sum(before) / 300, 300)[1]
+    assert paired_interval95(before, before) == (0.0, 0.0, 0.0)
+    line = evaluate.paired_gain({evaluate.SOLVED: before}, {evaluate.SOLVED: after})
+    assert line.startswith("+4.0 points") and "above it" in line
+    assert "below it" in evaluate.paired_gain({evaluate.SOLVED: after}, {evaluate.SOLVED: before})
+    assert "not told apart" in evaluate.paired_gain({evaluate.SOLVED: before}, {evaluate.SOLVED: before[::-1]})
+    with pytest.raises(ValueError):
+        paired_interval95(before, after[:10])
+

@@ -35,8 +35,7 @@ def main(argv=None):
     timings = {}
 
     from . import console, doctor, files, grpo, probe, recipe as recipes, run, sft, word_problems
-    from .evaluate import evaluate_run, trained_rows
-    from .solve_rate import interval95
+    from .evaluate import evaluate_run
 
     out = files.check_folder_out(args.out)  # checked before the first stage writes anything into it
     console.quiet()
@@ -74,26 +73,31 @@ def main(argv=None):
     print("\n== stage 6: the doctor reads the GRPO run's logs")
     doctor.main([str(out / "grpo")])
 
+    print_table(table, timings, min(args.eval_prompts, word_problems.SIZES["test"]))
+    print(f"probes and training {sum(timings.values()) / 60:.1f} min (probes {timings['probe']:.0f} s); "
+          f"per checkpoint: {out / 'grpo' / 'eval.md'}; runs in {out}/")
+
+
+def print_table(table: list[dict], timings: dict, n: int) -> None:
+    """The closing table, a row per stage (the evaluated run's rows), and each stage's gain over its start."""
+    from .evaluate import paired_gain, trained_rows
+    from .solve_rate import interval95
+
     rows = {row["model"]: row for row in table}
     trained = trained_rows(table)  # checkpoints by step, and the final adapter when it is not one of them
-    n = min(args.eval_prompts, word_problems.SIZES["test"])
-    print(f"\nheld-out accuracy on {n} word problems (greedy; 95 % interval), "
-          f"pass@{PASS_K} on {PASS_K_PROMPTS} of them")
-    print(f"{'stage':<15} {'accuracy':>9} {'95 % interval':>14} {f'pass@{PASS_K}':>7} {'truncated':>10} "
+    print(f"\nheld-out accuracy on {n} word problems (greedy; 95 % interval); pass@{PASS_K} and the share of "
+          f"right sampled answers on {PASS_K_PROMPTS} of them")
+    print(f"{'stage':<15} {'accuracy':>9} {'95 % interval':>14} {f'pass@{PASS_K}':>7} {'sampled':>8} {'truncated':>10} "
           f"{'train time':>11}")
     stages = [("base", rows["base"], "-"), ("SFT", rows["start"], f"{timings['sft']:.0f} s")]
     stages += [(f"GRPO step {r['step']}", r, f"{timings['grpo']:.0f} s" if r is trained[-1] else "") for r in trained]
     for label, row, took in stages:
         low, high = interval95(row["accuracy"], n)
         print(f"{label:<15} {row['accuracy']:>9.1%} {f'{low:.1%}-{high:.1%}':>14} {row[f'pass@{PASS_K}']:>7.1%} "
-              f"{row['truncated']:>10.1%} {took:>11}")
-    base, start_, final = rows["base"]["accuracy"], rows["start"]["accuracy"], trained[-1]["accuracy"]
-    beyond = interval95(final, n)[0] > interval95(start_, n)[1]
-    print(f"\nbase -> final: {100 * (final - base):+.1f} points; "
-          f"GRPO over its SFT start: {100 * (final - start_):+.1f} "
-          f"points ({'beyond the 95 % intervals' if beyond else 'the 95 % intervals overlap'})")
-    print(f"probes and training {sum(timings.values()) / 60:.1f} min (probes {timings['probe']:.0f} s); "
-          f"per checkpoint: {out / 'grpo' / 'eval.md'}; runs in {out}/")
+              f"{row['sampled']:>8.1%} {row['truncated']:>10.1%} {took:>11}")
+    # the same problems for every stage: each stage against the one before is a paired comparison
+    print(f"\nbase -> final: {paired_gain(rows['base'], trained[-1])}")
+    print(f"GRPO over its SFT start: {paired_gain(rows['start'], trained[-1])}")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,8 @@ from .generate import generation_settings
 from .errors import ArgumentParser, UserError, cli, positive_int
 
 FILES = ("eval.csv", "eval.md", "eval.png")
-RATES = ("accuracy", "format", "truncated")  # shown as percentages; so is pass@K
+RATES = ("accuracy", "sampled", "format", "truncated")  # shown as percentages; so is pass@K
+SOLVED = "solved"  # a row's per-item greedy verdicts: kept in the returned table, never in the files
 
 
 @dataclass
@@ -113,7 +114,8 @@ def model_metrics(policy, tokenizer, rows: list[dict], rewards: list, weights: l
                                      desc=f"{name}: greedy")]
     ids = [tokenizer(c, add_special_tokens=False).input_ids for c in greedy]
     columns = {"answer": answers, "prompts": prompts, "completion_ids": ids}
-    metrics = {"accuracy": solved_share(accuracy, greedy, columns)}
+    right = solve_rate.solved(accuracy, greedy, **columns)
+    metrics = {"accuracy": None if right is None else mean(right)}
 
     if k > 1:
         set_seed(seed)  # every model draws from the same random stream: a fair comparison
@@ -125,6 +127,9 @@ def model_metrics(policy, tokenizer, rows: list[dict], rewards: list, weights: l
                     "completion_ids": [tokenizer(c, add_special_tokens=False).input_ids for c in flat]}
         solved = solve_rate.solved(accuracy, flat, **repeated)
         metrics[f"pass@{k}"] = None if solved is None else mean(any(solved[i:i + k]) for i in range(0, len(flat), k))
+        # the share of sampled answers that are right: what GRPO's reward trains, and it can rise while
+        # greedy accuracy, the mode's answer, stays put
+        metrics["sampled"] = None if solved is None else mean(solved)
 
     if rewards:
         scores = {f.__name__: f(greedy, **columns) for f in rewards}
@@ -139,12 +144,9 @@ def model_metrics(policy, tokenizer, rows: list[dict], rewards: list, weights: l
             metrics["format"] = mean(all(flags) for flags in zip(*compliant))
     metrics["mean_length"] = mean(map(len, ids))
     metrics["truncated"] = mean(len(i) >= max_new for i in ids)
+    if right is not None:
+        metrics[SOLVED] = right  # per item, in the rows' order: two models compare item by item (paired)
     return metrics
-
-
-def solved_share(reward, completions: list[str], columns: dict) -> float | None:
-    flags = solve_rate.solved(reward, completions, **columns)
-    return None if flags is None else mean(flags)
 
 
 # ---------------------------------------------------------------- the run
@@ -251,7 +253,18 @@ def best_line(table: list[dict], metric: str) -> str:
     base = next((r for r in table if r["model"] == "base" and r.get(metric) is not None), None)
     if base and base[metric] >= best[metric]:
         words += f"; no checkpoint beats the base ({fmt(metric, base[metric])})"
+    # against where training started (the adapter it continued, else the base), on the same problems
+    start = next((r for name in ("start", "base") for r in table if r["model"] == name and SOLVED in r), None)
+    if start is not None and SOLVED in best and metric == "accuracy":
+        words += f"; over the {start['model']}: {paired_gain(start, best)}"
     return words
+
+
+def paired_gain(before: dict, after: dict) -> str:
+    """How far `after` is above `before` on the same held-out items, and whether that is more than noise."""
+    diff, low, high = solve_rate.paired_interval95(before[SOLVED], after[SOLVED])
+    verdict = "above it" if low > 0 else "below it" if high < 0 else "not told apart"
+    return f"{100 * diff:+.1f} points (paired 95 % interval {100 * low:+.1f} to {100 * high:+.1f}: {verdict})"
 
 
 # ---------------------------------------------------------------- writing
@@ -268,12 +281,13 @@ def fmt(key: str, value) -> str:
 
 
 def columns_of(table: list[dict]) -> list[str]:
-    return list(dict.fromkeys(key for row in table for key in row))
+    """The table's figures: every key but the per-item flags."""
+    return list(dict.fromkeys(key for row in table for key in row if key != SOLVED))
 
 
 def write_csv(table: list[dict], path: Path) -> None:
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns_of(table))
+        writer = csv.DictWriter(f, fieldnames=columns_of(table), extrasaction="ignore")
         writer.writeheader()
         writer.writerows(table)
 

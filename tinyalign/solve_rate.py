@@ -69,3 +69,21 @@ def interval95(share: float, n: int) -> tuple[float, float]:
     centre = (share + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * (share * (1 - share) / n + z * z / (4 * n * n)) ** 0.5
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def paired_interval95(before: list[bool], after: list[bool]) -> tuple[float, float, float]:
+    """(after - before accuracy, 95 % interval of that difference) for two models scored on the same items.
+
+    Each item is its own control: only the items that changed sides carry the difference, so the interval
+    is far narrower than two Wilson intervals side by side (on 300 items, 20 fixed and 8 broken gives
+    +4.0 points, 95 % interval +0.6 to +7.4, where the two Wilson intervals overlap by seven points). A normal
+    interval on the per-item differences; fine from a few dozen items."""
+    if len(before) != len(after) or not before:
+        raise ValueError("paired_interval95 needs the same non-empty items scored by both models")
+    n = len(before)
+    changes = [int(b) - int(a) for a, b in zip(before, after)]
+    diff = sum(changes) / n
+    variance = sum((c - diff) ** 2 for c in changes) / max(1, n - 1)
+    half = 1.959964 * (variance / n) ** 0.5
+    return diff, diff - half, diff + half
+
