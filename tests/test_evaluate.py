@@ -1,6 +1,8 @@
 """evaluate: a row per checkpoint scored by the task metric, the best one named, files a user can open."""
 
+import contextlib
 import csv
+import io
 import shutil
 
 import pytest
@@ -16,16 +18,20 @@ def read_csv(path):
 
 @pytest.fixture(scope="module")
 def evaluated(tiny_sft_run, tmp_path_factory):
-    """The tiny SFT run evaluated once (60 held-out prompts, pass@4), counting base-weight loads."""
+    """The tiny SFT run evaluated once (60 held-out prompts, pass@4), counting base-weight loads; what it
+    printed is in out/console.txt."""
     out = tmp_path_factory.mktemp("eval")
     loads = []
     real = model.load_base
     patch = pytest.MonkeyPatch()
     patch.setattr(model, "load_base", lambda spec, *rest: loads.append(spec.name) or real(spec, *rest))
+    printed = io.StringIO()
     try:
-        table = evaluate.evaluate_run(tiny_sft_run, k=4, prompts=60, out=out)
+        with contextlib.redirect_stdout(printed):
+            table = evaluate.evaluate_run(tiny_sft_run, k=4, prompts=60, out=out)
     finally:
         patch.undo()
+    (out / "console.txt").write_text(printed.getvalue())
     return table, out, loads
 
 
@@ -49,7 +55,11 @@ def test_every_checkpoint_gets_a_row_and_training_beats_the_base(tiny_sft_run, e
     # each row carries its per-problem verdicts, in the same problems' order, for paired comparisons;
     # they stay out of the files a user opens
     assert all(len(row[evaluate.SOLVED]) == 60 and sum(row[evaluate.SOLVED]) / 60 == row["accuracy"] for row in table)
-    assert evaluate.SOLVED not in rows[0]
+    assert all(row["sampled"] == pytest.approx(sum(row[evaluate.SAMPLES_RIGHT]) / 60) for row in table)
+    assert not set(evaluate.PER_ITEM) & set(rows[0])
+    # on the console too: a short line a model, its figures and not its 60 verdicts
+    lines = [line for line in (out / "console.txt").read_text().splitlines() if line.startswith("final: accuracy")]
+    assert len(lines) == 1 and "True" not in lines[0] and len(lines[0]) < 200, lines
 
 
 def test_the_markdown_names_the_best_checkpoint_and_the_plot_is_a_png(evaluated):
@@ -154,4 +164,11 @@ def test_two_models_on_the_same_problems_are_told_apart_item_by_item():
     assert "not told apart" in evaluate.paired_gain({evaluate.SOLVED: before}, {evaluate.SOLVED: before[::-1]})
     with pytest.raises(ValueError):
         paired_interval95(before, after[:10])
+    # shares of right samples per item pair the same way: a quarter more right samples on every item
+    shares = [i % 4 / 4 for i in range(300)]
+    diff, low, high = paired_interval95(shares, [s + 0.25 for s in shares])
+    assert diff == pytest.approx(0.25) and low == pytest.approx(0.25) and high == pytest.approx(0.25)
+    line = evaluate.paired_gain({evaluate.SAMPLES_RIGHT: shares}, {evaluate.SAMPLES_RIGHT: shares[::-1]},
+                                evaluate.SAMPLES_RIGHT)
+    assert line.startswith("+0.0 points") and "not told apart" in line
 

@@ -80,7 +80,7 @@ def main(argv=None):
 
 def print_table(table: list[dict], timings: dict, n: int) -> None:
     """The closing table, a row per stage (the evaluated run's rows), and each stage's gain over its start."""
-    from .evaluate import paired_gain, trained_rows
+    from .evaluate import SAMPLES_RIGHT, paired_gain, trained_rows
     from .solve_rate import interval95
 
     rows = {row["model"]: row for row in table}
@@ -98,6 +98,9 @@ def print_table(table: list[dict], timings: dict, n: int) -> None:
     # the same problems for every stage: each stage against the one before is a paired comparison
     print(f"\nbase -> final: {paired_gain(rows['base'], trained[-1])}")
     print(f"GRPO over its SFT start: {paired_gain(rows['start'], trained[-1])}")
+    # what GRPO's reward trains is the sampled answer; greedy is the mode, and can stay put while it rises
+    print(f"GRPO over its SFT start, right sampled answers: "
+          f"{paired_gain(rows['start'], trained[-1], SAMPLES_RIGHT)}")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,11 @@ from .errors import ArgumentParser, UserError, cli, positive_int
 
 FILES = ("eval.csv", "eval.md", "eval.png")
 RATES = ("accuracy", "sampled", "format", "truncated")  # shown as percentages; so is pass@K
-SOLVED = "solved"  # a row's per-item greedy verdicts: kept in the returned table, never in the files
+# Per item, in the held-out rows' order, so two models compare item by item (paired): the greedy answer's
+# verdict, and the share of the k sampled answers that are right. Kept in the returned table; never in
+# the files or on the console.
+SOLVED, SAMPLES_RIGHT = "solved", "samples_right"
+PER_ITEM = (SOLVED, SAMPLES_RIGHT)
 
 
 @dataclass
@@ -130,6 +134,8 @@ def model_metrics(policy, tokenizer, rows: list[dict], rewards: list, weights: l
         # the share of sampled answers that are right: what GRPO's reward trains, and it can rise while
         # greedy accuracy, the mode's answer, stays put
         metrics["sampled"] = None if solved is None else mean(solved)
+        if solved is not None:
+            metrics[SAMPLES_RIGHT] = [mean(solved[i:i + k]) for i in range(0, len(flat), k)]
 
     if rewards:
         scores = {f.__name__: f(greedy, **columns) for f in rewards}
@@ -145,7 +151,7 @@ def model_metrics(policy, tokenizer, rows: list[dict], rewards: list, weights: l
     metrics["mean_length"] = mean(map(len, ids))
     metrics["truncated"] = mean(len(i) >= max_new for i in ids)
     if right is not None:
-        metrics[SOLVED] = right  # per item, in the rows' order: two models compare item by item (paired)
+        metrics[SOLVED] = right
     return metrics
 
 
@@ -205,7 +211,8 @@ def evaluate_run(target, checkpoints: str = "all", k: int = 1, prompts: int = 20
             active = slot
         results[entry.name] = model_metrics(policy, tokenizer, rows, rewards, weights, solved_by, settings, k,
                                             batch_size, recipe.seed, entry.name, pass_k_prompts)
-        print(f"{entry.name}: " + ", ".join(f"{key} {fmt(key, v)}" for key, v in results[entry.name].items()))
+        print(f"{entry.name}: " + ", ".join(f"{key} {fmt(key, v)}" for key, v in results[entry.name].items()
+                                            if key not in PER_ITEM))  # one line a model
     table = [{"model": e.name, "step": e.step, **results[e.name]} for e in todo]
     took = time.time() - start
 
@@ -260,9 +267,10 @@ def best_line(table: list[dict], metric: str) -> str:
     return words
 
 
-def paired_gain(before: dict, after: dict) -> str:
-    """How far `after` is above `before` on the same held-out items, and whether that is more than noise."""
-    diff, low, high = solve_rate.paired_interval95(before[SOLVED], after[SOLVED])
+def paired_gain(before: dict, after: dict, per_item: str = SOLVED) -> str:
+    """How far `after` is above `before` on the same held-out items, and whether that is more than noise:
+    by the greedy verdicts (SOLVED), or by the share of right sampled answers (SAMPLES_RIGHT)."""
+    diff, low, high = solve_rate.paired_interval95(before[per_item], after[per_item])
     verdict = "above it" if low > 0 else "below it" if high < 0 else "not told apart"
     return f"{100 * diff:+.1f} points (paired 95 % interval {100 * low:+.1f} to {100 * high:+.1f}: {verdict})"
 
@@ -281,8 +289,8 @@ def fmt(key: str, value) -> str:
 
 
 def columns_of(table: list[dict]) -> list[str]:
-    """The table's figures: every key but the per-item flags."""
-    return list(dict.fromkeys(key for row in table for key in row if key != SOLVED))
+    """The table's figures: every key but the per-item ones."""
+    return list(dict.fromkeys(key for row in table for key in row if key not in PER_ITEM))
 
 
 def write_csv(table: list[dict], path: Path) -> None:

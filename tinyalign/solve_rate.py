@@ -71,7 +71,7 @@ def interval95(share: float, n: int) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def paired_interval95(before: list[bool], after: list[bool]) -> tuple[float, float, float]:
+def paired_interval95(before: list[float], after: list[float]) -> tuple[float, float, float]:
     """(after - before accuracy, 95 % interval of that difference) for two models scored on the same items.
 
     Each item is its own control: only the items that changed sides carry the difference, so the interval
@@ -81,7 +81,7 @@ def paired_interval95(before: list[bool], after: list[bool]) -> tuple[float, flo
     if len(before) != len(after) or not before:
         raise ValueError("paired_interval95 needs the same non-empty items scored by both models")
     n = len(before)
-    changes = [int(b) - int(a) for a, b in zip(before, after)]
+    changes = [float(b) - float(a) for a, b in zip(before, after)]  # per item: a verdict, or a share of samples
     diff = sum(changes) / n
     variance = sum((c - diff) ** 2 for c in changes) / max(1, n - 1)
     half = 1.959964 * (variance / n) ** 0.5
