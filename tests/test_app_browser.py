@@ -526,8 +526,10 @@ def test_votes_become_a_dpo_run_whose_adapter_the_app_serves(arena, page, tmp_pa
     finally:
         served.stop()
     # Each pane shows what its own adapter answers outside the app, and the two differ, so the new DPO run is
-    # what answers on the left. Measured: the vote's edit "A." (chosen over both answers) made the DPO adapter
-    # answer "A" where the adapter it started from answers "AAAAAAAAAAA" (11 tokens, the cap).
+    # what answers on the left. The vote's edit "A." (chosen over both answers) moves the DPO adapter to a
+    # shorter answer with nothing in it but the edit's characters. Measured: on a 2-core AMD EPYC the start
+    # answered "AAAAAAAAAAA" (11 tokens, the cap) and the DPO adapter "A"; on a 2-core Intel Xeon the start
+    # "AAAA" and the DPO adapter "" (the turn's end at once): float sums differ by CPU, so the exact answer does.
     from tinyalign import recipe as recipes
     from tinyalign.app.engine import Engine
 
@@ -536,4 +538,4 @@ def test_votes_become_a_dpo_run_whose_adapter_the_app_serves(arena, page, tmp_pa
     own = {name: engine.generate([[{"role": "user", "content": "Say something"}]], [name], temperature=0.0,
                                  max_new_tokens=settings.generation["max_new_tokens"])[0].strip() for name in ("dpo", "aaa")}
     assert shown == (own["dpo"], own["aaa"]), own
-    assert set(shown[0]) == {"A"} and len(shown[0]) < len(shown[1]), shown
+    assert set(shown[1]) == {"A"} and set(shown[0]) <= set("A.") and len(shown[0]) < len(shown[1]), shown

@@ -58,7 +58,7 @@ def test_every_checkpoint_gets_a_row_and_training_beats_the_base(tiny_sft_run, e
     assert all(row["sampled"] == pytest.approx(sum(row[evaluate.SAMPLES_RIGHT]) / 60) for row in table)
     assert not set(evaluate.PER_ITEM) & set(rows[0])
     # on the console too: a short line a model, its figures and not its 60 verdicts
-    lines = [line for line in (out / "console.txt").read_text().splitlines() if line.startswith("final: accuracy")]
+    lines = [line for line in (out / "console.txt").read_text().splitlines() if line.startswith("base: accuracy")]
     assert len(lines) == 1 and "True" not in lines[0] and len(lines[0]) < 200, lines
 
 
