@@ -171,4 +171,3 @@ def test_two_models_on_the_same_problems_are_told_apart_item_by_item():
     line = evaluate.paired_gain({evaluate.SAMPLES_RIGHT: shares}, {evaluate.SAMPLES_RIGHT: shares[::-1]},
                                 evaluate.SAMPLES_RIGHT)
     assert line.startswith("+0.0 points") and "not told apart" in line
-

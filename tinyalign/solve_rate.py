@@ -86,4 +86,3 @@ def paired_interval95(before: list[float], after: list[float]) -> tuple[float, f
     variance = sum((c - diff) ** 2 for c in changes) / max(1, n - 1)
     half = 1.959964 * (variance / n) ** 0.5
     return diff, diff - half, diff + half
-
