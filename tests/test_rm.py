@@ -66,12 +66,11 @@ def rm_run(votes, tmp_path_factory):
 @pytest.mark.slow
 def test_reward_model_from_votes_ranks_held_out_pairs(rm_run, votes, capsys):
     metrics = json.loads((rm_run / rm_load.METRICS).read_text())
-    # bench/rm_spread.py --start mixed over seeds 0-4: 83.2-89.8 %, median 85.2 % on 189-202 held-out pairs (AMD
-    # EPYC), 90.4-93.7 % on 156-163 pairs (Intel Xeon, whose own policy gives other votes); this fixture 91.8 % on Intel.
-    # each (whole prompts held out). Pairs that differ in form ("68" vs "68 (23+45)") it gets right every
-    # time; a right wordy answer against a wrong bare one needs it to redo the sum, which this 0.8M
-    # classifier does less reliably than it learns the style (under half of such pairs). 78 % is the
-    # minimum seen less five points.
+    # bench/rm_spread.py --start mixed over seeds 0-4, whole prompts held out: 83.2-89.8 %, median 85.2 % on
+    # 189-202 held-out pairs (AMD EPYC), 90.4-93.7 % on 156-163 pairs (Intel Xeon, whose own policy gives other
+    # votes); this fixture 91.8 % on Intel. Pairs that differ in form ("68" vs "68 (23+45)") it gets right
+    # every time; a right wordy answer against a wrong bare one needs it to redo the sum, which this 0.8M
+    # classifier does less reliably than it learns the style. 78 % is the minimum seen less five points.
     assert metrics["accuracy"] >= 0.78, metrics
     assert metrics["mean_margin"] > 0.5
     # no length bias beyond what the votes hold, measured on the held-out pairs whose answers differ in length
