@@ -154,7 +154,31 @@ def test_traces_keep_only_judgements_that_agree_with_the_vote(tmp_path, monkeypa
         assert int(chosen) == int(task.split("+")[0]) + 1  # the voted winner, in either position
 
 
+def test_traces_from_the_reference_check_each_final_number_and_keep_the_voted_side(tmp_path):
+    rows = [
+        {"prompt": "Ana has 3 apples and buys 4. How many now?", "chosen": "3 + 4 = 7. The answer is 7.",
+         "rejected": "3 + 4 = 8. The answer is 8.", "reference": "3 + 4 = 7. The answer is 7."},
+        {"prompt": "Ben has 9 cards and gives 2 away. How many now?", "chosen": "9 - 2 = 7. The answer is 7.",
+         "rejected": "9 - 2 = 7", "reference": "9 - 2 = 7. The answer is 7."},  # both right: no verdict to teach
+        {"prompt": "A jar holds 6 coins; 5 more go in. How many?", "chosen": "6 + 5 = 12",
+         "rejected": "6 + 5 = 11", "reference": "6 + 5 = 11. The answer is 11."},  # a vote against the solution
+    ]
+    pairs = tmp_path / "train.jsonl"
+    pairs.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    judging.main(["traces", "--from-reference", "--pairs", str(pairs), "--out", str(tmp_path / "t.jsonl")])
+    traces = [json.loads(line) for line in open(tmp_path / "t.jsonl")]
+    assert len(traces) == 2  # the first pair, in both orders
+    for trace, (a, b), verdict in zip(traces, [("7", "8"), ("8", "7")], ["A", "B"]):
+        assert shown(trace["judge_prompt"])[0].endswith(f"{a}.") and shown(trace["judge_prompt"])[1].endswith(f"{b}.")
+        assert trace["judgement"].startswith("TYPE: reasoning\nSOLUTION: 3 + 4 = 7. The answer is 7.\n")
+        assert f"A ends in {a}, {'right' if a == '7' else 'wrong'}" in trace["judgement"]
+        assert pairwise.parse_verdict(trace["judgement"]) == verdict
+
+
 @pytest.mark.parametrize("args, message", [
+    (["traces", "--from-reference", "--pairs", "{tmp}/votes.sqlite", "--out", "{tmp}/v.jsonl"], "pair 1 has no reference"),
+    (["traces", "--from-reference", "--judge", "x", "--pairs", "{tmp}/votes.sqlite", "--out", "{tmp}/v.jsonl"],
+     "not allowed with argument"),
     (["verdicts", "--pairs", "{tmp}/missing.sqlite", "--out", "{tmp}/v.jsonl"], "not found"),
     (["verdicts", "--pairs", "{tmp}/votes.sqlite", "--out", "{tmp}/votes.sqlite"], "the file being read"),
     (["split", "--pairs", "{tmp}/votes.sqlite", "--held-out", "1", "--out", "{tmp}/v"], "--held-out"),

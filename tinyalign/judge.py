@@ -7,6 +7,8 @@ runs, and the held-out votes enter neither:
     python -m tinyalign.judge split --pairs runs/tiny_votes.sqlite --out runs/judge_pairs   # train/test
     # (a) distillation by rejection sampling: K judgements per voted pair, keep those that agree
     python -m tinyalign.judge traces --judge tiny:qwen2-1m --pairs runs/judge_pairs/train.jsonl --out runs/judge_traces.jsonl
+    #     or from a checker that knows each task's worked solution (a `reference` column in the pairs)
+    python -m tinyalign.judge traces --from-reference --pairs runs/judge_pairs/train.jsonl --out runs/judge_traces.jsonl
     python -m tinyalign.sft recipes/tiny_judge_sft.yaml          # SFT on the kept judgements
     # (b) RL with a verifiable reward: GRPO, reward 1 when the verdict names the side people chose
     python -m tinyalign.judge verdicts --pairs runs/judge_pairs/train.jsonl --out runs/judge_verdicts.jsonl
@@ -21,9 +23,11 @@ compared on the same held-out votes.
 """
 
 from . import files
+from .data import text_of
 from .errors import ArgumentParser, UserError, cli, positive_int
-from .pair_files import HELD_OUT, read_pairs, split_pairs
-from .rewards.judge_model import check_judge
+from .pair_files import HELD_OUT, read_pair_rows, read_pairs, split_pairs
+from .rewards.accuracy import math_equal, model_answer
+from .rewards.judge_model import check_judge, task_text
 from .rewards.pairwise import PairJudge, agreement_with_votes, pair_messages, parse_verdict
 
 TRACE_COLUMNS = {"judge_prompt", "judgement"}
@@ -49,6 +53,45 @@ def traces(judge: PairJudge, pairs, k: int) -> tuple[list[dict], dict]:
                 rows.append({"judge_prompt": pair_messages(*pair)[0]["content"], "judgement": text})
     sampled = len(asks) * k
     return rows, {"pairs": len(pairs), "sampled": sampled, "kept": len(rows), "unparsed": unparsed / max(1, sampled)}
+
+
+def reference_judgement(solution: str, a: str, b: str) -> str | None:
+    """A judgement in the judge's form by a checker that knows the task's worked solution (privileged
+    information, the teacher RM-R1 distils from): the solution as its SOLUTION, each answer's final number
+    checked against the solution's. None when the final numbers do not tell A from B."""
+    gold = model_answer(solution)
+    right = [math_equal(model_answer(answer), gold) for answer in (a, b)]
+    if right[0] == right[1]:
+        return None
+    checks = [f"{side} ends in {model_answer(answer) or 'no number'}, {'right' if ok else 'wrong'}"
+              for side, answer, ok in zip("AB", (a, b), right)]
+    return (f"TYPE: reasoning\nSOLUTION: {solution}\nEVALUATION: {'; '.join(checks)}.\n"
+            f"VERDICT: [[{'A' if right[0] else 'B'}]]")
+
+
+def reference_traces(rows) -> tuple[list[dict], dict]:
+    """(a) SFT rows written by the checker from each pair's `reference` (a worked solution), in both orders.
+
+    A pair whose final numbers do not single out the voted answer (both right, both wrong, or the vote
+    against the solution) is left out: the judge learns no verdict the checker cannot justify."""
+    out = []
+    for row in rows:
+        task, chosen, rejected = task_text(row["prompt"]), text_of(row["chosen"]), text_of(row["rejected"])
+        for a, b, voted in ((chosen, rejected, "A"), (rejected, chosen, "B")):
+            text = reference_judgement(str(row["reference"]), a, b)
+            if text is not None and parse_verdict(text) == voted:
+                out.append({"judge_prompt": pair_messages(task, a, b)[0]["content"], "judgement": text})
+    return out, {"pairs": len(rows), "sampled": 2 * len(rows), "kept": len(out), "unparsed": 0.0}
+
+
+def reference_rows(path) -> list[dict]:
+    """The pairs of --pairs, each with the `reference` solution the checker writes from."""
+    rows = read_pair_rows(path)
+    missing = next((i for i, row in enumerate(rows, 1) if not str(row.get("reference") or "").strip()), None)
+    if missing is not None:
+        raise UserError(f"--pairs {path}: pair {missing} has no reference; --from-reference needs a worked "
+                        "solution in each pair's `reference` column")
+    return rows
 
 
 def verdict_rows(pairs) -> list[dict]:
@@ -105,8 +148,11 @@ def main(argv=None):
     split.add_argument("--out", required=True, help="folder for train.jsonl and test.jsonl")
     split.add_argument("--held-out", type=float, default=HELD_OUT, help="share of the pairs in test.jsonl")
     split.add_argument("--seed", type=int, default=0)
-    sample = commands.add_parser("traces", parents=[pairs], help="(a) rejection-sampled judgements, for SFT")
-    sample.add_argument("--judge", required=True, help="the model (or run directory) whose judgements are sampled")
+    sample = commands.add_parser("traces", parents=[pairs], help="(a) judgements that agree with the votes, for SFT")
+    teacher = sample.add_mutually_exclusive_group(required=True)
+    teacher.add_argument("--judge", help="the model (or run directory) whose judgements are sampled")
+    teacher.add_argument("--from-reference", action="store_true",
+                         help="written by a checker from each pair's `reference` solution, not sampled")
     sample.add_argument("--k", type=positive_int, default=4, help="judgements sampled per pair and order")
     sample.add_argument("--temperature", type=float, default=1.0)
     sample.add_argument("--out", required=True, help="SFT data, e.g. runs/judge_traces.jsonl")
@@ -130,8 +176,14 @@ def main(argv=None):
         out = files.check_jsonl_out(args.out, columns=TRACE_COLUMNS, inputs=[args.pairs])
         if args.temperature <= 0:
             raise UserError("--temperature must be above 0: rejection sampling needs varied judgements")
-        judge = PairJudge(args.judge, args.max_new_tokens, args.batch_size, args.temperature)
-        rows, stats = traces(judge, read_pairs(args.pairs), args.k)
+        if args.from_reference:
+            rows, stats = reference_traces(reference_rows(args.pairs))
+        else:
+            judge = PairJudge(args.judge, args.max_new_tokens, args.batch_size, args.temperature)
+            rows, stats = traces(judge, read_pairs(args.pairs), args.k)
+        if not rows and args.from_reference:
+            raise UserError(f"--pairs {args.pairs}: in none of {stats['pairs']} pairs does the reference's final "
+                            "number single out the voted answer")
         if not rows:
             raise UserError(f"none of {stats['sampled']} judgements agreed with the votes; sample from a "
                             "stronger model with --judge, or raise --k")

@@ -1,0 +1,182 @@
+"""A pairwise reasoning judge on a real model: SmolLM2-135M-Instruct distilled from a checker's judgements
+of voted pairs (RM-R1's step (a)), and its agreement with held-out votes beside the untrained model's.
+
+    python bench/real_judge.py --seeds 0 --threads 2        # ~35 min on 2 cores once the votes exist
+    python bench/real_judge.py --seeds 0 --threads 2 --rl   # then step (b) on each distilled judge (~25 min)
+    options: [--votes runs/real_rm] [--work runs/real_judge] [--held-out 0.3] [--max-new-tokens 96]
+             [--no-untrained] [judge SFT overrides: train.max_steps=120 ...]
+
+The votes are bench/real_rm.py's (its stages 1-2, made here when missing, ~15 min): the demo's SFT adapter
+(runs/demo-real/sft) answers 700 training word problems twice, an annotator rule votes through the vote
+store. Then, each stage cached in --work:
+1. pairs/: python -m tinyalign.judge split, whole prompts held out (--held-out of the pairs), each pair
+   with the task's worked solution as its `reference` column.
+2. traces.jsonl: python -m tinyalign.judge traces --from-reference: for every training pair in both orders,
+   the judgement a checker who knows the solution writes (the solution, each answer's final number checked,
+   the verdict), kept when it names the voted answer.
+3. judge_T{threads}_S{seed}/: python -m tinyalign.sft recipes/smollm2_judge_sft.yaml on the traces, its own
+   process with OMP_NUM_THREADS set.
+4. With --rl, judge_T{threads}_S{seed}_rl/: python -m tinyalign.grpo recipes/smollm2_judge_grpo.yaml from the
+   distilled judge, on the training pairs in both orders with the voted side (tinyalign.judge verdicts),
+   reward 1 when the verdict names it.
+5. The held-out pairs judged in both orders, greedily, by the untrained model and by each judge: agreement
+   with the vote, ties, position bias, unparsed rate (judgements with no VERDICT line, redone guided), and
+   agreement split by kind (model vs model; the annotator's worked solution vs a wrong answer).
+Prints a Markdown table and writes WORK/results.json.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+sys.path.insert(0, str(ROOT / "bench"))
+
+BASE = "pkg:smollm2-135m-instruct"
+START = "runs/demo-real/sft"
+
+
+def votes(work: Path) -> Path:
+    """bench/real_rm.py's answers and votes (cached in `work`): the same pairs its reward models learn from."""
+    import real_rm
+
+    cfg = real_rm.REAL
+    policies = {"sft": START}
+    if not (work / "votes.sqlite").is_file():
+        if not Path(START).is_dir():
+            sys.exit(f"{START} not found; make it first: make demo-real")
+        work.mkdir(parents=True, exist_ok=True)
+        real_rm.check_settings(work, {"model": cfg["model"], "data": cfg["data"], "max_new_tokens": cfg["max_new_tokens"],
+                                      "prompts": cfg["prompts"], "sample_seed": 0, "policies": policies})
+        answers = real_rm.answers_stage(cfg, work, policies, cfg["prompts"], 0)
+        real_rm.votes_stage(cfg, work, answers, cfg["prompts"], 0)
+    return work / "votes.sqlite"
+
+
+def pairs(db: Path, work: Path, held_out: float) -> Path:
+    """The split, each pair with its task's worked solution as `reference`; cached."""
+    import real_rm
+
+    from tinyalign import files
+    from tinyalign.pair_files import split_pairs
+
+    folder = work / "pairs"
+    if (folder / "test.jsonl").is_file():
+        return folder
+    split_pairs(db, folder, held_out, seed=0)
+    _, rows = real_rm.problems(real_rm.REAL, db.parent, real_rm.REAL["prompts"], 0)
+    solution = {row["question"]: row["solution"] for row in rows}
+    for name in ("train", "test"):
+        path = folder / f"{name}.jsonl"
+        held = [{**row, "reference": solution[row["prompt"][-1]["content"]]} for _, row in files.read_jsonl(path)]
+        files.write_jsonl(path, held)
+    return folder
+
+
+def train(method: str, run: Path, data: Path, seed: int, threads: int, overrides: list[str]) -> dict:
+    """One judge training run (`method`: sft or grpo) in its own process; its run folder and time."""
+    from tinyalign.recipe import builtin
+
+    if (run / "adapter_model.safetensors").is_file():
+        return {"run": run, "train_s": json.loads((run / "bench_train.json").read_text())["train_s"]}
+    log = run.parent / f"log_{run.name}.txt"  # the training console, kept off the table
+    command = [sys.executable, "-m", f"tinyalign.{method}", str(builtin(f"smollm2_judge_{method}.yaml")),
+               f"seed={seed}", f"data.source={data}", f"output_dir={run}", "overwrite=true", *overrides]
+    with open(log, "w") as out:
+        proc = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": str(threads)}, cwd=ROOT,
+                              stdout=out, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        sys.exit(f"judge {method} seed {seed} failed; its console: {log}\n" + "\n".join(log.read_text().splitlines()[-15:]))
+    history = json.loads((run / "trainer_state.json").read_text())["log_history"]
+    train_s = history[-1].get("train_runtime")
+    (run / "bench_train.json").write_text(json.dumps({"train_s": train_s}) + "\n")
+    return {"run": run, "train_s": train_s}
+
+
+def judged(judge: str, test: Path, answered: set, max_new_tokens: int, out: Path) -> dict:
+    """The judge's figures on the held-out pairs (cached in `out`), with agreement by kind of pair."""
+    if out.is_file():
+        return json.loads(out.read_text())
+    from tinyalign.pair_files import read_pairs
+    from tinyalign.rewards.pairwise import PairJudge, agreement
+
+    held = read_pairs(test)
+    start = time.perf_counter()
+    outcomes = PairJudge(judge, max_new_tokens, batch_size=16).compare(held, desc=f"judging ({Path(judge).name})")
+    report = {"judge": judge, **agreement(outcomes), "judge_s": time.perf_counter() - start}
+    for kind in ("model", "edit"):
+        agreed = [o["winner"] == "x" for (task, chosen, _), o in zip(held, outcomes)
+                  if ((task, chosen) in answered) == (kind == "model")]
+        report[f"{kind}_pairs"], report[f"{kind}_agreement"] = len(agreed), sum(agreed) / max(1, len(agreed))
+    report["example"] = outcomes[0]["judgements"][0]
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--threads", type=int, default=2, help="torch threads for training and judging")
+    parser.add_argument("--votes", type=Path, default=Path("runs/real_rm"), help="bench/real_rm.py's work folder")
+    parser.add_argument("--work", type=Path, default=Path("runs/real_judge"))
+    parser.add_argument("--held-out", type=float, default=0.3, help="share of the pairs held out, by whole prompt")
+    parser.add_argument("--max-new-tokens", type=int, default=96, help="of each judgement")
+    parser.add_argument("--no-untrained", action="store_true", help="skip judging with the untrained model")
+    parser.add_argument("--rl", action="store_true", help="then GRPO on each distilled judge (step b)")
+    args, overrides = parser.parse_known_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from tinyalign import files, judge as judging
+    from tinyalign.data import text_of
+    from tinyalign.rewards.judge_model import task_text
+
+    folder = pairs(votes(args.votes), args.work, args.held_out)
+    traces = args.work / "traces.jsonl"
+    if not traces.is_file():
+        rows, stats = judging.reference_traces(judging.reference_rows(folder / "train.jsonl"))
+        files.write_jsonl(traces, rows)
+        print(f"{stats['kept']} judgements from the checker on {stats['pairs']} training pairs (both orders)", flush=True)
+    answered = {(task_text(row["conversation"]), text_of(a))
+                for row in map(json.loads, (args.votes / "answers.jsonl").read_text().splitlines()) for a in row["answers"]}
+
+    test = folder / "test.jsonl"
+    reports = []
+    if not args.no_untrained:
+        reports.append({"name": "untrained", "train_s": None,
+                        **judged(BASE, test, answered, args.max_new_tokens, args.work / "eval_untrained.json")})
+    verdicts = args.work / "verdicts.jsonl"
+    if args.rl and not verdicts.is_file():
+        files.write_jsonl(verdicts, judging.verdict_rows(judging.read_pairs(folder / "train.jsonl")))
+    for seed in args.seeds:  # one training process at a time: the box has 2 cores
+        sft = train("sft", args.work / f"judge_T{args.threads}_S{seed}", traces, seed, args.threads, overrides)
+        report = judged(str(sft["run"]), test, answered, args.max_new_tokens, sft["run"] / "bench_eval.json")
+        reports.append({"name": f"distilled, seed {seed}", "train_s": sft["train_s"], **report})
+        if args.rl:
+            rl = train("grpo", Path(f"{sft['run']}_rl"), verdicts, seed, args.threads, [f"model.adapter={sft['run']}"])
+            report = judged(str(rl["run"]), test, answered, args.max_new_tokens, rl["run"] / "bench_eval.json")
+            reports.append({"name": f"RL on it, seed {seed}", "train_s": rl["train_s"], **report})
+
+    print(f"\n{reports[0]['pairs']} held-out pairs, each judged in both orders; SmolLM2-135M-Instruct, "
+          f"{args.threads} threads\n")
+    print("| judge | agreement | model vs model (n) | edit vs model (n) | ties | position bias | unparsed "
+          "| train (s) | judging (s) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in reports:
+        train_s = "-" if r["train_s"] is None else f"{r['train_s']:.0f}"
+        print(f"| {r['name']} | {r['agreement']:.1%} | {r['model_agreement']:.1%} ({r['model_pairs']}) | "
+              f"{r['edit_agreement']:.1%} ({r['edit_pairs']}) | {r['ties']:.1%} | {r['position_bias']:.1%} | "
+              f"{r['unparsed']:.1%} | {train_s} | {r['judge_s']:.0f} |")
+    out = args.work / "results.json"
+    out.write_text(json.dumps({"threads": args.threads, "overrides": overrides, "runs": reports}, indent=1,
+                              default=str) + "\n")
+    print(f"\nan example judgement ({reports[-1]['name']}):\n{reports[-1]['example']}\n\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()
