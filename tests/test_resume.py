@@ -3,7 +3,6 @@ where an uninterrupted run ends — same steps, same learning-rate schedule, sam
 for GRPO, the same sampled answers."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -47,8 +46,7 @@ def relative(a: torch.Tensor, b: torch.Tensor) -> float:
 def kill_when(cmd: list[str], log: Path, ready, what: str) -> None:
     """Start a run and SIGKILL it as soon as ready() holds, like a preempted Colab or a spot instance."""
     with open(log, "w") as stream:
-        proc = subprocess.Popen(cmd, stdout=stream, stderr=subprocess.STDOUT, cwd=ROOT,
-                                env={**os.environ, "OMP_NUM_THREADS": "1"})
+        proc = subprocess.Popen(cmd, stdout=stream, stderr=subprocess.STDOUT, cwd=ROOT)
         deadline = time.time() + 300
         while not ready():
             if proc.poll() is not None or time.time() > deadline:

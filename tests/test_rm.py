@@ -298,17 +298,15 @@ def test_doctor_names_a_hacked_reward_model(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_killed_rm_run_resumes_to_the_same_weights(votes, tmp_path):
-    import subprocess
     import sys
 
     from safetensors.torch import load_file
-    from test_resume import RTOL, kill_then_resume, logs_of, relative
+    from test_resume import RTOL, finish, kill_then_resume, logs_of, relative
 
     cmd = [sys.executable, "-m", "tinyalign.rm", RECIPE, f"data.source={votes}", "train.max_steps=40",
            "train.save_steps=20", "train.logging_steps=5"]
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
-    done = subprocess.run(cmd + [f"output_dir={whole}"], cwd=ROOT, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-3000:]
+    finish(cmd + [f"output_dir={whole}"])
     kill_then_resume(cmd, resumed, at=20)
     assert sorted(logs_of(resumed)) == sorted(logs_of(whole))
     a, b = load_file(whole / "adapter_model.safetensors"), load_file(resumed / "adapter_model.safetensors")
