@@ -19,8 +19,6 @@ with its 95 % Wilson interval. Prints a Markdown table and writes WORK/results.j
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,6 +26,7 @@ from statistics import median
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+from launch import run_logged  # noqa: E402  (bench/, beside this script)
 
 
 def train(seed: int, threads: int, start: str, votes: str, work: Path, overrides: list[str]) -> dict:
@@ -39,11 +38,7 @@ def train(seed: int, threads: int, start: str, votes: str, work: Path, overrides
     command = [sys.executable, "-m", "tinyalign.dpo", str(builtin("smollm2_word_dpo.yaml")), f"seed={seed}",
                f"model.adapter={start}", f"data.source={votes}", f"output_dir={run}", "overwrite=true", *overrides]
     wall = time.perf_counter()
-    with open(log, "w") as out:
-        proc = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": str(threads)}, cwd=ROOT,
-                              stdout=out, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        sys.exit(f"DPO seed {seed} failed; its console: {log}\n" + "\n".join(log.read_text().splitlines()[-15:]))
+    run_logged(command, threads, log, f"DPO seed {seed}")
     history = json.loads((run / "trainer_state.json").read_text())["log_history"]
     last = next(e for e in reversed(history) if "rewards/accuracies" in e)
     return {"seed": seed, "threads": threads, "run": str(run), "train_s": history[-1].get("train_runtime"),

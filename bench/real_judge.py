@@ -27,8 +27,6 @@ Prints a Markdown table and writes WORK/results.json.
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,6 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 sys.path.insert(0, str(ROOT / "bench"))
+from launch import run_logged  # noqa: E402
 
 BASE = "pkg:smollm2-135m-instruct"
 START = "runs/demo-real/sft"
@@ -87,11 +86,7 @@ def train(method: str, run: Path, data: Path, seed: int, threads: int, overrides
     log = run.parent / f"log_{run.name}.txt"  # the training console, kept off the table
     command = [sys.executable, "-m", f"tinyalign.{method}", str(builtin(f"smollm2_judge_{method}.yaml")),
                f"seed={seed}", f"data.source={data}", f"output_dir={run}", "overwrite=true", *overrides]
-    with open(log, "w") as out:
-        proc = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": str(threads)}, cwd=ROOT,
-                              stdout=out, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        sys.exit(f"judge {method} seed {seed} failed; its console: {log}\n" + "\n".join(log.read_text().splitlines()[-15:]))
+    run_logged(command, threads, log, f"judge {method} seed {seed}")
     history = json.loads((run / "trainer_state.json").read_text())["log_history"]
     train_s = history[-1].get("train_runtime")
     (run / "bench_train.json").write_text(json.dumps({"train_s": train_s}) + "\n")
@@ -139,9 +134,10 @@ def main() -> None:
     folder = pairs(votes(args.votes), args.work, args.held_out)
     traces = args.work / "traces.jsonl"
     if not traces.is_file():
-        rows, stats = judging.reference_traces(judging.reference_rows(folder / "train.jsonl"))
+        train = judging.reference_rows(folder / "train.jsonl")
+        rows = judging.reference_traces(train)
         files.write_jsonl(traces, rows)
-        print(f"{stats['kept']} judgements from the checker on {stats['pairs']} training pairs (both orders)", flush=True)
+        print(f"{len(rows)} judgements from the checker on {len(train)} training pairs (both orders)", flush=True)
     answered = {(task_text(row["conversation"]), text_of(a))
                 for row in map(json.loads, (args.votes / "answers.jsonl").read_text().splitlines()) for a in row["answers"]}
 

@@ -39,8 +39,6 @@ new tokens, 300 prompts and tiny_rm.yaml at 30 steps, in runs/real_rm_smoke.
 import argparse
 import functools
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -48,6 +46,7 @@ from statistics import median
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+from launch import run_logged  # noqa: E402  (bench/, beside this script)
 
 REAL = {
     "model": "pkg:smollm2-135m-instruct",
@@ -317,14 +316,9 @@ def main() -> None:
             row = json.loads(done.read_text()) if done.is_file() else None
             if row is None or row["overrides"] != overrides:
                 log = work / f"log_T{threads}_S{seed}.txt"  # the training console, kept off the table
-                env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
                 command = [sys.executable, __file__, "--one", str(threads), str(seed), "--work", str(work),
                            *(["--smoke"] if args.smoke else []), *overrides]
-                with open(log, "w") as out:
-                    proc = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-                if proc.returncode != 0:
-                    sys.exit(f"threads {threads} seed {seed} failed; its console: {log}\n"
-                             + "\n".join(log.read_text().splitlines()[-15:]))
+                run_logged(command, threads, log, f"threads {threads} seed {seed}")
                 row = json.loads(done.read_text())
             rows.append(row)
             print(f"threads {threads} seed {seed}: {row['accuracy']:.1%} on {row['held_out_pairs']} held-out pairs "
