@@ -91,7 +91,7 @@ def reference_judgement(solution: str, a: str, b: str) -> str | None:
             f"VERDICT: [[{'A' if right[0] else 'B'}]]")
 
 
-def reference_traces(rows) -> tuple[list[dict], dict]:
+def reference_traces(rows) -> list[dict]:
     """(a) SFT rows written by the checker from each pair's `reference` (a worked solution), in both orders.
 
     A pair whose final numbers do not single out the voted answer (both right, both wrong, or the vote
@@ -103,7 +103,7 @@ def reference_traces(rows) -> tuple[list[dict], dict]:
             text = reference_judgement(str(row["reference"]), a, b)
             if text is not None and parse_verdict(text) == voted:
                 out.append({"judge_prompt": pair_messages(task, a, b)[0]["content"], "judgement": text})
-    return out, {"pairs": len(rows), "sampled": 2 * len(rows), "kept": len(out), "unparsed": 0.0}
+    return out
 
 
 def reference_rows(path) -> list[dict]:
@@ -196,22 +196,26 @@ def main(argv=None):
         print(f"{sizes['train']} pairs to train on, {sizes['test']} held out -> {args.out}/train.jsonl, test.jsonl")
     elif args.command == "traces":
         out = files.check_jsonl_out(args.out, columns=TRACE_COLUMNS, inputs=[args.pairs])
-        if args.temperature <= 0:
-            raise UserError("--temperature must be above 0: rejection sampling needs varied judgements")
         if args.from_reference:
-            rows, stats = reference_traces(reference_rows(args.pairs))
+            pairs = reference_rows(args.pairs)
+            rows = reference_traces(pairs)
+            if not rows:
+                raise UserError(f"--pairs {args.pairs}: in none of {len(pairs)} pairs does the reference's "
+                                "final number single out the voted answer")
+            files.write_jsonl(out, rows)
+            print(f"wrote {len(rows)} judgements (both orders) on the {len(rows) // 2} of {len(pairs)} voted pairs "
+                  f"whose final numbers single out the voted answer -> {out}")
         else:
+            if args.temperature <= 0:
+                raise UserError("--temperature must be above 0: rejection sampling needs varied judgements")
             judge = PairJudge(args.judge, args.max_new_tokens, args.batch_size, args.temperature)
             rows, stats = traces(judge, read_pairs(args.pairs), args.k)
-        if not rows and args.from_reference:
-            raise UserError(f"--pairs {args.pairs}: in none of {stats['pairs']} pairs does the reference's final "
-                            "number single out the voted answer")
-        if not rows:
-            raise UserError(f"none of {stats['sampled']} judgements agreed with the votes; sample from a "
-                            "stronger model with --judge, or raise --k")
-        files.write_jsonl(out, rows)
-        print(f"kept {stats['kept']} of {stats['sampled']} judgements ({stats['kept'] / stats['sampled']:.1%}) "
-              f"on {stats['pairs']} voted pairs; unparsed {stats['unparsed']:.1%} -> {out}")
+            if not rows:
+                raise UserError(f"none of {stats['sampled']} judgements agreed with the votes; sample from a "
+                                "stronger model with --judge, or raise --k")
+            files.write_jsonl(out, rows)
+            print(f"kept {stats['kept']} of {stats['sampled']} judgements ({stats['kept'] / stats['sampled']:.1%}) "
+                  f"on {stats['pairs']} voted pairs; unparsed {stats['unparsed']:.1%} -> {out}")
     elif args.command == "verdicts":
         out = files.check_jsonl_out(args.out, columns=VERDICT_COLUMNS, inputs=[args.pairs])
         rows = verdict_rows(read_pairs(args.pairs))
