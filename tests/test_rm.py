@@ -209,20 +209,24 @@ def test_policy_and_reward_model_improve_together(start_run, tmp_path, capsys):
     table = loop.run_loop(str(start_run), tmp_path / "loop", grpo_steps=30, judge="tiny:qwen2-1m")
     first, rule, second = table
     assert first["votes"] == second["votes"] == 1000
-    # Measured over loop seeds 0 and 1 on two 2-core machines (the tiny model's results are the same at 1
-    # and 2 torch threads, not across CPU kinds): RM round 1 89.5 / 90.0 % (AMD EPYC), 94.3 / 86.4 % (Intel
-    # Xeon) on ~90-105 held-out pairs. Exact match from 0 on the learned reward alone: 58.4 % both seeds
-    # (AMD), 20.2 / 26.8 % (Intel); on exact_match 66.0 % (AMD), 24.4 % (Intel): 30 steps end near the
-    # policy's flip from wordy to bare answers, which the CPU's float sums move by a few steps. The ratio held
-    # (0.885, 0.885, 0.83, 1.10); the floors are the minima less a margin. The RM floor is bench/rm_spread.py's
+    # Measured on two 2-core machines: loop seeds 0, 1 on AMD EPYC; on Intel Xeon seeds 0-2 at 1 torch
+    # thread and 0-1 at 2 (the thread count moves the GRPO runs, and so the round-2 votes). RM round 1:
+    # 89.5 / 90.0 % (AMD), 86.4-94.3 % (Intel) on 87-105 held-out pairs; the floor is bench/rm_spread.py's
     # minimum less a margin (83.2-89.8 % over five seeds on ~195 pairs): an RM at chance fails it.
+    # Exact match from 0 on the learned reward alone: 58.4 % both seeds (AMD), 17.2-26.8 % (Intel); on
+    # exact_match 66.0 % (AMD), 24.4 % in every Intel run: 30 steps end near the policy's flip from wordy to
+    # bare answers, which the CPU's float sums move by a few steps. The ratio held at 0.70-1.10 (AMD 0.885
+    # both; Intel 0.83, 1.10, 0.77 at 1 thread, 1.01, 0.70 at 2); the test asks 0.6 of it.
     assert first["rm_accuracy"] >= 0.78, table
     # GRPO with no rule reward, only the learned one, gets most of what exact_match gets from the same start
     assert rule["policy_accuracy"] - rule["start_accuracy"] >= 0.15, table
-    assert first["policy_accuracy"] - first["start_accuracy"] >= 0.7 * (rule["policy_accuracy"] - rule["start_accuracy"])
+    assert first["policy_accuracy"] - first["start_accuracy"] >= 0.6 * (rule["policy_accuracy"] - rule["start_accuracy"])
     # round 2's reward model, continued on votes over the new checkpoint's answers, is at least as accurate
-    # there (~120 pairs: 2.1 points is two to three pairs of slack)
-    assert second["rm_accuracy"] >= second["rm_r1_on_r2"] - 0.021, table
+    # there: 0 to +1.9 points over round 1's in five loops (seeds 0-2 at 1 thread, 0-1 at 2; Intel Xeon),
+    # 88.1-93.5 % on 101-109 pairs. Three pairs of slack for CPUs not measured; the floor is the minimum
+    # less five points
+    assert second["rm_accuracy"] >= second["rm_r1_on_r2"] - 0.03, table
+    assert second["rm_accuracy"] >= 0.83, table
     # the arena prefers the new checkpoint over its start
     assert second["arena_rating"]["grpo_rm"] > second["arena_rating"]["sft"]
     assert json.loads((tmp_path / "loop" / "loop.json").read_text()) == json.loads(json.dumps(table))
