@@ -17,14 +17,13 @@ to OUT/results.jsonl.
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 from statistics import median
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+from launch import run_logged  # noqa: E402  (bench/, beside this script)
 
 
 STARTS = {"young": ("tiny_sft.yaml", ["train.lr_scheduler_type=cosine"]), "mixed": ("tiny_sft_mixed.yaml", [])}
@@ -79,12 +78,11 @@ def main() -> None:
     rows = []
     for threads in args.threads:
         for seed in args.seeds:
-            env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
             log = args.out / f"log_{args.start}_T{threads}_S{seed}.txt"  # the training consoles, kept off the table
-            with open(log, "w") as out:
-                subprocess.run([sys.executable, __file__, "--one", str(threads), str(seed), "--start", args.start,
-                                "--prompts", str(args.prompts), "--held-out", str(args.held_out), "--out", str(args.out),
-                                *(["--from-policy"] if args.from_policy else []), *overrides], env=env, check=True, stdout=out, stderr=subprocess.STDOUT)
+            run_logged([sys.executable, __file__, "--one", str(threads), str(seed), "--start", args.start,
+                        "--prompts", str(args.prompts), "--held-out", str(args.held_out), "--out", str(args.out),
+                        *(["--from-policy"] if args.from_policy else []), *overrides],
+                       threads, log, f"threads {threads} seed {seed}")
             row = json.loads((args.out / "results.jsonl").read_text().splitlines()[-1])  # the child's row
             rows.append(row)
             print(f"threads {threads} seed {seed}: {row['accuracy']:.1%} on {row['test_pairs']} held-out pairs "
