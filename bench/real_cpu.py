@@ -18,6 +18,11 @@ variant runs in its own subprocess with the same thread count; TRL's own methods
 precision, 8 word problems x 8 answers of at most 32 tokens, math_accuracy, its system prompt, from the
 base, with `flat_groups: keep` so that both variants do the same work (`drop` is measured against `keep`
 by bench/dynamic_sampling.py).
+
+`--iterations 1,2` runs each variant at each `num_iterations` (GRPO's inner updates, mu): one generated
+batch then serves mu optimizer steps, at the price of one more forward pass for the "old" log-probs. Times
+are per optimizer step (the run's time over its mu steps); mu > 1 is a different update (clipped reuse
+of the same answers), so this prices the step, not what it learns.
 """
 
 import argparse
@@ -138,33 +143,37 @@ def plain_trl(out: Path, totals: dict) -> dict:
 
 
 def summary(log_history: list[dict]) -> dict:
-    """Step time, and the completion length that generation time depends on."""
-    return {"step": next(e["train_runtime"] for e in log_history if "train_runtime" in e),
+    """Time per optimizer step, and the completion length that generation time depends on."""
+    return {"step": next(e["train_runtime"] for e in log_history if "train_runtime" in e) / TRAIN["max_steps"],
             "tokens": next(e["completions/mean_length"] for e in log_history if "completions/mean_length" in e)}
 
 
-def child(which: str, threads: str, demo: bool = False) -> dict:
+def child(which: str, threads: str, demo: bool = False, iterations: int = 1) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         env.pop("OMP_NUM_THREADS", None)
         if threads != "auto":
             env["OMP_NUM_THREADS"] = threads
-        command = [sys.executable, __file__, "--child", which, "--out", f"{tmp}/run", *(["--demo"] if demo else [])]
+        command = [sys.executable, __file__, "--child", which, "--out", f"{tmp}/run", "--iterations", str(iterations),
+                   *(["--demo"] if demo else [])]
         proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
         if proc.returncode:
             sys.exit(f"{which} failed:\n{proc.stderr[-3000:]}")
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run_child(which: str, out: str) -> None:
+def run_child(which: str, out: str, iterations: int) -> None:
     import torch
 
     from tinyalign import threads
 
+    global TRAIN
+    TRAIN = {**TRAIN, "num_iterations": iterations, "max_steps": iterations}  # one generated batch, all its updates
     threads.use_cpu_threads()  # both variants: OMP_NUM_THREADS if the parent set it, else by load
     totals = instrument()
     result = (ours if which == "ours" else plain_trl)(Path(out), totals)
-    print(json.dumps({**result, **totals, "threads": torch.get_num_threads()}))
+    per_step = {part: seconds / iterations for part, seconds in totals.items()}
+    print(json.dumps({**result, **per_step, "threads": torch.get_num_threads()}))
 
 
 def main():
@@ -174,25 +183,27 @@ def main():
     parser.add_argument("--busy", action="store_true", help="run a CPU-bound neighbour process throughout")
     parser.add_argument("--variants", default="ours,plain", help="comma list of ours, plain")
     parser.add_argument("--demo", action="store_true", help="the real-model demo's GRPO step (see above)")
+    parser.add_argument("--iterations", default="1", help="num_iterations to run each variant at: 1, or a comma list (1,2)")
     parser.add_argument("--child", choices=["ours", "plain"])
     parser.add_argument("--out")
     args = parser.parse_args()
     if args.demo:
         demo_mode()
+    iterations = [int(mu) for mu in args.iterations.split(",")]
     if args.child:
-        return run_child(args.child, args.out)
+        return run_child(args.child, args.out, iterations[0])
 
     from tinyalign import gguf
 
     gguf.model_path(MODEL)  # convert once, outside the timings
     neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
     try:
-        variants = args.variants.split(",")
+        variants = [(which, mu) for which in args.variants.split(",") for mu in iterations]
         results = {v: [] for v in variants}
         for round_ in range(args.rounds):
-            for which in variants if round_ % 2 == 0 else variants[::-1]:
-                results[which].append(child(which, args.threads, args.demo))
-                print(f"round {round_ + 1} {which}: {json.dumps(results[which][-1])}", flush=True)
+            for which, mu in variants if round_ % 2 == 0 else variants[::-1]:
+                results[which, mu].append(child(which, args.threads, args.demo, mu))
+                print(f"round {round_ + 1} {which} num_iterations {mu}: {json.dumps(results[which, mu][-1])}", flush=True)
     finally:
         if neighbour:
             neighbour.kill()
@@ -201,17 +212,28 @@ def main():
     shape = f"{len(PROBLEMS)} x 8" if args.demo else "8"
     print(f"\nGRPO step, {MODEL} {QUANTIZATION}, {shape} x 32 tokens, threads {args.threads}"
           f"{', busy neighbour' if args.busy else ''}"
-          f" (median of {args.rounds}; seconds)")
-    print(f"{'':<12}{'step':>8}" + "".join(f"{p:>12}" for p in PARTS) + f"{'mean tokens':>13}{'threads':>9}")
+          f" (median of {args.rounds}; seconds per optimizer step)")
+    print(f"{'':<20}{'step':>8}" + "".join(f"{p:>12}" for p in PARTS) + f"{'mean tokens':>13}{'threads':>9}")
+
+    def line(label: str, row: dict, fmt: str) -> None:
+        print(f"{label:<20}{row['step']:>8{fmt}}" + "".join(f"{row[p]:>12{fmt}}" for p in PARTS)
+              + (f"{row['tokens']:>13{fmt}}" if "tokens" in row else "") + (f"{row['threads']:>9.0f}" if "threads" in row else ""))
+
+    def ratio(a: dict, b: dict) -> dict:
+        return {k: a[k] / max(b[k], 1e-9) for k in ("step", *PARTS, "tokens")}
+
+    for mu in iterations:
+        rows = {name: table[name, mu] for name in ("plain", "ours") if (name, mu) in table}
+        suffix = f", mu {mu}" if len(iterations) > 1 else ""
+        for name, label in (("plain", "plain TRL"), ("ours", "tinyalign")):
+            if name in rows:
+                line(label + suffix, rows[name], ".2f")
+        if len(rows) == 2:
+            line("ratio" + suffix, ratio(rows["ours"], rows["plain"]), ".2f")
     for name, label in (("plain", "plain TRL"), ("ours", "tinyalign")):
-        if name in table:
-            row = table[name]
-            print(f"{label:<12}{row['step']:>8.1f}" + "".join(f"{row[p]:>12.2f}" for p in PARTS)
-                  + f"{row['tokens']:>13.1f}{row['threads']:>9.0f}")
-    if len(table) == 2:
-        print(f"{'ratio':<12}{table['ours']['step'] / table['plain']['step']:>8.2f}"
-              + "".join(f"{table['ours'][p] / max(table['plain'][p], 1e-9):>12.2f}" for p in PARTS)
-              + f"{table['ours']['tokens'] / table['plain']['tokens']:>13.2f}")
+        for mu in iterations[1:]:
+            if (name, mu) in table and (name, iterations[0]) in table:
+                line(f"{label} mu {mu}/{iterations[0]}", ratio(table[name, mu], table[name, iterations[0]]), ".2f")
 
 
 if __name__ == "__main__":
