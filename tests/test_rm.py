@@ -12,7 +12,6 @@ from tinyalign.errors import UserError
 from tinyalign.rewards import pairwise, resolve
 from tinyalign.recipe import builtin
 
-from conftest import ROOT
 
 RECIPE = str(builtin("tiny_rm.yaml"))
 
