@@ -134,10 +134,10 @@ def main() -> None:
     folder = pairs(votes(args.votes), args.work, args.held_out)
     traces = args.work / "traces.jsonl"
     if not traces.is_file():
-        train = judging.reference_rows(folder / "train.jsonl")
-        rows = judging.reference_traces(train)
+        train_pairs = judging.reference_rows(folder / "train.jsonl")
+        rows = judging.reference_traces(train_pairs)
         files.write_jsonl(traces, rows)
-        print(f"{len(rows)} judgements from the checker on {len(train)} training pairs (both orders)", flush=True)
+        print(f"{len(rows)} judgements from the checker on {len(train_pairs)} training pairs (both orders)", flush=True)
     answered = {(task_text(row["conversation"]), text_of(a))
                 for row in map(json.loads, (args.votes / "answers.jsonl").read_text().splitlines()) for a in row["answers"]}
 
