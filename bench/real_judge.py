@@ -3,7 +3,7 @@ of voted pairs (RM-R1's step (a)), and its agreement with held-out votes beside 
 
     python bench/real_judge.py --seeds 0 --threads 2        # ~35 min on 2 cores once the votes exist
     python bench/real_judge.py --seeds 0 --threads 2 --rl   # then step (b) on each distilled judge (~25 min)
-    options: [--votes runs/real_rm] [--work runs/real_judge] [--held-out 0.34] [--max-new-tokens 128]
+    options: [--votes runs/real_rm] [--work runs/real_judge] [--held-out 0.34] [--max-new-tokens 96]
              [--no-untrained] [judge SFT overrides: train.max_steps=120 ...]
 
 The votes are bench/real_rm.py's (its stages 1-2, made here when missing, ~15 min): the demo's SFT adapter
@@ -12,8 +12,8 @@ store. Then, each stage cached in --work:
 1. pairs/: python -m tinyalign.judge split, whole prompts held out (--held-out of the pairs), each pair
    with the task's worked solution as its `reference` column.
 2. traces.jsonl: python -m tinyalign.judge traces --from-reference: for every training pair in both orders,
-   the judgement a checker who knows the solution writes (the solution; each answer's calculation steps
-   redone and its final number checked; the verdict), kept when it names the voted answer.
+   the judgement a checker who knows the solution writes (the solution, each answer's final number checked,
+   the verdict), kept when it names the voted answer.
 3. judge_T{threads}_S{seed}/: python -m tinyalign.sft recipes/smollm2_judge_sft.yaml on the traces, its own
    process with OMP_NUM_THREADS set.
 4. With --rl, judge_T{threads}_S{seed}_rl/: python -m tinyalign.grpo recipes/smollm2_judge_grpo.yaml from the
@@ -120,7 +120,7 @@ def main() -> None:
     parser.add_argument("--votes", type=Path, default=Path("runs/real_rm"), help="bench/real_rm.py's work folder")
     parser.add_argument("--work", type=Path, default=Path("runs/real_judge"))
     parser.add_argument("--held-out", type=float, default=0.34, help="share of the pairs held out, by whole prompt")
-    parser.add_argument("--max-new-tokens", type=int, default=128, help="of each judgement")
+    parser.add_argument("--max-new-tokens", type=int, default=96, help="of each judgement")
     parser.add_argument("--no-untrained", action="store_true", help="skip judging with the untrained model")
     parser.add_argument("--rl", action="store_true", help="then GRPO on each distilled judge (step b)")
     args, overrides = parser.parse_known_args()

@@ -22,9 +22,6 @@ from a teacher). A reward model trained on the same split (data.source: runs/jud
 compared on the same held-out votes.
 """
 
-import operator
-import re
-
 from . import files
 from .data import text_of
 from .errors import ArgumentParser, UserError, cli, positive_int
@@ -58,36 +55,20 @@ def traces(judge: PairJudge, pairs, k: int) -> tuple[list[dict], dict]:
     return rows, {"pairs": len(pairs), "sampled": sampled, "kept": len(rows), "unparsed": unparsed / max(1, sampled)}
 
 
-# One shown calculation step, "27 - 22 = 5": the checker redoes each one.
-_STEP_RE = re.compile(r"(-?\d+(?:\.\d+)?)\s*([-+*/×])\s*(-?\d+(?:\.\d+)?)\s*=\s*(-?\d+(?:\.\d+)?)")
-_OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "×": operator.mul, "/": operator.truediv}
-
-
-def step_checks(answer: str) -> str:
-    """Each calculation step an answer shows, redone: "20 + 7 = 27 right; 27 - 22 is 5, not 13"."""
-    checks = []
-    for x, op, y, said in _STEP_RE.findall(answer):
-        if op == "/" and float(y) == 0:
-            continue
-        value = _OPS[op](float(x), float(y))
-        shown = f"{value:g}" if value != int(value) else str(int(value))
-        right = abs(value - float(said)) < 1e-9
-        checks.append(f"{x} {op} {y} = {said} right" if right else f"{x} {op} {y} is {shown}, not {said}")
-    return "; ".join(checks) or "no calculation shown"
-
-
 def reference_judgement(solution: str, a: str, b: str) -> str | None:
     """A judgement in the judge's form by a checker that knows the task's worked solution (privileged
-    information, the teacher RM-R1 distils from): the solution as its SOLUTION; for each answer, every
-    calculation step it shows redone, and its final number checked against the solution's. None when
-    the final numbers do not tell A from B."""
+    information, the teacher RM-R1 distils from): the solution as its SOLUTION, each answer's final number
+    checked against the solution's. None when the final numbers do not tell A from B.
+
+    Only final numbers: with every calculation step redone as well ("27 - 22 is 5, not 13"), SmolLM2
+    distilled from the longer traces agreed with 3.9 % of held-out votes against 37.7 % (bench/RESULTS.md)."""
     gold = model_answer(solution)
     right = [math_equal(model_answer(answer), gold) for answer in (a, b)]
     if right[0] == right[1]:
         return None
-    checks = [f"{side}: {step_checks(answer)}; ends in {model_answer(answer) or 'no number'}, "
-              f"{'right' if ok else 'wrong'}." for side, answer, ok in zip("AB", (a, b), right)]
-    return (f"TYPE: reasoning\nSOLUTION: {solution}\nEVALUATION: {' '.join(checks)}\n"
+    checks = [f"{side} ends in {model_answer(answer) or 'no number'}, {'right' if ok else 'wrong'}"
+              for side, answer, ok in zip("AB", (a, b), right)]
+    return (f"TYPE: reasoning\nSOLUTION: {solution}\nEVALUATION: {'; '.join(checks)}.\n"
             f"VERDICT: [[{'A' if right[0] else 'B'}]]")
 
 
