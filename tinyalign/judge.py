@@ -180,23 +180,23 @@ def main(argv=None):
         if args.from_reference:
             pairs = reference_rows(args.pairs)
             rows = reference_traces(pairs)
-            if not rows:
-                raise UserError(f"--pairs {args.pairs}: in none of {len(pairs)} pairs does the reference's "
-                                "final number single out the voted answer")
-            files.write_jsonl(out, rows)
-            print(f"wrote {len(rows)} judgements (both orders) on the {len(rows) // 2} of {len(pairs)} voted pairs "
-                  f"whose final numbers single out the voted answer -> {out}")
+            empty = (f"--pairs {args.pairs}: in none of {len(pairs)} pairs does the reference's final number "
+                     "single out the voted answer")
+            done = (f"wrote {len(rows)} judgements (both orders) on the {len(rows) // 2} of {len(pairs)} voted "
+                    "pairs whose final numbers single out the voted answer")
         else:
             if args.temperature <= 0:
                 raise UserError("--temperature must be above 0: rejection sampling needs varied judgements")
             judge = PairJudge(args.judge, args.max_new_tokens, args.batch_size, args.temperature)
             rows, stats = traces(judge, read_pairs(args.pairs), args.k)
-            if not rows:
-                raise UserError(f"none of {stats['sampled']} judgements agreed with the votes; sample from a "
-                                "stronger model with --judge, or raise --k")
-            files.write_jsonl(out, rows)
-            print(f"kept {stats['kept']} of {stats['sampled']} judgements ({stats['kept'] / stats['sampled']:.1%}) "
-                  f"on {stats['pairs']} voted pairs; unparsed {stats['unparsed']:.1%} -> {out}")
+            empty = (f"none of {stats['sampled']} judgements agreed with the votes; sample from a stronger model "
+                     "with --judge, or raise --k")
+            done = (f"kept {stats['kept']} of {stats['sampled']} judgements ({stats['kept'] / stats['sampled']:.1%}) "
+                    f"on {stats['pairs']} voted pairs; unparsed {stats['unparsed']:.1%}")
+        if not rows:
+            raise UserError(empty)
+        files.write_jsonl(out, rows)
+        print(f"{done} -> {out}")
     elif args.command == "verdicts":
         out = files.check_jsonl_out(args.out, columns=VERDICT_COLUMNS, inputs=[args.pairs])
         rows = verdict_rows(read_pairs(args.pairs))
