@@ -2,7 +2,7 @@
 of voted pairs (RM-R1's step (a)), and its agreement with held-out votes beside the untrained model's.
 
     python bench/real_judge.py --seeds 0 --threads 2        # ~35 min on 2 cores once the votes exist
-    python bench/real_judge.py --seeds 0 --threads 2 --rl   # then step (b) on each distilled judge (~25 min)
+    python bench/real_judge.py --seeds 0 --threads 2 --rl   # then step (b) on each distilled judge (~15 min)
     options: [--votes runs/real_rm] [--work runs/real_judge] [--held-out 0.34] [--max-new-tokens 96]
              [--no-untrained] [judge SFT overrides: train.max_steps=120 ...]
 
