@@ -20,9 +20,10 @@ base, with `flat_groups: keep` so that both variants do the same work (`drop` is
 by bench/dynamic_sampling.py).
 
 `--iterations 1,2` runs each variant at each `num_iterations` (GRPO's inner updates, mu): one generated
-batch then serves mu optimizer steps, at the price of one more forward pass for the "old" log-probs. Times
-are per optimizer step (the run's time over its mu steps); mu > 1 is a different update (clipped reuse
-of the same answers), so this prices the step, not what it learns.
+batch then serves mu optimizer steps. Plain TRL pays one more forward pass per batch for the "old"
+log-probs; tinyalign takes them from the batch's first update (tinyalign/old_logps.py). Times are per
+optimizer step (the run's time over its mu steps); mu > 1 is a different update (clipped reuse of the same
+answers), so this prices the step, not what it learns.
 """
 
 import argparse

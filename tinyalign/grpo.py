@@ -46,7 +46,7 @@ def resolve(recipe):
 
 @cli
 def main(argv=None):
-    from . import data, flat_groups, model, rewards, run
+    from . import data, flat_groups, model, old_logps, rewards, run
     from .completions import CompletionLog
 
     # ── recipe and run directory: everything that can be checked is, before anything is written
@@ -77,12 +77,14 @@ def main(argv=None):
     # ── model: 4-bit base + LoRA (usually continued from an SFT adapter)
     policy, tokenizer = model.load_for_training(recipe.model, config.gradient_checkpointing)
 
-    # ── trainer (flat groups dropped unless `flat_groups: keep`); completions with their per-reward scores go to
+    # ── trainer (flat groups dropped unless `flat_groups: keep`; at num_iterations > 1 the old log-probs come
+    # from each batch's first update, not an extra pass); completions with their per-reward scores go to
     # completions.jsonl
     trainer = GRPOTrainer(model=policy, args=config, train_dataset=train, reward_funcs=reward_fns,
                           processing_class=tokenizer, callbacks=run.callbacks(recipe))
     if recipe.flat_groups == "drop":
         flat_groups.drop_flat_groups(trainer)
+    old_logps.reuse_old_logps(trainer)
     trainer.add_callback(CompletionLog(trainer, recipe.output_dir))
 
     # ── train and save: only now does anything in output_dir change
