@@ -7,7 +7,8 @@ completions of at most 32 tokens, think_format + math_accuracy, tinyalign's GRPO
 variant runs in its own subprocess with the same thread count; TRL's own methods are timed in place:
 
     generation  GRPOTrainer._generate_single_turn   (the KV-cached sampling loop)
-    log-probs   _get_per_token_logps_and_entropies  (the forward passes of the loss)
+    log-probs   _get_per_token_logps_and_entropies  (the forward passes of the loss, and `old`)
+    old         the same, run without gradients: the "old" log-prob pass (β is 0 here: no reference pass)
     rewards     _calculate_rewards
     backward    Accelerator.backward
 
@@ -43,7 +44,7 @@ PROBLEMS = [("Tom has 3 apples and buys 4 more. How many apples does he have?", 
 TRAIN = dict(max_steps=1, num_generations=8, per_device_train_batch_size=8, gradient_accumulation_steps=1,
              max_completion_length=32, warmup_steps=0, logging_steps=1, save_strategy="no")
 REWARDS = [{"name": "think_format", "weight": 0.5}, {"name": "math_accuracy", "weight": 1.0}]
-PARTS = ("generation", "log-probs", "rewards", "backward")
+PARTS = ("generation", "log-probs", "old", "rewards", "backward")
 DEMO_SYSTEM = "Solve the word problem. Show the calculation, then the answer."
 
 
@@ -64,6 +65,7 @@ QUANTIZATION = "4bit"
 
 def instrument() -> dict:
     """Wrap the four parts of TRL's GRPO step with wall-clock timers; returns the running totals."""
+    import torch
     from accelerate import Accelerator
     from trl import GRPOTrainer
 
@@ -73,11 +75,13 @@ def instrument() -> dict:
         inner = getattr(owner, method)
 
         def wrapper(*args, **kwargs):
-            start = time.perf_counter()
+            start, no_grad = time.perf_counter(), not torch.is_grad_enabled()
             try:
                 return inner(*args, **kwargs)
             finally:
                 totals[part] += time.perf_counter() - start
+                if part == "log-probs" and no_grad:
+                    totals["old"] += time.perf_counter() - start
 
         setattr(owner, method, wrapper)
 
