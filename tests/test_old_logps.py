@@ -20,10 +20,10 @@ def _run(tiny_sft_run, out, monkeypatch, reuse: bool, flat_groups: str):
     from trl import GRPOTrainer
 
     used, forwards = [], []
-    compute_loss, logps = GRPOTrainer._compute_loss, GRPOTrainer._get_per_token_logps_and_entropies
+    compute_loss, logps = GRPOTrainer.compute_loss, GRPOTrainer._get_per_token_logps_and_entropies
 
-    def recording_loss(self, model, inputs):
-        loss = compute_loss(self, model, inputs)
+    def recording_loss(self, model, inputs, *args, **kwargs):
+        loss = compute_loss(self, model, inputs, *args, **kwargs)
         used.append(inputs["old_per_token_logps"].clone())
         return loss
 
@@ -32,7 +32,7 @@ def _run(tiny_sft_run, out, monkeypatch, reuse: bool, flat_groups: str):
         return logps(self, *args, **kwargs)
 
     with monkeypatch.context() as patch:
-        patch.setattr(GRPOTrainer, "_compute_loss", recording_loss)
+        patch.setattr(GRPOTrainer, "compute_loss", recording_loss)
         patch.setattr(GRPOTrainer, "_get_per_token_logps_and_entropies", counting)
         if not reuse:
             patch.setattr(old_logps, "applies", lambda trainer: False)
@@ -62,13 +62,22 @@ def test_old_log_probs_from_the_first_update_are_trl_s_and_save_one_pass_per_bat
     assert (trl_forwards, reused_forwards) == (12, 10)
 
 
-def test_mu_1_and_misaligned_generation_keep_trl_s_path():
+def test_mu_1_misaligned_generation_and_other_losses_keep_trl_s_path():
     from types import SimpleNamespace as NS
 
-    def trainer(mu, per_generation, accumulation):
-        return NS(num_iterations=mu, use_vllm=False, use_liger_kernel=False,
-                  args=NS(steps_per_generation=per_generation, gradient_accumulation_steps=accumulation))
+    from trl import GRPOTrainer
+
+    class CompiledLoss(GRPOTrainer):  # as unsloth's trainer: a loss of its own, not reading the hooked method
+        def _compute_loss(self, model, inputs):
+            raise NotImplementedError
+
+    def trainer(mu, per_generation, accumulation, cls=GRPOTrainer):
+        built = cls.__new__(cls)  # the settings `applies` reads, without building a model
+        built.num_iterations, built.use_vllm, built.use_liger_kernel = mu, False, False
+        built.args = NS(steps_per_generation=per_generation, gradient_accumulation_steps=accumulation)
+        return built
 
     assert old_logps.applies(trainer(2, 4, 4))
     assert not old_logps.applies(trainer(1, 4, 4))  # TRL already skips the pass
     assert not old_logps.applies(trainer(2, 4, 2))  # the first update's second half would run on new weights
+    assert not old_logps.applies(trainer(2, 4, 4, CompiledLoss))

@@ -15,7 +15,7 @@ import functools
 
 def reuse_old_logps(trainer):
     """The built GRPOTrainer, skipping the old log-prob pass where its first update can supply those log-probs
-    (unchanged where it cannot: μ 1, misaligned generation, vLLM's sampler, Liger's fused loss)."""
+    (unchanged where it cannot: μ 1, misaligned generation, vLLM's sampler, a loss other than TRL's own)."""
     if applies(trainer):
         trainer.__class__ = trainer_class(type(trainer))
     return trainer
@@ -24,7 +24,10 @@ def reuse_old_logps(trainer):
 def applies(trainer) -> bool:
     args = trainer.args
     return (trainer.num_iterations > 1 and args.steps_per_generation == args.gradient_accumulation_steps
-            and not trainer.use_vllm and not trainer.use_liger_kernel)
+            and not trainer.use_vllm and not trainer.use_liger_kernel
+            # TRL's own loss gets its log-probs from the method hooked below; a replaced one (unsloth's compiled
+            # trainer) may not, and would then train every pass against its own log-probs
+            and type(trainer)._compute_loss.__module__ == "trl.trainer.grpo_trainer")
 
 
 @functools.cache
