@@ -143,3 +143,32 @@ def test_a_step_whose_every_group_is_flat_runs_without_a_forward(tiny_sft_run, t
     assert [e["flat_groups_dropped"] for e in steps] == [1.0, 1.0]
     assert all(e["loss"] == 0 and "entropy" not in e for e in steps), steps  # no loss pass ran
     assert (out / "adapter_model.safetensors").is_file()
+
+
+def test_every_trained_answer_keeps_its_own_advantage(tiny_sft_run, tmp_path, monkeypatch):
+    """Dropping rows must not shift them: a right answer (exact_match 1) in a mixed group trains with a positive
+    advantage, a wrong one with a negative one."""
+    from trl import GRPOTrainer
+
+    rewards, signs = {}, []  # completion token ids -> the rewards they got; (reward, advantage) per trained row
+    calculate, compute_loss = GRPOTrainer._calculate_rewards, GRPOTrainer.compute_loss
+
+    def recording_rewards(self, inputs, prompts, completions, completion_ids_list):
+        scores = calculate(self, inputs, prompts, completions, completion_ids_list)
+        for ids, score in zip(completion_ids_list, scores[:, 0].tolist()):
+            rewards.setdefault(tuple(ids), set()).add(score)
+        return scores
+
+    def checking_loss(self, model, inputs, *args, **kwargs):
+        for ids, mask, advantage in zip(inputs["completion_ids"], inputs["completion_mask"], inputs["advantages"]):
+            seen = rewards[tuple(ids[mask.bool()].tolist())]
+            if len(seen) == 1 and advantage != 0:  # the same answer to two prompts may score both ways
+                signs.append((next(iter(seen)), float(advantage)))
+        return compute_loss(self, model, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(GRPOTrainer, "_calculate_rewards", recording_rewards)
+    monkeypatch.setattr(GRPOTrainer, "compute_loss", checking_loss)
+    grpo.main([RECIPE, f"model.adapter={tiny_sft_run}", f"output_dir={tmp_path / 'run'}", "train.max_steps=3",
+               *SHORT])
+    assert len(signs) >= 20 and {r for r, _ in signs} == {0.0, 1.0}, signs
+    assert all((advantage > 0) == (reward == 1.0) for reward, advantage in signs), signs
