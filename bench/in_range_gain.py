@@ -6,6 +6,7 @@ less every problem a given run trained on), each paired against the start.
 """
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -30,25 +31,24 @@ def main():
     parser.add_argument("--problems", type=int, default=300)
     args = parser.parse_args()
     from tinyalign import data, model, recipe as recipes, solve_rate
-    from tinyalign.generate import generate
+    from tinyalign.evaluate import model_metrics, paired_gain
+    from tinyalign.generate import generation_settings
 
     recipe = recipes.load(RECIPE)
-    train, _ = data.splits(recipe.data, recipe.seed)
+    # the training split's rows in evaluate's form (no held-out split named: eval_rows reads the training one)
+    rows = data.eval_rows(dataclasses.replace(recipe.data, test_split=None), limit=1400, seed=recipe.seed)[1000:]
     seen = set().union(*(trained_on(run) for run in args.runs))
-    rows = [row for row in train.select(range(1000, 1400)) if row["question"] not in seen][:args.problems]
-    reward = solve_rate.accuracy_reward(recipe)
-    prompts, answers = [data.prompt_messages(recipe.data, r) for r in rows], [r["answer"] for r in rows]
+    rows = [row for row in rows if row["question"] not in seen][:args.problems]
     adapters = {"start": args.start, **{Path(run).name: run for run in args.runs}}
     policy, tokenizer = model.load_with_adapters(recipe.model, adapters)
-    verdicts = {}
+    scores = {}
     for name in adapters:
         policy.set_adapter(name)
-        completions = generate(policy, tokenizer, prompts, max_new_tokens=32, desc=name)
-        verdicts[name] = [float(v) for v in solve_rate.solved(reward, [c[0] for c in completions], answer=answers)]
+        scores[name] = model_metrics(policy, tokenizer, rows, [], [], solve_rate.accuracy_reward(recipe),
+                                     generation_settings(recipe), k=1, batch_size=64, seed=recipe.seed, name=name)
     print(f"\n{len(rows)} unseen training-range problems, greedy")
     for name in adapters:
-        diff, low, high = solve_rate.paired_interval95(verdicts["start"], verdicts[name])
-        print(f"{name:<16}{sum(verdicts[name]) / len(rows):7.1%}   {diff * 100:+.1f} points ({low * 100:+.1f} to {high * 100:+.1f})")
+        print(f"{name:<16}{scores[name]['accuracy']:7.1%}   {paired_gain(scores['start'], scores[name])}")
 
 
 if __name__ == "__main__":

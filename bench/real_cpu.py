@@ -64,7 +64,7 @@ QUANTIZATION = "4bit"
 
 
 def instrument() -> dict:
-    """Wrap the four parts of TRL's GRPO step with wall-clock timers; returns the running totals."""
+    """Wrap the parts of TRL's GRPO step with wall-clock timers; returns the running totals."""
     import torch
     from accelerate import Accelerator
     from trl import GRPOTrainer
