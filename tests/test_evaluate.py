@@ -87,6 +87,13 @@ def test_best_line_says_how_much_an_earlier_checkpoint_beats_the_last():
     assert "the last checkpoint is the best one" in evaluate.best_line(table, "accuracy")
     table[0]["accuracy"] = 0.95
     assert "no checkpoint beats the base" in evaluate.best_line(table, "accuracy")
+    # a run that continued an adapter is judged against that start first, and the line says what to keep
+    table.insert(1, {"model": "start", "step": 0, "accuracy": 0.92})
+    table[0]["accuracy"] = 0.1
+    line = evaluate.best_line(table, "accuracy", "runs/sft")
+    assert "no checkpoint beats the start (92.0%): keep runs/sft" in line and "beats the base" not in line
+    table[1]["accuracy"] = 0.8
+    assert "no checkpoint beats" not in evaluate.best_line(table, "accuracy", "runs/sft")
 
 
 def test_a_grpo_run_gets_each_reward_and_the_format_rate(tiny_sft_run, tmp_path):

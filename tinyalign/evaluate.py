@@ -218,7 +218,7 @@ def evaluate_run(target, checkpoints: str = "all", k: int = 1, prompts: int = 20
 
     out.mkdir(parents=True, exist_ok=True)
     metric = task_metric(table)
-    summary = best_line(table, metric)
+    summary = best_line(table, metric, recipe.model.adapter)
     write_csv(table, out / "eval.csv")
     header = (f"{len(rows)} held-out prompts of {recipe.data.source}; greedy, at most {settings['max_new_tokens']} "
               f"new tokens" + (f"; pass@{k} sampled at temperature {settings['temperature'] or 1.0}"
@@ -243,8 +243,9 @@ def trained_rows(table: list[dict]) -> list[dict]:
     return checkpoints + final
 
 
-def best_line(table: list[dict], metric: str) -> str:
-    """Name the best trained checkpoint by the task metric, and what it gains over the last one."""
+def best_line(table: list[dict], metric: str, start_adapter: str | None = None) -> str:
+    """Name the best trained checkpoint by the task metric, what it gains over the last one, and whether it
+    beats where training began (`start_adapter`: the adapter the run continued, named when it should be kept)."""
     trained = [r for r in trained_rows(table) if r.get(metric) is not None]
     if not trained:
         return f"no trained checkpoint has a {metric} to compare"
@@ -257,9 +258,12 @@ def best_line(table: list[dict], metric: str) -> str:
         gain = best[metric] - last[metric]
         gain = f"{gain * 100:.1f} points" if metric in RATES else f"{gain:.3f}"
         words += f", {gain} above the last ({last['model']}, {fmt(metric, last[metric])}): use {best['model']}"
-    base = next((r for r in table if r["model"] == "base" and r.get(metric) is not None), None)
-    if base and base[metric] >= best[metric]:
-        words += f"; no checkpoint beats the base ({fmt(metric, base[metric])})"
+    for origin in ("start", "base"):  # where training began: the adapter it continued, else the base
+        row = next((r for r in table if r["model"] == origin and r.get(metric) is not None), None)
+        if row and row[metric] >= best[metric]:
+            keep = f": keep {start_adapter}" if origin == "start" and start_adapter else ""
+            words += f"; no checkpoint beats the {origin} ({fmt(metric, row[metric])}){keep}"
+            break
     # against where training started (the adapter it continued, else the base), on the same problems
     start = next((r for name in ("start", "base") for r in table if r["model"] == name and SOLVED in r), None)
     if start is not None and SOLVED in best and metric == "accuracy":
