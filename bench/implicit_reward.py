@@ -1,0 +1,104 @@
+"""DPO's implicit reward as a reward model, on held-out votes: after DPO on the votes' training pairs, an
+answer's reward is beta * (log pi_dpo(answer) - log pi_start(answer)), the quantity DPO trains to order the
+pairs (Rafailov et al. 2023). Unlike a scalar head on the last token it is read from the language model's
+own next-token predictions, where a 135M model's arithmetic lives. Accuracy on the held-out pairs, split
+by kind (the model's two answers; the annotator's worked solution over an answer), beside the start's
+own log-likelihood as an untrained judge.
+
+    python -m tinyalign.dpo recipes/smollm2_word_dpo.yaml data.source=PAIRS data.split=train output_dir=runs/implicit/dpo_s0
+    python bench/implicit_reward.py runs/implicit/dpo_s0 [more DPO runs] [--pairs PAIRS] [--start runs/demo-real/sft]
+                                    [--votes runs/real_rm]
+
+PAIRS is a folder with train.jsonl / test.jsonl (prompt, chosen, rejected, reference), e.g. the split
+bench/real_judge.py writes (runs/real_judge_final/pairs): the scalar RM and the judge were measured on it.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+
+RECIPE = "recipes/smollm2_word_dpo.yaml"
+
+
+def answer_logps(policy, tokenizer, prompts: list, answers: list[str], batch_size: int = 16) -> list[float]:
+    """Summed log-probability of each answer (with its end of turn) after its chat prompt."""
+    import torch
+
+    totals = []
+    for i in range(0, len(prompts), batch_size):
+        rows = []
+        for prompt, answer in zip(prompts[i:i + batch_size], answers[i:i + batch_size]):
+            head = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+            full = tokenizer.apply_chat_template([*prompt, {"role": "assistant", "content": answer}], tokenize=False)
+            head_ids = tokenizer(head, add_special_tokens=False).input_ids
+            full_ids = tokenizer(full, add_special_tokens=False).input_ids
+            assert full_ids[:len(head_ids)] == head_ids, "the chat template's prompt is not a prefix of the answer's"
+            rows.append((full_ids, len(head_ids)))
+        width = max(len(ids) for ids, _ in rows)
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in rows])
+        mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in rows])
+        with torch.no_grad():
+            logits = policy(input_ids=input_ids, attention_mask=mask).logits[:, :-1].float()
+        logps = torch.log_softmax(logits, -1).gather(-1, input_ids[:, 1:, None])[..., 0]
+        for row, (ids, start) in enumerate(rows):
+            totals.append(float(logps[row, start - 1:len(ids) - 1].sum()))
+    return totals
+
+
+def agreement(chosen: list[float], rejected: list[float], picks: list[int]) -> float:
+    """Share of the pairs (indices `picks`) the score orders as the vote did; a tie counts half."""
+    if not picks:
+        return float("nan")
+    return sum(1.0 if chosen[i] > rejected[i] else 0.5 if chosen[i] == rejected[i] else 0.0 for i in picks) / len(picks)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", help="DPO runs that continued --start on the pairs' training split")
+    parser.add_argument("--pairs", default="runs/real_judge_final/pairs")
+    parser.add_argument("--start", default="runs/demo-real/sft")
+    parser.add_argument("--votes", default="runs/real_rm", help="the folder with the answers voted on (answers.jsonl)")
+    args = parser.parse_args()
+    from tinyalign import model, recipe as recipes
+    from tinyalign.data import text_of
+    from tinyalign.rewards.judge_model import task_text
+
+    pairs = [json.loads(line) for line in (Path(args.pairs) / "test.jsonl").read_text().splitlines() if line]
+    prompts = [p["prompt"] for p in pairs]
+    chosen, rejected = [text_of(p["chosen"]) for p in pairs], [text_of(p["rejected"]) for p in pairs]
+    # a chosen answer the model wrote makes a model-vs-model pair; else it is the annotator's edit
+    answered = {(task_text(row["conversation"]), text_of(a))
+                for row in map(json.loads, (Path(args.votes) / "answers.jsonl").read_text().splitlines())
+                for a in row["answers"]}
+    mine = [(task_text(p["prompt"]), c) in answered for p, c in zip(pairs, chosen)]
+    kinds = {"all": list(range(len(pairs))), "model vs model": [i for i, m in enumerate(mine) if m],
+             "edit vs model": [i for i, m in enumerate(mine) if not m]}
+    beta = float(recipes.load(RECIPE).train.get("beta", 0.1))
+
+    adapters = {"start": args.start, **{f"run{i}": run for i, run in enumerate(args.runs)}}
+    policy, tokenizer = model.load_with_adapters(recipes.load(RECIPE).model, adapters)
+    logps = {}
+    for name in adapters:
+        policy.set_adapter(name)
+        logps[name] = (answer_logps(policy, tokenizer, prompts, chosen), answer_logps(policy, tokenizer, prompts, rejected))
+
+    def row(label, c, r):
+        return f"| {label} | " + " | ".join(f"{agreement(c, r, picks):.1%}" for picks in kinds.values()) + " |"
+
+    print(f"\n{len(pairs)} held-out pairs ({', '.join(f'{k}: {len(v)}' for k, v in kinds.items() if k != 'all')})\n")
+    print("| judge | " + " | ".join(kinds) + " |\n|---|" + "---:|" * len(kinds))
+    start_c, start_r = logps["start"]
+    print(row("the start's log-likelihood (untrained)", start_c, start_r))
+    for i, run in enumerate(args.runs):
+        c, r = logps[f"run{i}"]
+        print(row(f"{run}: DPO's implicit reward", [beta * (a - b) for a, b in zip(c, start_c)],
+                  [beta * (a - b) for a, b in zip(r, start_r)]))
+        print(row(f"{run}: its log-likelihood", c, r))
+
+
+if __name__ == "__main__":
+    main()
