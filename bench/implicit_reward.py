@@ -77,14 +77,15 @@ def main():
     mine = [(task_text(p["prompt"]), c) in answered for p, c in zip(pairs, chosen)]
     kinds = {"all": list(range(len(pairs))), "model vs model": [i for i, m in enumerate(mine) if m],
              "edit vs model": [i for i, m in enumerate(mine) if not m]}
-    beta = float(recipes.load(RECIPE).train.get("beta", 0.1))
+    recipe = recipes.load(RECIPE)
+    beta = float(recipe.train.get("beta", 0.1))  # scales the reward, not its order
 
     adapters = {"start": args.start, **{f"run{i}": run for i, run in enumerate(args.runs)}}
-    policy, tokenizer = model.load_with_adapters(recipes.load(RECIPE).model, adapters)
+    policy, tokenizer = model.load_with_adapters(recipe.model, adapters)
     logps = {}
     for name in adapters:
         policy.set_adapter(name)
-        logps[name] = (answer_logps(policy, tokenizer, prompts, chosen), answer_logps(policy, tokenizer, prompts, rejected))
+        logps[name] = tuple(answer_logps(policy, tokenizer, prompts, answers) for answers in (chosen, rejected))
 
     def row(label, c, r):
         return f"| {label} | " + " | ".join(f"{agreement(c, r, picks):.1%}" for picks in kinds.values()) + " |"
