@@ -76,6 +76,7 @@ def main():
     variants = {f"a={a:+g}": stepped(start, final, a) for a in sorted({0.0, *args.greedy, *args.sampled})}
     sampled = {f"a={a:+g}" for a in ({0.0, *args.sampled} if args.sampled else ())}  # the start too, to pair with
     variants.update({f"random {i}": random_step(start, final, i) for i in range(args.random)})
+    solved_by = solve_rate.accuracy_reward(recipe)
     policy, tokenizer = model.load_with_adapters(recipe.model, {})
     scores, active = {}, None
     with tempfile.TemporaryDirectory() as tmp:
@@ -87,8 +88,8 @@ def main():
             policy = model.use_adapter(policy, folder, f"v{i}", replace=active)
             policy.eval()
             active = f"v{i}"
-            scores[name] = model_metrics(policy, tokenizer, rows, [], [], solve_rate.accuracy_reward(recipe),
-                                         settings, args.k if name in sampled else 1, 64, recipe.seed, name)
+            scores[name] = model_metrics(policy, tokenizer, rows, [], [], solved_by, settings,
+                                         args.k if name in sampled else 1, 64, recipe.seed, name)
     base = scores["a=+0"]
     print(f"\n{len(rows)} held-out problems; greedy" + (f", and {args.k} samples at temperature 1 where scored"
                                                         if sampled else ""))

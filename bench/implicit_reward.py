@@ -17,43 +17,48 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from statistics import mean
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
 RECIPE = "recipes/smollm2_word_dpo.yaml"
 
 
-def answer_logps(policy, tokenizer, prompts: list, answers: list[str], batch_size: int = 16) -> list[float]:
-    """Summed log-probability of each answer (with its end of turn) after its chat prompt."""
+def encode(tokenizer, prompts: list, answers: list[str]) -> list[tuple[list[int], int]]:
+    """Each chat rendered with its answer (and end of turn): (token ids, where the answer starts)."""
+    rows = []
+    for prompt, answer in zip(prompts, answers):
+        head = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        full = tokenizer.apply_chat_template([*prompt, {"role": "assistant", "content": answer}], tokenize=False)
+        head_ids = tokenizer(head, add_special_tokens=False).input_ids
+        full_ids = tokenizer(full, add_special_tokens=False).input_ids
+        assert full_ids[:len(head_ids)] == head_ids, "the chat template's prompt is not a prefix of the answer's"
+        rows.append((full_ids, len(head_ids)))
+    return rows
+
+
+def answer_logps(policy, pad: int, rows: list[tuple[list[int], int]], desc: str, batch_size: int = 16) -> list[float]:
+    """Summed log-probability of each encoded answer under the active adapter."""
     import torch
+    from tqdm.auto import tqdm
 
     totals = []
-    for i in range(0, len(prompts), batch_size):
-        rows = []
-        for prompt, answer in zip(prompts[i:i + batch_size], answers[i:i + batch_size]):
-            head = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-            full = tokenizer.apply_chat_template([*prompt, {"role": "assistant", "content": answer}], tokenize=False)
-            head_ids = tokenizer(head, add_special_tokens=False).input_ids
-            full_ids = tokenizer(full, add_special_tokens=False).input_ids
-            assert full_ids[:len(head_ids)] == head_ids, "the chat template's prompt is not a prefix of the answer's"
-            rows.append((full_ids, len(head_ids)))
-        width = max(len(ids) for ids, _ in rows)
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in rows])
-        mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in rows])
-        with torch.no_grad():
+    for i in tqdm(range(0, len(rows), batch_size), desc=desc, leave=False):
+        chunk = rows[i:i + batch_size]
+        width = max(len(ids) for ids, _ in chunk)
+        input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in chunk])
+        mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in chunk])
+        with torch.inference_mode():
             logits = policy(input_ids=input_ids, attention_mask=mask).logits[:, :-1].float()
         logps = torch.log_softmax(logits, -1).gather(-1, input_ids[:, 1:, None])[..., 0]
-        for row, (ids, start) in enumerate(rows):
-            totals.append(float(logps[row, start - 1:len(ids) - 1].sum()))
+        totals += [float(logps[row, start - 1:len(ids) - 1].sum()) for row, (ids, start) in enumerate(chunk)]
     return totals
 
 
 def agreement(chosen: list[float], rejected: list[float], picks: list[int]) -> float:
-    """Share of the pairs (indices `picks`) the score orders as the vote did; a tie counts half."""
-    if not picks:
-        return float("nan")
-    return sum(1.0 if chosen[i] > rejected[i] else 0.5 if chosen[i] == rejected[i] else 0.0 for i in picks) / len(picks)
+    """Share of the pairs (indices `picks`) the score orders as the vote did: a tie is not agreement, as in
+    the reward model's held-out accuracy (rm_measure.measure)."""
+    return mean(chosen[i] > rejected[i] for i in picks) if picks else float("nan")
 
 
 def main():
@@ -82,10 +87,13 @@ def main():
 
     adapters = {"start": args.start, **{f"run{i}": run for i, run in enumerate(args.runs)}}
     policy, tokenizer = model.load_with_adapters(recipe.model, adapters)
+    encoded = encode(tokenizer, prompts, chosen), encode(tokenizer, prompts, rejected)  # once, for every model
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     logps = {}
     for name in adapters:
         policy.set_adapter(name)
-        logps[name] = tuple(answer_logps(policy, tokenizer, prompts, answers) for answers in (chosen, rejected))
+        logps[name] = tuple(answer_logps(policy, pad, rows, f"{adapters[name]}: {side}")
+                            for rows, side in zip(encoded, ("chosen", "rejected")))
 
     def row(label, c, r):
         return f"| {label} | " + " | ".join(f"{agreement(c, r, picks):.1%}" for picks in kinds.values()) + " |"

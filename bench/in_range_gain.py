@@ -41,11 +41,12 @@ def main():
     rows = [row for row in rows if row["question"] not in seen][:args.problems]
     adapters = {"start": args.start, **{Path(run).name: run for run in args.runs}}
     policy, tokenizer = model.load_with_adapters(recipe.model, adapters)
+    solved_by, settings = solve_rate.accuracy_reward(recipe), generation_settings(recipe)
     scores = {}
     for name in adapters:
         policy.set_adapter(name)
-        scores[name] = model_metrics(policy, tokenizer, rows, [], [], solve_rate.accuracy_reward(recipe),
-                                     generation_settings(recipe), k=1, batch_size=64, seed=recipe.seed, name=name)
+        scores[name] = model_metrics(policy, tokenizer, rows, [], [], solved_by, settings, k=1, batch_size=64,
+                                     seed=recipe.seed, name=name)
     print(f"\n{len(rows)} unseen training-range problems, greedy")
     for name in adapters:
         print(f"{name:<16}{scores[name]['accuracy']:7.1%}   {paired_gain(scores['start'], scores[name])}")

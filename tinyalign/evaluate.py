@@ -258,14 +258,14 @@ def best_line(table: list[dict], metric: str, start_adapter: str | None = None) 
         gain = best[metric] - last[metric]
         gain = f"{gain * 100:.1f} points" if metric in RATES else f"{gain:.3f}"
         words += f", {gain} above the last ({last['model']}, {fmt(metric, last[metric])}): use {best['model']}"
-    for origin in ("start", "base"):  # where training began: the adapter it continued, else the base
-        row = next((r for r in table if r["model"] == origin and r.get(metric) is not None), None)
-        if row and row[metric] >= best[metric]:
-            keep = f": keep {start_adapter}" if origin == "start" and start_adapter else ""
-            words += f"; no checkpoint beats the {origin} ({fmt(metric, row[metric])}){keep}"
-            break
-    # against where training started (the adapter it continued, else the base), on the same problems
-    start = next((r for name in ("start", "base") for r in table if r["model"] == name and SOLVED in r), None)
+    # where training began: the adapter it continued, else the base
+    origins = [r for name in ("start", "base") for r in table if r["model"] == name]
+    row = next((r for r in origins if r.get(metric) is not None and r[metric] >= best[metric]), None)
+    if row:
+        keep = f": keep {start_adapter}" if row["model"] == "start" and start_adapter else ""
+        words += f"; no checkpoint beats the {row['model']} ({fmt(metric, row[metric])}){keep}"
+    # the gain over where training began, on the same problems
+    start = next((r for r in origins if SOLVED in r), None)
     if start is not None and SOLVED in best and metric == "accuracy":
         words += f"; over the {start['model']}: {paired_gain(start, best)}"
     return words
