@@ -21,38 +21,9 @@ from statistics import mean
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
+from tinyalign.likelihood import answer_logps, encode  # noqa: E402
+
 RECIPE = "recipes/smollm2_word_dpo.yaml"
-
-
-def encode(tokenizer, prompts: list, answers: list[str]) -> list[tuple[list[int], int]]:
-    """Each chat rendered with its answer (and end of turn): (token ids, where the answer starts)."""
-    rows = []
-    for prompt, answer in zip(prompts, answers):
-        head = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-        full = tokenizer.apply_chat_template([*prompt, {"role": "assistant", "content": answer}], tokenize=False)
-        head_ids = tokenizer(head, add_special_tokens=False).input_ids
-        full_ids = tokenizer(full, add_special_tokens=False).input_ids
-        assert full_ids[:len(head_ids)] == head_ids, "the chat template's prompt is not a prefix of the answer's"
-        rows.append((full_ids, len(head_ids)))
-    return rows
-
-
-def answer_logps(policy, pad: int, rows: list[tuple[list[int], int]], desc: str, batch_size: int = 16) -> list[float]:
-    """Summed log-probability of each encoded answer under the active adapter."""
-    import torch
-    from tqdm.auto import tqdm
-
-    totals = []
-    for i in tqdm(range(0, len(rows), batch_size), desc=desc, leave=False):
-        chunk = rows[i:i + batch_size]
-        width = max(len(ids) for ids, _ in chunk)
-        input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in chunk])
-        mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in chunk])
-        with torch.inference_mode():
-            logits = policy(input_ids=input_ids, attention_mask=mask).logits[:, :-1].float()
-        logps = torch.log_softmax(logits, -1).gather(-1, input_ids[:, 1:, None])[..., 0]
-        totals += [float(logps[row, start - 1:len(ids) - 1].sum()) for row, (ids, start) in enumerate(chunk)]
-    return totals
 
 
 def agreement(chosen: list[float], rejected: list[float], picks: list[int]) -> float:

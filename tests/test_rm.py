@@ -25,6 +25,13 @@ def test_oracle_grades_right_answers_in_the_asked_style_highest(answer, expected
     assert loop.grade(answer, "46") == expected
 
 
+@pytest.mark.parametrize("answer, expected", [("72", 2), ("72.", 2), (" 72\n", 2), ("45 + 27 = 72", 1),
+                                              ("The sum of 45 and 27 is 72.", 1), ("72 is 45 + 27", 0),
+                                              ("45 + 27 = 712", 0), ("To add 45 and 27, we", 0), ("", 0)])
+def test_a_chat_models_sum_is_graded_by_its_last_number_and_the_bare_number_highest(answer, expected):
+    assert loop.grade_reply(answer, "72") == expected
+
+
 def test_oracle_votes_like_an_annotator():
     assert loop.oracle("46", "46)", "46") == ("a", None)
     assert loop.oracle("47", "46 (12+34)", "46") == ("b", None)
@@ -53,6 +60,17 @@ def votes(start_run, tmp_path_factory):
     done = loop.annotate(db, {"sft": str(start_run)}, prompts=1500)
     assert done["votes"] == 1500
     return db
+
+
+def test_the_base_model_can_be_the_policy_voted_on(tmp_path):
+    """A loop may start from the base (no SFT run): its answers go through the same vote store."""
+    db = tmp_path / "prefs.sqlite"
+    done = loop.annotate(db, {"base": None}, prompts=40)
+    assert done["votes"] == 40 and sum(done["by_vote"].values()) == 40
+    from tinyalign.votes import VoteStore
+
+    with VoteStore(db) as store:
+        assert {(row["model_a"], row["model_b"]) for row in store.votes()} == {("base", "base")}
 
 
 @pytest.fixture(scope="module")
@@ -201,6 +219,17 @@ def test_reward_model_reward_is_normalised_and_picklable(rm_run):
     raw = logged["reward_model_raw"]
     assert scores == pytest.approx([(r - stats["score_mean"]) / stats["score_std"] for r in raw])
     assert logged["reward_model/raw_mean"] == pytest.approx(sum(raw) / 4)
+
+
+@pytest.mark.parametrize("name", list(loop.TASKS))
+def test_each_loop_task_s_recipes_take_the_overrides_the_loop_gives_them(name, tmp_path):
+    """A wrong key in a task's overrides would surface only after its first round's votes and RM."""
+    task = loop.TASKS[name]
+    rm_recipe = recipes.load(task.rm, [*task.rm_overrides, f"data.source={tmp_path}", "data.split=train"], method="rm")
+    policy = recipes.load(task.grpo, ["rewards.0.name=reward_model", f"rewards.0.model={tmp_path}"], method="grpo")
+    prompts = recipes.load(task.prompts)
+    assert rm_recipe.model.name == policy.model.name == prompts.model.name  # one base for policy and reward model
+    assert loop.half_the_steps(rm_recipe.train)[0].startswith(("train.max_steps=", "train.num_train_epochs="))
 
 
 @pytest.mark.slow

@@ -12,24 +12,21 @@ model trains on exactly what real votes would give it.
     python -m tinyalign.loop votes --policy sft=runs/tiny_sft --db runs/tiny_votes.sqlite
     python -m tinyalign.loop run --sft runs/tiny_sft --out runs/loop      # the whole loop, ~3 min on CPU
     python -m tinyalign.loop run ... --judge runs/tiny_judge_sft   # a pairwise judge scored beside the RM
+    python -m tinyalign.loop run --task smollm2-sums --out runs/loop-real   # SmolLM2 from its base, ~1 h on CPU
 """
 
 import json
 import random
+import re
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
 
 from . import files
 from .errors import ArgumentParser, UserError, cli, positive_int
 from .pair_files import read_pair_rows, read_pairs, split_pairs
 from .recipe import builtin
-
-TASK = builtin("tiny_sft.yaml")  # the addition task: training prompts, references, base model
-RM_RECIPE = builtin("tiny_rm.yaml")
-GRPO_RECIPE = builtin("tiny_grpo.yaml")
-# Most of a policy's paired answers are alike (ties teach a reward model nothing), and how many depends on
-# the policy: 1000 prompts gave ~670 pairs from the young tiny policy. From ~100 pairs (300 prompts on a stronger start) the reward
-# model learned the training pairs by heart and ranked held-out ones at chance.
-PROMPTS = 1000
-
 
 # ---------------------------------------------------------------- the simulated annotator
 
@@ -41,6 +38,16 @@ def grade(answer: str, reference: str) -> int:
         return 2
     head = answer.split()[0] if answer.split() else ""
     return 1 if head == reference or (answer.startswith(reference) and not answer[len(reference)].isdigit()) else 0
+
+
+def grade_reply(answer: str, reference: str) -> int:
+    """A chat model's sums: 2: the bare number, as the system prompt asks; 1: the right number as the
+    answer's last (as math_accuracy reads it), words around it; 0: wrong."""
+    answer = answer.strip()
+    if answer.rstrip(".") == reference:
+        return 2
+    numbers = re.findall(r"-?\d+", answer)
+    return 1 if numbers and numbers[-1] == reference else 0
 
 
 def oracle(response_a: str, response_b: str, reference: str, rule=grade, edit: str | None = None
@@ -55,6 +62,36 @@ def oracle(response_a: str, response_b: str, reference: str, rule=grade, edit: s
     if a == b:
         return "tie", None
     return ("a" if a > b else "b"), None
+
+
+# ---------------------------------------------------------------- the tasks
+
+
+@dataclass(frozen=True)
+class Task:
+    """What one loop runs on: `prompts`' recipe gives the model, the training prompts, their references
+    and the held-out split; `rm` and `grpo` train the reward model and the policy; `rule` is the annotators'."""
+    prompts: Path
+    rm: Path
+    grpo: Path
+    rule: Callable[[str, str], int] = grade
+    rm_overrides: tuple[str, ...] = ()
+    votes_prompts: int = 1000
+    held_out: int = 500
+
+
+TASKS = {
+    # Most of a policy's paired answers are alike (ties teach a reward model nothing), and how many depends
+    # on the policy: 1000 prompts gave ~670 pairs from the young tiny policy. From ~100 pairs (300 prompts on
+    # a stronger start) the reward model learned the training pairs by heart and ranked held-out ones at chance.
+    "tiny": Task(builtin("tiny_sft.yaml"), builtin("tiny_rm.yaml"), builtin("tiny_grpo.yaml")),
+    # SmolLM2 from its base: nearly every pair is two wrong answers, "both bad" with the sum as the edit, so
+    # 600 prompts give ~1100 pairs (~220 held out); the RM starts fresh (there is no policy to start from),
+    # on short sequences, for one pass over its pairs.
+    "smollm2-sums": Task(builtin("smollm2_sums_grpo.yaml"), builtin("smollm2_rm.yaml"), builtin("smollm2_sums_grpo.yaml"),
+                         rule=grade_reply, votes_prompts=600,
+                         rm_overrides=("model.policy=null", "train.max_length=128", "train.num_train_epochs=1")),
+}
 
 
 def record_votes(db, pairs: list[dict], settings: dict, rule=grade) -> dict:
@@ -76,15 +113,16 @@ def record_votes(db, pairs: list[dict], settings: dict, rule=grade) -> dict:
     return {"votes": len(pairs), "by_vote": by_vote}
 
 
-def annotate(db, policies: dict[str, str], prompts: int, seed: int = 0, task=TASK) -> dict:
+def annotate(db, policies: dict[str, "str | None"], prompts: int, seed: int = 0, task: Task | None = None) -> dict:
     """Each training prompt answered by the policies (two samples when there is one), voted by the oracle.
 
-    `policies`: name -> run directory. Returns {votes, by_vote}.
+    `policies`: name -> run directory, or None for the base model. Returns {votes, by_vote}.
     """
     from . import data, model, recipe as recipes
     from .generate import generate
 
-    recipe = recipes.load(task)
+    task = task or TASKS["tiny"]
+    recipe = recipes.load(task.prompts)
     train, _ = data.splits(recipe.data, recipe.seed)
     rows = train.shuffle(seed=seed).select(range(min(prompts, len(train))))
     template = recipe.data.answer or recipe.data.completion
@@ -92,13 +130,15 @@ def annotate(db, policies: dict[str, str], prompts: int, seed: int = 0, task=TAS
     references = [template.format_map(row) for row in rows]
     from transformers import set_seed
 
-    policy, tokenizer = model.load_with_adapters(recipe.model, policies)
+    adapters = {name: path for name, path in policies.items() if path}
+    policy, tokenizer = model.load_with_adapters(recipe.model, adapters)
     set_seed(seed)  # the same answers on a machine with the same torch thread count (float sums differ with it)
     settings = {"temperature": 1.0, "max_new_tokens": recipe.generation.get("max_new_tokens", 16)}
     answers = {}
     for name in policies:
-        policy.set_adapter(name)
-        answers[name] = generate(policy, tokenizer, questions, k=2 if len(policies) == 1 else 1, **settings)
+        with answering_as(policy, name, adapters):
+            answers[name] = generate(policy, tokenizer, questions, k=2 if len(policies) == 1 else 1,
+                                     desc=f"answers: {name}", **settings)
     names = list(policies)
     rng = random.Random(seed)
     pairs = []
@@ -110,7 +150,15 @@ def annotate(db, policies: dict[str, str], prompts: int, seed: int = 0, task=TAS
         pairs.append({"conversation": question, "response_a": a, "response_b": b, "model_a": model_a,
                       "model_b": model_b, "run_dir_a": policies[model_a], "run_dir_b": policies[model_b],
                       "reference": reference})
-    return record_votes(db, pairs, settings)
+    return record_votes(db, pairs, settings, task.rule)
+
+
+def answering_as(policy, name: str, adapters: dict):
+    """A context in which `policy` answers as adapter `name`, or as the base when `name` has none."""
+    if name in adapters:
+        policy.set_adapter(name)
+        return nullcontext()
+    return policy.disable_adapter() if adapters else nullcontext()  # with no adapter loaded it is the base
 
 
 def rm_accuracy(rm_dir, pairs_file) -> float:
@@ -133,10 +181,11 @@ def judge_agreement(judge, pairs_file) -> float | None:
     return agreement_with_votes(judge, read_pairs(pairs_file))["agreement"]
 
 
-def run_loop(sft: str, out, prompts: int = PROMPTS, grpo_steps: int = 30, baseline: bool = True, seed: int = 0,
-             judge: str | None = None) -> list[dict]:
+def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int = 30, baseline: bool = True,
+             seed: int = 0, judge: str | None = None, task: str = "tiny") -> list[dict]:
     """Two rounds of votes -> RM -> GRPO on the RM; returns one row per round (and the rule baseline).
 
+    `sft`: the starting policy's run directory (None: the base model). `task`: a name in TASKS.
     `judge`: a pairwise judge (a model or a tinyalign.judge run) scored on each round's held-out votes
     beside the RM, so the table shows whether a judge would have served as the reward.
     """
@@ -146,38 +195,43 @@ def run_loop(sft: str, out, prompts: int = PROMPTS, grpo_steps: int = 30, baseli
     from .rewards.pairwise import PairJudge
     from .solve_rate import held_out_accuracy
 
+    setup = TASKS[task]
+    prompts = prompts or setup.votes_prompts
     out = files.check_folder_out(out)
     pair_judge = PairJudge(judge) if judge else None  # loaded on first use, once for both rounds
     if out.exists() and any(out.iterdir()):  # it appends votes and replaces runs: only in a folder of its own
         raise UserError(f"--out {out} is not empty; the loop writes its votes, reward models and runs into a new folder")
     table = []
-    rm_train = ["data.split=train", "data.test_split=test", "overwrite=true"]
-    grpo_args = [f"model.adapter={sft}", "probe=false", "overwrite=true", f"train.max_steps={grpo_steps}"]
+    start = "sft" if sft else "base"
+    rm_train = [*setup.rm_overrides, "data.split=train", "data.test_split=test", "overwrite=true"]
+    grpo_args = [*([f"model.adapter={sft}"] if sft else []), "probe=false", "overwrite=true",
+                 f"train.max_steps={grpo_steps}"]
 
-    # round 1: the SFT policy's answers, voted; an RM from scratch; GRPO on it alone
+    # round 1: the start's answers, voted; an RM from scratch; GRPO on it alone
     db1 = out / "votes-r1.sqlite"
-    votes1 = annotate(db1, {"sft": sft}, prompts, seed)["votes"]
-    split_pairs(db1, out / "pairs-r1", seed=seed)
-    rm.main([str(RM_RECIPE), f"data.source={out / 'pairs-r1'}", *rm_train, f"output_dir={out / 'rm-r1'}"])
-    grpo.main([str(GRPO_RECIPE), *grpo_args, "rewards.0.name=reward_model", f"rewards.0.model={out / 'rm-r1'}",
+    votes1 = annotate(db1, {start: sft}, prompts, seed, setup)
+    print_votes(1, votes1, split_pairs(db1, out / "pairs-r1", seed=seed))
+    rm.main([str(setup.rm), f"data.source={out / 'pairs-r1'}", *rm_train, f"output_dir={out / 'rm-r1'}"])
+    grpo.main([str(setup.grpo), *grpo_args, "rewards.0.name=reward_model", f"rewards.0.model={out / 'rm-r1'}",
                f"output_dir={out / 'grpo-r1'}"])
-    policies = {"sft": sft, "grpo_rm": str(out / "grpo-r1")}
+    policies = {"grpo_rm": str(out / "grpo-r1")}
     if baseline:  # the rule reward from the same start with the same budget: what the learned one should reach
-        grpo.main([str(GRPO_RECIPE), *grpo_args, f"output_dir={out / 'grpo-rule'}"])
+        grpo.main([str(setup.grpo), *grpo_args, f"output_dir={out / 'grpo-rule'}"])
         policies["grpo_rule"] = str(out / "grpo-rule")
-    accuracy = held_out_accuracy(str(TASK), policies, limit=500)
+    accuracy = held_out_accuracy(str(setup.prompts), {**({start: sft} if sft else {}), **policies},
+                                 limit=setup.held_out, base=not sft)
     rm1 = held_out_stats(out / "rm-r1")["accuracy"]
-    table.append({"round": 1, "votes": votes1, "rm_accuracy": rm1,
+    table.append({"round": 1, "votes": votes1["votes"], "rm_accuracy": rm1,
                   "judge_agreement": judge_agreement(pair_judge, out / "pairs-r1" / "test.jsonl"),
-                  "policy": "grpo_rm", "start_accuracy": accuracy["sft"], "policy_accuracy": accuracy["grpo_rm"]})
+                  "policy": "grpo_rm", "start_accuracy": accuracy[start], "policy_accuracy": accuracy["grpo_rm"]})
     if baseline:
-        table.append({"round": "rule", "policy": "grpo_rule", "start_accuracy": accuracy["sft"],
+        table.append({"round": "rule", "policy": "grpo_rule", "start_accuracy": accuracy[start],
                       "policy_accuracy": accuracy["grpo_rule"]})
 
     # round 2: the new checkpoint into the arena against its start; RM round 1 continued on both rounds' votes
     db2 = out / "votes-r2.sqlite"
-    votes2 = annotate(db2, {"sft": sft, "grpo_rm": str(out / "grpo-r1")}, prompts, seed + 1)["votes"]
-    split_pairs(db2, out / "pairs-r2", seed=seed + 1)
+    votes2 = annotate(db2, {start: sft, "grpo_rm": str(out / "grpo-r1")}, prompts, seed + 1, setup)
+    print_votes(2, votes2, split_pairs(db2, out / "pairs-r2", seed=seed + 1))
     with open(out / "pairs-r2" / "train.jsonl", "a") as f:  # round 1's votes still hold: train on both rounds
         f.write((out / "pairs-r1" / "train.jsonl").read_text())
     # continued at half the learning rate for half the steps (~1.5 passes over both rounds' pairs): round 2
@@ -185,12 +239,12 @@ def run_loop(sft: str, out, prompts: int = PROMPTS, grpo_steps: int = 30, baseli
     # five loops (seeds 0-2 at 1 thread, 0-1 at 2, Intel Xeon): at the full rate it fell 4 points below; at
     # half the rate for all the steps -2.8 to +2.8 points (it overfit after the first third); as here,
     # 0 to +1.9, never below
-    shipped = recipes.load(RM_RECIPE).train
-    rm.main([str(RM_RECIPE), f"data.source={out / 'pairs-r2'}", *rm_train, f"model.adapter={out / 'rm-r1'}",
-             f"train.learning_rate={shipped['learning_rate'] / 2}", f"train.max_steps={shipped['max_steps'] // 2}",
+    shipped = recipes.load(setup.rm, setup.rm_overrides).train
+    rm.main([str(setup.rm), f"data.source={out / 'pairs-r2'}", *rm_train, f"model.adapter={out / 'rm-r1'}",
+             f"train.learning_rate={shipped['learning_rate'] / 2}", *half_the_steps(shipped),
              f"output_dir={out / 'rm-r2'}"])
     ratings = {row["model"]: row["rating"] for row in leaderboard(db2)}
-    table.append({"round": 2, "votes": votes2,
+    table.append({"round": 2, "votes": votes2["votes"],
                   "rm_accuracy": held_out_stats(out / "rm-r2")["accuracy"],
                   "rm_r1_on_r2": rm_accuracy(out / "rm-r1", out / "pairs-r2" / "test.jsonl"),
                   "judge_agreement": judge_agreement(pair_judge, out / "pairs-r2" / "test.jsonl"),
@@ -200,15 +254,29 @@ def run_loop(sft: str, out, prompts: int = PROMPTS, grpo_steps: int = 30, baseli
     return table
 
 
-def print_table(table: list[dict]) -> None:
-    def fmt(v):
-        return "-" if v is None else f"{v:.1%}" if isinstance(v, float) else str(v)
+def half_the_steps(train: dict) -> list[str]:
+    """Overrides for half a reward-model recipe's training, counted in steps or in epochs."""
+    if train.get("max_steps"):
+        return [f"train.max_steps={train['max_steps'] // 2}"]
+    return [f"train.num_train_epochs={train.get('num_train_epochs', 1) / 2}"]
 
-    keys = ["round", "votes", "rm_accuracy", "rm_r1_on_r2", "judge_agreement", "start_accuracy", "policy_accuracy",
-            "arena_rating"]
+
+def print_votes(round_: int, votes: dict, pairs: dict) -> None:
+    kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(votes["by_vote"].items()))
+    print(f"round {round_}: {votes['votes']} votes ({kinds}) -> {pairs['train']} pairs to train on, "
+          f"{pairs['test']} held out", flush=True)
+
+
+def print_table(table: list[dict]) -> None:
+    shares = ["rm_accuracy", "rm_r1_on_r2", "judge_agreement", "start_accuracy", "policy_accuracy"]
+
+    def fmt(key, v):  # a share that came out whole (an RM right on every pair) is still a share
+        return "-" if v is None else f"{v:.1%}" if key in shares else str(v)
+
+    keys = ["round", "votes", *shares, "arena_rating"]
     print("\n| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
     for row in table:
-        print("| " + " | ".join(fmt(row.get(k)) for k in keys) + " |")
+        print("| " + " | ".join(fmt(k, row.get(k)) for k in keys) + " |")
 
 
 @cli
@@ -218,12 +286,14 @@ def main(argv=None):
     votes = commands.add_parser("votes", help="simulated annotators vote on policies' answers into a vote store")
     votes.add_argument("--policy", action="append", required=True, help="name=run_dir; one or two")
     votes.add_argument("--db", required=True, help="the vote store, e.g. runs/tiny_votes.sqlite")
-    votes.add_argument("--prompts", type=positive_int, default=PROMPTS)
+    votes.add_argument("--prompts", type=positive_int, default=TASKS["tiny"].votes_prompts)
     votes.add_argument("--seed", type=int, default=0)
-    loop = commands.add_parser("run", help="the whole loop on the tiny addition task; prints a per-round table")
-    loop.add_argument("--sft", required=True, help="the starting policy, e.g. runs/tiny_sft")
+    loop = commands.add_parser("run", help="the whole loop on an addition task; prints a per-round table")
+    loop.add_argument("--task", choices=list(TASKS), default="tiny",
+                      help="tiny: the 0.8M model; smollm2-sums: SmolLM2-135M-Instruct, sums answered as a bare number")
+    loop.add_argument("--sft", help="the starting policy, e.g. runs/tiny_sft (default: the task's base model)")
     loop.add_argument("--out", required=True, help="folder for the votes, reward models and GRPO runs")
-    loop.add_argument("--prompts", type=positive_int, default=PROMPTS, help="prompts voted on per round")
+    loop.add_argument("--prompts", type=positive_int, help="prompts voted on per round (default: the task's)")
     loop.add_argument("--grpo-steps", type=positive_int, default=30)
     loop.add_argument("--no-baseline", action="store_true", help="skip the GRPO run on the rule reward")
     loop.add_argument("--seed", type=int, default=0, help="sampling and held-out split; the README's table: 0, 1, 2")
@@ -240,7 +310,8 @@ def main(argv=None):
         done = annotate(args.db, policies, args.prompts, args.seed)
         print(f"recorded {done['votes']} votes in {args.db}: " + ", ".join(f"{k} {n}" for k, n in done["by_vote"].items()))
     else:
-        run_loop(args.sft, args.out, args.prompts, args.grpo_steps, not args.no_baseline, args.seed, args.judge)
+        run_loop(args.sft, args.out, args.prompts, args.grpo_steps, not args.no_baseline, args.seed, args.judge,
+                 args.task)
 
 
 if __name__ == "__main__":

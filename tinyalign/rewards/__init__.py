@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from ..errors import UserError
 from .accuracy import exact_match, math_accuracy
 from .format import answer_format, think_format
+from .implicit import implicit_reward
 from .rubric import rubric_judge
 from .length import length_penalty, overlong, repetition
 from .pairwise import judge_verdict, pairwise_judge
@@ -65,6 +66,7 @@ MODEL_REWARDS: dict[str, Builtin] = {
     "rubric_judge": Builtin(rubric_judge, "custom", 1.0),
     "pairwise_judge": Builtin(pairwise_judge, "custom", 1.0),
     "reward_model": Builtin(reward_model, "custom", 1.0),  # normalised: 1.0 = a standard deviation above its held-out mean
+    "implicit_reward": Builtin(implicit_reward, "custom", 1.0),  # raw: beta * log-ratio, not normalised
 }
 
 

@@ -1,0 +1,84 @@
+"""implicit_reward: the reward a DPO run learned from votes, read back out of it, as a GRPO reward.
+
+DPO fits beta * (log pi_DPO(y|x) - log pi_ref(y|x)) to the votes (Rafailov et al. 2023, "Your language
+model is secretly a reward model"). Read back, it scores any answer, including the kinds of answer no
+vote ever saw, from the language model's own next-token predictions: on SmolLM2's sums it ordered a
+right bare sum over a wrong one 76 % of the time after votes that never held a wrong bare number, where
+a scalar reward model trained on the same votes ordered 7 % (bench/RESULTS.md).
+
+The reference is what the DPO run started from: its `model.adapter`, or the base when it trained a fresh
+LoRA. Both load once per process, on first call, on one base. Scores are raw (nats times beta): GRPO
+compares answers within a group, so the scale does not matter alone; weigh it against other rewards with
+that in mind.
+"""
+
+from pathlib import Path
+
+from ..errors import UserError
+from .text import completion_text
+
+
+class ImplicitReward:
+    """The reward function: `r(completions, prompts=...) -> list[float]`."""
+
+    def __init__(self, model: str, batch_size: int):
+        self.model, self.batch_size = model, batch_size
+        self.recipe = dpo_recipe(model)
+        self.beta = float(self.recipe.train.get("beta", 0.1))  # TRL's default when the recipe names none
+        self._policy = self._tokenizer = None
+
+    def __getstate__(self):  # picklable like the other rewards; the model is reloaded where it is used
+        return {**self.__dict__, "_policy": None, "_tokenizer": None}
+
+    def _load(self):
+        if self._policy is None:
+            from ..model import load_with_adapters
+
+            start = self.recipe.model.adapter
+            self._policy, self._tokenizer = load_with_adapters(
+                self.recipe.model, {"dpo": self.model, **({"ref": start} if start else {})})
+        return self._policy, self._tokenizer
+
+    def __call__(self, completions, prompts=None, answer=None, log_extra=None, **_):
+        if prompts is None:
+            raise UserError("implicit_reward needs the prompts the answers reply to; call it with prompts=[...]")
+        from ..likelihood import answer_logps, encode
+
+        policy, tokenizer = self._load()
+        rows = encode(tokenizer, list(prompts), [completion_text(c) for c in completions])
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        policy.set_adapter("dpo")
+        trained = answer_logps(policy, pad, rows, batch_size=self.batch_size)
+        if self.recipe.model.adapter:
+            policy.set_adapter("ref")
+            reference = answer_logps(policy, pad, rows, batch_size=self.batch_size)
+        else:
+            with policy.disable_adapter():
+                reference = answer_logps(policy, pad, rows, batch_size=self.batch_size)
+        if log_extra is not None and isinstance(answer, list):  # the references beside the learned reward
+            log_extra("answer", answer)
+        return [self.beta * (t - r) for t, r in zip(trained, reference)]
+
+
+def dpo_recipe(model: str):
+    """The recipe a finished DPO run was trained with (its recipe.yaml), checked to be one."""
+    from .. import recipe as recipes
+
+    folder = Path(model).expanduser()
+    if not (folder / "recipe.yaml").is_file() or not (folder / "adapter_config.json").is_file():
+        raise UserError(f"reward 'implicit_reward': {model} is not a finished DPO run (recipe.yaml and an adapter); "
+                        "train one with python -m tinyalign.dpo RECIPE")
+    recipe = recipes.load(folder / "recipe.yaml")
+    if recipe.method != "dpo":
+        raise UserError(f"reward 'implicit_reward': {model} is a {recipe.method} run; it reads a DPO run's reward")
+    return recipe
+
+
+def implicit_reward(model: str, batch_size: int = 16):
+    """beta * (log pi_DPO - log pi_ref) of an answer: the reward a DPO run learned from votes.
+
+    `model`: the DPO run directory (python -m tinyalign.dpo). Loaded on first use, once.
+    """
+    if batch_size < 1:
+        raise UserError("reward 'implicit_reward': batch_size must be at least 1")
+    return ImplicitReward(model, batch_size)
