@@ -328,6 +328,27 @@ def test_doctor_names_a_hacked_reward_model(tmp_path, capsys):
     assert hacked and "rewards.0.weight=0.5" in hacked[0]["command"]
 
 
+@pytest.mark.parametrize("right_at_the_end, hacked", [(False, True), (True, False)])
+def test_doctor_names_a_hacked_implicit_reward_in_its_own_units(tmp_path, capsys, right_at_the_end, hacked):
+    """A DPO run's implicit reward is raw (beta times a log-ratio): its rise is measured against the spread of
+    its own first scores. On SmolLM2's sums GRPO on it learned to echo the first operand ("63" for 63+71)."""
+    from tinyalign import doctor
+
+    run = tmp_path / "grpo"
+    run.mkdir()
+    (run / "recipe.yaml").write_text("method: grpo\nrewards: [{name: implicit_reward, model: runs/dpo}]\n")
+    (run / "trainer_state.json").write_text(json.dumps({"log_history": [
+        {"step": i + 1, "reward": 0.3 * i - 1, "rewards/implicit_reward/mean": 0.3 * i - 1} for i in range(12)]}))
+    rows = [{"step": i // 8 + 1, "completion": "134" if right_at_the_end and i >= 48 else "63", "answer": "134",
+             "rewards": {"implicit_reward": 0.3 * (i // 8) - 1 + (i % 8 - 3.5) / 10}} for i in range(96)]
+    (run / "completions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    doctor.main([str(run), "--json"])
+    found = [f for f in json.loads(capsys.readouterr().out)["findings"] if f["symptom"] == "rm_hacked"]
+    assert bool(found) == hacked, found
+    if hacked:
+        assert "rewards/implicit_reward/mean rose" in found[0]["evidence"]
+
+
 @pytest.mark.slow
 def test_killed_rm_run_resumes_to_the_same_weights(votes, tmp_path):
     import sys

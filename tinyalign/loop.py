@@ -12,7 +12,7 @@ model trains on exactly what real votes would give it.
     python -m tinyalign.loop votes --policy sft=runs/tiny_sft --db runs/tiny_votes.sqlite
     python -m tinyalign.loop run --sft runs/tiny_sft --out runs/loop      # the whole loop, ~3 min on CPU
     python -m tinyalign.loop run ... --judge runs/tiny_judge_sft   # a pairwise judge scored beside the RM
-    python -m tinyalign.loop run --task smollm2-sums --out runs/loop-real   # SmolLM2 from its base, ~1 h on CPU
+    python -m tinyalign.loop run --task smollm2-sums --out runs/loop-real   # SmolLM2 from its base, ~30 min on CPU
 """
 
 import json

@@ -5,7 +5,7 @@ The held-out figures come from the RM run's rm_metrics.json, written when traini
 margins and the GRPO rows are judged while training too.
 """
 
-from statistics import mean, median
+from statistics import mean, median, pstdev
 
 from ..data import text_of
 from ..run_logs import Run
@@ -17,6 +17,7 @@ LENGTH_BIAS = 0.2  # the longer answer wins 20 points more often than people cho
 LENGTH_MIN_PAIRS = 10  # fewer pairs that differ in length cannot show a bias
 HACK_RM_RISE = 0.5  # the learned reward rising half a held-out standard deviation ...
 HACK_RULE_GAIN = 0.02  # ... while the rule metric on the same completions gains under 2 points: hacking
+LEARNED_REWARDS = ("reward_model", "implicit_reward")  # rewards learned from votes, which a policy can game
 
 
 def _learning_rate(run: Run) -> float:
@@ -66,28 +67,34 @@ def rm_tracks_length(run: Run) -> "Finding | None":
 
 
 def rm_hacked(run: Run) -> "Finding | None":
-    """GRPO on a learned reward: its normalised score rises while exact match of the same logged
-    completions (against the data's reference answers) does not."""
+    """GRPO on a learned reward (a reward model's, or a DPO run's implicit one): its score rises while exact
+    match of the same logged completions (against the data's reference answers) does not."""
     names = [r.get("name") for r in run.recipe.get("rewards", [])]
-    if "reward_model" not in names:
+    learned = next((name for name in names if name in LEARNED_REWARDS), None)
+    if learned is None:
         return None
-    points = [v for _, v in run.points("rewards/reward_model/mean")]
+    points = [v for _, v in run.points(f"rewards/{learned}/mean")]
     rows = [r for r in run.completions if r.get("answer") is not None]
     if len(points) < 4 or len(rows) < 16:
         return None
     quarter = max(1, len(points) // 4)
     rise = median(points[-quarter:]) - median(points[:quarter])
     rows.sort(key=lambda r: r.get("step", 0))
+    cut = max(1, len(rows) // 4)
+    unit = "held-out std units"
+    if learned != "reward_model":  # raw scores: measured in their own spread over the first quarter's answers
+        early = [r["rewards"][learned] for r in rows[:cut] if learned in (r.get("rewards") or {})]
+        spread = pstdev(early) if len(early) > 1 else 0.0
+        rise, unit = (rise / spread if spread else 0.0), "standard deviations of its first answers"
     exact = [text_of(r.get("completion", "")).strip() == str(r["answer"]).strip() for r in rows]
-    cut = max(1, len(exact) // 4)
     gain = mean(exact[-cut:]) - mean(exact[:cut])
     if rise < HACK_RM_RISE or gain >= HACK_RULE_GAIN:
         return None
-    index = names.index("reward_model")
+    index = names.index(learned)
     return Finding(
-        "rm_hacked", f"rewards/reward_model/mean rose {rise:+.2f} (held-out std units) while exact match of the "
+        "rm_hacked", f"rewards/{learned}/mean rose {rise:+.2f} ({unit}) while exact match of the "
                      f"same completions moved {gain:+.0%}",
-        "the policy found what the reward model pays for without being right (it was never trained on its answers)",
-        "vote on this checkpoint's answers and retrain the reward model on them (python -m tinyalign.loop); "
+        "the policy found what the learned reward pays for without being right (it was never trained on its answers)",
+        "vote on this checkpoint's answers and retrain the reward on them (python -m tinyalign.loop); "
         "add a rule reward where one can judge",
         [f"rewards.{index}.weight=0.5"])
