@@ -59,11 +59,10 @@ def main():
     adapters = {"start": args.start, **{f"run{i}": run for i, run in enumerate(args.runs)}}
     policy, tokenizer = model.load_with_adapters(recipe.model, adapters)
     encoded = encode(tokenizer, prompts, chosen), encode(tokenizer, prompts, rejected)  # once, for every model
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     logps = {}
     for name in adapters:
         policy.set_adapter(name)
-        logps[name] = tuple(answer_logps(policy, pad, rows, f"{adapters[name]}: {side}")
+        logps[name] = tuple(answer_logps(policy, tokenizer, rows, f"{adapters[name]}: {side}")
                             for rows, side in zip(encoded, ("chosen", "rejected")))
 
     def row(label, c, r):

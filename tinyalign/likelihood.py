@@ -19,12 +19,13 @@ def encode(tokenizer, prompts: list, answers: list[str]) -> list[tuple[list[int]
     return rows
 
 
-def answer_logps(model, pad: int, rows: list[tuple[list[int], int]], desc: str | None = None,
+def answer_logps(model, tokenizer, rows: list[tuple[list[int], int]], desc: str | None = None,
                  batch_size: int = 16) -> list[float]:
     """Summed log-probability of each encoded answer under `model` as it is (its active adapter)."""
     import torch
     from tqdm.auto import tqdm
 
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0  # masked out: any id will do
     device = next(model.parameters()).device
     totals = []
     for i in tqdm(range(0, len(rows), batch_size), desc=desc, leave=False, disable=desc is None):

@@ -17,7 +17,6 @@ model trains on exactly what real votes would give it.
 
 import json
 import random
-import re
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -27,6 +26,8 @@ from . import files
 from .errors import ArgumentParser, UserError, cli, positive_int
 from .pair_files import read_pair_rows, read_pairs, split_pairs
 from .recipe import builtin
+
+HELD_OUT = 500  # held-out problems each policy is scored on
 
 # ---------------------------------------------------------------- the simulated annotator
 
@@ -41,13 +42,13 @@ def grade(answer: str, reference: str) -> int:
 
 
 def grade_reply(answer: str, reference: str) -> int:
-    """A chat model's sums: 2: the bare number, as the system prompt asks; 1: the right number as the
-    answer's last (as math_accuracy reads it), words around it; 0: wrong."""
-    answer = answer.strip()
-    if answer.rstrip(".") == reference:
+    """A chat model's sums: 2: the bare number, as the system prompt asks; 1: the right final number (the
+    math_accuracy reward's judgement) with words around it; 0: wrong."""
+    from .rewards.accuracy import math_equal, math_form, model_answer
+
+    if answer.strip().rstrip(".") == reference:
         return 2
-    numbers = re.findall(r"-?\d+", answer)
-    return 1 if numbers and numbers[-1] == reference else 0
+    return 1 if math_equal(math_form(model_answer(answer)), math_form(reference)) else 0
 
 
 def oracle(response_a: str, response_b: str, reference: str, rule=grade, edit: str | None = None
@@ -77,7 +78,6 @@ class Task:
     rule: Callable[[str, str], int] = grade
     rm_overrides: tuple[str, ...] = ()
     votes_prompts: int = 1000
-    held_out: int = 500
 
 
 TASKS = {
@@ -113,7 +113,7 @@ def record_votes(db, pairs: list[dict], settings: dict, rule=grade) -> dict:
     return {"votes": len(pairs), "by_vote": by_vote}
 
 
-def annotate(db, policies: dict[str, "str | None"], prompts: int, seed: int = 0, task: Task | None = None) -> dict:
+def annotate(db, policies: dict[str, "str | None"], prompts: int, seed: int = 0, task: Task = TASKS["tiny"]) -> dict:
     """Each training prompt answered by the policies (two samples when there is one), voted by the oracle.
 
     `policies`: name -> run directory, or None for the base model. Returns {votes, by_vote}.
@@ -121,7 +121,6 @@ def annotate(db, policies: dict[str, "str | None"], prompts: int, seed: int = 0,
     from . import data, model, recipe as recipes
     from .generate import generate
 
-    task = task or TASKS["tiny"]
     recipe = recipes.load(task.prompts)
     train, _ = data.splits(recipe.data, recipe.seed)
     rows = train.shuffle(seed=seed).select(range(min(prompts, len(train))))
@@ -211,15 +210,19 @@ def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int
     db1 = out / "votes-r1.sqlite"
     votes1 = annotate(db1, {start: sft}, prompts, seed, setup)
     print_votes(1, votes1, split_pairs(db1, out / "pairs-r1", seed=seed))
+    say(f"round 1: a reward model on those pairs -> {out / 'rm-r1'}")
     rm.main([str(setup.rm), f"data.source={out / 'pairs-r1'}", *rm_train, f"output_dir={out / 'rm-r1'}"])
+    say(f"round 1: GRPO on the reward model alone -> {out / 'grpo-r1'}")
     grpo.main([str(setup.grpo), *grpo_args, "rewards.0.name=reward_model", f"rewards.0.model={out / 'rm-r1'}",
                f"output_dir={out / 'grpo-r1'}"])
     policies = {"grpo_rm": str(out / "grpo-r1")}
     if baseline:  # the rule reward from the same start with the same budget: what the learned one should reach
+        say(f"baseline: GRPO on the rule reward, same start and steps -> {out / 'grpo-rule'}")
         grpo.main([str(setup.grpo), *grpo_args, f"output_dir={out / 'grpo-rule'}"])
         policies["grpo_rule"] = str(out / "grpo-rule")
+    say(f"held-out accuracy on {HELD_OUT} problems, greedy:")
     accuracy = held_out_accuracy(str(setup.prompts), {**({start: sft} if sft else {}), **policies},
-                                 limit=setup.held_out, base=not sft)
+                                 limit=HELD_OUT, base=not sft)
     rm1 = held_out_stats(out / "rm-r1")["accuracy"]
     table.append({"round": 1, "votes": votes1["votes"], "rm_accuracy": rm1,
                   "judge_agreement": judge_agreement(pair_judge, out / "pairs-r1" / "test.jsonl"),
@@ -240,6 +243,7 @@ def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int
     # half the rate for all the steps -2.8 to +2.8 points (it overfit after the first third); as here,
     # 0 to +1.9, never below
     shipped = recipes.load(setup.rm, setup.rm_overrides).train
+    say(f"round 2: round 1's reward model continued on both rounds' pairs -> {out / 'rm-r2'}")
     rm.main([str(setup.rm), f"data.source={out / 'pairs-r2'}", *rm_train, f"model.adapter={out / 'rm-r1'}",
              f"train.learning_rate={shipped['learning_rate'] / 2}", *half_the_steps(shipped),
              f"output_dir={out / 'rm-r2'}"])
@@ -261,10 +265,14 @@ def half_the_steps(train: dict) -> list[str]:
     return [f"train.num_train_epochs={train.get('num_train_epochs', 1) / 2}"]
 
 
+def say(line: str) -> None:
+    """A phase's one line, before its progress bar."""
+    print(line, flush=True)
+
+
 def print_votes(round_: int, votes: dict, pairs: dict) -> None:
     kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(votes["by_vote"].items()))
-    print(f"round {round_}: {votes['votes']} votes ({kinds}) -> {pairs['train']} pairs to train on, "
-          f"{pairs['test']} held out", flush=True)
+    say(f"round {round_}: {votes['votes']} votes ({kinds}) -> {pairs['train']} pairs to train on, {pairs['test']} held out")
 
 
 def print_table(table: list[dict]) -> None:
@@ -277,6 +285,12 @@ def print_table(table: list[dict]) -> None:
     print("\n| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
     for row in table:
         print("| " + " | ".join(fmt(k, row.get(k)) for k in keys) + " |")
+    rule = next((row for row in table if row["round"] == "rule"), None)
+    if rule:  # what the loop is for: how much of the rule's gain the learned reward alone reached
+        learned = table[0]["policy_accuracy"] - table[0]["start_accuracy"]
+        ruled = rule["policy_accuracy"] - rule["start_accuracy"]
+        share = f" ({learned / ruled:.2f} of the rule's gain)" if ruled > 0 else ""
+        print(f"\nGRPO on the learned reward alone: {learned * 100:+.1f} points{share}; on the rule: {ruled * 100:+.1f}")
 
 
 @cli

@@ -46,15 +46,14 @@ class ImplicitReward:
 
         policy, tokenizer = self._load()
         rows = encode(tokenizer, list(prompts), [completion_text(c) for c in completions])
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         policy.set_adapter("dpo")
-        trained = answer_logps(policy, pad, rows, batch_size=self.batch_size)
+        trained = answer_logps(policy, tokenizer, rows, batch_size=self.batch_size)
         if self.recipe.model.adapter:
             policy.set_adapter("ref")
-            reference = answer_logps(policy, pad, rows, batch_size=self.batch_size)
+            reference = answer_logps(policy, tokenizer, rows, batch_size=self.batch_size)
         else:
             with policy.disable_adapter():
-                reference = answer_logps(policy, pad, rows, batch_size=self.batch_size)
+                reference = answer_logps(policy, tokenizer, rows, batch_size=self.batch_size)
         if log_extra is not None and isinstance(answer, list):  # the references beside the learned reward
             log_extra("answer", answer)
         return [self.beta * (t - r) for t, r in zip(trained, reference)]
