@@ -129,6 +129,11 @@ def test_a_policy_to_start_from_is_for_reward_models_only(recipe_file):
         recipes.load(recipe_file(), ["model.policy=runs/sft"])
 
 
+def test_mismatched_pairs_are_for_reward_models_only(recipe_file):
+    with pytest.raises(UserError, match="data.mismatched_pairs adds pairs a reward model trains on"):
+        recipes.load(recipe_file(), ["data.mismatched_pairs=true"])
+
+
 def test_a_reward_model_is_not_a_policy_to_start_from(recipe_file, tmp_path):
     rm_run = tmp_path / "rm_run"
     rm_run.mkdir()

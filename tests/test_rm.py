@@ -62,6 +62,18 @@ def votes(start_run, tmp_path_factory):
     return db
 
 
+def test_the_loop_closes_with_each_gain_its_interval_and_the_learned_share(capsys):
+    table = [{"round": 1, "votes": 600, "rm_accuracy": 0.925, "policy": "grpo_rm", "start_accuracy": 0.418,
+              "policy_accuracy": 0.466, "gain_interval": [0.021, 0.075]},
+             {"round": "rule", "policy": "grpo_rule", "start_accuracy": 0.418, "policy_accuracy": 0.572,
+              "gain_interval": [0.117, 0.191]}]
+    loop.print_table(table)
+    printed = capsys.readouterr().out
+    assert "| 1 | 600 | 92.5% | - | - | 41.8% | 46.6% | - |" in printed
+    assert ("GRPO on the learned reward alone: +4.8 points (95 % interval +2.1 to +7.5); 0.31 of the rule's gain\n"
+            "GRPO on the rule: +15.4 points (95 % interval +11.7 to +19.1)") in printed
+
+
 def test_the_base_model_can_be_the_policy_voted_on(tmp_path):
     """A loop may start from the base (no SFT run): its answers go through the same vote store."""
     db = tmp_path / "prefs.sqlite"
@@ -118,6 +130,29 @@ def test_reward_model_from_votes_ranks_held_out_pairs(rm_run, votes, capsys):
         rm.main([RECIPE, f"data.source={votes}", f"output_dir={rm_run}"])
     assert stop.value.code == 2
     assert "overwrite=true" in capsys.readouterr().err
+
+
+def test_mismatched_pairs_reject_another_question_s_answer_under_each_question():
+    from datasets import Dataset
+
+    from tinyalign.pair_files import with_mismatched_answers
+
+    def turn(role, text):
+        return [{"role": role, "content": text}]
+
+    votes = [{"prompt": turn("user", f"{a}+{b}"), "chosen": turn("assistant", str(a + b)),
+              "rejected": turn("assistant", str(a + b + 10))} for a, b in [(1, 2), (3, 4), (5, 6), (7, 8), (2, 1)]]
+    votes.append({**votes[1], "rejected": turn("assistant", "seven")})  # a second vote on one prompt
+    pairs = with_mismatched_answers(Dataset.from_list(votes), seed=0).to_list()
+    assert pairs[:len(votes)] == votes  # every vote still there, as it was
+    added = pairs[len(votes):]
+    right = {v["prompt"][0]["content"]: v["chosen"] for v in votes}
+    assert added and len(added) <= len(right)  # at most one per question
+    for pair in added:
+        question = pair["prompt"][0]["content"]
+        assert pair["chosen"] == right[question]  # the question's own right answer ...
+        # ... over another's, never one equal to its own ("1+2" and "2+1" share theirs)
+        assert pair["rejected"] in right.values() and pair["rejected"] != pair["chosen"]
 
 
 @pytest.mark.slow
@@ -226,7 +261,8 @@ def test_each_loop_task_s_recipes_take_the_overrides_the_loop_gives_them(name, t
     """A wrong key in a task's overrides would surface only after its first round's votes and RM."""
     task = loop.TASKS[name]
     rm_recipe = recipes.load(task.rm, [*task.rm_overrides, f"data.source={tmp_path}", "data.split=train"], method="rm")
-    policy = recipes.load(task.grpo, ["rewards.0.name=reward_model", f"rewards.0.model={tmp_path}"], method="grpo")
+    policy = recipes.load(task.grpo, [*task.learned_reward_overrides, "rewards.0.name=reward_model",
+                                      f"rewards.0.model={tmp_path}"], method="grpo")
     prompts = recipes.load(task.prompts)
     assert rm_recipe.model.name == policy.model.name == prompts.model.name  # one base for policy and reward model
     assert loop.half_the_steps(rm_recipe.train)[0].startswith(("train.max_steps=", "train.num_train_epochs="))
@@ -263,6 +299,10 @@ def test_policy_and_reward_model_improve_together(start_run, tmp_path, capsys):
     assert all(0.0 <= row["judge_agreement"] < row["rm_accuracy"] for row in (first, second)), table
     printed = capsys.readouterr().out
     assert "| round | votes | rm_accuracy | rm_r1_on_r2 | judge_agreement |" in printed and "| 2 | 1000 |" in printed
+    # each gain with its interval, paired over the same held-out questions: the learned reward's lies above 0
+    low, high = first["gain_interval"]
+    assert 0 < low <= first["policy_accuracy"] - first["start_accuracy"] <= high, table
+    assert "GRPO on the learned reward alone: +" in printed and "(95 % interval +" in printed
     # the learned reward rose with exact match on the same completions: the doctor sees no hacking
     from tinyalign import doctor
 

@@ -57,3 +57,31 @@ def read_pairs(path) -> list[tuple[str, str, str]]:
     """(task, chosen, rejected) of every pair, as a judge reads them."""
     return [(task_text(r["prompt"]), data.text_of(r["chosen"]), data.text_of(r["rejected"]))
             for r in read_pair_rows(path)]
+
+
+def with_mismatched_answers(pairs, seed: int = 0):
+    """The pairs (a datasets.Dataset of prompt / chosen / rejected), plus one pair per prompt that rejects,
+    under that prompt, the chosen answer of another prompt drawn at random.
+
+    Votes compare answers to one question, so a reward model can fit them from the answers alone: a
+    policy's near misses look alike, and an answer whose look the votes liked ("122", "2222") then
+    scores high under any question, which GRPO finds within a few steps. An answer that is right
+    elsewhere and wrong here can only be told apart by reading the question. A drawn answer equal to
+    the prompt's own is skipped (two questions with one right answer).
+    """
+    import random
+
+    from datasets import Dataset
+
+    rows = pairs.to_list()
+    chosen = {}  # the first chosen answer of each prompt
+    for row in rows:
+        chosen.setdefault(repr(row["prompt"]), (row["prompt"], row["chosen"]))
+    answers = [answer for _, answer in chosen.values()]
+    rng = random.Random(seed)
+    extra = []
+    for prompt, answer in chosen.values():
+        other = rng.choice(answers)
+        if data.text_of(other).strip() != data.text_of(answer).strip():
+            extra.append({"prompt": prompt, "chosen": answer, "rejected": other})
+    return Dataset.from_list(rows + extra)  # the trainer draws its batches at random

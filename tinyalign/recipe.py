@@ -60,6 +60,7 @@ class Data:
     system: Optional[str] = None  # system prompt put before every prompt
     dimension: Optional[str] = None  # a vote store's verdicts on one dimension (e.g. correctness), not the overall vote
     min_annotator_agreement: Optional[float] = None  # a vote store's annotators below this agreement (0..1) left out
+    mismatched_pairs: bool = False  # reward models: also each prompt's chosen answer over another prompt's
     test_split: Optional[str] = None  # held-out split by name ...
     test_size: Optional[Union[int, float]] = None  # ... or carved from `split` (count or fraction)
     limit: Optional[int] = None  # use only the first N training rows
@@ -153,6 +154,9 @@ def load(path, overrides=(), method: Optional[str] = None) -> Recipe:
     if recipe.model.policy and recipe.method != "rm":
         raise UserError(f"model.policy is the policy a reward model starts from; a {recipe.method} recipe starts "
                         "from model.adapter")
+    if recipe.data.mismatched_pairs and recipe.method != "rm":
+        raise UserError(f"data.mismatched_pairs adds pairs a reward model trains on; remove it from this {recipe.method} "
+                        "recipe")
     if recipe.flat_groups and recipe.method != "grpo":
         raise UserError(f"`flat_groups` applies to GRPO only; remove it from this {recipe.method} recipe")
     if recipe.data.dimension and Path(recipe.data.source).suffix not in VOTE_STORES:

@@ -43,7 +43,7 @@ def resolve(recipe):
 
 @cli
 def main(argv=None):
-    from . import data, rm_load, rm_measure, run
+    from . import data, pair_files, rm_load, rm_measure, run
 
     # ── recipe and run directory (checked only; nothing is written until the trainer is built)
     recipe = resolve(run.load_recipe("rm", argv))
@@ -57,6 +57,8 @@ def main(argv=None):
 
     # ── data: conversational prompt / chosen / rejected, as DPO reads them
     train, test = data.load(recipe.data, "rm", recipe.seed)
+    if recipe.data.mismatched_pairs:  # the held-out pairs stay the votes as they are
+        train = pair_files.with_mismatched_answers(train, recipe.seed)
 
     # ── model: 4-bit base as a classifier + LoRA; the `score` head trains in full, saved with the adapter
     scorer, tokenizer = rm_load.load_for_training(recipe.model, config.gradient_checkpointing)

@@ -38,6 +38,12 @@ def solved(reward, completions: list[str], **columns) -> list[bool] | None:
 def held_out_accuracy(recipe_file: str, adapters: dict[str, str], limit: int, base: bool = True) -> dict[str, float]:
     """Greedy accuracy on the recipe's held-out questions for the base (unless `base` is False) and each
     adapter (the base weights loaded once)."""
+    return {name: mean(right) for name, right in held_out_verdicts(recipe_file, adapters, limit, base).items()}
+
+
+def held_out_verdicts(recipe_file: str, adapters: dict[str, str], limit: int, base: bool = True) -> dict[str, list]:
+    """Per held-out question, whether each model's greedy answer is right (as `held_out_accuracy`): the
+    items `paired_interval95` compares."""
     from . import data, model, recipe as recipes
 
     recipe = recipes.load(recipe_file)
@@ -46,17 +52,17 @@ def held_out_accuracy(recipe_file: str, adapters: dict[str, str], limit: int, ba
     max_new = generation_settings(recipe)["max_new_tokens"]
     policy, tokenizer = model.load_with_adapters(recipe.model, adapters)
 
-    def accuracy(name):
+    def verdicts(name):
         completions = generate(policy, tokenizer, [r["prompt"] for r in rows], max_new_tokens=max_new, desc=name)
-        return mean(solved(reward, [c[0] for c in completions], answer=[r["answer"] for r in rows]) or [0.0])
+        return solved(reward, [c[0] for c in completions], answer=[r["answer"] for r in rows]) or [False] * len(rows)
 
     results = {}
     if base:
         with policy.disable_adapter():
-            results["base"] = accuracy("base")
+            results["base"] = verdicts("base")
     for name in adapters:
         policy.set_adapter(name)
-        results[name] = accuracy(name)
+        results[name] = verdicts(name)
     return results
 
 
