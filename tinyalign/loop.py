@@ -12,7 +12,7 @@ model trains on exactly what real votes would give it.
     python -m tinyalign.loop votes --policy sft=runs/tiny_sft --db runs/tiny_votes.sqlite
     python -m tinyalign.loop run --sft runs/tiny_sft --out runs/loop      # the whole loop, ~3 min on CPU
     python -m tinyalign.loop run ... --judge runs/tiny_judge_sft   # a pairwise judge scored beside the RM
-    python -m tinyalign.loop run --task smollm2-sums --out runs/loop-real   # SmolLM2 from its base, ~30 min on CPU
+    python -m tinyalign.loop run --task smollm2-sums --sft runs/smollm2_sums_sft --out runs/loop-sums   # SmolLM2, ~21 min
 """
 
 import json
@@ -21,6 +21,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import mean
 
 from . import files
 from .errors import ArgumentParser, UserError, cli, positive_int
@@ -77,6 +78,8 @@ class Task:
     grpo: Path
     rule: Callable[[str, str], int] = grade
     rm_overrides: tuple[str, ...] = ()
+    rm_from_policy: bool = False  # with --sft, the RM starts from that policy (model.policy)
+    learned_reward_overrides: tuple[str, ...] = ()  # GRPO's settings when the reward is the RM
     votes_prompts: int = 1000
 
 
@@ -85,12 +88,15 @@ TASKS = {
     # on the policy: 1000 prompts gave ~670 pairs from the young tiny policy. From ~100 pairs (300 prompts on
     # a stronger start) the reward model learned the training pairs by heart and ranked held-out ones at chance.
     "tiny": Task(builtin("tiny_sft.yaml"), builtin("tiny_rm.yaml"), builtin("tiny_grpo.yaml")),
-    # SmolLM2 from its base: nearly every pair is two wrong answers, "both bad" with the sum as the edit, so
-    # 600 prompts give ~1100 pairs (~220 held out); the RM starts fresh (there is no policy to start from),
-    # on short sequences, for one pass over its pairs.
+    # SmolLM2 on sums. From its base nearly every pair is two rambling answers, "both bad" with the sum as
+    # the edit: the RM learns the edit's look and GRPO finds any bare number. From an SFT start that answers
+    # bare (smollm2_sums_sft.yaml) the pairs differ in the number only. The RM then starts from that policy
+    # and also learns from mismatched pairs (another question's answer rejected), or it scores a number's
+    # look ("2222", "122") under any question; GRPO keeps near the start (beta 0.1), where the votes were.
     "smollm2-sums": Task(builtin("smollm2_sums_grpo.yaml"), builtin("smollm2_rm.yaml"), builtin("smollm2_sums_grpo.yaml"),
-                         rule=grade_reply, votes_prompts=600,
-                         rm_overrides=("model.policy=null", "train.max_length=128", "train.num_train_epochs=1")),
+                         rule=grade_reply, votes_prompts=600, rm_from_policy=True,
+                         rm_overrides=("model.policy=null", "train.max_length=128", "data.mismatched_pairs=true"),
+                         learned_reward_overrides=("train.beta=0.1",)),
 }
 
 
@@ -192,7 +198,7 @@ def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int
     from .rm_load import held_out_stats
     from .votes import leaderboard
     from .rewards.pairwise import PairJudge
-    from .solve_rate import held_out_accuracy
+    from .solve_rate import held_out_verdicts, paired_interval95
 
     setup = TASKS[task]
     prompts = prompts or setup.votes_prompts
@@ -202,7 +208,8 @@ def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int
         raise UserError(f"--out {out} is not empty; the loop writes its votes, reward models and runs into a new folder")
     table = []
     start = "sft" if sft else "base"
-    rm_train = [*setup.rm_overrides, "data.split=train", "data.test_split=test", "overwrite=true"]
+    rm_start = [f"model.policy={sft}"] if sft and setup.rm_from_policy else []
+    rm_train = [*setup.rm_overrides, *rm_start, "data.split=train", "data.test_split=test", "overwrite=true"]
     grpo_args = [*([f"model.adapter={sft}"] if sft else []), "probe=false", "overwrite=true",
                  f"train.max_steps={grpo_steps}"]
 
@@ -213,23 +220,27 @@ def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int
     say(f"round 1: a reward model on those pairs -> {out / 'rm-r1'}")
     rm.main([str(setup.rm), f"data.source={out / 'pairs-r1'}", *rm_train, f"output_dir={out / 'rm-r1'}"])
     say(f"round 1: GRPO on the reward model alone -> {out / 'grpo-r1'}")
-    grpo.main([str(setup.grpo), *grpo_args, "rewards.0.name=reward_model", f"rewards.0.model={out / 'rm-r1'}",
-               f"output_dir={out / 'grpo-r1'}"])
+    grpo.main([str(setup.grpo), *grpo_args, *setup.learned_reward_overrides, "rewards.0.name=reward_model",
+               f"rewards.0.model={out / 'rm-r1'}", f"output_dir={out / 'grpo-r1'}"])
     policies = {"grpo_rm": str(out / "grpo-r1")}
     if baseline:  # the rule reward from the same start with the same budget: what the learned one should reach
         say(f"baseline: GRPO on the rule reward, same start and steps -> {out / 'grpo-rule'}")
         grpo.main([str(setup.grpo), *grpo_args, f"output_dir={out / 'grpo-rule'}"])
         policies["grpo_rule"] = str(out / "grpo-rule")
     say(f"held-out accuracy on {HELD_OUT} problems, greedy:")
-    accuracy = held_out_accuracy(str(setup.prompts), {**({start: sft} if sft else {}), **policies},
-                                 limit=HELD_OUT, base=not sft)
+    right = held_out_verdicts(str(setup.prompts), {**({start: sft} if sft else {}), **policies},
+                              limit=HELD_OUT, base=not sft)
+
+    def scored(policy):  # accuracies, and the gain's paired 95 % interval (the same questions for both)
+        _, low, high = paired_interval95(right[start], right[policy])
+        return {"policy": policy, "start_accuracy": mean(right[start]), "policy_accuracy": mean(right[policy]),
+                "gain_interval": [low, high]}
+
     rm1 = held_out_stats(out / "rm-r1")["accuracy"]
     table.append({"round": 1, "votes": votes1["votes"], "rm_accuracy": rm1,
-                  "judge_agreement": judge_agreement(pair_judge, out / "pairs-r1" / "test.jsonl"),
-                  "policy": "grpo_rm", "start_accuracy": accuracy[start], "policy_accuracy": accuracy["grpo_rm"]})
+                  "judge_agreement": judge_agreement(pair_judge, out / "pairs-r1" / "test.jsonl"), **scored("grpo_rm")})
     if baseline:
-        table.append({"round": "rule", "policy": "grpo_rule", "start_accuracy": accuracy[start],
-                      "policy_accuracy": accuracy["grpo_rule"]})
+        table.append({"round": "rule", **scored("grpo_rule")})
 
     # round 2: the new checkpoint into the arena against its start; RM round 1 continued on both rounds' votes
     db2 = out / "votes-r2.sqlite"
@@ -287,10 +298,16 @@ def print_table(table: list[dict]) -> None:
         print("| " + " | ".join(fmt(k, row.get(k)) for k in keys) + " |")
     rule = next((row for row in table if row["round"] == "rule"), None)
     if rule:  # what the loop is for: how much of the rule's gain the learned reward alone reached
-        learned = table[0]["policy_accuracy"] - table[0]["start_accuracy"]
-        ruled = rule["policy_accuracy"] - rule["start_accuracy"]
-        share = f" ({learned / ruled:.2f} of the rule's gain)" if ruled > 0 else ""
-        print(f"\nGRPO on the learned reward alone: {learned * 100:+.1f} points{share}; on the rule: {ruled * 100:+.1f}")
+        learned, ruled = (row["policy_accuracy"] - row["start_accuracy"] for row in (table[0], rule))
+        share = f"; {learned / ruled:.2f} of the rule's gain" if ruled > 0 else ""
+        print(f"\nGRPO on the learned reward alone: {gain(learned, table[0])}{share}\n"
+              f"GRPO on the rule: {gain(ruled, rule)}")
+
+
+def gain(points: float, row: dict) -> str:
+    """"+4.8 points (95 % interval +1.9 to +7.7)", the interval paired over the same held-out questions."""
+    low, high = row["gain_interval"]
+    return f"{points * 100:+.1f} points (95 % interval {low * 100:+.1f} to {high * 100:+.1f})"
 
 
 @cli
@@ -305,7 +322,8 @@ def main(argv=None):
     loop = commands.add_parser("run", help="the whole loop on an addition task; prints a per-round table")
     loop.add_argument("--task", choices=list(TASKS), default="tiny",
                       help="tiny: the 0.8M model; smollm2-sums: SmolLM2-135M-Instruct, sums answered as a bare number")
-    loop.add_argument("--sft", help="the starting policy, e.g. runs/tiny_sft (default: the task's base model)")
+    loop.add_argument("--sft", help="the starting policy, e.g. runs/tiny_sft or runs/smollm2_sums_sft "
+                                    "(default: the task's base model)")
     loop.add_argument("--out", required=True, help="folder for the votes, reward models and GRPO runs")
     loop.add_argument("--prompts", type=positive_int, help="prompts voted on per round (default: the task's)")
     loop.add_argument("--grpo-steps", type=positive_int, default=30)
