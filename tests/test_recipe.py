@@ -129,6 +129,13 @@ def test_a_policy_to_start_from_is_for_reward_models_only(recipe_file):
         recipes.load(recipe_file(), ["model.policy=runs/sft"])
 
 
+def test_a_null_train_setting_means_not_set(recipe_file):
+    # over a recipe's max_steps, null hands the run back to num_train_epochs (TRL failed on None)
+    loaded = recipes.load(recipe_file(), ["train.max_steps=null", "train.num_train_epochs=2"])
+    assert "max_steps" not in loaded.train and loaded.train["num_train_epochs"] == 2
+    assert recipes.load(recipe_file(), ["train.max_length=null"]).train["max_length"] is None  # None is a value here
+
+
 def test_mismatched_pairs_are_for_reward_models_only(recipe_file):
     with pytest.raises(UserError, match="data.mismatched_pairs adds pairs a reward model trains on"):
         recipes.load(recipe_file(), ["data.mismatched_pairs=true"])

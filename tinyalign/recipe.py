@@ -277,14 +277,18 @@ def trl_config_class(method: str):
 
 
 def check_train_keys(recipe: Recipe) -> None:
-    """Every `train:` key must be a field of the method's TRL config class, with a plausible type."""
+    """Every `train:` key must be a field of the method's TRL config class, with a plausible type. A null
+    for a field that cannot be None (`train.max_steps=null` over a recipe's `max_steps: 15`) means "not
+    set": the key is dropped and the default applies, rather than TRL failing on None mid-start."""
     config_cls = trl_config_class(recipe.method)
     fields = {f.name: f for f in dataclasses.fields(config_cls) if f.init}
-    for key, value in recipe.train.items():
+    for key, value in list(recipe.train.items()):
         if key not in fields:
             raise unknown_key(key, fields, "train.")
         tp = fields[key].type
-        if isinstance(tp, type) and tp in (int, float, bool) and value is not None:
+        if value is None and isinstance(tp, type):  # a plain type: Optional[...] fields keep their None
+            del recipe.train[key]
+        elif isinstance(tp, type) and tp in (int, float, bool) and value is not None:
             recipe.train[key] = coerce(value, tp, f"train.{key}")
 
 
