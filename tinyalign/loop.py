@@ -305,7 +305,7 @@ def print_table(table: list[dict]) -> None:
 
 
 def gain(points: float, row: dict) -> str:
-    """"+4.8 points (95 % interval +1.9 to +7.7)", the interval paired over the same held-out questions."""
+    """A gain as "+4.8 points (95 % interval +1.9 to +7.7)", the interval paired over the same questions."""
     low, high = row["gain_interval"]
     return f"{points * 100:+.1f} points (95 % interval {low * 100:+.1f} to {high * 100:+.1f})"
 
