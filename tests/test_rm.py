@@ -156,6 +156,22 @@ def test_mismatched_pairs_reject_another_question_s_answer_under_each_question()
 
 
 @pytest.mark.slow
+def test_an_rm_trains_on_its_votes_and_one_mismatched_pair_a_question_measured_on_the_votes_alone(votes, tmp_path):
+    """The product path of data.mismatched_pairs: one epoch each (max_steps=null over the recipe's 150), so
+    the steps count the pairs trained on; the held-out pairs are the same votes either way."""
+    runs = {}
+    for name, extra in (("votes", []), ("mismatched", ["data.mismatched_pairs=true"])):
+        out = tmp_path / name
+        rm.main([RECIPE, f"data.source={votes}", "data.test_size=0.25", "train.max_steps=null",
+                 "train.num_train_epochs=1", *extra, f"output_dir={out}"])
+        runs[name] = (json.loads((out / "trainer_state.json").read_text())["max_steps"],
+                      json.loads((out / rm_load.METRICS).read_text())["pairs"])
+    (steps, held_out), (more_steps, same_held_out) = runs["votes"], runs["mismatched"]
+    assert same_held_out == held_out
+    assert 1.3 * steps <= more_steps <= 2.1 * steps  # up to one more pair per training question
+
+
+@pytest.mark.slow
 def test_rm_refuses_a_policy_adapter_as_its_start(start_run, tmp_path, capsys):
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("".join(json.dumps({"prompt": f"1+{i}", "chosen": str(1 + i), "rejected": "0"}) + "\n"
