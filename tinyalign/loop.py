@@ -18,7 +18,6 @@ model trains on exactly what real votes would give it.
 import json
 import random
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean
@@ -141,7 +140,7 @@ def annotate(db, policies: dict[str, "str | None"], prompts: int, seed: int = 0,
     settings = {"temperature": 1.0, "max_new_tokens": recipe.generation.get("max_new_tokens", 16)}
     answers = {}
     for name in policies:
-        with answering_as(policy, name, adapters):
+        with model.answering_as(policy, name, adapters):
             answers[name] = generate(policy, tokenizer, questions, k=2 if len(policies) == 1 else 1,
                                      desc=f"answers: {name}", **settings)
     names = list(policies)
@@ -156,14 +155,6 @@ def annotate(db, policies: dict[str, "str | None"], prompts: int, seed: int = 0,
                       "model_b": model_b, "run_dir_a": policies[model_a], "run_dir_b": policies[model_b],
                       "reference": reference})
     return record_votes(db, pairs, settings, task.rule)
-
-
-def answering_as(policy, name: str, adapters: dict):
-    """A context in which `policy` answers as adapter `name`, or as the base when `name` has none."""
-    if name in adapters:
-        policy.set_adapter(name)
-        return nullcontext()
-    return policy.disable_adapter() if adapters else nullcontext()  # with no adapter loaded it is the base
 
 
 def rm_accuracy(rm_dir, pairs_file) -> float:
@@ -213,7 +204,7 @@ def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int
     grpo_args = [*([f"model.adapter={sft}"] if sft else []), "probe=false", "overwrite=true",
                  f"train.max_steps={grpo_steps}"]
 
-    # round 1: the start's answers, voted; an RM from scratch; GRPO on it alone
+    # round 1: the start's answers, voted; an RM (fresh, or from the start where the task says); GRPO on it alone
     db1 = out / "votes-r1.sqlite"
     votes1 = annotate(db1, {start: sft}, prompts, seed, setup)
     print_votes(1, votes1, split_pairs(db1, out / "pairs-r1", seed=seed))

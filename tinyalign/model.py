@@ -289,6 +289,17 @@ def load_with_adapters(spec: Model, adapters: dict[str, str]):
     return model, tokenizer
 
 
+def answering_as(model, name: str, adapters: dict):
+    """A context in which a `load_with_adapters(spec, adapters)` model answers as adapter `name`, or as the
+    base when `adapters` holds no such name."""
+    from contextlib import nullcontext
+
+    if name in adapters:
+        model.set_adapter(name)
+        return nullcontext()
+    return model.disable_adapter() if adapters else nullcontext()  # with no adapter loaded it is the base
+
+
 def use_adapter(model, folder, name: str, replace: "str | None" = None):
     """`model` (a base, or a base already carrying adapters) with the adapter in `folder` loaded as `name`
     and active, frozen, for inference. The base stays loaded once while adapters come and go; `replace`

@@ -25,6 +25,8 @@ class ImplicitReward:
         self.model, self.batch_size = model, batch_size
         self.recipe = dpo_recipe(model)
         self.beta = float(self.recipe.train.get("beta", 0.1))  # TRL's default when the recipe names none
+        start = self.recipe.model.adapter  # the reference: the adapter DPO started from; without one, the base
+        self.adapters = {"dpo": model, **({"ref": start} if start else {})}
         self._policy = self._tokenizer = None
 
     def __getstate__(self):  # picklable like the other rewards; the model is reloaded where it is used
@@ -34,29 +36,24 @@ class ImplicitReward:
         if self._policy is None:
             from ..model import load_with_adapters
 
-            start = self.recipe.model.adapter
-            self._policy, self._tokenizer = load_with_adapters(
-                self.recipe.model, {"dpo": self.model, **({"ref": start} if start else {})})
+            self._policy, self._tokenizer = load_with_adapters(self.recipe.model, self.adapters)
         return self._policy, self._tokenizer
 
     def __call__(self, completions, prompts=None, answer=None, log_extra=None, **_):
         if prompts is None:
             raise UserError("implicit_reward needs the prompts the answers reply to; call it with prompts=[...]")
         from ..likelihood import answer_logps, encode
+        from ..model import answering_as
 
         policy, tokenizer = self._load()
         rows = encode(tokenizer, list(prompts), [completion_text(c) for c in completions])
-        policy.set_adapter("dpo")
-        trained = answer_logps(policy, tokenizer, rows, batch_size=self.batch_size)
-        if self.recipe.model.adapter:
-            policy.set_adapter("ref")
-            reference = answer_logps(policy, tokenizer, rows, batch_size=self.batch_size)
-        else:
-            with policy.disable_adapter():
-                reference = answer_logps(policy, tokenizer, rows, batch_size=self.batch_size)
+        logps = {}
+        for name in ("dpo", "ref"):  # "ref" is the base when DPO trained a fresh LoRA
+            with answering_as(policy, name, self.adapters):
+                logps[name] = answer_logps(policy, tokenizer, rows, batch_size=self.batch_size)
         if log_extra is not None and isinstance(answer, list):  # the references beside the learned reward
             log_extra("answer", answer)
-        return [self.beta * (t - r) for t, r in zip(trained, reference)]
+        return [self.beta * (t - r) for t, r in zip(logps["dpo"], logps["ref"])]
 
 
 def dpo_recipe(model: str):
