@@ -156,7 +156,8 @@ def test_mismatched_pairs_reject_another_question_s_answer_under_each_question()
 
 
 @pytest.mark.slow
-def test_an_rm_trains_on_its_votes_and_one_mismatched_pair_a_question_measured_on_the_votes_alone(votes, tmp_path):
+def test_an_rm_trains_on_its_votes_and_one_mismatched_pair_a_question_measured_on_the_votes_alone(votes, tmp_path,
+                                                                                                 capsys):
     """The product path of data.mismatched_pairs: one epoch each (max_steps=null over the recipe's 150), so
     the steps count the pairs trained on; the held-out pairs are the same votes either way."""
     runs = {}
@@ -169,6 +170,7 @@ def test_an_rm_trains_on_its_votes_and_one_mismatched_pair_a_question_measured_o
     (steps, held_out), (more_steps, same_held_out) = runs["votes"], runs["mismatched"]
     assert same_held_out == held_out
     assert 1.3 * steps <= more_steps <= 2.1 * steps  # up to one more pair per training question
+    assert "mismatched ones (data.mismatched_pairs)" in capsys.readouterr().out  # said once, before training
 
 
 @pytest.mark.slow

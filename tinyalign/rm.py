@@ -58,7 +58,9 @@ def main(argv=None):
     # ── data: conversational prompt / chosen / rejected, as DPO reads them
     train, test = data.load(recipe.data, "rm", recipe.seed)
     if recipe.data.mismatched_pairs:  # the held-out pairs stay the votes as they are
+        voted = len(train)
         train = pair_files.with_mismatched_answers(train, recipe.seed)
+        print(f"training on {voted} voted pairs and {len(train) - voted} mismatched ones (data.mismatched_pairs)")
 
     # ── model: 4-bit base as a classifier + LoRA; the `score` head trains in full, saved with the adapter
     scorer, tokenizer = rm_load.load_for_training(recipe.model, config.gradient_checkpointing)
