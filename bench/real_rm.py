@@ -16,7 +16,7 @@ Stages, each cached in --work (a rerun skips the finished ones; other settings n
    1.0, at most 32 new tokens, tinyalign.generate). Whether an answer hit the cap is read from its
    tokens (no end of turn among them): re-tokenising the decoded text miscounts sampled tokens.
 2. votes.sqlite: an annotator rule votes each policy's two answers to a prompt through the vote store
-   (tinyalign.loop.record_votes, as the loop's oracle does): 2 = the right final number
+   (tinyalign.annotators.record_votes, as the loop's oracle does): 2 = the right final number
    (rewards.accuracy.model_answer + math_equal) in an answer that ended within the budget, 1 = right
    but cut off at the cap (known to the rule by the answer's text), 0 = wrong. Higher grade wins,
    equal grades tie, two wrong answers are "both bad" with the task's worked solution ("32 - 15 = 17.
@@ -155,7 +155,7 @@ def votes_stage(cfg: dict, work: Path, answers: list[dict], prompts: int, seed: 
     db, summary = work / "votes.sqlite", work / "votes.json"
     if db.is_file() and summary.is_file():
         return json.loads(summary.read_text())
-    from tinyalign import data, loop
+    from tinyalign import annotators, data
     from tinyalign.votes import load_pairs
 
     _, rows = problems(cfg, work, prompts, seed)
@@ -167,7 +167,7 @@ def votes_stage(cfg: dict, work: Path, answers: list[dict], prompts: int, seed: 
               "run_dir_b": row["run_dir"], "reference": row["reference"],
               "edit": edits[row["index"]]} for row in answers]
     settings = {"temperature": 1.0, "max_new_tokens": cfg["max_new_tokens"]}
-    done = loop.record_votes(db, pairs, settings, rule=functools.partial(grade, cut=cut))
+    done = annotators.record_votes(db, pairs, settings, rule=functools.partial(grade, cut=cut))
     graded = [grade(a, row["reference"], cut) for row in answers for a in row["answers"]]
     done.update(pairs=len(load_pairs(db)), answers=len(graded), right=sum(g > 0 for g in graded) / len(graded),
                 cut_off=sum(hit for row in answers for hit in row["cut"]) / len(graded))

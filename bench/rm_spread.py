@@ -34,7 +34,7 @@ def one_run(start: str, threads: int, seed: int, prompts: int, held_out: float, 
     import torch
 
     torch.set_num_threads(threads)
-    from tinyalign import loop, rm, sft
+    from tinyalign import annotators, rm, sft
     from tinyalign.pair_files import split_pairs
     from tinyalign.recipe import builtin
 
@@ -45,7 +45,7 @@ def one_run(start: str, threads: int, seed: int, prompts: int, held_out: float, 
     name = f"{start}_T{threads}_S{seed}_P{prompts}"
     db = out / f"votes_{name}.sqlite"
     if not db.exists():
-        loop.annotate(db, {"sft": str(policy)}, prompts, seed)
+        annotators.annotate(db, {"sft": str(policy)}, prompts, seed)
     pairs = split_pairs(db, out / f"pairs_{name}", held_out=held_out, seed=seed)
     if from_policy:  # the reward model starts from the policy whose answers were voted on
         overrides = [f"model.policy={policy}", *overrides]

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from tinyalign import data, loop, rm, rm_load, rm_measure, sft
+from tinyalign import annotators, data, loop, rm, rm_load, rm_measure, sft
 from tinyalign import recipe as recipes
 from tinyalign.errors import UserError
 from tinyalign.rewards import pairwise, resolve
@@ -22,21 +22,21 @@ RECIPE = str(builtin("tiny_rm.yaml"))
 @pytest.mark.parametrize("answer, expected", [("46", 2), (" 46 ", 2), ("46)", 1), ("46 (12+34)", 1),
                                               ("461", 0), ("47", 0), ("", 0), ("4 6", 0)])
 def test_oracle_grades_right_answers_in_the_asked_style_highest(answer, expected):
-    assert loop.grade(answer, "46") == expected
+    assert annotators.grade(answer, "46") == expected
 
 
 @pytest.mark.parametrize("answer, expected", [("72", 2), ("72.", 2), (" 72\n", 2), ("45 + 27 = 72", 1),
                                               ("The sum of 45 and 27 is 72.", 1), ("72 is 45 + 27", 0),
                                               ("45 + 27 = 712", 0), ("To add 45 and 27, we", 0), ("", 0)])
 def test_a_chat_models_sum_is_graded_by_its_last_number_and_the_bare_number_highest(answer, expected):
-    assert loop.grade_reply(answer, "72") == expected
+    assert annotators.grade_reply(answer, "72") == expected
 
 
 def test_oracle_votes_like_an_annotator():
-    assert loop.oracle("46", "46)", "46") == ("a", None)
-    assert loop.oracle("47", "46 (12+34)", "46") == ("b", None)
-    assert loop.oracle("46", "46", "46") == ("tie", None)
-    assert loop.oracle("47", "45", "46") == ("both_bad", "46")  # both wrong: the right answer as an edit
+    assert annotators.oracle("46", "46)", "46") == ("a", None)
+    assert annotators.oracle("47", "46 (12+34)", "46") == ("b", None)
+    assert annotators.oracle("46", "46", "46") == ("tie", None)
+    assert annotators.oracle("47", "45", "46") == ("both_bad", "46")  # both wrong: the right answer as an edit
 
 
 # ---------------------------------------------------------------- training and measuring
@@ -57,7 +57,7 @@ def start_run(tmp_path_factory):
 def votes(start_run, tmp_path_factory):
     """The starting policy's answers to 1500 training prompts, voted by the oracle into a vote store."""
     db = tmp_path_factory.mktemp("votes") / "prefs.sqlite"
-    done = loop.annotate(db, {"sft": str(start_run)}, prompts=1500)
+    done = annotators.annotate(db, {"sft": str(start_run)}, prompts=1500)
     assert done["votes"] == 1500
     return db
 
@@ -77,7 +77,7 @@ def test_the_loop_closes_with_each_gain_its_interval_and_the_learned_share(capsy
 def test_the_base_model_can_be_the_policy_voted_on(tmp_path):
     """A loop may start from the base (no SFT run): its answers go through the same vote store."""
     db = tmp_path / "prefs.sqlite"
-    done = loop.annotate(db, {"base": None}, prompts=40)
+    done = annotators.annotate(db, {"base": None}, prompts=40)
     assert done["votes"] == 40 and sum(done["by_vote"].values()) == 40
     from tinyalign.votes import VoteStore
 
@@ -282,7 +282,10 @@ def test_each_loop_task_s_recipes_take_the_overrides_the_loop_gives_them(name, t
     policy = recipes.load(task.grpo, [*task.learned_reward_overrides, "rewards.0.name=reward_model",
                                       f"rewards.0.model={tmp_path}"], method="grpo")
     prompts = recipes.load(task.prompts)
-    assert rm_recipe.model.name == policy.model.name == prompts.model.name  # one base for policy and reward model
+    filter_sft = recipes.load(task.sft, loop.filter_sft_overrides(task, tmp_path / "picks.jsonl"), method="sft")
+    assert rm_recipe.model.name == policy.model.name == prompts.model.name == filter_sft.model.name
+    # the picks were sampled under the policy's prompt, and are trained under it
+    assert (filter_sft.data.prompt, filter_sft.data.system) == (policy.data.prompt, policy.data.system)
     assert loop.half_the_steps(rm_recipe.train)[0].startswith(("train.max_steps=", "train.num_train_epochs="))
 
 
@@ -329,6 +332,26 @@ def test_policy_and_reward_model_improve_together(start_run, tmp_path, capsys):
     assert "rm_hacked" not in {f["symptom"] for f in report["findings"]}
     rows = [json.loads(line) for line in open(tmp_path / "loop" / "grpo-r1" / "completions.jsonl")]
     assert "answer" in rows[0] and "reward_model_raw" in rows[0]
+
+
+@pytest.mark.slow
+def test_the_loop_s_filter_step_sft_on_the_learned_reward_s_best_of_8(start_run, tmp_path, capsys):
+    """--policy-step filter: the RM picks the best of 8 of the start's answers, one epoch of SFT on them."""
+    table = loop.run_loop(str(start_run), tmp_path / "loop", policy_step="filter")
+    first, rule, second = table
+    picks = [json.loads(line) for line in open(tmp_path / "loop" / "filter-r1-picks.jsonl")]
+    rule_picks = [json.loads(line) for line in open(tmp_path / "loop" / "filter-rule-picks.jsonl")]
+    # every prompt keeps the learned reward's best answer (it has no top score); the rule keeps right ones only
+    assert len(picks) >= 0.95 * loop.TASKS["tiny"].filter_prompts
+    assert all(row["completion"] == row["answer"] for row in rule_picks) and len(rule_picks) < len(picks)
+    # the start answers wordily when greedy (0 % exact); SFT on the RM's picks teaches the bare answer.
+    # Measured (Intel Xeon, loop seeds 0-2 at 1 and 2 threads): 0 % -> 95.6-98.8 % on the learned reward,
+    # 99.6 % on the rule in every run: 0.96-0.99 of the rule's gain (GRPO on the same RMs: 0.70-1.10)
+    learned = first["policy_accuracy"] - first["start_accuracy"]
+    ruled = rule["policy_accuracy"] - rule["start_accuracy"]
+    assert first["policy"] == "filter_rm" and ruled >= 0.5 and learned >= 0.8 * ruled, table
+    assert second["arena_rating"]["filter_rm"] > second["arena_rating"]["sft"]
+    assert "best-of-8 then SFT on the learned reward alone: +" in capsys.readouterr().out
 
 
 def test_doctor_names_an_rm_at_chance_that_tracks_length(tmp_path, capsys):

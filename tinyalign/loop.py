@@ -1,69 +1,34 @@
 """python -m tinyalign.loop — policy and reward model trained together, offline, with simulated annotators.
 
-    votes -> reward model -> GRPO with only the learned reward -> held-out exact match
+    votes -> reward model -> a policy step on the learned reward alone -> held-out exact match
           -> the new checkpoint's answers voted on -> reward model round 2
 
-The annotators are a rule oracle with a stated preference: a right answer in the requested style
-(the bare number) beats a right number with extra text, which beats a wrong answer; when both
-answers are wrong it marks "both bad" and writes the right answer (an edit), as people do in the
-arena. Votes go through the app's vote store (tinyalign.votes) and its DPO export, so the reward
-model trains on exactly what real votes would give it.
+The policy step is GRPO on the reward model, or (--policy-step filter) best-of-8: the start's answers
+to training prompts, the one the reward model scores highest kept, and one epoch of SFT on them. Beside
+it the rule reward takes the same step from the same start: what the learned reward should reach.
+The annotators (tinyalign.annotators) vote through the app's vote store and its DPO export, so the
+reward model trains on exactly what real votes would give it.
 
     python -m tinyalign.loop votes --policy sft=runs/tiny_sft --db runs/tiny_votes.sqlite
     python -m tinyalign.loop run --sft runs/tiny_sft --out runs/loop      # the whole loop, ~3 min on CPU
     python -m tinyalign.loop run ... --judge runs/tiny_judge_sft   # a pairwise judge scored beside the RM
     python -m tinyalign.loop run --task smollm2-sums --sft runs/smollm2_sums_sft --out runs/loop-sums   # SmolLM2, ~21 min
+    python -m tinyalign.loop run --task smollm2-sums --sft ... --policy-step filter --out ...   # best-of-8, then SFT
 """
 
 import json
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean
 
 from . import files
+from .annotators import annotate, grade, grade_reply
 from .errors import ArgumentParser, UserError, cli, positive_int
 from .pair_files import read_pair_rows, read_pairs, split_pairs
 from .recipe import builtin
 
 HELD_OUT = 500  # held-out problems each policy is scored on
-
-# ---------------------------------------------------------------- the simulated annotator
-
-
-def grade(answer: str, reference: str) -> int:
-    """2: the right answer as asked; 1: the right number first, then extra text; 0: wrong."""
-    answer, reference = answer.strip(), reference.strip()
-    if answer == reference:
-        return 2
-    head = answer.split()[0] if answer.split() else ""
-    return 1 if head == reference or (answer.startswith(reference) and not answer[len(reference)].isdigit()) else 0
-
-
-def grade_reply(answer: str, reference: str) -> int:
-    """A chat model's sums: 2: the bare number, as the system prompt asks; 1: the right final number (the
-    math_accuracy reward's judgement) with words around it; 0: wrong."""
-    from .rewards.accuracy import math_equal, math_form, model_answer
-
-    if answer.strip().rstrip(".") == reference:
-        return 2
-    return 1 if math_equal(math_form(model_answer(answer)), math_form(reference)) else 0
-
-
-def oracle(response_a: str, response_b: str, reference: str, rule=grade, edit: str | None = None
-           ) -> tuple[str, str | None]:
-    """(vote, edited answer or None), as an annotator in the arena would give them.
-
-    `rule(answer, reference)` grades each answer (higher is better, 0 is wrong; default: the addition
-    task's `grade`); when both are wrong the edit is `edit`, else the reference itself."""
-    a, b = rule(response_a, reference), rule(response_b, reference)
-    if a == b == 0:
-        return "both_bad", reference if edit is None else edit
-    if a == b:
-        return "tie", None
-    return ("a" if a > b else "b"), None
-
 
 # ---------------------------------------------------------------- the tasks
 
@@ -71,90 +36,39 @@ def oracle(response_a: str, response_b: str, reference: str, rule=grade, edit: s
 @dataclass(frozen=True)
 class Task:
     """What one loop runs on: `prompts`' recipe gives the model, the training prompts, their references
-    and the held-out split; `rm` and `grpo` train the reward model and the policy; `rule` is the annotators'."""
+    and the held-out split; `rm` and `grpo` train the reward model and the policy (`sft` the filter's
+    policy step, with `filter_overrides`); `rule` is the annotators'."""
     prompts: Path
     rm: Path
     grpo: Path
+    sft: Path
     rule: Callable[[str, str], int] = grade
     rm_overrides: tuple[str, ...] = ()
     rm_from_policy: bool = False  # with --sft, the RM starts from that policy (model.policy)
     learned_reward_overrides: tuple[str, ...] = ()  # GRPO's settings when the reward is the RM
     votes_prompts: int = 1000
+    filter_prompts: int = 600  # training prompts the filter samples 8 answers to
+    filter_overrides: tuple[str, ...] = ()  # the SFT recipe's settings for one epoch on the picks
 
 
 TASKS = {
     # Most of a policy's paired answers are alike (ties teach a reward model nothing), and how many depends
     # on the policy: 1000 prompts gave ~670 pairs from the young tiny policy. From ~100 pairs (300 prompts on
     # a stronger start) the reward model learned the training pairs by heart and ranked held-out ones at chance.
-    "tiny": Task(builtin("tiny_sft.yaml"), builtin("tiny_rm.yaml"), builtin("tiny_grpo.yaml")),
+    "tiny": Task(builtin("tiny_sft.yaml"), builtin("tiny_rm.yaml"), builtin("tiny_grpo.yaml"), builtin("tiny_sft.yaml"),
+                 filter_overrides=("train.learning_rate=5e-4", "train.lr_scheduler_type=constant")),
     # SmolLM2 on sums. From its base nearly every pair is two rambling answers, "both bad" with the sum as
     # the edit: the RM learns the edit's look and GRPO finds any bare number. From an SFT start that answers
     # bare (smollm2_sums_sft.yaml) the pairs differ in the number only. The RM then starts from that policy
     # and also learns from mismatched pairs (another question's answer rejected), or it scores a number's
     # look ("2222", "122") under any question; GRPO keeps near the start (beta 0.1), where the votes were.
+    # The filter's SFT: a constant 2e-4, a fifth of the start's peak rate, so one epoch refines the start.
     "smollm2-sums": Task(builtin("smollm2_sums_grpo.yaml"), builtin("smollm2_rm.yaml"), builtin("smollm2_sums_grpo.yaml"),
-                         rule=grade_reply, votes_prompts=600, rm_from_policy=True,
+                         builtin("smollm2_sums_sft.yaml"), rule=grade_reply, votes_prompts=600, rm_from_policy=True,
                          rm_overrides=("model.policy=null", "train.max_length=128", "data.mismatched_pairs=true"),
-                         learned_reward_overrides=("train.beta=0.1",)),
+                         learned_reward_overrides=("train.beta=0.1",),
+                         filter_overrides=("train.learning_rate=2e-4", "train.lr_scheduler_type=constant")),
 }
-
-
-def record_votes(db, pairs: list[dict], settings: dict, rule=grade) -> dict:
-    """Each pair voted by the oracle under `rule` and recorded in the vote store `db`; {votes, by_vote}.
-
-    A pair: conversation, response_a/b, model_a/b, run_dir_a/b and reference, and optionally the
-    `edit` written when both answers are wrong (default: the reference)."""
-    from .votes import VoteStore
-
-    by_vote = {}
-    with VoteStore(db) as store:
-        for pair in pairs:
-            a, b = pair["response_a"], pair["response_b"]
-            vote, edited = oracle(a, b, pair["reference"], rule, pair.get("edit"))
-            store.record(conversation=pair["conversation"], response_a=a, response_b=b, model_a=pair["model_a"],
-                         model_b=pair["model_b"], run_dir_a=pair["run_dir_a"], run_dir_b=pair["run_dir_b"],
-                         vote=vote, edited=edited, annotator="oracle", settings=settings)
-            by_vote[vote] = by_vote.get(vote, 0) + 1
-    return {"votes": len(pairs), "by_vote": by_vote}
-
-
-def annotate(db, policies: dict[str, "str | None"], prompts: int, seed: int = 0, task: Task = TASKS["tiny"]) -> dict:
-    """Each training prompt answered by the policies (two samples when there is one), voted by the oracle.
-
-    `policies`: name -> run directory, or None for the base model. Returns {votes, by_vote}.
-    """
-    from . import data, model, recipe as recipes
-    from .generate import generate
-
-    recipe = recipes.load(task.prompts)
-    train, _ = data.splits(recipe.data, recipe.seed)
-    rows = train.shuffle(seed=seed).select(range(min(prompts, len(train))))
-    template = recipe.data.answer or recipe.data.completion
-    questions = [data.prompt_messages(recipe.data, row) for row in rows]
-    references = [template.format_map(row) for row in rows]
-    from transformers import set_seed
-
-    adapters = {name: path for name, path in policies.items() if path}
-    policy, tokenizer = model.load_with_adapters(recipe.model, adapters)
-    set_seed(seed)  # the same answers on a machine with the same torch thread count (float sums differ with it)
-    settings = {"temperature": 1.0, "max_new_tokens": recipe.generation.get("max_new_tokens", 16)}
-    answers = {}
-    for name in policies:
-        with model.answering_as(policy, name, adapters):
-            answers[name] = generate(policy, tokenizer, questions, k=2 if len(policies) == 1 else 1,
-                                     desc=f"answers: {name}", **settings)
-    names = list(policies)
-    rng = random.Random(seed)
-    pairs = []
-    for i, (question, reference) in enumerate(zip(questions, references)):
-        if len(names) == 1:
-            (model_a, a), (model_b, b) = [(names[0], x) for x in answers[names[0]][i]]
-        else:
-            (model_a, a), (model_b, b) = rng.sample([(n, answers[n][i][0]) for n in names[:2]], 2)
-        pairs.append({"conversation": question, "response_a": a, "response_b": b, "model_a": model_a,
-                      "model_b": model_b, "run_dir_a": policies[model_a], "run_dir_b": policies[model_b],
-                      "reference": reference})
-    return record_votes(db, pairs, settings, task.rule)
 
 
 def rm_accuracy(rm_dir, pairs_file) -> float:
@@ -178,20 +92,23 @@ def judge_agreement(judge, pairs_file) -> float | None:
 
 
 def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int = 30, baseline: bool = True,
-             seed: int = 0, judge: str | None = None, task: str = "tiny") -> list[dict]:
-    """Two rounds of votes -> RM -> GRPO on the RM; returns one row per round (and the rule baseline).
+             seed: int = 0, judge: str | None = None, task: str = "tiny", policy_step: str = "grpo") -> list[dict]:
+    """Two rounds of votes -> RM -> a policy step on the RM; returns one row per round (and the rule baseline).
 
     `sft`: the starting policy's run directory (None: the base model). `task`: a name in TASKS.
+    `policy_step`: "grpo" (`grpo_steps` steps) or "filter" (best of 8 by the reward, then SFT on them).
     `judge`: a pairwise judge (a model or a tinyalign.judge run) scored on each round's held-out votes
     beside the RM, so the table shows whether a judge would have served as the reward.
     """
-    from . import grpo, recipe as recipes, rm
+    from . import recipe as recipes, rm
     from .rm_load import held_out_stats
     from .votes import leaderboard
     from .rewards.pairwise import PairJudge
     from .solve_rate import held_out_verdicts, paired_interval95
 
     setup = TASKS[task]
+    if policy_step not in STEPS:
+        raise UserError(f"policy_step must be one of {', '.join(STEPS)}, not {policy_step!r}")
     prompts = prompts or setup.votes_prompts
     out = files.check_folder_out(out)
     pair_judge = PairJudge(judge) if judge else None  # loaded on first use, once for both rounds
@@ -201,23 +118,33 @@ def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int
     start = "sft" if sft else "base"
     rm_start = [f"model.policy={sft}"] if sft and setup.rm_from_policy else []
     rm_train = [*setup.rm_overrides, *rm_start, "data.split=train", "data.test_split=test", "overwrite=true"]
-    grpo_args = [*([f"model.adapter={sft}"] if sft else []), "probe=false", "overwrite=true",
-                 f"train.max_steps={grpo_steps}"]
+    from_start = [f"model.adapter={sft}"] if sft else []
+    learned_reward = ["rewards.0.name=reward_model", f"rewards.0.model={out / 'rm-r1'}"]
 
-    # round 1: the start's answers, voted; an RM (fresh, or from the start where the task says); GRPO on it alone
+    def step(reward: list[str], run_dir: Path, learned: bool) -> None:  # the policy step from the start
+        if policy_step == "grpo":
+            from . import grpo
+
+            grpo.main([str(setup.grpo), *from_start, "probe=false", "overwrite=true", f"train.max_steps={grpo_steps}",
+                       *(setup.learned_reward_overrides if learned else ()), *reward, f"output_dir={run_dir}"])
+        else:
+            best_of(setup, from_start, reward, run_dir, keep_all=learned)
+    label = STEPS[policy_step]
+
+    # round 1: the start's answers, voted; an RM (fresh, or from the start where the task says); the step on it alone
     db1 = out / "votes-r1.sqlite"
-    votes1 = annotate(db1, {start: sft}, prompts, seed, setup)
+    votes1 = annotate(db1, {start: sft}, prompts, seed, setup.prompts, setup.rule)
     print_votes(1, votes1, split_pairs(db1, out / "pairs-r1", seed=seed))
     say(f"round 1: a reward model on those pairs -> {out / 'rm-r1'}")
     rm.main([str(setup.rm), f"data.source={out / 'pairs-r1'}", *rm_train, f"output_dir={out / 'rm-r1'}"])
-    say(f"round 1: GRPO on the reward model alone -> {out / 'grpo-r1'}")
-    grpo.main([str(setup.grpo), *grpo_args, *setup.learned_reward_overrides, "rewards.0.name=reward_model",
-               f"rewards.0.model={out / 'rm-r1'}", f"output_dir={out / 'grpo-r1'}"])
-    policies = {"grpo_rm": str(out / "grpo-r1")}
+    learned_run, rule_run = out / f"{policy_step}-r1", out / f"{policy_step}-rule"
+    say(f"round 1: {label} on the reward model alone -> {learned_run}")
+    step(learned_reward, learned_run, learned=True)
+    policies = {f"{policy_step}_rm": str(learned_run)}
     if baseline:  # the rule reward from the same start with the same budget: what the learned one should reach
-        say(f"baseline: GRPO on the rule reward, same start and steps -> {out / 'grpo-rule'}")
-        grpo.main([str(setup.grpo), *grpo_args, f"output_dir={out / 'grpo-rule'}"])
-        policies["grpo_rule"] = str(out / "grpo-rule")
+        say(f"baseline: {label} on the rule reward, same start and budget -> {rule_run}")
+        step([], rule_run, learned=False)
+        policies[f"{policy_step}_rule"] = str(rule_run)
     say(f"held-out accuracy on {HELD_OUT} problems, greedy:")
     right = held_out_verdicts(str(setup.prompts), {**({start: sft} if sft else {}), **policies},
                               limit=HELD_OUT, base=not sft)
@@ -229,13 +156,14 @@ def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int
 
     rm1 = held_out_stats(out / "rm-r1")["accuracy"]
     table.append({"round": 1, "votes": votes1["votes"], "rm_accuracy": rm1,
-                  "judge_agreement": judge_agreement(pair_judge, out / "pairs-r1" / "test.jsonl"), **scored("grpo_rm")})
+                  "judge_agreement": judge_agreement(pair_judge, out / "pairs-r1" / "test.jsonl"),
+                  **scored(f"{policy_step}_rm")})
     if baseline:
-        table.append({"round": "rule", **scored("grpo_rule")})
+        table.append({"round": "rule", **scored(f"{policy_step}_rule")})
 
     # round 2: the new checkpoint into the arena against its start; RM round 1 continued on both rounds' votes
     db2 = out / "votes-r2.sqlite"
-    votes2 = annotate(db2, {start: sft, "grpo_rm": str(out / "grpo-r1")}, prompts, seed + 1, setup)
+    votes2 = annotate(db2, {start: sft, f"{policy_step}_rm": str(learned_run)}, prompts, seed + 1, setup.prompts, setup.rule)
     print_votes(2, votes2, split_pairs(db2, out / "pairs-r2", seed=seed + 1))
     with open(out / "pairs-r2" / "train.jsonl", "a") as f:  # round 1's votes still hold: train on both rounds
         f.write((out / "pairs-r1" / "train.jsonl").read_text())
@@ -258,6 +186,26 @@ def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int
     (out / "loop.json").write_text(json.dumps(table, indent=2) + "\n")
     print_table(table)
     return table
+
+
+STEPS = {"grpo": "GRPO", "filter": "best-of-8 then SFT"}  # the policy steps, as the console names them
+
+
+def best_of(setup: Task, from_start: list[str], reward: list[str], run_dir: Path, keep_all: bool, k: int = 8) -> None:
+    """The filter: `k` of the start's answers to the task's training prompts, the best by `reward` kept (every
+    prompt's when `keep_all`: a learned score has no top, the rule's only a right answer), one epoch of SFT on them."""
+    from . import sample, sft
+
+    picks = run_dir.with_name(run_dir.name + "-picks.jsonl")
+    recipe, adapter = sample.load_target(setup.grpo, [*from_start, *reward])
+    sample.sample(recipe, picks, k, float("-inf") if keep_all else None, setup.filter_prompts, adapter, hint=False)
+    sft.main([str(setup.sft), *from_start, *filter_sft_overrides(setup, picks), "overwrite=true", f"output_dir={run_dir}"])
+
+
+def filter_sft_overrides(setup: Task, picks: Path) -> list[str]:
+    """The filter's SFT recipe settings: one epoch on the picks (their `completion`), none held out."""
+    return [f"data.source={picks}", "data.test_split=null", "data.completion={completion}", "train.max_steps=null",
+            "train.num_train_epochs=1", *setup.filter_overrides]
 
 
 def half_the_steps(train: dict) -> list[str]:
@@ -291,8 +239,9 @@ def print_table(table: list[dict]) -> None:
     if rule:  # what the loop is for: how much of the rule's gain the learned reward alone reached
         learned, ruled = (row["policy_accuracy"] - row["start_accuracy"] for row in (table[0], rule))
         share = f"; {learned / ruled:.2f} of the rule's gain" if ruled > 0 else ""
-        print(f"\nGRPO on the learned reward alone: {gain(learned, table[0])}{share}\n"
-              f"GRPO on the rule: {gain(ruled, rule)}")
+        label = STEPS[table[0]["policy"].rsplit("_", 1)[0]]
+        print(f"\n{label} on the learned reward alone: {gain(learned, table[0])}{share}\n"
+              f"{label} on the rule: {gain(ruled, rule)}")
 
 
 def gain(points: float, row: dict) -> str:
@@ -315,10 +264,12 @@ def main(argv=None):
                       help="tiny: the 0.8M model; smollm2-sums: SmolLM2-135M-Instruct, sums answered as a bare number")
     loop.add_argument("--sft", help="the starting policy, e.g. runs/tiny_sft or runs/smollm2_sums_sft "
                                     "(default: the task's base model)")
-    loop.add_argument("--out", required=True, help="folder for the votes, reward models and GRPO runs")
+    loop.add_argument("--out", required=True, help="folder for the votes, reward models and policy runs")
     loop.add_argument("--prompts", type=positive_int, help="prompts voted on per round (default: the task's)")
+    loop.add_argument("--policy-step", choices=list(STEPS), default="grpo",
+                      help="grpo: GRPO on the learned reward; filter: best of 8 answers by it, then one epoch of SFT")
     loop.add_argument("--grpo-steps", type=positive_int, default=30)
-    loop.add_argument("--no-baseline", action="store_true", help="skip the GRPO run on the rule reward")
+    loop.add_argument("--no-baseline", action="store_true", help="skip the policy step on the rule reward")
     loop.add_argument("--seed", type=int, default=0, help="sampling and held-out split; the README's table: 0, 1, 2")
     loop.add_argument("--judge", help="a pairwise judge (model or tinyalign.judge run) scored on each round's held-out votes")
     args = parser.parse_args(argv)
@@ -334,7 +285,7 @@ def main(argv=None):
         print(f"recorded {done['votes']} votes in {args.db}: " + ", ".join(f"{k} {n}" for k, n in done["by_vote"].items()))
     else:
         run_loop(args.sft, args.out, args.prompts, args.grpo_steps, not args.no_baseline, args.seed, args.judge,
-                 args.task)
+                 args.task, args.policy_step)
 
 
 if __name__ == "__main__":

@@ -34,8 +34,10 @@ def load_target(target, overrides=()) -> tuple:
 
 
 def sample(recipe, out, k: int = 8, min_reward: float | None = None, prompts: int | None = None,
-           adapter: str | None = None, batch_size: int = 64) -> dict:
-    """Sample, score, keep the best answer per prompt; write `out` (JSONL). Returns {kept, total, out, ...}."""
+           adapter: str | None = None, batch_size: int = 64, hint: bool = True) -> dict:
+    """Sample, score, keep the best answer per prompt; write `out` (JSONL). Returns {kept, total, out, ...}.
+
+    `hint`: end with the data section an SFT recipe trains on it with (a caller that trains on it itself: off)."""
     from transformers import set_seed
 
     from . import data, model, rewards, solve_rate
@@ -101,9 +103,10 @@ def sample(recipe, out, k: int = 8, min_reward: float | None = None, prompts: in
               "samples_at_bar": sum(t >= min_reward for t in totals) / max(1, len(totals))}
     print(f"kept {len(kept)}/{len(rows)} prompts ({len(kept) / max(1, len(rows)):.1%}) whose best of {k} answers "
           f"scored >= {min_reward:g}; {report['samples_at_bar']:.1%} of all samples did; wrote {out}")
-    system = f", system: {json.dumps(spec.system)}" if spec.system else ""
-    print(f"train on it with  data: {{source: {out}, prompt: {json.dumps(spec.prompt)}, "
-          f"completion: \"{{completion}}\"{system}}}")
+    if hint:
+        system = f", system: {json.dumps(spec.system)}" if spec.system else ""
+        print(f"train on it with  data: {{source: {out}, prompt: {json.dumps(spec.prompt)}, "
+              f"completion: \"{{completion}}\"{system}}}")
     return report
 
 
