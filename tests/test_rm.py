@@ -351,7 +351,9 @@ def test_the_loop_s_filter_step_sft_on_the_learned_reward_s_best_of_8(start_run,
     ruled = rule["policy_accuracy"] - rule["start_accuracy"]
     assert first["policy"] == "filter_rm" and ruled >= 0.5 and learned >= 0.8 * ruled, table
     assert second["arena_rating"]["filter_rm"] > second["arena_rating"]["sft"]
-    assert "best-of-8 then SFT on the learned reward alone: +" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "kept the best of 8 answers for " in printed and "train on it with" not in printed
+    assert "best-of-8 then SFT on the learned reward alone: +" in printed
 
 
 def test_doctor_names_an_rm_at_chance_that_tracks_length(tmp_path, capsys):

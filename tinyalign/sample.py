@@ -101,8 +101,11 @@ def sample(recipe, out, k: int = 8, min_reward: float | None = None, prompts: in
 
     report = {"kept": len(kept), "total": len(rows), "out": str(out), "k": k, "min_reward": min_reward,
               "samples_at_bar": sum(t >= min_reward for t in totals) / max(1, len(totals))}
-    print(f"kept {len(kept)}/{len(rows)} prompts ({len(kept) / max(1, len(rows)):.1%}) whose best of {k} answers "
-          f"scored >= {min_reward:g}; {report['samples_at_bar']:.1%} of all samples did; wrote {out}")
+    if min_reward == float("-inf"):  # no bar: every prompt's best (less empty and duplicate answers)
+        print(f"kept the best of {k} answers for {len(kept)}/{len(rows)} prompts; wrote {out}")
+    else:
+        print(f"kept {len(kept)}/{len(rows)} prompts ({len(kept) / max(1, len(rows)):.1%}) whose best of {k} answers "
+              f"scored >= {min_reward:g}; {report['samples_at_bar']:.1%} of all samples did; wrote {out}")
     if hint:
         system = f", system: {json.dumps(spec.system)}" if spec.system else ""
         print(f"train on it with  data: {{source: {out}, prompt: {json.dumps(spec.prompt)}, "
