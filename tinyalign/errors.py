@@ -44,7 +44,9 @@ def cli(main):
     def run(*args, **kwargs):
         keep()
         try:
-            return main(*args, **kwargs)
+            result = main(*args, **kwargs)
+            _leave_process_group()
+            return result
         except UserError as e:
             _run_undo()
             _close_progress_bars()
@@ -59,6 +61,16 @@ def cli(main):
             raise
 
     return run
+
+
+def _leave_process_group() -> None:
+    """Under `accelerate launch`, wait for every process, then leave the process group: a rank that exits
+    while the others still save, its gloo group open, can abort at exit ("terminate called without an
+    active exception", exit -6) after a finished run, and the launcher then fails the whole run."""
+    dist = sys.modules.get("torch.distributed")  # loaded only if the command used torch
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 class ArgumentParser(argparse.ArgumentParser):
