@@ -335,9 +335,15 @@ def test_policy_and_reward_model_improve_together(start_run, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_the_loop_s_filter_step_sft_on_the_learned_reward_s_best_of_8(start_run, tmp_path, capsys):
+def test_the_loop_s_filter_step_sft_on_the_learned_reward_s_best_of_8(start_run, tmp_path, capsys, monkeypatch):
     """--policy-step filter: the RM picks the best of 8 of the start's answers, one epoch of SFT on them."""
+    from tinyalign import generate
+
+    draws = []  # the start's answers are sampled once and scored under both rewards
+    real_generate = generate.generate
+    monkeypatch.setattr(generate, "generate", lambda *a, desc=None, **kw: draws.append(desc) or real_generate(*a, desc=desc, **kw))
     table = loop.run_loop(str(start_run), tmp_path / "loop", policy_step="filter")
+    assert draws.count("sampling 8 per prompt") == 1, draws
     first, rule, second = table
     picks = [json.loads(line) for line in open(tmp_path / "loop" / "filter-r1-picks.jsonl")]
     rule_picks = [json.loads(line) for line in open(tmp_path / "loop" / "filter-rule-picks.jsonl")]

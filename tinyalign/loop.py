@@ -121,14 +121,17 @@ def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int
     from_start = [f"model.adapter={sft}"] if sft else []
     learned_reward = ["rewards.0.name=reward_model", f"rewards.0.model={out / 'rm-r1'}"]
 
+    drawn = None  # the filter's answers: one draw from the start, scored under each reward
+
     def step(reward: list[str], run_dir: Path, learned: bool) -> None:  # the policy step from the start
+        nonlocal drawn
         if policy_step == "grpo":
             from . import grpo
 
             grpo.main([str(setup.grpo), *from_start, "probe=false", "overwrite=true", f"train.max_steps={grpo_steps}",
                        *(setup.learned_reward_overrides if learned else ()), *reward, f"output_dir={run_dir}"])
         else:
-            best_of(setup, from_start, reward, run_dir, keep_all=learned)
+            drawn = best_of(setup, from_start, reward, run_dir, keep_all=learned, drawn=drawn)
     label = STEPS[policy_step]
 
     # round 1: the start's answers, voted; an RM (fresh, or from the start where the task says); the step on it alone
@@ -184,22 +187,26 @@ def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int
                   "judge_agreement": judge_agreement(pair_judge, out / "pairs-r2" / "test.jsonl"),
                   "arena_rating": {k: round(v) for k, v in ratings.items()}})
     (out / "loop.json").write_text(json.dumps(table, indent=2) + "\n")
-    print_table(table)
+    print_table(table, policy_step)
     return table
 
 
 STEPS = {"grpo": "GRPO", "filter": "best-of-8 then SFT"}  # the policy steps, as the console names them
 
 
-def best_of(setup: Task, from_start: list[str], reward: list[str], run_dir: Path, keep_all: bool, k: int = 8) -> None:
+def best_of(setup: Task, from_start: list[str], reward: list[str], run_dir: Path, keep_all: bool,
+            drawn: tuple | None = None, k: int = 8) -> tuple:
     """The filter: `k` of the start's answers to the task's training prompts, the best by `reward` kept (every
-    prompt's when `keep_all`: a learned score has no top, the rule's only a right answer), one epoch of SFT on them."""
+    prompt's when `keep_all`: a learned score has no top, the rule's only a right answer), one epoch of SFT on
+    them. `drawn`: the answers an earlier call sampled from the same start, scored again; returns them."""
     from . import sample, sft
 
     picks = run_dir.with_name(run_dir.name + "-picks.jsonl")
     recipe, adapter = sample.load_target(setup.grpo, [*from_start, *reward])
-    sample.sample(recipe, picks, k, float("-inf") if keep_all else None, setup.filter_prompts, adapter, hint=False)
+    report = sample.sample(recipe, picks, k, float("-inf") if keep_all else None, setup.filter_prompts, adapter,
+                           hint=False, drawn=drawn)
     sft.main([str(setup.sft), *from_start, *filter_sft_overrides(setup, picks), "overwrite=true", f"output_dir={run_dir}"])
+    return report["drawn"]
 
 
 def filter_sft_overrides(setup: Task, picks: Path) -> list[str]:
@@ -225,7 +232,7 @@ def print_votes(round_: int, votes: dict, pairs: dict) -> None:
     say(f"round {round_}: {votes['votes']} votes ({kinds}) -> {pairs['train']} pairs to train on, {pairs['test']} held out")
 
 
-def print_table(table: list[dict]) -> None:
+def print_table(table: list[dict], policy_step: str = "grpo") -> None:
     shares = ["rm_accuracy", "rm_r1_on_r2", "judge_agreement", "start_accuracy", "policy_accuracy"]
 
     def fmt(key, v):  # a share that came out whole (an RM right on every pair) is still a share
@@ -239,7 +246,7 @@ def print_table(table: list[dict]) -> None:
     if rule:  # what the loop is for: how much of the rule's gain the learned reward alone reached
         learned, ruled = (row["policy_accuracy"] - row["start_accuracy"] for row in (table[0], rule))
         share = f"; {learned / ruled:.2f} of the rule's gain" if ruled > 0 else ""
-        label = STEPS[table[0]["policy"].rsplit("_", 1)[0]]
+        label = STEPS[policy_step]
         print(f"\n{label} on the learned reward alone: {gain(learned, table[0])}{share}\n"
               f"{label} on the rule: {gain(ruled, rule)}")
 

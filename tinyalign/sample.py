@@ -34,8 +34,10 @@ def load_target(target, overrides=()) -> tuple:
 
 
 def sample(recipe, out, k: int = 8, min_reward: float | None = None, prompts: int | None = None,
-           adapter: str | None = None, batch_size: int = 64, hint: bool = True) -> dict:
-    """Sample, score, keep the best answer per prompt; write `out` (JSONL). Returns {kept, total, out, ...}.
+           adapter: str | None = None, batch_size: int = 64, hint: bool = True, drawn: tuple | None = None) -> dict:
+    """Sample, score, keep the best answer per prompt; write `out` (JSONL). Returns {kept, total, out, ...,
+    drawn}: `drawn` (the answers and the tokenizer) passed back with the same model, prompts and k scores
+    them under another recipe's rewards without sampling again.
 
     `hint`: end with the data section an SFT recipe trains on it with (a caller that trains on it itself: off)."""
     from transformers import set_seed
@@ -66,12 +68,16 @@ def sample(recipe, out, k: int = 8, min_reward: float | None = None, prompts: in
     chats = [data.prompt_messages(spec, row) for row in rows]
 
     # ── sample K answers per prompt
-    policy, tokenizer = model.load_with_adapters(recipe.model, {"policy": adapter} if adapter else {})
-    settings = generation_settings(recipe)
-    set_seed(recipe.seed)
-    groups = generate(policy, tokenizer, chats, k=k, max_new_tokens=settings["max_new_tokens"],
-                      temperature=settings["temperature"] or 1.0, top_p=settings["top_p"], batch_size=batch_size,
-                      desc=f"sampling {k} per prompt")
+    if drawn is None:
+        policy, tokenizer = model.load_with_adapters(recipe.model, {"policy": adapter} if adapter else {})
+        settings = generation_settings(recipe)
+        set_seed(recipe.seed)
+        drawn = generate(policy, tokenizer, chats, k=k, max_new_tokens=settings["max_new_tokens"],
+                         temperature=settings["temperature"] or 1.0, top_p=settings["top_p"], batch_size=batch_size,
+                         desc=f"sampling {k} per prompt"), tokenizer
+    groups, tokenizer = drawn
+    if len(groups) != len(rows) or any(len(group) != k for group in groups):
+        raise ValueError("drawn answers come from another set of prompts or another k")
 
     # ── score: the weighted total of the recipe's rewards, as GRPO would see it
     flat = [c for group in groups for c in group]
@@ -100,7 +106,7 @@ def sample(recipe, out, k: int = 8, min_reward: float | None = None, prompts: in
     files.write_jsonl(out, kept)
 
     report = {"kept": len(kept), "total": len(rows), "out": str(out), "k": k, "min_reward": min_reward,
-              "samples_at_bar": sum(t >= min_reward for t in totals) / max(1, len(totals))}
+              "samples_at_bar": sum(t >= min_reward for t in totals) / max(1, len(totals)), "drawn": drawn}
     if min_reward == float("-inf"):  # no bar: every prompt's best (less empty and duplicate answers)
         print(f"kept the best of {k} answers for {len(kept)}/{len(rows)} prompts; wrote {out}")
     else:
