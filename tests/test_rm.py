@@ -67,7 +67,7 @@ def test_the_loop_closes_with_each_gain_its_interval_and_the_learned_share(capsy
               "policy_accuracy": 0.466, "gain_interval": [0.021, 0.075]},
              {"round": "rule", "policy": "grpo_rule", "start_accuracy": 0.418, "policy_accuracy": 0.572,
               "gain_interval": [0.117, 0.191]}]
-    loop.print_table(table)
+    loop.print_table(table, "grpo")
     printed = capsys.readouterr().out
     assert "| 1 | 600 | 92.5% | - | - | 41.8% | 46.6% | - |" in printed
     assert ("GRPO on the learned reward alone: +4.8 points (95 % interval +2.1 to +7.5); 0.31 of the rule's gain\n"

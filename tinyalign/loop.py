@@ -235,7 +235,7 @@ def print_votes(round_: int, votes: dict, pairs: dict) -> None:
     say(f"round {round_}: {votes['votes']} votes ({kinds}) -> {pairs['train']} pairs to train on, {pairs['test']} held out")
 
 
-def print_table(table: list[dict], policy_step: str = "grpo") -> None:
+def print_table(table: list[dict], policy_step: str) -> None:
     shares = ["rm_accuracy", "rm_r1_on_r2", "judge_agreement", "start_accuracy", "policy_accuracy"]
 
     def fmt(key, v):  # a share that came out whole (an RM right on every pair) is still a share
