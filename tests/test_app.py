@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ import yaml
 from helpers_app import REPO, one_torch_thread, read_votes, trained_adapters
 
 from tinyalign.app import cli
+from tinyalign.app import engine as engine_module
 from tinyalign.app.arena import Match
 from tinyalign.app.engine import Engine
 from tinyalign.errors import UserError
@@ -114,14 +116,32 @@ def test_concurrent_generations_share_a_call_and_keep_their_checkpoints(engine, 
     assert [len(results[i][0]) <= 6 + i for i in range(len(orders))] == [True] * len(orders)
 
 
-def test_answers_stream_token_by_token_and_stop_when_nobody_reads(engine, generate_calls):
+@pytest.fixture
+def reader_keeps_up(monkeypatch):
+    """Hold generation after each token until the reader has taken it. A reader that falls behind
+    skips to the newest texts by design, so on a busy machine how many snapshots it sees depends on
+    the scheduler; in step with the generation it must see every token."""
+    real_add = engine_module._Answers.add
+
+    def add_and_wait(self, tokens):
+        real_add(self, tokens)
+        deadline = time.monotonic() + 10
+        while not self.queue.empty() and time.monotonic() < deadline:
+            time.sleep(0.001)
+
+    monkeypatch.setattr(engine_module._Answers, "add", add_and_wait)
+
+
+def test_answers_stream_token_by_token(engine, reader_keeps_up):
     snapshots = list(engine.stream([HELLO, HELLO], ["aaa", "bbb"], max_new_tokens=6))
     assert len(snapshots) >= 6  # one per token, then the final texts
     for before, after in zip(snapshots, snapshots[1:]):
         assert after[0].startswith(before[0]) and after[1].startswith(before[1])
     assert snapshots[-1] == engine.generate([HELLO, HELLO], ["aaa", "bbb"], max_new_tokens=6)
 
-    # A closed tab closes its stream: generation stops at once instead of running to max_new_tokens.
+
+def test_a_closed_stream_stops_its_generation(engine, generate_calls):
+    """A closed tab closes its stream: generation stops at once instead of running to max_new_tokens."""
     stream = engine.stream([HELLO, HELLO], ["aaa", "bbb"], max_new_tokens=400)
     next(stream)
     stream.close()
