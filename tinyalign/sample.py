@@ -40,6 +40,7 @@ def sample(recipe, out, k: int = 8, min_reward: float | None = None, prompts: in
     them under another recipe's rewards without sampling again.
 
     `hint`: end with the data section an SFT recipe trains on it with (a caller that trains on it itself: off)."""
+    from tqdm.auto import tqdm
     from transformers import set_seed
 
     from . import data, model, rewards, solve_rate
@@ -84,7 +85,9 @@ def sample(recipe, out, k: int = 8, min_reward: float | None = None, prompts: in
     columns = {"answer": [data.fill(reference, row, "answer") if reference else None for row in rows for _ in range(k)],
                "prompts": [chat for chat in chats for _ in range(k)],
                "completion_ids": [tokenizer(c, add_special_tokens=False).input_ids for c in flat]}
-    scores = [f(flat, **columns) for f in reward_fns]
+    # A learned reward takes minutes over thousands of answers (a rule, a blink): name the phase while it runs.
+    scoring = tqdm(reward_fns, desc=f"scoring {len(flat)} answers", unit="reward", leave=False)
+    scores = [f(flat, **columns) for f in scoring]
     totals = [sum(w * (s[i] or 0.0) for w, s in zip(weights, scores)) for i in range(len(flat))]
 
     # ── keep the best per prompt; among equal scores, the answer the model gave most often
