@@ -140,6 +140,21 @@ def test_answers_stream_token_by_token(engine, reader_keeps_up):
     assert snapshots[-1] == engine.generate([HELLO, HELLO], ["aaa", "bbb"], max_new_tokens=6)
 
 
+def test_a_reader_that_falls_behind_skips_to_the_newest_texts(engine, generate_calls):
+    """A tab that could not keep up is shown where the answers are now, not a backlog of old texts."""
+    stream = engine.stream([HELLO, HELLO], ["aaa", "bbb"], max_new_tokens=6)
+    first = next(stream)
+    deadline = time.monotonic() + 120
+    while not generate_calls and time.monotonic() < deadline:  # the generation ends while nobody reads
+        time.sleep(0.01)
+    rest = list(stream)
+    final = engine.generate([HELLO, HELLO], ["aaa", "bbb"], max_new_tokens=6)
+    # Not the texts in between: the final ones (once more as the newest snapshot, if the reader came
+    # back before the generation's end was queued).
+    assert rest in ([final], [final, final])
+    assert final[0].startswith(first[0]) and final[1].startswith(first[1])
+
+
 def test_a_closed_stream_stops_its_generation(engine, generate_calls):
     """A closed tab closes its stream: generation stops at once instead of running to max_new_tokens."""
     stream = engine.stream([HELLO, HELLO], ["aaa", "bbb"], max_new_tokens=400)
