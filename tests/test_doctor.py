@@ -285,6 +285,17 @@ def test_length_drifting_to_the_cap_masks_truncated_completions():
     assert "max_completion_length 512" in f.evidence
 
 
+def test_answers_that_are_long_from_the_start_and_never_cut_are_no_length_bias():
+    # A judge writes ~53 tokens under a 64-token cap from its first step, none cut: the task's length, not a drift.
+    history = logs({**HEALTHY_GRPO, "completions/mean_length": curve(425, 425, 3),
+                    "completions/clipped_ratio": curve(0.0, 0.0)})
+    assert "length_to_cap" not in [f.symptom for f in diagnose(history, GRPO_RECIPE)]
+    # The same length reached by growing into the cap is still named.
+    history = logs({**HEALTHY_GRPO, "completions/mean_length": curve(250, 460, 3),
+                    "completions/clipped_ratio": curve(0.0, 0.0)})
+    assert "length_to_cap" in [f.symptom for f in diagnose(history, GRPO_RECIPE)]
+
+
 def test_length_to_cap_with_per_sequence_loss_switches_to_dr_grpo():
     recipe = {**GRPO_RECIPE, "train": {**GRPO_RECIPE["train"], "loss_type": "grpo"}}
     history = logs({**HEALTHY_GRPO, "completions/clipped_ratio": curve(0.1, 0.5, 0.03, floor=0.0)})

@@ -24,6 +24,7 @@ CONVERGED_LEVEL = 0.75  # ... unless the metric rose to 75 %+: tasks with one ri
 
 LENGTH_NEAR_CAP = 0.8  # mean length >= 80 % of max_completion_length: the cap, not the task, shapes answers
 CLIPPED_HIGH = 0.2  # >= 20 % of completions truncated: their rewards are mostly noise
+LENGTH_GREW = 1.1  # the mean length rose by > 10 % from the run's first quarter to its last
 LENGTH_COLLAPSE_RATIO = 0.3  # mean length under 30 % of its early level: answers cut to the bone
 
 ZERO_STD_HIGH = 0.5  # over half the groups score all alike: zero advantage, they teach GRPO nothing
@@ -146,7 +147,10 @@ def length_to_cap(run: Run) -> "Finding | None":
     cap = number(run.setting("max_completion_length"))
     if cap is None and run.points("completions/max_length") and clipped and max(clipped.values) > 0:
         cap = max(v for _, v in run.points("completions/max_length"))  # a truncated completion is cap long
-    near_cap = length is not None and cap and length.last >= LENGTH_NEAR_CAP * cap
+    # Near the cap is a length bias where answers grew into it or some are cut there; answers that were
+    # that long from the start and all end before it (a judge's 53 tokens under a 64 cap) are the task's.
+    grew_or_cut = (length is not None and length.last > LENGTH_GREW * length.first) or (clipped and clipped.last > 0)
+    near_cap = length is not None and cap and length.last >= LENGTH_NEAR_CAP * cap and grew_or_cut
     truncating = clipped is not None and clipped.last >= CLIPPED_HIGH
     if not (near_cap or truncating) or nothing_learned(run):  # that names the cause: nothing is learned at all
         return None
