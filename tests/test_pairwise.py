@@ -171,7 +171,9 @@ def test_traces_from_the_reference_check_each_final_number_and_keep_the_voted_si
     for trace, (a, b), verdict in zip(traces, [("7", "8"), ("8", "7")], ["A", "B"]):
         assert shown(trace["judge_prompt"])[0].endswith(f"{a}.") and shown(trace["judge_prompt"])[1].endswith(f"{b}.")
         assert trace["judgement"].startswith("TYPE: reasoning\nSOLUTION: 3 + 4 = 7. The answer is 7.\n")
-        assert f"A ends in {a}, {'right' if a == '7' else 'wrong'}; B ends in {b}," in trace["judgement"]
+        checks = {"7": "right, so {side}", "8": "wrong"}
+        assert (f"A ends in {a}, {checks[a].format(side='A')}; B ends in {b}, {checks[b].format(side='B')}."
+                in trace["judgement"])
         assert pairwise.parse_verdict(trace["judgement"]) == verdict
 
 

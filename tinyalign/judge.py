@@ -60,13 +60,17 @@ def reference_judgement(solution: str, a: str, b: str) -> str | None:
     information, the teacher RM-R1 distils from): the solution as its SOLUTION, each answer's final number
     checked against the solution's. None when the final numbers do not tell A from B.
 
+    The right answer's check ends "right, so A": the verdict then repeats a letter the judgement has just
+    written. Without it, SmolLM2 distilled on sums solved and checked both answers correctly and still
+    named the same position in every pair (0 % agreement; 85.9 % with it, bench/RESULTS.md): the verdict
+    is one token of ~50, and concluding from "A ... right; B ... wrong" to "A" is a step it did not learn.
     Only final numbers: with every calculation step redone as well ("27 - 22 is 5, not 13"), SmolLM2
     distilled from the longer traces agreed with 3.9 % of held-out votes against 37.7 % (bench/RESULTS.md)."""
     gold = model_answer(solution)
     right = [math_equal(model_answer(answer), gold) for answer in (a, b)]
     if right[0] == right[1]:
         return None
-    checks = [f"{side} ends in {model_answer(answer) or 'no number'}, {'right' if ok else 'wrong'}"
+    checks = [f"{side} ends in {model_answer(answer) or 'no number'}, {f'right, so {side}' if ok else 'wrong'}"
               for side, answer, ok in zip("AB", (a, b), right)]
     return (f"TYPE: reasoning\nSOLUTION: {solution}\nEVALUATION: {'; '.join(checks)}.\n"
             f"VERDICT: [[{'A' if right[0] else 'B'}]]")

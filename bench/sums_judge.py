@@ -1,0 +1,101 @@
+"""The pairwise judge on the task where SmolLM2's scalar reward model holds: two-digit sums.
+
+    python bench/sums_judge.py --seeds 0 1 --threads 2      # ~13 min a judge on 2 cores (9 to train, 4 to judge)
+    options: [--votes runs/loop-sft/s0b/votes-r1.sqlite] [--work runs/sumjudge] [judge SFT overrides ...]
+
+The votes are a sums loop's round 1 (`python -m tinyalign.loop run --task smollm2-sums`: 600 votes by the
+annotator rule on the SFT start's answers), split as the sums RM's spread was (30 % of the prompts held
+out, seed 0: 560 training pairs, 241 held out), each pair given the sum as its `reference` ("45 + 15 =
+60"). The checker writes the judge's training judgements from it (`python -m tinyalign.judge traces
+--from-reference`, both orders), `recipes/smollm2_judge_sft.yaml` distils them into SmolLM2 (140 steps of 8,
+one epoch), and the held-out pairs are judged in both orders, greedily: agreement with the vote,
+position bias, unparsed rate (the figures of `python -m tinyalign.judge eval`). Each stage is cached in
+--work; prints a Markdown table and writes WORK/results.json.
+"""
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+sys.path.insert(0, str(ROOT / "bench"))
+from real_judge import train  # noqa: E402
+
+STEPS = "train.max_steps=140"  # one epoch of the 1120 judgements
+MAX_NEW_TOKENS = 64  # a sums judgement is ~53 tokens
+
+
+def pairs(db: Path, folder: Path) -> Path:
+    """The split, each pair with its sum as `reference`; cached."""
+    from tinyalign import files
+    from tinyalign.pair_files import split_pairs
+
+    if (folder / "test.jsonl").is_file():
+        return folder
+    if not db.is_file():
+        sys.exit(f"{db} not found; make it first: python -m tinyalign.loop run --task smollm2-sums --sft ... --out ...")
+    split_pairs(db, folder, 0.3, seed=0)
+    for name in ("train", "test"):
+        path = folder / f"{name}.jsonl"
+        rows = []
+        for _, row in files.read_jsonl(path):
+            a, b = map(int, re.search(r"(\d+)\s*\+\s*(\d+)", row["prompt"][-1]["content"]).groups())
+            rows.append({**row, "reference": f"{a} + {b} = {a + b}"})
+        files.write_jsonl(path, rows)
+    return folder
+
+
+def judged(judge: Path, test: Path, out: Path) -> dict:
+    """`python -m tinyalign.judge eval`'s figures on the held-out pairs, cached in `out`."""
+    if out.is_file():
+        return json.loads(out.read_text())
+    from tinyalign import judge as judging
+    from tinyalign.pair_files import read_pairs
+
+    start = time.perf_counter()
+    report = {**judging.evaluate(str(judge), read_pairs(test), max_new_tokens=MAX_NEW_TOKENS),
+              "judge_s": time.perf_counter() - start}
+    out.write_text(json.dumps(report, indent=1, default=str) + "\n")
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--threads", type=int, default=2, help="torch threads for training and judging")
+    parser.add_argument("--votes", type=Path, default=Path("runs/loop-sft/s0b/votes-r1.sqlite"))
+    parser.add_argument("--work", type=Path, default=Path("runs/sumjudge"))
+    args, overrides = parser.parse_known_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from tinyalign import files, judge as judging
+
+    folder = pairs(args.votes, args.work / "pairs")
+    traces = args.work / "traces.jsonl"
+    if not traces.is_file():
+        files.write_jsonl(traces, judging.reference_traces(judging.reference_rows(folder / "train.jsonl")))
+    reports = []
+    for seed in args.seeds:  # one training process at a time: the box has 2 cores
+        sft = train("sft", args.work / f"judge_T{args.threads}_S{seed}", traces, seed, args.threads, [STEPS, *overrides])
+        reports.append({"seed": seed, "train_s": sft["train_s"],
+                        **judged(sft["run"], folder / "test.jsonl", sft["run"] / "bench_eval.json")})
+
+    print(f"\n{reports[0]['pairs']} held-out pairs, each judged in both orders; {args.threads} threads\n")
+    print("| seed | agreement | ties | position bias | unparsed | train (s) | judging (s) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for r in reports:
+        print(f"| {r['seed']} | {r['agreement']:.1%} | {r['ties']:.1%} | {r['position_bias']:.1%} | "
+              f"{r['unparsed']:.1%} | {r['train_s']:.0f} | {r['judge_s']:.0f} |")
+    out = args.work / "results.json"
+    out.write_text(json.dumps({"threads": args.threads, "overrides": overrides, "runs": reports}, indent=1,
+                              default=str) + "\n")
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()
