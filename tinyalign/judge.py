@@ -62,7 +62,7 @@ def reference_judgement(solution: str, a: str, b: str) -> str | None:
 
     The right answer's check ends "right, so A": the verdict then repeats a letter the judgement has just
     written. Without it, SmolLM2 distilled on sums solved and checked both answers correctly and still
-    named the same position in every pair (0 % agreement; 85.9 % with it, bench/RESULTS.md): the verdict
+    named the same position in every pair (0 % agreement; 85.9-88.4 % with it, bench/RESULTS.md): the verdict
     is one token of ~50, and concluding from "A ... right; B ... wrong" to "A" is a step it did not learn.
     Only final numbers: with every calculation step redone as well ("27 - 22 is 5, not 13"), SmolLM2
     distilled from the longer traces agreed with 3.9 % of held-out votes against 37.7 % (bench/RESULTS.md)."""
