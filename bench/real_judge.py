@@ -113,6 +113,13 @@ def judged(judge: str, test: Path, answered: set, max_new_tokens: int, out: Path
     return report
 
 
+def write_results(work: Path, threads: int, overrides: list[str], reports: list[dict]) -> Path:
+    """WORK/results.json: the runs' figures with the settings they were measured at."""
+    out = work / "results.json"
+    out.write_text(json.dumps({"threads": threads, "overrides": overrides, "runs": reports}, indent=1, default=str) + "\n")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -168,9 +175,7 @@ def main() -> None:
         print(f"| {r['name']} | {r['agreement']:.1%} | {r['model_agreement']:.1%} ({r['model_pairs']}) | "
               f"{r['edit_agreement']:.1%} ({r['edit_pairs']}) | {r['ties']:.1%} | {r['position_bias']:.1%} | "
               f"{r['unparsed']:.1%} | {train_s} | {r['judge_s']:.0f} |")
-    out = args.work / "results.json"
-    out.write_text(json.dumps({"threads": args.threads, "overrides": overrides, "runs": reports}, indent=1,
-                              default=str) + "\n")
+    out = write_results(args.work, args.threads, overrides, reports)
     print(f"\nan example judgement ({reports[-1]['name']}):\n{reports[-1]['example']}\n\nwrote {out}")
 
 

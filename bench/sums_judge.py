@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 sys.path.insert(0, str(ROOT / "bench"))
-from real_judge import train  # noqa: E402
+from real_judge import train, write_results  # noqa: E402
 
 STEPS = "train.max_steps=140"  # one epoch of the 1120 judgements
 MAX_NEW_TOKENS = 64  # a sums judgement is ~53 tokens
@@ -91,10 +91,7 @@ def main() -> None:
     for r in reports:
         print(f"| {r['seed']} | {r['agreement']:.1%} | {r['ties']:.1%} | {r['position_bias']:.1%} | "
               f"{r['unparsed']:.1%} | {r['train_s']:.0f} | {r['judge_s']:.0f} |")
-    out = args.work / "results.json"
-    out.write_text(json.dumps({"threads": args.threads, "overrides": overrides, "runs": reports}, indent=1,
-                              default=str) + "\n")
-    print(f"\nwrote {out}")
+    print(f"\nwrote {write_results(args.work, args.threads, overrides, reports)}")
 
 
 if __name__ == "__main__":

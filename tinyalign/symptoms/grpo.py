@@ -149,8 +149,8 @@ def length_to_cap(run: Run) -> "Finding | None":
         cap = max(v for _, v in run.points("completions/max_length"))  # a truncated completion is cap long
     # Near the cap is a length bias where answers grew into it or some are cut there; answers that were
     # that long from the start and all end before it (a judge's 53 tokens under a 64 cap) are the task's.
-    grew_or_cut = (length is not None and length.last > LENGTH_GREW * length.first) or (clipped and clipped.last > 0)
-    near_cap = length is not None and cap and length.last >= LENGTH_NEAR_CAP * cap and grew_or_cut
+    near_cap = (length is not None and cap and length.last >= LENGTH_NEAR_CAP * cap
+                and (length.last > LENGTH_GREW * length.first or (clipped is not None and clipped.last > 0)))
     truncating = clipped is not None and clipped.last >= CLIPPED_HIGH
     if not (near_cap or truncating) or nothing_learned(run):  # that names the cause: nothing is learned at all
         return None
