@@ -1,6 +1,7 @@
 """The pairwise judge on the task where SmolLM2's scalar reward model holds: two-digit sums.
 
     python bench/sums_judge.py --seeds 0 1 --threads 2      # ~13 min a judge on 2 cores (9 to train, 4 to judge)
+    python bench/sums_judge.py --seeds 0 --threads 2 --rl   # then step (b) on each distilled judge
     options: [--votes runs/loop-sft/s0b/votes-r1.sqlite] [--work runs/sumjudge] [judge SFT overrides ...]
 
 The votes are a sums loop's round 1 (`python -m tinyalign.loop run --task smollm2-sums`: 600 votes by the
@@ -9,8 +10,10 @@ out, seed 0: 560 training pairs, 241 held out), each pair given the sum as its `
 60"). The checker writes the judge's training judgements from it (`python -m tinyalign.judge traces
 --from-reference`, both orders), `recipes/smollm2_judge_sft.yaml` distils them into SmolLM2 (140 steps of 8,
 one epoch), and the held-out pairs are judged in both orders, greedily: agreement with the vote,
-position bias, unparsed rate (the figures of `python -m tinyalign.judge eval`). Each stage is cached in
---work; prints a Markdown table and writes WORK/results.json.
+position bias, unparsed rate (the figures of `python -m tinyalign.judge eval`). With --rl, each distilled
+judge then takes GRPO steps (`recipes/smollm2_judge_grpo.yaml`, RM-R1's step (b)) on the training pairs in
+both orders (`python -m tinyalign.judge verdicts`), reward 1 when its verdict names the voted answer, and is
+judged the same way. Each stage is cached in --work; prints a Markdown table and writes WORK/results.json.
 """
 
 import argparse
@@ -27,6 +30,7 @@ from real_judge import train, write_results  # noqa: E402
 
 STEPS = "train.max_steps=140"  # one epoch of the 1120 judgements
 MAX_NEW_TOKENS = 64  # a sums judgement is ~53 tokens
+RL = [f"train.max_completion_length={MAX_NEW_TOKENS}", f"generation.max_new_tokens={MAX_NEW_TOKENS}"]
 
 
 def pairs(db: Path, folder: Path) -> Path:
@@ -69,6 +73,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads for training and judging")
     parser.add_argument("--votes", type=Path, default=Path("runs/loop-sft/s0b/votes-r1.sqlite"))
     parser.add_argument("--work", type=Path, default=Path("runs/sumjudge"))
+    parser.add_argument("--rl", action="store_true", help="then GRPO on each distilled judge (step b)")
+    parser.add_argument("--rl-steps", type=int, default=20, help="GRPO steps of 4 judge prompts x 8 judgements")
     args, overrides = parser.parse_known_args()
     import torch
 
@@ -79,17 +85,25 @@ def main() -> None:
     traces = args.work / "traces.jsonl"
     if not traces.is_file():
         files.write_jsonl(traces, judging.reference_traces(judging.reference_rows(folder / "train.jsonl")))
+    verdicts = args.work / "verdicts.jsonl"
+    if args.rl and not verdicts.is_file():
+        files.write_jsonl(verdicts, judging.verdict_rows(judging.read_pairs(folder / "train.jsonl")))
     reports = []
     for seed in args.seeds:  # one training process at a time: the box has 2 cores
         sft = train("sft", args.work / f"judge_T{args.threads}_S{seed}", traces, seed, args.threads, [STEPS, *overrides])
-        reports.append({"seed": seed, "train_s": sft["train_s"],
+        reports.append({"judge": "distilled", "seed": seed, "train_s": sft["train_s"],
                         **judged(sft["run"], folder / "test.jsonl", sft["run"] / "bench_eval.json")})
+        if args.rl:
+            rl = train("grpo", args.work / f"judge_T{args.threads}_S{seed}_rl{args.rl_steps}", verdicts, seed, args.threads,
+                       [f"model.adapter={sft['run']}", f"train.max_steps={args.rl_steps}", *RL])
+            reports.append({"judge": f"RL, {args.rl_steps} steps", "seed": seed, "train_s": rl["train_s"],
+                            **judged(rl["run"], folder / "test.jsonl", rl["run"] / "bench_eval.json")})
 
     print(f"\n{reports[0]['pairs']} held-out pairs, each judged in both orders; {args.threads} threads\n")
-    print("| seed | agreement | ties | position bias | unparsed | train (s) | judging (s) |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print("| judge | seed | agreement | ties | position bias | unparsed | train (s) | judging (s) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in reports:
-        print(f"| {r['seed']} | {r['agreement']:.1%} | {r['ties']:.1%} | {r['position_bias']:.1%} | "
+        print(f"| {r['judge']} | {r['seed']} | {r['agreement']:.1%} | {r['ties']:.1%} | {r['position_bias']:.1%} | "
               f"{r['unparsed']:.1%} | {r['train_s']:.0f} | {r['judge_s']:.0f} |")
     print(f"\nwrote {write_results(args.work, args.threads, overrides, reports)}")
 
