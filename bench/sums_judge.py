@@ -1,7 +1,7 @@
 """The pairwise judge on the task where SmolLM2's scalar reward model holds: two-digit sums.
 
-    python bench/sums_judge.py --seeds 0 1 --threads 2      # ~13 min a judge on 2 cores (9 to train, 4 to judge)
-    python bench/sums_judge.py --seeds 0 --threads 2 --rl   # then step (b) on each distilled judge
+    python bench/sums_judge.py --seeds 0 1 --threads 2      # a judge: ~13 min on 2 Intel cores (9 to train, 4 to judge), ~24 on AMD
+    python bench/sums_judge.py --seeds 0 --threads 2 --rl   # then step (b) on each distilled judge (+~20 min on AMD)
     options: [--votes runs/loop-sft/s0b/votes-r1.sqlite] [--work runs/sumjudge] [judge SFT overrides ...]
 
 The votes are a sums loop's round 1 (`python -m tinyalign.loop run --task smollm2-sums`: 600 votes by the
