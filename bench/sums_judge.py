@@ -4,12 +4,16 @@
     python bench/sums_judge.py --seeds 0 --threads 2 --rl   # then step (b) on each distilled judge (+~20 min on AMD)
     options: [--votes runs/loop-sft/s0b/votes-r1.sqlite] [--work runs/sumjudge] [judge SFT overrides ...]
 
-The votes are a sums loop's round 1 (`python -m tinyalign.loop run --task smollm2-sums`: 600 votes by the
-annotator rule on the SFT start's answers), split as the sums RM's spread was (30 % of the prompts held
-out, seed 0: 560 training pairs, 241 held out), each pair given the sum as its `reference` ("45 + 15 =
-60"). The checker writes the judge's training judgements from it (`python -m tinyalign.judge traces
---from-reference`, both orders), `recipes/smollm2_judge_sft.yaml` distils them into SmolLM2 (140 steps of 8,
-one epoch), and the held-out pairs are judged in both orders, greedily: agreement with the vote,
+The votes are a sums loop's round 1 (600 votes by the annotator rule on the SFT start's answers), made on
+their own in ~2 min with
+
+    python -m tinyalign.sft recipes/smollm2_sums_sft.yaml output_dir=runs/rft/sft15
+    python -m tinyalign.loop votes --task smollm2-sums --policy sft=runs/rft/sft15 --db runs/loop-sft/s0b/votes-r1.sqlite
+
+and split as the sums RM's spread was (30 % of the prompts held out, seed 0: 560 training pairs, 241 held
+out), each pair given the sum as its `reference` ("45 + 15 = 60"). The checker writes the judge's training
+judgements from it (`python -m tinyalign.judge traces --from-reference`, both orders),
+`recipes/smollm2_judge_sft.yaml` distils them into SmolLM2 (140 steps of 8, one epoch), and the held-out pairs are judged in both orders, greedily: agreement with the vote,
 position bias, unparsed rate (the figures of `python -m tinyalign.judge eval`). With --rl, each distilled
 judge then takes GRPO steps (`recipes/smollm2_judge_grpo.yaml`, RM-R1's step (b)) on the training pairs in
 both orders (`python -m tinyalign.judge verdicts`), reward 1 when its verdict names the voted answer, and is
@@ -41,7 +45,8 @@ def pairs(db: Path, folder: Path) -> Path:
     if (folder / "test.jsonl").is_file():
         return folder
     if not db.is_file():
-        sys.exit(f"{db} not found; make it first: python -m tinyalign.loop run --task smollm2-sums --sft ... --out ...")
+        sys.exit(f"{db} not found; make it first: python -m tinyalign.loop votes --task smollm2-sums "
+                 f"--policy sft=runs/rft/sft15 --db {db}")
     split_pairs(db, folder, 0.3, seed=0)
     for name in ("train", "test"):
         path = folder / f"{name}.jsonl"

@@ -514,8 +514,8 @@ def test_votes_become_a_dpo_run_whose_adapter_the_app_serves(arena, page, tmp_pa
     recipe = builtin("tiny_dpo.yaml")
     subprocess.run([sys.executable, "-m", "tinyalign.dpo", str(recipe), f"model.adapter={runs['aaa']}",
                     f"data.source={pairs}", "data.prompt=null", "data.chosen=null", "data.rejected=null",
-                    "data.test_split=null", "data.limit=null", "train.max_steps=10",
-                    "train.learning_rate=1e-2", "train.warmup_steps=0",  # 8-12 steps give the same answer; 2 change nothing
+                    "data.test_split=null", "data.limit=null", "train.max_steps=30",
+                    "train.learning_rate=1e-2", "train.warmup_steps=0",  # 10 steps left the AMD box's answer as it was
                     "train.per_device_train_batch_size=2", f"output_dir={out}"],
                    check=True, capture_output=True, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     assert (out / "adapter_model.safetensors").is_file()
@@ -530,10 +530,11 @@ def test_votes_become_a_dpo_run_whose_adapter_the_app_serves(arena, page, tmp_pa
     finally:
         served.stop()
     # Each pane shows what its own adapter answers outside the app, and the two differ, so the new DPO run is
-    # what answers on the left. The vote's edit "A." (chosen over both answers) moves the DPO adapter to a
-    # shorter answer with nothing in it but the edit's characters. Measured: on a 2-core AMD EPYC the start
-    # answered "AAAAAAAAAAA" (11 tokens, the cap) and the DPO adapter "A"; on a 2-core Intel Xeon the start
-    # "AAAA" and the DPO adapter "" (the turn's end at once): float sums differ by CPU, so the exact answer does.
+    # what answers on the left. The vote's edit "A." (chosen over both answers) moves the DPO adapter to an
+    # answer with nothing in it but the edit's characters. Measured: the start answered "AAAAAAAAAAA" (11
+    # tokens, the cap) on a 2-core AMD EPYC and "AAAA" on a 2-core Intel Xeon; after 10 DPO steps the adapter
+    # answered "" (the turn's end at once) on Intel, "A" on AMD one day and "AAAAAAAAAAA" (unchanged) on another
+    # AMD box; after 30 steps "..........." there. Float sums differ by CPU, so the exact answer does.
     from tinyalign import recipe as recipes
     from tinyalign.app.engine import Engine
 
@@ -542,4 +543,4 @@ def test_votes_become_a_dpo_run_whose_adapter_the_app_serves(arena, page, tmp_pa
     own = {name: engine.generate([[{"role": "user", "content": "Say something"}]], [name], temperature=0.0,
                                  max_new_tokens=settings.generation["max_new_tokens"])[0].strip() for name in ("dpo", "aaa")}
     assert shown == (own["dpo"], own["aaa"]), own
-    assert set(shown[1]) == {"A"} and set(shown[0]) <= set("A.") and len(shown[0]) < len(shown[1]), shown
+    assert set(shown[1]) == {"A"} and set(shown[0]) <= set("A.") and shown[0] != shown[1], shown

@@ -70,11 +70,14 @@ def test_the_dpo_run_s_implicit_reward_orders_the_pairs_it_learned_and_unseen_on
 
     trained = ordered([json.loads(line) for line in open(dpo_run.parent / "pairs.jsonl")])
     unseen = ordered([json.loads(line) for line in open(tiny_task_file("tiny:addition-prefs", "test"))])
-    # DPO seeds 0-4 from one SFT run, at 1 and 2 torch threads (the same figures at both; Intel Xeon): the
-    # pairs it trained on 86.2-88.9 %, the 500 held-out pairs (the right sum over a typical slip) 61.4-62.4 %.
-    # A sign or reference mistake would put the first near or below half. The floors: the minimum less ~5.
+    # DPO seeds 0-4 from one SFT run, at 1 and 2 torch threads (the same figures at both): the pairs it trained
+    # on 86.2-88.9 % (2-core Intel Xeon), 90.7-91.4 % (2-core AMD EPYC); the 500 held-out pairs (the right sum
+    # over a typical slip) 61.4-62.4 % on Intel but 48.6-50.8 % on AMD, whose SFT run makes other mistakes to
+    # learn from. Whether the reward carries over to unseen slips depends on the machine's start, so only the
+    # trained pairs' floor says it learned (the minimum less ~6); the held-out floor (the AMD minimum less ~5)
+    # catches an order turned round: a sign or reference mistake puts the trained pairs near 10 %.
     assert trained >= 0.80, trained
-    assert unseen >= 0.56, unseen
+    assert unseen >= 0.43, unseen
     with pytest.raises(UserError, match="is a sft run"):
         resolve({"name": "implicit_reward", "model": str(tiny_sft_run)})
     with pytest.raises(UserError, match="not a finished DPO run"):

@@ -3,6 +3,7 @@
 import json
 import pickle
 import random
+import re
 
 import pytest
 
@@ -83,6 +84,29 @@ def test_the_base_model_can_be_the_policy_voted_on(tmp_path):
 
     with VoteStore(db) as store:
         assert {(row["model_a"], row["model_b"]) for row in store.votes()} == {("base", "base")}
+
+
+def test_loop_votes_on_the_real_task_votes_its_sums_by_its_rule(tmp_path, capsys, monkeypatch):
+    """`loop votes --task smollm2-sums` is round 1 of the sums loop on its own: SmolLM2 answers the task's
+    sums under its system prompt, and the votes are the task's rule's (a bare number), not the tiny task's."""
+    from tinyalign.votes import VoteStore
+
+    rules = []  # the base model's answers to four sums rarely tell the two rules apart: ask which one voted
+    annotate = loop.annotate
+    monkeypatch.setattr(loop, "annotate", lambda *args: rules.append(args[-1]) or annotate(*args))
+    db = tmp_path / "sums.sqlite"
+    loop.main(["votes", "--task", "smollm2-sums", "--policy", "base=", "--db", str(db), "--prompts", "4"])
+    assert "recorded 4 votes" in capsys.readouterr().out
+    assert rules == [annotators.grade_reply]
+    with VoteStore(db) as store:
+        votes = store.votes()
+    assert len(votes) == 4
+    for vote in votes:
+        system, question = vote["conversation"]
+        assert system == {"role": "system", "content": "Reply with the number only."}
+        a, b = map(int, re.fullmatch(r"What is (\d+)\+(\d+)\?", question["content"]).groups())
+        expected, _ = annotators.oracle(vote["response_a"], vote["response_b"], str(a + b), annotators.grade_reply)
+        assert vote["vote"] == expected
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ The annotators (tinyalign.annotators) vote through the app's vote store and its 
 reward model trains on exactly what real votes would give it.
 
     python -m tinyalign.loop votes --policy sft=runs/tiny_sft --db runs/tiny_votes.sqlite
+    python -m tinyalign.loop votes --task smollm2-sums --policy sft=runs/smollm2_sums_sft --db runs/sums_votes.sqlite
     python -m tinyalign.loop run --sft runs/tiny_sft --out runs/loop      # the whole loop, ~3 min on CPU
     python -m tinyalign.loop run ... --judge runs/tiny_judge_sft   # a pairwise judge scored beside the RM
     python -m tinyalign.loop run --task smollm2-sums --sft runs/smollm2_sums_sft --out runs/loop-sums   # SmolLM2, ~21 min
@@ -267,11 +268,12 @@ def main(argv=None):
     votes = commands.add_parser("votes", help="simulated annotators vote on policies' answers into a vote store")
     votes.add_argument("--policy", action="append", required=True, help="name=run_dir; one or two")
     votes.add_argument("--db", required=True, help="the vote store, e.g. runs/tiny_votes.sqlite")
-    votes.add_argument("--prompts", type=positive_int, default=TASKS["tiny"].votes_prompts)
+    votes.add_argument("--prompts", type=positive_int, help="prompts voted on (default: the task's)")
     votes.add_argument("--seed", type=int, default=0)
+    task_help = "tiny: the 0.8M model; smollm2-sums: SmolLM2-135M-Instruct, sums answered as a bare number"
+    votes.add_argument("--task", choices=list(TASKS), default="tiny", help=task_help + " (its prompts and annotator rule)")
     loop = commands.add_parser("run", help="the whole loop on an addition task; prints a per-round table")
-    loop.add_argument("--task", choices=list(TASKS), default="tiny",
-                      help="tiny: the 0.8M model; smollm2-sums: SmolLM2-135M-Instruct, sums answered as a bare number")
+    loop.add_argument("--task", choices=list(TASKS), default="tiny", help=task_help)
     loop.add_argument("--sft", help="the starting policy, e.g. runs/tiny_sft or runs/smollm2_sums_sft "
                                     "(default: the task's base model)")
     loop.add_argument("--out", required=True, help="folder for the votes, reward models and policy runs")
@@ -291,7 +293,8 @@ def main(argv=None):
         policies = dict(p.split("=", 1) for p in args.policy if "=" in p)
         if len(policies) != len(args.policy) or not 1 <= len(policies) <= 2:
             raise UserError("--policy takes name=run_dir, once or twice (e.g. --policy sft=runs/tiny_sft)")
-        done = annotate(args.db, policies, args.prompts, args.seed)
+        setup = TASKS[args.task]  # a round 1 of `run` on its own: the same prompts, rule and count
+        done = annotate(args.db, policies, args.prompts or setup.votes_prompts, args.seed, setup.prompts, setup.rule)
         print(f"recorded {done['votes']} votes in {args.db}: " + ", ".join(f"{k} {n}" for k, n in done["by_vote"].items()))
     else:
         run_loop(args.sft, args.out, args.prompts, args.grpo_steps, not args.no_baseline, args.seed, args.judge,
