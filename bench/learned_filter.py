@@ -13,7 +13,8 @@ sums GRPO recipe, seed 0), and the rule (`math_accuracy`) and the reward model s
    "agreed" picks), and one epoch of DPO (`recipes/smollm2_word_dpo.yaml`: sigmoid + an SFT term) on its top
    answer over its bottom one;
 3. held-out greedy accuracy on 500 sums, each policy paired against the start (95 % interval).
-Each stage is cached in --work; prints Markdown tables and writes WORK/results.json.
+Each stage is cached in --work (`tinyalign.sample`'s own picks under each reward beside the rest:
+rule_top.jsonl, rm_top.jsonl); prints Markdown tables and writes WORK/results.json.
 """
 
 import argparse
@@ -39,20 +40,18 @@ def draw(start: str, rm: str, out: Path) -> dict:
         if (cached["start"], cached["rm"]) != (start, rm):
             sys.exit(f"{out} holds the answers of {cached['start']} scored by {cached['rm']}; use another --work")
         return cached
-    from tinyalign import data, recipe as recipes, rewards, sample
+    from tinyalign import data, recipe as recipes, sample
 
-    recipe = recipes.load(recipes.builtin("smollm2_sums_grpo.yaml"), [f"model.adapter={start}", "seed=0"])
-    drawn = sample.sample(recipe, out.with_name("rule_top.jsonl"), K, None, PROMPTS, start, hint=False)["drawn"]
-    groups, tokenizer = drawn
-    raw, _ = data.splits(recipe.data, recipe.seed)
-    rows = list(raw.shuffle(seed=recipe.seed).select(range(PROMPTS)))  # as `sample` chose them
-    chats = [data.prompt_messages(recipe.data, row) for row in rows]
-    flat = [c for group in groups for c in group]
-    columns = {"answer": [row["answer"] for row in rows for _ in range(K)],
-               "prompts": [chat for chat in chats for _ in range(K)],
-               "completion_ids": [tokenizer(c, add_special_tokens=False).input_ids for c in flat]}
-    scores = {name: rewards.resolve(spec)(flat, **columns)
-              for name, spec in (("rule", "math_accuracy"), ("rm", {"name": "reward_model", "model": rm}))}
+    def scored(rewards: list[str], name: str, keep: float | None, drawn=None) -> dict:  # one `sample` run
+        recipe = recipes.load(recipes.builtin("smollm2_sums_grpo.yaml"), [f"model.adapter={start}", "seed=0", *rewards])
+        return {**sample.sample(recipe, out.with_name(f"{name}.jsonl"), K, keep, PROMPTS, start, hint=False,
+                                drawn=drawn), "recipe": recipe}
+
+    by_rule = scored([], "rule_top", None)  # the recipe's own reward, math_accuracy: right answers only
+    by_rm = scored(["rewards.0.name=reward_model", f"rewards.0.model={rm}"], "rm_top", float("-inf"), by_rule["drawn"])
+    rows, (groups, _) = by_rule["rows"], by_rule["drawn"]
+    chats = [data.prompt_messages(by_rule["recipe"].data, row) for row in rows]
+    scores = {"rule": by_rule["totals"], "rm": by_rm["totals"]}
     result = {"start": start, "rm": rm, "rows": rows, "chats": chats, "groups": groups, "scores": scores}
     out.write_text(json.dumps(result) + "\n")
     return result
@@ -170,9 +169,7 @@ def main() -> None:
         print(f"| {what} | {n} ({n / PROMPTS:.1%}) |")
     print(f"\n500 held-out sums, greedy; start {mean(right['start']):.1%}\n")
     print("| policy step | trained on | held out | gain (95 % interval) | ratio to the rule |\n|---|---:|---:|---|---:|")
-    gains = {}
-    for name in runs:
-        gains[name] = paired_interval95(right["start"], right[name])
+    gains = {name: paired_interval95(right["start"], right[name]) for name in runs}
     for name, (gain, low, high) in gains.items():
         rule = gains[name.replace("_rm", "_rule").replace("_agreed", "")][0]
         rows = sum(1 for _ in open(args.work / f"{name}.jsonl"))

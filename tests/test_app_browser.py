@@ -532,9 +532,9 @@ def test_votes_become_a_dpo_run_whose_adapter_the_app_serves(arena, page, tmp_pa
     # Each pane shows what its own adapter answers outside the app, and the two differ, so the new DPO run is
     # what answers on the left. The vote's edit "A." (chosen over both answers) moves the DPO adapter to an
     # answer with nothing in it but the edit's characters. Measured: the start answered "AAAAAAAAAAA" (11
-    # tokens, the cap) on a 2-core AMD EPYC and "AAAA" on a 2-core Intel Xeon; after 10 DPO steps the adapter
-    # answered "" (the turn's end at once) on Intel, "A" on AMD one day and "AAAAAAAAAAA" (unchanged) on another
-    # AMD box; after 30 steps "..........." there. Float sums differ by CPU, so the exact answer does.
+    # tokens, the cap) on 2-core AMD EPYCs and "AAAA" on a 2-core Intel Xeon; after 10 DPO steps the adapter
+    # answered "" (the turn's end at once) on the Intel box and "A" on one AMD box, but on another it still
+    # answered as its start did; after 30 steps "..........." there. Float sums differ by CPU, so the answer does.
     from tinyalign import recipe as recipes
     from tinyalign.app.engine import Engine
 

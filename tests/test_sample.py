@@ -56,6 +56,12 @@ def test_a_grpo_recipe_keeps_only_answers_at_the_weighted_bar(tiny_sft_run, tmp_
     assert report["kept"] == len(kept) > 0 and report["min_reward"] == 1.5
     assert all(row["reward"] == 1.5 and row["completion"] == row["answer"] for row in kept)
     assert "kept" in capsys.readouterr().out
+    # every answer's total comes back beside its prompt's row: a caller can choose among them another way
+    groups, _ = report["drawn"]
+    assert len(report["rows"]) == len(groups) == 40 and len(report["totals"]) == 40 * 4
+    best = {row["question"]: row["reward"] for row in kept}
+    for row, totals in zip(report["rows"], (report["totals"][i:i + 4] for i in range(0, 160, 4))):
+        assert max(totals) == best.get(row["question"], max(totals))
 
 
 def test_the_written_file_is_an_sft_dataset_the_recipe_loads(tmp_path):

@@ -36,8 +36,9 @@ def load_target(target, overrides=()) -> tuple:
 def sample(recipe, out, k: int = 8, min_reward: float | None = None, prompts: int | None = None,
            adapter: str | None = None, batch_size: int = 64, hint: bool = True, drawn: tuple | None = None) -> dict:
     """Sample, score, keep the best answer per prompt; write `out` (JSONL). Returns {kept, total, out, ...,
-    drawn}: `drawn` (the answers and the tokenizer) passed back with the same model, prompts and k scores
-    them under another recipe's rewards without sampling again.
+    drawn, rows, totals}: `drawn` (the answers and the tokenizer) passed back with the same model, prompts and
+    k scores them under another recipe's rewards without sampling again; `rows` are the prompts' dataset rows
+    and `totals` every answer's weighted reward, k per row in `drawn`'s order.
 
     `hint`: end with the data section an SFT recipe trains on it with (a caller that trains on it itself: off)."""
     from tqdm.auto import tqdm
@@ -109,7 +110,8 @@ def sample(recipe, out, k: int = 8, min_reward: float | None = None, prompts: in
     files.write_jsonl(out, kept)
 
     report = {"kept": len(kept), "total": len(rows), "out": str(out), "k": k, "min_reward": min_reward,
-              "samples_at_bar": sum(t >= min_reward for t in totals) / max(1, len(totals)), "drawn": drawn}
+              "samples_at_bar": sum(t >= min_reward for t in totals) / max(1, len(totals)), "drawn": drawn,
+              "rows": rows, "totals": totals}
     if min_reward == float("-inf"):  # no bar: every prompt's best (less empty and duplicate answers)
         print(f"kept the best of {k} answers for {len(kept)}/{len(rows)} prompts; wrote {out}")
     else:
