@@ -93,6 +93,18 @@ def test_bad_keys_and_types_are_named(recipe_file, text, override, names):
         assert name in str(err.value)
 
 
+def test_an_unknown_train_key_names_the_meant_one_in_a_short_line(recipe_file):
+    # train takes any of TRL's ~130-190 config fields: the line names the class and the likely keys
+    # rather than listing them all; "lr" is what people bring from other trainers' configs
+    with pytest.raises(UserError) as err:
+        recipes.load(recipe_file(), ["train.lr=1e-4"])
+    message = str(err.value)
+    assert "`train.lr`: did you mean `learning_rate`?" in message and "trl.SFTConfig" in message
+    assert len(message) < 250 and "per_device_eval_batch_size" not in message
+    with pytest.raises(UserError, match="with a word of `batch`: .*per_device_train_batch_size"):
+        recipes.load(recipe_file(), ["train.batch=8"])
+
+
 def test_exponent_without_dot_is_a_number(recipe_file):
     # YAML 1.1 reads 5e-5 as a string; people type it that way
     recipe = recipes.load(recipe_file(), ["train.learning_rate=5e-5", "model.lora.dropout=1e-1"])

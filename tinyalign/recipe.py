@@ -284,7 +284,7 @@ def check_train_keys(recipe: Recipe) -> None:
     fields = {f.name: f for f in dataclasses.fields(config_cls) if f.init}
     for key, value in list(recipe.train.items()):
         if key not in fields:
-            raise unknown_key(key, fields, "train.")
+            raise unknown_key(key, fields, "train.", f"the {len(fields)} fields of trl.{config_cls.__name__}")
         tp = fields[key].type
         if value is None and isinstance(tp, type):  # a plain type: Optional[...] fields keep their None
             del recipe.train[key]

@@ -6,16 +6,35 @@ import dataclasses
 import difflib
 import types
 import typing
+from collections import Counter
 from typing import Literal, Union
 
 from .errors import UserError
 
 
-def unknown_key(key: str, valid, where: str) -> UserError:
+# The short names people type from other trainers' configs, for the TRL field each means
+ALIASES = {"lr": "learning_rate", "epochs": "num_train_epochs", "num_epochs": "num_train_epochs",
+           "batch_size": "per_device_train_batch_size", "bs": "per_device_train_batch_size",
+           "grad_accum": "gradient_accumulation_steps", "gradient_accumulation": "gradient_accumulation_steps",
+           "steps": "max_steps", "warmup": "warmup_steps", "wd": "weight_decay", "max_len": "max_length"}
+LISTED = 40  # a section with more keys than this (a TRL config's ~230) is named, not listed
+
+
+def unknown_key(key: str, valid, where: str, listing: str | None = None) -> UserError:
+    """The one-line error for `key`, unknown in section `where`: the likeliest meant key, then the valid
+    keys; a long section (`listing` names it) shows only its keys that share a word with the typed one."""
     valid = sorted(valid)
-    guess = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    guess = [ALIASES[key]] if ALIASES.get(key) in valid else difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
     hint = f"did you mean `{guess[0]}`? " if guess else ""
-    return UserError(f"unknown key `{where}{key}`: {hint}valid keys{' of ' + where.rstrip('.') if where else ''}: {', '.join(valid)}")
+    section = where.rstrip(".")
+    if len(valid) <= LISTED:
+        return UserError(f"unknown key `{where}{key}`: {hint}valid keys{' of ' + section if section else ''}: "
+                         f"{', '.join(valid)}")
+    common = Counter(word for name in valid for word in name.split("_"))  # "max", "eval": in too many to help
+    words = {word for word in key.lower().split("_") if common[word] <= 6}
+    related = [name for name in valid if words & set(name.split("_")) and name not in guess][:8]
+    return UserError(f"unknown key `{where}{key}`: {hint}{section} takes {listing or f'{len(valid)} keys'}"
+                     + (f"; with a word of `{key}`: {', '.join(related)}" if related else ""))
 
 
 def build(cls, raw, where: str):
