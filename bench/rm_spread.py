@@ -2,7 +2,7 @@
 figure the README, tiny_rm.yaml's header and tests/test_rm.py state.
 
     python bench/rm_spread.py [--seeds 0 1 2 3 4] [--threads 1 2] [--prompts 1500] [--held-out 0.25]
-                              [--out runs/rm_spread] [--from-policy] [rm overrides: model.lora.r=32 ...]
+                              [--out runs/rm_spread] [--from-policy] [--dpo] [rm overrides: model.lora.r=32 ...]
 
 Per thread count, the policy whose answers are voted on (`--start`):
   young   tiny_sft.yaml with a cosine decay, which stalls part-way (35-71 % exact match, by CPU); its
@@ -10,7 +10,9 @@ Per thread count, the policy whose answers are voted on (`--start`):
   mixed   tiny_sft_mixed.yaml, the loop's start (tests/test_rm.py): 70 % wordy answers, few wrong sums.
 Per seed: that policy answers `--prompts` training prompts twice, the oracle annotator
 votes through the vote store, whole prompts are held out (`--held-out` of the pairs; ~260 pairs from
-1500 prompts), tiny_rm.yaml trains on the rest and is measured on them. Each (threads, seed) is its own
+1500 prompts), tiny_rm.yaml trains on the rest and is measured on them. With --dpo, DPO (tiny_dpo.yaml,
+continuing the voted policy) trains on the same pairs too, and its implicit reward and its own likelihood
+are measured on the same held-out pairs (`python -m tinyalign.dpo` reports both). Each (threads, seed) is its own
 subprocess, one at a time. Prints a row per run and min / median / max; appends the rows as JSON lines
 to OUT/results.jsonl.
 """
@@ -30,11 +32,11 @@ STARTS = {"young": ("tiny_sft.yaml", ["train.lr_scheduler_type=cosine"]), "mixed
 
 
 def one_run(start: str, threads: int, seed: int, prompts: int, held_out: float, out: Path,
-            overrides: list[str], from_policy: bool = False) -> dict:
+            overrides: list[str], from_policy: bool = False, with_dpo: bool = False) -> dict:
     import torch
 
     torch.set_num_threads(threads)
-    from tinyalign import annotators, rm, sft
+    from tinyalign import annotators, dpo, rm, sft
     from tinyalign.pair_files import split_pairs
     from tinyalign.recipe import builtin
 
@@ -53,9 +55,19 @@ def one_run(start: str, threads: int, seed: int, prompts: int, held_out: float, 
     rm.main([str(builtin("tiny_rm.yaml")), f"data.source={out / f'pairs_{name}'}", "data.split=train",
              "data.test_split=test", f"seed={seed}", f"output_dir={run}", "overwrite=true", *overrides])
     metrics = json.loads((run / "rm_metrics.json").read_text())
-    return {"start": start, "threads": threads, "seed": seed, "prompts": prompts, "train_pairs": pairs["train"],
-            "test_pairs": pairs["test"], "accuracy": round(metrics["accuracy"], 4),
-            "length_bias": metrics["length_bias"], "from_policy": from_policy, "overrides": overrides}
+    row = {"start": start, "threads": threads, "seed": seed, "prompts": prompts, "train_pairs": pairs["train"],
+           "test_pairs": pairs["test"], "accuracy": round(metrics["accuracy"], 4),
+           "length_bias": metrics["length_bias"], "from_policy": from_policy, "overrides": overrides}
+    if with_dpo:  # the same pairs, the same held-out ones; the reward read from the language model
+        run = out / f"dpo_{name}"
+        dpo.main([str(builtin("tiny_dpo.yaml")), "model.quantization=none", f"model.adapter={policy}",
+                  f"data.source={out / f'pairs_{name}'}", "data.split=train", "data.test_split=test", "data.limit=null",
+                  "data.prompt=null", "data.chosen=null", "data.rejected=null", f"seed={seed}", f"output_dir={run}",
+                  "overwrite=true"])
+        metrics = json.loads((run / "dpo_metrics.json").read_text())
+        row |= {"dpo_accuracy": round(metrics["accuracy"], 4),
+                "dpo_likelihood_accuracy": round(metrics["likelihood_accuracy"], 4)}
+    return row
 
 
 def main() -> None:
@@ -67,11 +79,13 @@ def main() -> None:
     parser.add_argument("--held-out", type=float, default=0.25)
     parser.add_argument("--out", type=Path, default=Path("runs/rm_spread"))
     parser.add_argument("--from-policy", action="store_true", help="start each reward model from the voted policy")
+    parser.add_argument("--dpo", action="store_true", help="DPO on the same pairs too, measured the same way")
     parser.add_argument("--one", nargs=2, type=int, help=argparse.SUPPRESS)  # (threads, seed): in the child
     args, overrides = parser.parse_known_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.one:
-        row = one_run(args.start, *args.one, args.prompts, args.held_out, args.out, overrides, args.from_policy)
+        row = one_run(args.start, *args.one, args.prompts, args.held_out, args.out, overrides, args.from_policy,
+                      args.dpo)
         with open(args.out / "results.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
         return
@@ -81,15 +95,22 @@ def main() -> None:
             log = args.out / f"log_{args.start}_T{threads}_S{seed}.txt"  # the training consoles, kept off the table
             run_logged([sys.executable, __file__, "--one", str(threads), str(seed), "--start", args.start,
                         "--prompts", str(args.prompts), "--held-out", str(args.held_out), "--out", str(args.out),
-                        *(["--from-policy"] if args.from_policy else []), *overrides],
+                        *(["--from-policy"] if args.from_policy else []), *(["--dpo"] if args.dpo else []),
+                        *overrides],
                        threads, log, f"threads {threads} seed {seed}")
             row = json.loads((args.out / "results.jsonl").read_text().splitlines()[-1])  # the child's row
             rows.append(row)
+            dpo = (f"; DPO's implicit reward {row['dpo_accuracy']:.1%}, its likelihood "
+                   f"{row['dpo_likelihood_accuracy']:.1%}" if args.dpo else "")
             print(f"threads {threads} seed {seed}: {row['accuracy']:.1%} on {row['test_pairs']} held-out pairs "
-                  f"({row['train_pairs']} trained on)", flush=True)
-    accuracy = sorted(r["accuracy"] for r in rows)
-    print(f"\nheld-out accuracy over {len(rows)} runs: min {accuracy[0]:.1%}, median {median(accuracy):.1%}, "
-          f"max {accuracy[-1]:.1%}")
+                  f"({row['train_pairs']} trained on){dpo}", flush=True)
+    print()
+    for key, what in (("accuracy", "reward model"), ("dpo_accuracy", "DPO's implicit reward"),
+                      ("dpo_likelihood_accuracy", "the DPO model's likelihood")):
+        if key in rows[0]:
+            accuracy = sorted(r[key] for r in rows)
+            print(f"{what}, held-out accuracy over {len(rows)} runs: min {accuracy[0]:.1%}, "
+                  f"median {median(accuracy):.1%}, max {accuracy[-1]:.1%}")
 
 
 if __name__ == "__main__":

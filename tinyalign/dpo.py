@@ -34,6 +34,7 @@ def resolve(recipe):
 @cli
 def main(argv=None):
     from . import data, model, run
+    from .rewards import implicit
 
     # ── recipe and run directory: everything that can be checked is, before anything is written
     recipe = resolve(run.load_recipe("dpo", argv))
@@ -61,6 +62,15 @@ def main(argv=None):
     run.start(recipe, resume)
     run.train(trainer, resume)
     run.save(trainer, tokenizer, recipe)
+
+    # ── held out: the run is a reward model too (`implicit_reward`); how often it sides with the votes
+    #    it never trained on, as a reward model run reports it (dpo_metrics.json)
+    if test is not None and trainer.is_world_process_zero():
+        del trainer, policy  # the saved run is read back with its reference
+        metrics = implicit.measure(recipe.output_dir, test)
+        print(f"held-out: the implicit reward sides with {metrics['accuracy']:.1%} of {metrics['pairs']} voted pairs "
+              f"(mean margin {metrics['mean_margin']:.3f}); the DPO model's own likelihood with "
+              f"{metrics['likelihood_accuracy']:.1%}")
 
 
 if __name__ == "__main__":

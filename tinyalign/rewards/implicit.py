@@ -10,19 +10,30 @@ The reference is what the DPO run started from: its `model.adapter`, or the base
 LoRA. Both load once per process, on first call, on one base. Scores are raw (nats times beta): GRPO
 compares answers within a group, so the scale does not matter alone; weigh it against other rewards with
 that in mind.
+
+`reference: none` drops the reference: beta * log pi_DPO(y|x), the DPO model's own likelihood of the answer
+(SimPO's reference-free reward, summed rather than averaged). The log-ratio keeps only what the votes
+changed; the likelihood keeps what the model knew before them too. On the tiny sums the log-ratio learned
+the asked style and ordered a right bare sum over a wrong one about half the time (no vote had changed the
+sums), the likelihood 98-100 % (bench/RESULTS.md, "The tiny reward model over seeds").
 """
 
+import json
 from pathlib import Path
+from statistics import mean
 
+from .. import files
 from ..errors import UserError
 from .text import completion_text
+
+METRICS = "dpo_metrics.json"  # a DPO run's held-out figures, beside the adapter (as rm_metrics.json for an RM)
 
 
 class ImplicitReward:
     """The reward function: `r(completions, prompts=...) -> list[float]`."""
 
-    def __init__(self, model: str, batch_size: int):
-        self.model, self.batch_size = model, batch_size
+    def __init__(self, model: str, batch_size: int, reference: str = "start"):
+        self.model, self.batch_size, self.reference = model, batch_size, reference
         self.recipe = dpo_recipe(model)
         self.beta = float(self.recipe.train.get("beta", 0.1))  # TRL's default when the recipe names none
         start = self.recipe.model.adapter  # the reference: the adapter DPO started from; without one, the base
@@ -42,18 +53,25 @@ class ImplicitReward:
     def __call__(self, completions, prompts=None, answer=None, log_extra=None, **_):
         if prompts is None:
             raise UserError("implicit_reward needs the prompts the answers reply to; call it with prompts=[...]")
+        logps = self.logps(prompts, completions, ("dpo",) if self.reference == "none" else ("dpo", "ref"))
+        if log_extra is not None and isinstance(answer, list):  # the references beside the learned reward
+            log_extra("answer", answer)
+        if self.reference == "none":
+            return [self.beta * t for t in logps["dpo"]]
+        return [self.beta * (t - r) for t, r in zip(logps["dpo"], logps["ref"])]
+
+    def logps(self, prompts, completions, names=("dpo", "ref")) -> dict[str, list[float]]:
+        """Each answer's summed log-probability under the DPO run ("dpo") and its reference ("ref")."""
         from ..likelihood import answer_logps, encode
         from ..model import answering_as
 
         policy, tokenizer = self._load()
         rows = encode(tokenizer, list(prompts), [completion_text(c) for c in completions])
         logps = {}
-        for name in ("dpo", "ref"):  # "ref" is the base when DPO trained a fresh LoRA
+        for name in names:  # "ref" is the base when DPO trained a fresh LoRA
             with answering_as(policy, name, self.adapters):
                 logps[name] = answer_logps(policy, tokenizer, rows, batch_size=self.batch_size)
-        if log_extra is not None and isinstance(answer, list):  # the references beside the learned reward
-            log_extra("answer", answer)
-        return [self.beta * (t - r) for t, r in zip(logps["dpo"], logps["ref"])]
+        return logps
 
 
 def dpo_recipe(model: str):
@@ -70,11 +88,31 @@ def dpo_recipe(model: str):
     return recipe
 
 
-def implicit_reward(model: str, batch_size: int = 16):
+def implicit_reward(model: str, batch_size: int = 16, reference: str = "start"):
     """beta * (log pi_DPO - log pi_ref) of an answer: the reward a DPO run learned from votes.
 
     `model`: the DPO run directory (python -m tinyalign.dpo). Loaded on first use, once.
+    `reference`: "start" (DPO's reward) or "none" (beta * log pi_DPO: the DPO model's own likelihood).
     """
     if batch_size < 1:
         raise UserError("reward 'implicit_reward': batch_size must be at least 1")
-    return ImplicitReward(model, batch_size)
+    if reference not in ("start", "none"):
+        raise UserError(f"reward 'implicit_reward': reference must be start or none, got {reference!r}")
+    return ImplicitReward(model, batch_size, reference)
+
+
+def measure(run_dir, pairs) -> dict:
+    """How often the finished DPO run's implicit reward sides with held-out votes (a tie is not agreement, as
+    for a reward model), and by how much; beside it, how often the DPO model's own likelihood does (no
+    reference: the knowledge the run started with counts too). Written to the run's dpo_metrics.json. The run
+    is read back from disk through the reward itself, so the figure is the one a GRPO run on it gets."""
+    pairs = list(pairs)
+    reward = ImplicitReward(str(run_dir), batch_size=16)
+    prompts = [pair["prompt"] for pair in pairs]
+    chosen, rejected = (reward.logps(prompts, [pair[side] for pair in pairs]) for side in ("chosen", "rejected"))
+    margins = [reward.beta * ((c - cr) - (r - rr))
+               for c, cr, r, rr in zip(chosen["dpo"], chosen["ref"], rejected["dpo"], rejected["ref"])]
+    metrics = {"pairs": len(pairs), "accuracy": mean(m > 0 for m in margins), "mean_margin": mean(margins),
+               "likelihood_accuracy": mean(c > r for c, r in zip(chosen["dpo"], rejected["dpo"]))}
+    files.write_atomically(Path(run_dir) / METRICS, json.dumps(metrics, indent=2) + "\n")
+    return metrics
