@@ -4,7 +4,10 @@ Rejection sampling: K answers per training prompt from the recipe's model (its `
 run directory's final adapter, or --adapter), scored with the recipe's rewards (the weighted total;
 an SFT recipe is scored by exact match against its completion). The best answer per prompt is kept
 when it scores at least R (default: every reward at its top score), duplicates dropped, and written
-as an SFT dataset: the columns the recipe's templates read, plus `completion`. An SFT recipe trains
+as an SFT dataset: the columns the recipe's templates read, plus `completion`. With --standardize each
+reward is first put in standard units over all the drawn answers, so rewards on different scales (two
+learned ones: a reward model and a DPO run's likelihood) count as their weights say, and the default bar
+becomes 0: a prompt's best answer is kept when it beats the average drawn answer. An SFT recipe trains
 on it directly with
 
     data: {source: best.jsonl, prompt: "{question}", completion: "{completion}"}
@@ -34,7 +37,8 @@ def load_target(target, overrides=()) -> tuple:
 
 
 def sample(recipe, out, k: int = 8, min_reward: float | None = None, prompts: int | None = None,
-           adapter: str | None = None, batch_size: int = 64, hint: bool = True, drawn: tuple | None = None) -> dict:
+           adapter: str | None = None, batch_size: int = 64, hint: bool = True, drawn: tuple | None = None,
+           standardize: bool = False) -> dict:
     """Sample, score, keep the best answer per prompt; write `out` (JSONL). Returns {kept, total, out, ...,
     drawn, rows, totals}: `drawn` (the answers and the tokenizer) passed back with the same model, prompts and
     k scores them under another recipe's rewards without sampling again; `rows` are the prompts' dataset rows
@@ -55,7 +59,7 @@ def sample(recipe, out, k: int = 8, min_reward: float | None = None, prompts: in
     out = files.check_jsonl_out(out, columns=("completion", "reward"), inputs=[spec.source])
     reward_fns = [rewards.resolve(s) for s in recipe.rewards] or [solve_rate.accuracy_reward(recipe)]
     weights = [float(s.get("weight", 1.0)) for s in recipe.rewards] or [1.0]
-    top_total = sum(w * f.max_score for w, f in zip(weights, reward_fns))
+    top_total = 0.0 if standardize else sum(w * f.max_score for w, f in zip(weights, reward_fns))
     min_reward = top_total if min_reward is None else min_reward
 
     # ── prompts: the training split only; a held-out share carved by test_size stays held out
@@ -89,6 +93,8 @@ def sample(recipe, out, k: int = 8, min_reward: float | None = None, prompts: in
     # A learned reward takes minutes over thousands of answers (a rule, a blink): name the phase while it runs.
     scoring = tqdm(reward_fns, desc=f"scoring {len(flat)} answers", unit="reward", leave=False)
     scores = [f(flat, **columns) for f in scoring]
+    if standardize:
+        scores = [standard_units(s) for s in scores]
     totals = [sum(w * (s[i] or 0.0) for w, s in zip(weights, scores)) for i in range(len(flat))]
 
     # ── keep the best per prompt; among equal scores, the answer the model gave most often
@@ -115,13 +121,25 @@ def sample(recipe, out, k: int = 8, min_reward: float | None = None, prompts: in
     if min_reward == float("-inf"):  # no bar: every prompt's best (less empty and duplicate answers)
         print(f"kept the best of {k} answers for {len(kept)}/{len(rows)} prompts; wrote {out}")
     else:
+        units = " standard units" if standardize else ""
         print(f"kept {len(kept)}/{len(rows)} prompts ({len(kept) / max(1, len(rows)):.1%}) whose best of {k} answers "
-              f"scored >= {min_reward:g}; {report['samples_at_bar']:.1%} of all samples did; wrote {out}")
+              f"scored >= {min_reward:g}{units}; {report['samples_at_bar']:.1%} of all samples did; wrote {out}")
     if hint:
         system = f", system: {json.dumps(spec.system)}" if spec.system else ""
         print(f"train on it with  data: {{source: {out}, prompt: {json.dumps(spec.prompt)}, "
               f"completion: \"{{completion}}\"{system}}}")
     return report
+
+
+def standard_units(scores: list) -> list:
+    """Scores as (score - mean) / spread over the scored answers; an unscored one (None) stays None, and a
+    reward that scored every answer alike gives 0 to each (it tells none apart)."""
+    known = [x for x in scores if x is not None]
+    if not known:
+        return scores
+    mean = sum(known) / len(known)
+    spread = (sum((x - mean) ** 2 for x in known) / len(known)) ** 0.5
+    return [None if x is None else (x - mean) / spread if spread else 0.0 for x in scores]
 
 
 @cli
@@ -134,13 +152,17 @@ def main(argv=None):
     parser.add_argument("--k", type=positive_int, default=8, help="answers sampled per prompt (default 8)")
     parser.add_argument("--min-reward", type=float, help="keep a prompt's best answer if its weighted reward "
                                                          "is at least this (default: every reward at its top score)")
+    parser.add_argument("--standardize", action="store_true",
+                        help="each reward in standard units over the drawn answers before weighting (then the "
+                             "default bar is 0: better than the average answer)")
     parser.add_argument("--out", required=True, help="the JSONL file to write, e.g. best.jsonl")
     parser.add_argument("--prompts", type=positive_int, help="sample this many training prompts (default: all)")
     parser.add_argument("--adapter", help="sample from this adapter instead (a run directory or checkpoint-N)")
     parser.add_argument("--batch-size", type=positive_int, default=64, help="completions generated per batch (default 64)")
     args = parser.parse_args(argv)
     recipe, adapter = load_target(args.recipe, args.overrides)
-    sample(recipe, args.out, args.k, args.min_reward, args.prompts, args.adapter or adapter, args.batch_size)
+    sample(recipe, args.out, args.k, args.min_reward, args.prompts, args.adapter or adapter, args.batch_size,
+           standardize=args.standardize)
 
 
 if __name__ == "__main__":
