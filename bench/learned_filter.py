@@ -1,7 +1,8 @@
 """The sums loop's learned reward as a policy step, three ways, each beside the rule taken the same way.
 
     python bench/learned_filter.py --rm runs/rmfix/T2_S0_e3 --threads 2     # ~50 min on a 2-core AMD EPYC
-    options: [--start runs/rft/sft15] [--work runs/learned_filter]
+    options: [--start runs/rft/sft15] [--work runs/learned_filter] [--dpo runs/sumsdpo/dpo_s0] [--seeds 0 1 2]
+             [--variants sft_rm sft_both_above ...] [--draw-from runs/learned_filter/draw.json]
 
 The SFT start draws 8 answers to 600 training sums once (the loop filter's draw: `tinyalign.sample` with the
 sums GRPO recipe, seed 0), and the rule (`math_accuracy`) and the reward model score every answer. Then:
@@ -13,6 +14,10 @@ sums GRPO recipe, seed 0), and the rule (`math_accuracy`) and the reward model s
    "agreed" picks), and one epoch of DPO (`recipes/smollm2_word_dpo.yaml`: sigmoid + an SFT term) on its top
    answer over its bottom one;
 3. held-out greedy accuracy on 500 sums, each policy paired against the start (95 % interval).
+"above": only the prompts whose kept answer scores above the average drawn answer. With --dpo (a DPO run on
+the same votes, continuing the start), its likelihood (`implicit_reward`, `reference: none`) scores every
+answer too, and "both" is the reward model and that likelihood in standard units, summed (`tinyalign.sample
+--standardize`).
 Each stage is cached in --work (`tinyalign.sample`'s own picks under each reward beside the rest:
 rule_top.jsonl, rm_top.jsonl); prints Markdown tables and writes WORK/results.json.
 """
@@ -57,6 +62,27 @@ def draw(start: str, rm: str, out: Path) -> dict:
     return result
 
 
+def with_dpo(drawn: dict, dpo: str, out: Path) -> dict:
+    """The draw also scored by the reward model and the DPO run's likelihood together, in standard units
+    (`sample --standardize`): scores["both"], and the likelihood's own share scores["dpo"]; cached."""
+    if drawn.get("dpo") == dpo:
+        return drawn
+    if drawn.get("dpo"):
+        sys.exit(f"{out} holds scores by {drawn['dpo']}; use another --work")
+    from tinyalign import model, recipe as recipes, sample
+
+    recipe = recipes.load(recipes.builtin("smollm2_sums_grpo.yaml"), [
+        f"model.adapter={drawn['start']}", "seed=0", f"rewards=[{{name: reward_model, model: {drawn['rm']}}}, "
+                                                      f"{{name: implicit_reward, model: {dpo}, reference: none}}]"])
+    both = sample.sample(recipe, out.with_name("both_top.jsonl"), K, None, PROMPTS, drawn["start"], hint=False,
+                         drawn=(drawn["groups"], model.load_tokenizer(recipe.model)), standardize=True)["totals"]
+    rm = sample.standard_units(drawn["scores"]["rm"])  # as `both` holds it
+    drawn["scores"] |= {"both": both, "dpo": [b - r for b, r in zip(both, rm)]}
+    drawn["dpo"] = dpo
+    out.write_text(json.dumps(drawn) + "\n")
+    return drawn
+
+
 def choices(drawn: dict, reward: str) -> list[dict]:
     """Per prompt: its answers by text with their copies and scores, and the reward's top and bottom answer."""
     out = []
@@ -80,44 +106,53 @@ def pick_table(drawn: dict) -> list[tuple[str, int]]:
     frequent = sum(c["right"][max(c["by_text"], key=c["copies"].get)] for c in rm)  # a tie: the first drawn
     weighted = sum(c["right"][max(c["by_text"], key=lambda t: sum(1 / (1 + math.exp(-s)) for s in c["by_text"][t]))]
                    for c in rm)
-    top = sum(c["right"][c["texts"][c["top"]]] for c in rm)
-    return [("the policy's most frequent answer (no reward)", frequent),
-            ("the weighted vote (reward-model scores summed over an answer's copies)", weighted),
-            ("the reward model's top answer (the loop's filter)", top),
-            ("a right answer, where one was drawn (the rule)", sum(any(c["right"].values()) for c in rm))]
+    table = [("the policy's most frequent answer (no reward)", frequent),
+             ("the weighted vote (reward-model scores summed over an answer's copies)", weighted)]
+    for reward, what in (("rm", "the reward model's top answer (the loop's filter)"),
+                         ("dpo", "the DPO model's likeliest answer"),
+                         ("both", "the top answer by reward model and DPO likelihood together")):
+        if reward in drawn["scores"]:
+            table.append((what, sum(c["right"][c["texts"][c["top"]]] for c in choices(drawn, reward))))
+    return table + [("a right answer, where one was drawn (the rule)", sum(any(c["right"].values()) for c in rm))]
 
 
 def write_sets(drawn: dict, work: Path) -> dict[str, tuple[str, Path]]:
     """The training sets: {variant: (method, file)}."""
     from tinyalign import files
 
+    # what each reward trains: the rule's right answers (and DPO on them); from a learned reward every prompt's
+    # top answer, those drawn twice, those above the average answer, and DPO; from both together the first and third
+    variants = {"rule": ("top", "dpo"), "rm": ("top", "agreed", "above", "dpo"), "both": ("top", "above")}
+    names = {"top": "sft_{}", "agreed": "sft_{}_agreed", "above": "sft_{}_above", "dpo": "dpo_{}"}
     sets = {}
-    for reward in ("rule", "rm"):
-        top, agreed, pairs = [], [], []
+    for reward in [r for r in variants if r in drawn["scores"]]:
+        average = mean(drawn["scores"][reward])
+        kept = {"top": [], "agreed": [], "above": [], "dpo": []}
         for row, chat, c in zip(drawn["rows"], drawn["chats"], choices(drawn, reward)):
             hi, lo = c["top"], c["bottom"]
             best, worst = c["texts"][hi], c["texts"][lo]
             if reward == "rule" and not c["scores"][hi]:
                 continue  # the rule keeps right answers only; a learned score has no top, so it keeps every prompt
             keep = {"question": row["question"], "answer": row["answer"], "completion": best}
-            top.append(keep)
+            kept["top"].append(keep)
             if c["copies"][best] >= 2:
-                agreed.append(keep)
+                kept["agreed"].append(keep)
+            if c["scores"][hi] > average:
+                kept["above"].append(keep)
             if c["scores"][hi] > c["scores"][lo] and best != worst:
-                pairs.append({"prompt": chat, "chosen": [{"role": "assistant", "content": best}],
-                              "rejected": [{"role": "assistant", "content": worst}]})
-        for name, method, rows in ((f"sft_{reward}", "sft", top), (f"sft_{reward}_agreed", "sft", agreed),
-                                   (f"dpo_{reward}", "dpo", pairs)):
-            if reward == "rule" and name.endswith("agreed"):
-                continue  # a right answer is right however often it was drawn
+                kept["dpo"].append({"prompt": chat, "chosen": [{"role": "assistant", "content": best}],
+                                    "rejected": [{"role": "assistant", "content": worst}]})
+        for variant in variants[reward]:
+            name, rows = names[variant].format(reward), kept[variant]
+            method = "dpo" if variant == "dpo" else "sft"
             path = work / f"{name}.jsonl"
             files.write_jsonl(path, rows)
             sets[name] = (method, path)
     return sets
 
 
-def train(method: str, start: str, data: Path, run: Path, threads: int) -> Path:
-    """One epoch of SFT (the loop filter's settings) or DPO on `data`, from the start, seed 0; cached."""
+def train(method: str, start: str, data: Path, run: Path, threads: int, seed: int = 0) -> Path:
+    """One epoch of SFT (the loop filter's settings) or DPO on `data`, from the start; cached."""
     from tinyalign.loop import TASKS, filter_sft_overrides
     from tinyalign.recipe import builtin
 
@@ -128,10 +163,19 @@ def train(method: str, start: str, data: Path, run: Path, threads: int) -> Path:
     else:  # the sums answers are short: 128 tokens hold prompt and answer; 16 new ones, as the task's
         command = ["tinyalign.dpo", str(builtin("smollm2_word_dpo.yaml")), f"data.source={data}", "train.max_steps=null",
                    "train.num_train_epochs=1", "train.max_length=128", "generation.max_new_tokens=16"]
-    run_logged([sys.executable, "-m", *command, f"model.adapter={start}", "seed=0", f"output_dir={run}",
+    run_logged([sys.executable, "-m", *command, f"model.adapter={start}", f"seed={seed}", f"output_dir={run}",
                 "overwrite=true"],
                threads, run.parent / f"log_{run.name}.txt", f"{method} on {data.name}")
     return run
+
+
+def run_name(variant: str, seed: int) -> str:
+    return variant if seed == 0 else f"{variant}_s{seed}"
+
+
+def rule_of(variant: str) -> str:
+    """The rule's run taking the same policy step, which a learned reward's gain is a share of."""
+    return "dpo_rule" if variant.startswith("dpo_") else "sft_rule"
 
 
 def main() -> None:
@@ -140,10 +184,17 @@ def main() -> None:
     parser.add_argument("--start", default="runs/rft/sft15", help="the SFT start (smollm2_sums_sft.yaml's run)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--work", type=Path, default=Path("runs/learned_filter"))
+    parser.add_argument("--dpo", help="a DPO run on the same votes, from the start: its likelihood as a second reward")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds of each policy step (its "
+                        "data order: one epoch on near-identical sets moved the gain by 7 points)")
+    parser.add_argument("--variants", nargs="+", help="train only these (e.g. sft_rule sft_both_above); default: all")
+    parser.add_argument("--draw-from", type=Path, help="start --work from another's draw (same start and RM; its "
+                                                         "rule and RM scores), e.g. to score it with another --dpo")
     args = parser.parse_args()
-    for folder in (args.rm, args.start):
+    for folder in (args.rm, args.start, args.dpo or args.start):
         if not Path(folder).is_dir():
-            sys.exit(f"{folder} not found (bench/RESULTS.md, \"The SmolLM2 sums RM over seeds\", makes both)")
+            sys.exit(f"{folder} not found (bench/RESULTS.md, \"The SmolLM2 sums RM over seeds\" and "
+                     f"\"On an AMD EPYC\", makes them)")
     import torch
 
     torch.set_num_threads(args.threads)
@@ -151,13 +202,21 @@ def main() -> None:
     from tinyalign.solve_rate import held_out_verdicts, paired_interval95
 
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.draw_from and not (args.work / "draw.json").is_file():
+        other = json.loads(args.draw_from.read_text())
+        other["scores"] = {reward: other["scores"][reward] for reward in ("rule", "rm")}
+        (args.work / "draw.json").write_text(json.dumps({k: v for k, v in other.items() if k != "dpo"}) + "\n")
     drawn = draw(args.start, args.rm, args.work / "draw.json")
+    if args.dpo:
+        drawn = with_dpo(drawn, args.dpo, args.work / "draw.json")
     picks = pick_table(drawn)
-    runs = {name: train(method, args.start, path, args.work / name, args.threads)
-            for name, (method, path) in write_sets(drawn, args.work).items()}
+    sets = write_sets(drawn, args.work)
+    wanted = set(args.variants or sets) | {rule_of(name) for name in args.variants or sets}  # each beside its rule
+    runs = {(name, seed): train(method, args.start, path, args.work / run_name(name, seed), args.threads, seed)
+            for name, (method, path) in sets.items() if name in wanted for seed in args.seeds}
     cache = args.work / "verdicts.json"
     right = json.loads(cache.read_text()) if cache.is_file() else {}
-    missing = {name: str(run) for name, run in runs.items() if name not in right}
+    missing = {run.name: str(run) for run in runs.values() if run.name not in right}
     if missing or "start" not in right:
         right.update(held_out_verdicts(str(builtin("smollm2_sums_grpo.yaml")), {"start": args.start, **missing},
                                        limit=500, base=False))
@@ -168,16 +227,21 @@ def main() -> None:
     for what, n in picks:
         print(f"| {what} | {n} ({n / PROMPTS:.1%}) |")
     print(f"\n500 held-out sums, greedy; start {mean(right['start']):.1%}\n")
-    print("| policy step | trained on | held out | gain (95 % interval) | ratio to the rule |\n|---|---:|---:|---|---:|")
-    gains = {name: paired_interval95(right["start"], right[name]) for name in runs}
-    for name, (gain, low, high) in gains.items():
-        rule = gains[name.replace("_rm", "_rule").replace("_agreed", "")][0]
+    print(f"| policy step | trained on | seed | held out | gain (95 % interval) | ratio to the rule's mean gain "
+          f"|\n|---|---:|---:|---:|---|---:|")
+    gains = {key: paired_interval95(right["start"], right[run.name]) for key, run in runs.items()}
+    means = {name: mean(gains[name, seed][0] for seed in args.seeds) for name in {name for name, _ in runs}}
+    for (name, seed), (gain, low, high) in gains.items():
+        rule = means[rule_of(name)]
         rows = sum(1 for _ in open(args.work / f"{name}.jsonl"))
-        print(f"| {name} | {rows} | {mean(right[name]):.1%} | {100 * gain:+.1f} ({100 * low:+.1f} to {100 * high:+.1f}) "
-              f"| {gain / rule:.2f} |")
+        print(f"| {name} | {rows} | {seed} | {mean(right[run_name(name, seed)]):.1%} | {100 * gain:+.1f} "
+              f"({100 * low:+.1f} to {100 * high:+.1f}) | {gain / rule:.2f} |")
+    if len(args.seeds) > 1:
+        print("\nmean gain over the seeds: " + ", ".join(f"{name} {100 * g:+.1f}" for name, g in means.items()))
     out = args.work / "results.json"
-    out.write_text(json.dumps({"threads": args.threads, "rm": args.rm, "picks": picks,
-                               "gains": gains, "start": mean(right["start"])}, indent=1) + "\n")
+    out.write_text(json.dumps({"threads": args.threads, "rm": args.rm, "dpo": args.dpo, "picks": picks,
+                               "gains": {run_name(*key): gain for key, gain in gains.items()},
+                               "start": mean(right["start"])}, indent=1) + "\n")
     print(f"\nwrote {out}")
 
 
