@@ -1,4 +1,4 @@
-"""The sums loop's learned reward as a policy step, three ways, each beside the rule taken the same way.
+"""The sums loop's learned reward as a policy step, several ways, each beside the rule taken the same way.
 
     python bench/learned_filter.py --rm runs/rmfix/T2_S0_e3 --threads 2     # ~50 min on a 2-core AMD EPYC
     options: [--start runs/rft/sft15] [--work runs/learned_filter] [--dpo runs/sumsdpo/dpo_s0] [--seeds 0 1 2]

@@ -229,7 +229,7 @@ LEARNING_SUMS = {
 
 
 def test_kl_growing_to_nats_per_token_while_accuracy_rises_asks_for_the_held_out_check(tmp_path, capsys):
-    # the run: per-token KL grows exponentially 0.001 -> 4.2 while the accuracy reward rises to 0.95.
+    # a run seen in practice: per-token KL grows exponentially 0.001 -> 4.2 while the accuracy reward rises to 0.95.
     # At ~6 tokens an answer that is a few dozen nats, well within the ~1000 beta 0.001 allows, and the metric
     # learns: kl_runaway stays silent, yet the reward alone cannot say whether the gain is real
     history = logs({**LEARNING_SUMS, "kl": lambda t, rng: 0.001 * 4200 ** t * math.exp(rng.gauss(0, 0.1))}, n=50)

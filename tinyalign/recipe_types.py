@@ -17,7 +17,7 @@ ALIASES = {"lr": "learning_rate", "epochs": "num_train_epochs", "num_epochs": "n
            "batch_size": "per_device_train_batch_size", "bs": "per_device_train_batch_size",
            "grad_accum": "gradient_accumulation_steps", "gradient_accumulation": "gradient_accumulation_steps",
            "steps": "max_steps", "warmup": "warmup_steps", "wd": "weight_decay", "max_len": "max_length"}
-LISTED = 40  # a section with more keys than this (a TRL config's ~230) is named, not listed
+LISTED = 40  # a section with more keys than this (a TRL config's 130-190) is named, not listed
 
 
 def unknown_key(key: str, valid, where: str, listing: str | None = None) -> UserError:
