@@ -7,7 +7,7 @@ import pytest
 
 from tinyalign import dpo, model, recipe as recipes
 from tinyalign.errors import UserError
-from tinyalign.rewards import resolve
+from tinyalign.rewards import implicit, resolve
 from tinyalign.solve_rate import held_out_accuracy
 from tinyalign.generate import generate
 
@@ -45,6 +45,18 @@ def dpo_run(tiny_sft_run, tmp_path_factory):
     dpo.main([RECIPE, f"model.adapter={tiny_sft_run}", f"data.source={pairs}", "data.test_split=null",
               f"output_dir={out}"])
     return out
+
+
+def test_an_overwritten_run_keeps_no_held_out_figures_of_the_run_before(tiny_sft_run, dpo_run, tmp_path):
+    # a run that holds pairs out measures itself (dpo_metrics.json); one that replaces it without held-out
+    # pairs must not leave those figures beside its own adapter, as if they were its own
+    out = tmp_path / "dpo"
+    args = [RECIPE, f"model.adapter={tiny_sft_run}", f"data.source={dpo_run.parent / 'pairs.jsonl'}",
+            "data.test_split=null", "train.max_steps=2", f"output_dir={out}"]
+    dpo.main([*args, "data.test_size=20"])
+    assert json.loads((out / implicit.METRICS).read_text())["pairs"] == 20
+    dpo.main([*args, "overwrite=true"])
+    assert (out / "adapter_model.safetensors").is_file() and not (out / implicit.METRICS).exists()
 
 
 def test_dpo_on_own_mistakes_raises_held_out_accuracy(tiny_sft_run, dpo_run):

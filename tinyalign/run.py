@@ -21,7 +21,7 @@ from . import recipe as recipes
 from .errors import ArgumentParser, UserError
 
 FINAL = "adapter_model.safetensors"
-RUN_FILES = ("recipe.yaml", "trainer_state.json", "completions.jsonl", "rm_metrics.json", FINAL,
+RUN_FILES = ("recipe.yaml", "trainer_state.json", "completions.jsonl", "rm_metrics.json", "dpo_metrics.json", FINAL,
              "adapter_config.json")
 
 
