@@ -134,11 +134,12 @@ def sample(recipe, out, k: int = 8, min_reward: float | None = None, prompts: in
 def standard_units(scores: list) -> list:
     """Scores as (score - mean) / spread over the scored answers; an unscored one (None) stays None, and a
     reward that scored every answer alike gives 0 to each (it tells none apart)."""
+    from statistics import fmean, pstdev
+
     known = [x for x in scores if x is not None]
     if not known:
         return scores
-    mean = sum(known) / len(known)
-    spread = (sum((x - mean) ** 2 for x in known) / len(known)) ** 0.5
+    mean, spread = fmean(known), pstdev(known)
     return [None if x is None else (x - mean) / spread if spread else 0.0 for x in scores]
 
 

@@ -60,8 +60,9 @@ class ImplicitReward:
             return [self.beta * t for t in logps["dpo"]]
         return [self.beta * (t - r) for t, r in zip(logps["dpo"], logps["ref"])]
 
-    def logps(self, prompts, completions, names=("dpo", "ref")) -> dict[str, list[float]]:
-        """Each answer's summed log-probability under the DPO run ("dpo") and its reference ("ref")."""
+    def logps(self, prompts, completions, names=("dpo", "ref"), desc: str | None = None) -> dict[str, list[float]]:
+        """Each answer's summed log-probability under the DPO run ("dpo") and its reference ("ref");
+        `desc` names a progress bar per model (none by default: GRPO calls it every step)."""
         from ..likelihood import answer_logps, encode
         from ..model import answering_as
 
@@ -70,7 +71,8 @@ class ImplicitReward:
         logps = {}
         for name in names:  # "ref" is the base when DPO trained a fresh LoRA
             with answering_as(policy, name, self.adapters):
-                logps[name] = answer_logps(policy, tokenizer, rows, batch_size=self.batch_size)
+                model = {"dpo": "the DPO run", "ref": "its start"}[name]
+                logps[name] = answer_logps(policy, tokenizer, rows, desc and f"{desc} ({model})", self.batch_size)
         return logps
 
 
@@ -108,11 +110,13 @@ def measure(run_dir, pairs) -> dict:
     is read back from disk through the reward itself, so the figure is the one a GRPO run on it gets."""
     pairs = list(pairs)
     reward = ImplicitReward(str(run_dir), batch_size=16)
-    prompts = [pair["prompt"] for pair in pairs]
-    chosen, rejected = (reward.logps(prompts, [pair[side] for pair in pairs]) for side in ("chosen", "rejected"))
-    margins = [reward.beta * ((c - cr) - (r - rr))
-               for c, cr, r, rr in zip(chosen["dpo"], chosen["ref"], rejected["dpo"], rejected["ref"])]
-    metrics = {"pairs": len(pairs), "accuracy": mean(m > 0 for m in margins), "mean_margin": mean(margins),
-               "likelihood_accuracy": mean(c > r for c, r in zip(chosen["dpo"], rejected["dpo"]))}
+    n = len(pairs)
+    logps = reward.logps([pair["prompt"] for pair in pairs] * 2,  # every chosen answer, then every rejected one
+                         [pair["chosen"] for pair in pairs] + [pair["rejected"] for pair in pairs],
+                         desc=f"scoring {n} held-out pairs")
+    ratio = [t - r for t, r in zip(logps["dpo"], logps["ref"])]
+    margins = [reward.beta * (c - r) for c, r in zip(ratio[:n], ratio[n:])]
+    metrics = {"pairs": n, "accuracy": mean(m > 0 for m in margins), "mean_margin": mean(margins),
+               "likelihood_accuracy": mean(c > r for c, r in zip(logps["dpo"][:n], logps["dpo"][n:]))}
     files.write_atomically(Path(run_dir) / METRICS, json.dumps(metrics, indent=2) + "\n")
     return metrics
