@@ -63,8 +63,8 @@ def draw(start: str, rm: str, out: Path) -> dict:
 
 
 def with_dpo(drawn: dict, dpo: str, out: Path) -> dict:
-    """The draw also scored by the reward model and the DPO run's likelihood together, in standard units
-    (`sample --standardize`): scores["both"], and the likelihood's own share scores["dpo"]; cached."""
+    """The draw also scored by the DPO run's likelihood, in standard units (`sample --standardize`):
+    scores["dpo"], and scores["both"], the reward model's scores in standard units added; cached."""
     if drawn.get("dpo") == dpo:
         return drawn
     if drawn.get("dpo"):
@@ -72,12 +72,11 @@ def with_dpo(drawn: dict, dpo: str, out: Path) -> dict:
     from tinyalign import model, recipe as recipes, sample
 
     recipe = recipes.load(recipes.builtin("smollm2_sums_grpo.yaml"), [
-        f"model.adapter={drawn['start']}", "seed=0", f"rewards=[{{name: reward_model, model: {drawn['rm']}}}, "
-                                                      f"{{name: implicit_reward, model: {dpo}, reference: none}}]"])
-    both = sample.sample(recipe, out.with_name("both_top.jsonl"), K, None, PROMPTS, drawn["start"], hint=False,
-                         drawn=(drawn["groups"], model.load_tokenizer(recipe.model)), standardize=True)["totals"]
-    rm = sample.standard_units(drawn["scores"]["rm"])  # as `both` holds it
-    drawn["scores"] |= {"both": both, "dpo": [b - r for b, r in zip(both, rm)]}
+        f"model.adapter={drawn['start']}", "seed=0", f"rewards=[{{name: implicit_reward, model: {dpo}, reference: none}}]"])
+    likelihood = sample.sample(recipe, out.with_name("dpo_top.jsonl"), K, None, PROMPTS, drawn["start"], hint=False,
+                               drawn=(drawn["groups"], model.load_tokenizer(recipe.model)), standardize=True)["totals"]
+    rm = sample.standard_units(drawn["scores"]["rm"])  # the draw already holds the RM's scores: not scored again
+    drawn["scores"] |= {"dpo": likelihood, "both": [r + d for r, d in zip(rm, likelihood)]}
     drawn["dpo"] = dpo
     out.write_text(json.dumps(drawn) + "\n")
     return drawn
