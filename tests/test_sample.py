@@ -1,6 +1,7 @@
 """sample: rejection sampling writes an SFT dataset of the model's own correct answers, and SFT on it helps."""
 
 import json
+import statistics
 
 import pytest
 import yaml
@@ -67,13 +68,15 @@ def test_a_grpo_recipe_keeps_only_answers_at_the_weighted_bar(tiny_sft_run, tmp_
 def test_standardized_rewards_keep_answers_better_than_the_average_drawn_one(tiny_sft_run, tmp_path, capsys):
     recipe = recipes.load(recipes.builtin("tiny_sft.yaml"))
     recipe.method, recipe.data.answer, recipe.data.completion = "grpo", "{answer}", None
-    recipe.rewards = [{"name": "exact_match", "weight": 1.0}]
+    recipe.rewards = [{"name": "exact_match", "weight": 2.0}]
     raw = sample.sample(recipe, tmp_path / "raw.jsonl", k=4, prompts=40, adapter=str(tiny_sft_run))
     # in standard units a right answer is above the draw's average and a wrong one below: the default bar
-    # (0) keeps the prompts the raw bar (1.0) keeps, scored in units that another reward's scale cannot swamp
+    # (0) keeps the prompts the raw bar (2.0, the top) keeps, scored in units that another reward's scale
+    # cannot swamp; the weighted total is in standard units too
     report = sample.sample(recipe, tmp_path / "std.jsonl", k=4, prompts=40, drawn=raw["drawn"], standardize=True)
     assert report["min_reward"] == 0.0 and "scored >= 0 standard units" in capsys.readouterr().out
     assert abs(sum(report["totals"])) < 1e-9 and 0 < report["kept"] == raw["kept"] < 40
+    assert statistics.pstdev(report["totals"]) == pytest.approx(1.0)  # so --min-reward 1: a deviation above it
     assert (tmp_path / "std.jsonl").read_text().count('"completion"') == raw["kept"]
     assert sample.standard_units([None, 1.0, 2.0, 3.0]) == [None, -1.224744871391589, 0.0, 1.224744871391589]
     assert sample.standard_units([5.0, 5.0]) == [0.0, 0.0]  # a reward that tells no answer apart adds nothing

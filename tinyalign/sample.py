@@ -6,8 +6,9 @@ an SFT recipe is scored by exact match against its completion). The best answer 
 when it scores at least R (default: every reward at its top score), duplicates dropped, and written
 as an SFT dataset: the columns the recipe's templates read, plus `completion`. With --standardize each
 reward is first put in standard units over all the drawn answers, so rewards on different scales (two
-learned ones: a reward model and a DPO run's likelihood) count as their weights say, and the default bar
-becomes 0: a prompt's best answer is kept when it beats the average drawn answer. An SFT recipe trains
+learned ones: a reward model and a DPO run's likelihood) count as their weights say, and so is their
+weighted total: the default bar becomes 0, a prompt's best answer kept when it beats the average drawn
+answer, and --min-reward 1 keeps those one standard deviation above it. An SFT recipe trains
 on it directly with
 
     data: {source: best.jsonl, prompt: "{question}", completion: "{completion}"}
@@ -96,6 +97,8 @@ def sample(recipe, out, k: int = 8, min_reward: float | None = None, prompts: in
     if standardize:
         scores = [standard_units(s) for s in scores]
     totals = [sum(w * (s[i] or 0.0) for w, s in zip(weights, scores)) for i in range(len(flat))]
+    if standardize:  # and the total too, so that a bar of 1 is one standard deviation above the average answer
+        totals = standard_units(totals)
 
     # ── keep the best per prompt; among equal scores, the answer the model gave most often
     written = [c for c in data.template_columns(spec.prompt) + data.template_columns(reference) if c != "completion"]
@@ -154,8 +157,9 @@ def main(argv=None):
     parser.add_argument("--min-reward", type=float, help="keep a prompt's best answer if its weighted reward "
                                                          "is at least this (default: every reward at its top score)")
     parser.add_argument("--standardize", action="store_true",
-                        help="each reward in standard units over the drawn answers before weighting (then the "
-                             "default bar is 0: better than the average answer)")
+                        help="each reward, and their weighted total, in standard units over the drawn answers "
+                             "(then the default bar is 0: better than the average answer; 1: a standard deviation "
+                             "above it)")
     parser.add_argument("--out", required=True, help="the JSONL file to write, e.g. best.jsonl")
     parser.add_argument("--prompts", type=positive_int, help="sample this many training prompts (default: all)")
     parser.add_argument("--adapter", help="sample from this adapter instead (a run directory or checkpoint-N)")
