@@ -78,6 +78,16 @@ def test_standardized_rewards_keep_answers_better_than_the_average_drawn_one(tin
     assert abs(sum(report["totals"])) < 1e-9 and 0 < report["kept"] == raw["kept"] < 40
     assert statistics.pstdev(report["totals"]) == pytest.approx(1.0)  # so --min-reward 1: a deviation above it
     assert (tmp_path / "std.jsonl").read_text().count('"completion"') == raw["kept"]
+    # --top: of those, the surest share, in the drawn order
+    every = sample.sample(recipe, tmp_path / "all.jsonl", k=4, prompts=40, drawn=raw["drawn"], standardize=True,
+                          min_reward=float("-inf"))
+    half = sample.sample(recipe, tmp_path / "half.jsonl", k=4, prompts=40, drawn=raw["drawn"], standardize=True,
+                         min_reward=float("-inf"), top=0.5)
+    rows = [json.loads(line) for line in open(tmp_path / "all.jsonl")]
+    surest = [json.loads(line) for line in open(tmp_path / "half.jsonl")]
+    assert half["kept"] == (every["kept"] + 1) // 2 and surest == [row for row in rows if row in surest]
+    assert min(row["reward"] for row in surest) >= max(row["reward"] for row in rows if row not in surest)
+    assert "the surest 50% of them: " in capsys.readouterr().out
     assert sample.standard_units([None, 1.0, 2.0, 3.0]) == [None, -1.224744871391589, 0.0, 1.224744871391589]
     assert sample.standard_units([5.0, 5.0]) == [0.0, 0.0]  # a reward that tells no answer apart adds nothing
 
@@ -95,6 +105,7 @@ def test_the_written_file_is_an_sft_dataset_the_recipe_loads(tmp_path):
 @pytest.mark.parametrize("make, message", [
     (lambda t: [str(t)], "is not a run directory"),
     (lambda t: [str(recipes.builtin("tiny_sft.yaml")), "data.prompt=null"], "builds prompts from data.prompt"),
+    (lambda t: [str(recipes.builtin("tiny_sft.yaml")), "--top", "1.5"], "--top is a share of the prompts"),
 ])
 def test_mistakes_end_in_one_line(tmp_path, capsys, make, message):
     out = tmp_path / "out.jsonl"

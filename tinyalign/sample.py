@@ -19,6 +19,7 @@ over and over homogenises the answers: once or twice is where it helps.
 
 import argparse
 import json
+import math
 from collections import Counter
 
 from . import files
@@ -39,12 +40,13 @@ def load_target(target, overrides=()) -> tuple:
 
 def sample(recipe, out, k: int = 8, min_reward: float | None = None, prompts: int | None = None,
            adapter: str | None = None, batch_size: int = 64, hint: bool = True, drawn: tuple | None = None,
-           standardize: bool = False) -> dict:
+           standardize: bool = False, top: float | None = None) -> dict:
     """Sample, score, keep the best answer per prompt; write `out` (JSONL). Returns {kept, total, out, ...,
     drawn, rows, totals}: `drawn` (the answers and the tokenizer) passed back with the same model, prompts and
     k scores them under another recipe's rewards without sampling again; `rows` are the prompts' dataset rows
     and `totals` every answer's weighted reward, k per row in `drawn`'s order.
 
+    `top`: of the prompts whose best answer passes the bar, keep this share, those whose best scored highest.
     `hint`: end with the data section an SFT recipe trains on it with (a caller that trains on it itself: off)."""
     from tqdm.auto import tqdm
     from transformers import set_seed
@@ -57,6 +59,8 @@ def sample(recipe, out, k: int = 8, min_reward: float | None = None, prompts: in
         raise UserError("sample builds prompts from data.prompt (a template such as \"{question}\"); set it")
     if k < 1 or (prompts is not None and prompts < 1):
         raise UserError("--k and --prompts must be at least 1")
+    if top is not None and not 0 < top <= 1:
+        raise UserError(f"--top is a share of the prompts, above 0 and at most 1, not {top:g}")
     out = files.check_jsonl_out(out, columns=("completion", "reward"), inputs=[spec.source])
     reward_fns = [rewards.resolve(s) for s in recipe.rewards] or [solve_rate.accuracy_reward(recipe)]
     weights = [float(s.get("weight", 1.0)) for s in recipe.rewards] or [1.0]
@@ -114,6 +118,11 @@ def sample(recipe, out, k: int = 8, min_reward: float | None = None, prompts: in
             continue
         seen.add(key)
         kept.append({**{c: row[c] for c in written}, "completion": answer, "reward": total})
+    passed, surest = len(kept), ""
+    if top is not None:  # the surest share, in the drawn order
+        chosen = sorted(range(passed), key=lambda i: -kept[i]["reward"])[:math.ceil(top * passed)]
+        kept = [kept[i] for i in sorted(chosen)]
+        surest = f"; the surest {top:.0%} of them: {len(kept)}"
 
     # ── write atomically: a killed run leaves no half a dataset behind
     files.write_jsonl(out, kept)
@@ -122,11 +131,11 @@ def sample(recipe, out, k: int = 8, min_reward: float | None = None, prompts: in
               "samples_at_bar": sum(t >= min_reward for t in totals) / max(1, len(totals)), "drawn": drawn,
               "rows": rows, "totals": totals}
     if min_reward == float("-inf"):  # no bar: every prompt's best (less empty and duplicate answers)
-        print(f"kept the best of {k} answers for {len(kept)}/{len(rows)} prompts; wrote {out}")
+        print(f"kept the best of {k} answers for {passed}/{len(rows)} prompts{surest}; wrote {out}")
     else:
         units = " standard units" if standardize else ""
-        print(f"kept {len(kept)}/{len(rows)} prompts ({len(kept) / max(1, len(rows)):.1%}) whose best of {k} answers "
-              f"scored >= {min_reward:g}{units}; {report['samples_at_bar']:.1%} of all samples did; wrote {out}")
+        print(f"kept {passed}/{len(rows)} prompts ({passed / max(1, len(rows)):.1%}) whose best of {k} answers scored "
+              f">= {min_reward:g}{units}; {report['samples_at_bar']:.1%} of all samples did{surest}; wrote {out}")
     if hint:
         system = f", system: {json.dumps(spec.system)}" if spec.system else ""
         print(f"train on it with  data: {{source: {out}, prompt: {json.dumps(spec.prompt)}, "
@@ -160,6 +169,8 @@ def main(argv=None):
                         help="each reward, and their weighted total, in standard units over the drawn answers "
                              "(then the default bar is 0: better than the average answer; 1: a standard deviation "
                              "above it)")
+    parser.add_argument("--top", type=float, help="of the prompts whose best answer passes the bar, keep this share: "
+                                                  "those whose best scored highest (e.g. 0.5)")
     parser.add_argument("--out", required=True, help="the JSONL file to write, e.g. best.jsonl")
     parser.add_argument("--prompts", type=positive_int, help="sample this many training prompts (default: all)")
     parser.add_argument("--adapter", help="sample from this adapter instead (a run directory or checkpoint-N)")
@@ -167,7 +178,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     recipe, adapter = load_target(args.recipe, args.overrides)
     sample(recipe, args.out, args.k, args.min_reward, args.prompts, args.adapter or adapter, args.batch_size,
-           standardize=args.standardize)
+           standardize=args.standardize, top=args.top)
 
 
 if __name__ == "__main__":
