@@ -14,7 +14,9 @@ sums GRPO recipe, seed 0), and the rule (`math_accuracy`) and the reward model s
    "agreed" picks), and one epoch of DPO (`recipes/smollm2_word_dpo.yaml`: sigmoid + an SFT term) on its top
    answer over its bottom one;
 3. held-out greedy accuracy on 500 sums, each policy paired against the start (95 % interval).
-"above": only the prompts whose kept answer scores above the average drawn answer. With --dpo (a DPO run on
+"above": only the prompts whose kept answer scores above the average drawn answer; "sure" and "surest", half and one
+standard deviation above it; "half": the half of the prompts whose kept answer scores highest (`sample --top 0.5`,
+the loop's --with-dpo filter). With --dpo (a DPO run on
 the same votes, continuing the start), its likelihood (`implicit_reward`, `reference: none`) scores every
 answer too, and "both" is the reward model and that likelihood in standard units, summed (`tinyalign.sample
 --standardize`).
@@ -28,7 +30,7 @@ import math
 import sys
 from collections import Counter, defaultdict
 from pathlib import Path
-from statistics import mean
+from statistics import mean, pstdev
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
@@ -120,13 +122,16 @@ def write_sets(drawn: dict, work: Path) -> dict[str, tuple[str, Path]]:
     from tinyalign import files
 
     # what each reward trains: the rule's right answers (and DPO on them); from a learned reward every prompt's
-    # top answer, those drawn twice, those above the average answer, and DPO; from both together the first and third
-    variants = {"rule": ("top", "dpo"), "rm": ("top", "agreed", "above", "dpo"), "both": ("top", "above")}
-    names = {"top": "sft_{}", "agreed": "sft_{}_agreed", "above": "sft_{}_above", "dpo": "dpo_{}"}
+    # top answer, those drawn twice, those above the average answer, and DPO; from both together the top answers,
+    # those above the average, those half or one standard deviation above it ("sure", "surest"), and the surest half
+    variants = {"rule": ("top", "dpo"), "rm": ("top", "agreed", "above", "dpo"),
+                "both": ("top", "above", "sure", "surest", "half")}
+    names = {"top": "sft_{}", "agreed": "sft_{}_agreed", "above": "sft_{}_above", "sure": "sft_{}_sure",
+             "surest": "sft_{}_surest", "half": "sft_{}_half", "dpo": "dpo_{}"}
     sets = {}
     for reward in [r for r in variants if r in drawn["scores"]]:
-        average = mean(drawn["scores"][reward])
-        kept = {"top": [], "agreed": [], "above": [], "dpo": []}
+        average, spread = mean(drawn["scores"][reward]), pstdev(drawn["scores"][reward])
+        kept, top_scores = {variant: [] for variant in names}, []
         for row, chat, c in zip(drawn["rows"], drawn["chats"], choices(drawn, reward)):
             hi, lo = c["top"], c["bottom"]
             best, worst = c["texts"][hi], c["texts"][lo]
@@ -134,13 +139,17 @@ def write_sets(drawn: dict, work: Path) -> dict[str, tuple[str, Path]]:
                 continue  # the rule keeps right answers only; a learned score has no top, so it keeps every prompt
             keep = {"question": row["question"], "answer": row["answer"], "completion": best}
             kept["top"].append(keep)
+            top_scores.append(c["scores"][hi])
             if c["copies"][best] >= 2:
                 kept["agreed"].append(keep)
-            if c["scores"][hi] > average:
-                kept["above"].append(keep)
+            for variant, bar in (("above", 0), ("sure", 0.5), ("surest", 1)):
+                if c["scores"][hi] > average + bar * spread:
+                    kept[variant].append(keep)
             if c["scores"][hi] > c["scores"][lo] and best != worst:
                 kept["dpo"].append({"prompt": chat, "chosen": [{"role": "assistant", "content": best}],
                                     "rejected": [{"role": "assistant", "content": worst}]})
+        surest = sorted(range(len(top_scores)), key=lambda i: -top_scores[i])[:math.ceil(len(top_scores) / 2)]
+        kept["half"] = [kept["top"][i] for i in sorted(surest)]  # as `sample --top 0.5` keeps them
         for variant in variants[reward]:
             name, rows = names[variant].format(reward), kept[variant]
             method = "dpo" if variant == "dpo" else "sft"

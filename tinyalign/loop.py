@@ -4,7 +4,8 @@
           -> the new checkpoint's answers voted on -> reward model round 2
 
 The policy step is GRPO on the reward model, or (--policy-step filter) best-of-8: the start's answers
-to training prompts, the one the reward model scores highest kept, and one epoch of SFT on them. Beside
+to training prompts, the one the reward model scores highest kept, and one epoch of SFT on them; with
+--with-dpo a DPO run on the same votes scores them too, and the surest half by both is kept. Beside
 it the rule reward takes the same step from the same start: what the learned reward should reach.
 The annotators (tinyalign.annotators) vote through the app's vote store and its DPO export, so the
 reward model trains on exactly what real votes would give it.
@@ -15,6 +16,7 @@ reward model trains on exactly what real votes would give it.
     python -m tinyalign.loop run ... --judge runs/tiny_judge_sft   # a pairwise judge scored beside the RM
     python -m tinyalign.loop run --task smollm2-sums --sft runs/smollm2_sums_sft --out runs/loop-sums   # SmolLM2, ~21 min
     python -m tinyalign.loop run --task smollm2-sums --sft ... --policy-step filter --out ...   # best-of-8, then SFT
+    python -m tinyalign.loop run --task smollm2-sums --sft ... --policy-step filter --with-dpo --out ...
 """
 
 import json
@@ -50,6 +52,8 @@ class Task:
     votes_prompts: int = 1000
     filter_prompts: int = 600  # training prompts the filter samples 8 answers to
     filter_overrides: tuple[str, ...] = ()  # the SFT recipe's settings for one epoch on the picks
+    dpo: Path | None = None  # --with-dpo: DPO on round 1's pairs, whose likelihood ranks beside the RM
+    dpo_overrides: tuple[str, ...] = ()
 
 
 TASKS = {
@@ -57,7 +61,9 @@ TASKS = {
     # on the policy: 1000 prompts gave ~670 pairs from the young tiny policy. From ~100 pairs (300 prompts on
     # a stronger start) the reward model learned the training pairs by heart and ranked held-out ones at chance.
     "tiny": Task(builtin("tiny_sft.yaml"), builtin("tiny_rm.yaml"), builtin("tiny_grpo.yaml"), builtin("tiny_sft.yaml"),
-                 filter_overrides=("train.learning_rate=5e-4", "train.lr_scheduler_type=constant")),
+                 filter_overrides=("train.learning_rate=5e-4", "train.lr_scheduler_type=constant"),
+                 dpo=builtin("tiny_dpo.yaml"), dpo_overrides=("model.quantization=none", "data.limit=null",
+                                                               "data.prompt=null", "data.chosen=null", "data.rejected=null")),
     # SmolLM2 on sums. From its base nearly every pair is two rambling answers, "both bad" with the sum as
     # the edit: the RM learns the edit's look and GRPO finds any bare number. From an SFT start that answers
     # bare (smollm2_sums_sft.yaml) the pairs differ in the number only. The RM then starts from that policy
@@ -71,7 +77,11 @@ TASKS = {
                          rm_overrides=("model.policy=null", "train.max_length=128", "data.mismatched_pairs=true",
                                        "train.num_train_epochs=3"),
                          learned_reward_overrides=("train.beta=0.1",),
-                         filter_overrides=("train.learning_rate=2e-4", "train.lr_scheduler_type=constant")),
+                         filter_overrides=("train.learning_rate=2e-4", "train.lr_scheduler_type=constant"),
+                         # one epoch (70 steps on ~560 pairs); the sums' prompt and bare answer fit 128 tokens
+                         dpo=builtin("smollm2_word_dpo.yaml"),
+                         dpo_overrides=("train.max_steps=null", "train.num_train_epochs=1", "train.max_length=128",
+                                        "generation.max_new_tokens=16")),
 }
 
 
@@ -96,11 +106,13 @@ def judge_agreement(judge, pairs_file) -> float | None:
 
 
 def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int = 30, baseline: bool = True,
-             seed: int = 0, judge: str | None = None, task: str = "tiny", policy_step: str = "grpo") -> list[dict]:
+             seed: int = 0, judge: str | None = None, task: str = "tiny", policy_step: str = "grpo",
+             with_dpo: bool = False) -> list[dict]:
     """Two rounds of votes -> RM -> a policy step on the RM; returns one row per round (and the rule baseline).
 
     `sft`: the starting policy's run directory (None: the base model). `task`: a name in TASKS.
     `policy_step`: "grpo" (`grpo_steps` steps) or "filter" (best of 8 by the reward, then SFT on them).
+    `with_dpo`: DPO on the same pairs too; the filter ranks by the RM and the DPO model's likelihood together.
     `judge`: a pairwise judge (a model or a tinyalign.judge run) scored on each round's held-out votes
     beside the RM, so the table shows whether a judge would have served as the reward.
     """
@@ -113,6 +125,8 @@ def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int
     setup = TASKS[task]
     if policy_step not in STEPS:
         raise UserError(f"policy_step must be one of {', '.join(STEPS)}, not {policy_step!r}")
+    if with_dpo and policy_step != "filter":
+        raise UserError("--with-dpo ranks the filter's answers (--policy-step filter); GRPO takes the reward model alone")
     prompts = prompts or setup.votes_prompts
     out = files.check_folder_out(out)
     pair_judge = PairJudge(judge) if judge else None  # loaded on first use, once for both rounds
@@ -124,6 +138,9 @@ def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int
     rm_train = [*setup.rm_overrides, *rm_start, "data.split=train", "data.test_split=test", "overwrite=true"]
     from_start = [f"model.adapter={sft}"] if sft else []
     learned_reward = ["rewards.0.name=reward_model", f"rewards.0.model={out / 'rm-r1'}"]
+    if with_dpo:  # the two learned rewards in standard units, summed (sample's `standardize`)
+        learned_reward = [f"rewards=[{{name: reward_model, model: {out / 'rm-r1'}}}, "
+                          f"{{name: implicit_reward, model: {out / 'dpo-r1'}, reference: none}}]"]
 
     drawn = None  # the filter's answers: one draw from the start, scored under each reward
 
@@ -135,7 +152,10 @@ def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int
             grpo.main([str(setup.grpo), *from_start, "probe=false", "overwrite=true", f"train.max_steps={grpo_steps}",
                        *(setup.learned_reward_overrides if learned else ()), *reward, f"output_dir={run_dir}"])
         else:
-            drawn = best_of(setup, from_start, reward, run_dir, keep_all=learned, drawn=drawn)
+            bar, top = None, None  # the rule keeps right answers only
+            if learned:  # a learned score has no top: every prompt's best; with DPO beside the RM, the surest half
+                bar, top = float("-inf"), SUREST if with_dpo else None
+            drawn = best_of(setup, from_start, reward, run_dir, bar, top, drawn, standardize=learned and with_dpo)
     label = STEPS[policy_step]
 
     # round 1: the start's answers, voted; an RM (fresh, or from the start where the task says); the step on it alone
@@ -144,8 +164,15 @@ def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int
     print_votes(1, votes1, split_pairs(db1, out / "pairs-r1", seed=seed))
     say(f"round 1: a reward model on those pairs -> {out / 'rm-r1'}")
     rm.main([str(setup.rm), f"data.source={out / 'pairs-r1'}", *rm_train, f"output_dir={out / 'rm-r1'}"])
+    if with_dpo:  # a second reward from the same votes: it errs on other answers than the RM (bench/RESULTS.md)
+        from . import dpo
+
+        say(f"round 1: DPO on the same pairs, from the start -> {out / 'dpo-r1'}")
+        dpo.main([str(setup.dpo), f"data.source={out / 'pairs-r1'}", "data.split=train", "data.test_split=test",
+                  *setup.dpo_overrides, f"model.adapter={sft or 'null'}", "overwrite=true", f"output_dir={out / 'dpo-r1'}"])
     learned_run, rule_run = out / f"{policy_step}-r1", out / f"{policy_step}-rule"
-    say(f"round 1: {label} on the reward model alone -> {learned_run}")
+    rewards = "the reward model and the DPO model's likelihood" if with_dpo else "the reward model alone"
+    say(f"round 1: {label} on {rewards} -> {learned_run}")
     step(learned_reward, learned_run, learned=True)
     policies = {f"{policy_step}_rm": str(learned_run)}
     if baseline:  # the rule reward from the same start with the same budget: what the learned one should reach
@@ -163,6 +190,7 @@ def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int
 
     rm1 = held_out_stats(out / "rm-r1")["accuracy"]
     table.append({"round": 1, "votes": votes1["votes"], "rm_accuracy": rm1,
+                  **({"dpo_likelihood_accuracy": dpo_likelihood(out / "dpo-r1")} if with_dpo else {}),
                   "judge_agreement": judge_agreement(pair_judge, out / "pairs-r1" / "test.jsonl"),
                   **scored(f"{policy_step}_rm")})
     if baseline:
@@ -196,21 +224,35 @@ def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int
 
 
 STEPS = {"grpo": "GRPO", "filter": "best-of-8 then SFT"}  # the policy steps, as the console names them
+# --with-dpo keeps the surest half of the prompts. SmolLM2's sums (bench/RESULTS.md): the pair's best answer
+# was right for 385 of 600 prompts, for 269 of the surest 300. One epoch on the 536 above the average drawn
+# answer gained 0.46-0.79 of the rule's gain (six runs), on the 315 a deviation above it 0.68-0.94 (six), on
+# the surest 300 0.66-0.77 (three). A share, not a bar: the likelihood is bounded above, so its top picks
+# crowd below one deviation, where a bar moves the kept count by hundreds
+SUREST = 0.5
 
 
-def best_of(setup: Task, from_start: list[str], reward: list[str], run_dir: Path, keep_all: bool,
-            drawn: tuple | None = None, k: int = 8) -> tuple:
-    """The filter: `k` of the start's answers to the task's training prompts, the best by `reward` kept (every
-    prompt's when `keep_all`: a learned score has no top, the rule's only a right answer), one epoch of SFT on
-    them. `drawn`: the answers an earlier call sampled from the same start, scored again; returns them."""
+def best_of(setup: Task, from_start: list[str], reward: list[str], run_dir: Path, bar: float | None,
+            top: float | None = None, drawn: tuple | None = None, k: int = 8, standardize: bool = False) -> tuple:
+    """The filter: `k` of the start's answers to the task's training prompts, each prompt's best by `reward`
+    kept where it scores `bar` or more (`sample`'s min_reward: None, the reward's top), the surest `top`
+    share of those, one epoch of SFT on them. `drawn`: the answers an earlier call sampled from the same
+    start, scored again; returns them."""
     from . import sample, sft
 
     picks = run_dir.with_name(run_dir.name + "-picks.jsonl")
     recipe, adapter = sample.load_target(setup.grpo, [*from_start, *reward])
-    report = sample.sample(recipe, picks, k, float("-inf") if keep_all else None, setup.filter_prompts, adapter,
-                           hint=False, drawn=drawn)
+    report = sample.sample(recipe, picks, k, bar, setup.filter_prompts, adapter, hint=False, drawn=drawn,
+                           standardize=standardize, top=top)
     sft.main([str(setup.sft), *from_start, *filter_sft_overrides(setup, picks), "overwrite=true", f"output_dir={run_dir}"])
     return report["drawn"]
+
+
+def dpo_likelihood(run_dir: Path) -> float:
+    """How often a DPO run's own likelihood sided with its held-out votes (`tinyalign.dpo` measured it)."""
+    from .rewards.implicit import METRICS
+
+    return json.loads((run_dir / METRICS).read_text())["likelihood_accuracy"]
 
 
 def filter_sft_overrides(setup: Task, picks: Path) -> list[str]:
@@ -237,7 +279,8 @@ def print_votes(round_: int, votes: dict, pairs: dict) -> None:
 
 
 def print_table(table: list[dict], policy_step: str) -> None:
-    shares = ["rm_accuracy", "rm_r1_on_r2", "judge_agreement", "start_accuracy", "policy_accuracy"]
+    dpo = ["dpo_likelihood_accuracy"] if "dpo_likelihood_accuracy" in table[0] else []
+    shares = ["rm_accuracy", *dpo, "rm_r1_on_r2", "judge_agreement", "start_accuracy", "policy_accuracy"]
 
     def fmt(key, v):  # a share that came out whole (an RM right on every pair) is still a share
         return "-" if v is None else f"{v:.1%}" if key in shares else str(v)
@@ -280,6 +323,9 @@ def main(argv=None):
     loop.add_argument("--prompts", type=positive_int, help="prompts voted on per round (default: the task's)")
     loop.add_argument("--policy-step", choices=list(STEPS), default="grpo",
                       help="grpo: GRPO on the learned reward; filter: best of 8 answers by it, then one epoch of SFT")
+    loop.add_argument("--with-dpo", action="store_true",
+                      help="DPO on the same votes too; the filter ranks answers by the reward model and the DPO "
+                           "model's likelihood in standard units, and keeps the surest half of the prompts")
     loop.add_argument("--grpo-steps", type=positive_int, default=30)
     loop.add_argument("--no-baseline", action="store_true", help="skip the policy step on the rule reward")
     loop.add_argument("--seed", type=int, default=0, help="sampling and held-out split; the README's table: 0, 1, 2")
@@ -298,7 +344,7 @@ def main(argv=None):
         print(f"recorded {done['votes']} votes in {args.db}: " + ", ".join(f"{k} {n}" for k, n in done["by_vote"].items()))
     else:
         run_loop(args.sft, args.out, args.prompts, args.grpo_steps, not args.no_baseline, args.seed, args.judge,
-                 args.task, args.policy_step)
+                 args.task, args.policy_step, args.with_dpo)
 
 
 if __name__ == "__main__":
