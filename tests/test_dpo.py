@@ -99,3 +99,16 @@ def test_the_dpo_run_s_implicit_reward_orders_the_pairs_it_learned_and_unseen_on
         resolve({"name": "implicit_reward", "model": str(tiny_sft_run)})
     with pytest.raises(UserError, match="not a finished DPO run"):
         resolve({"name": "implicit_reward", "model": str(dpo_run / "nowhere")})
+
+
+def test_a_vote_store_under_the_recipe_s_templates_is_one_line_naming_the_fix(tmp_path, capsys):
+    # exported votes are whole conversations; the shipped recipe's templates ({question}) read a task file
+    turn = [{"role": "user", "content": "2+2"}]
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"prompt": turn, "chosen": [{"role": "assistant", "content": "4"}],
+                                 "rejected": [{"role": "assistant", "content": "5"}]}) + "\n")
+    out = tmp_path / "dpo"
+    with pytest.raises(SystemExit) as exit_:
+        dpo.main([RECIPE, "model.adapter=null", f"data.source={pairs}", "data.test_split=null", f"output_dir={out}"])
+    assert exit_.value.code == 2 and not out.exists()
+    assert "set data.prompt, data.chosen and data.rejected to null" in capsys.readouterr().err

@@ -126,8 +126,11 @@ def check_columns(dataset, spec: Data, method: str) -> None:
     for key, columns in needed_columns(spec, method).items():
         for column in columns:
             if column not in have:
+                whole = method in ("dpo", "rm") and {"prompt", "chosen", "rejected"} <= set(have)
                 raise UserError(f"data.{key} names column {column!r}, which {spec.source} lacks; "
-                                f"its columns: {', '.join(have)}")
+                                f"its columns: {', '.join(have)}" + (
+                                    "; its rows are whole preference pairs already (a vote store, exported "
+                                    "pairs): set data.prompt, data.chosen and data.rejected to null" if whole else ""))
     if method in ("dpo", "rm") and not spec.prompt and "prompt" not in have:
         raise UserError(f"data: {spec.source} has no prompt column ({', '.join(have)}); "
                         "set data.prompt to a template such as \"{question}\"")
