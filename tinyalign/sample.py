@@ -8,8 +8,8 @@ as an SFT dataset: the columns the recipe's templates read, plus `completion`. W
 reward is first put in standard units over all the drawn answers, so rewards on different scales (two
 learned ones: a reward model and a DPO run's likelihood) count as their weights say, and so is their
 weighted total: the default bar becomes 0, a prompt's best answer kept when it beats the average drawn
-answer, and --min-reward 1 keeps those one standard deviation above it. An SFT recipe trains
-on it directly with
+answer, and --min-reward 1 keeps those one standard deviation above it. --top 0.5 keeps, of the prompts
+that pass, the half whose best answer scored highest. An SFT recipe trains on it directly with
 
     data: {source: best.jsonl, prompt: "{question}", completion: "{completion}"}
 
