@@ -549,6 +549,23 @@ def test_callback_warns_once_per_symptom(tmp_path, capsys):
     assert "at step" in warnings[0] and "raise beta" in warnings[0] and "train.beta=0.08" in warnings[0]
 
 
+def test_the_verdict_at_the_end_names_a_dip_the_run_recovered_from_apart(tmp_path, capsys):
+    # a reward model continued on twice the pairs (the loop's round 2): its margins dip, then grow past where
+    # they began (logged every 5 steps, runs/loop-dpo/s0/rm-r2 on SmolLM2's sums; 96.4 % held out)
+    margins = [3.49, 3.25, 1.92, 2.09, 2.24, 2.67, 2.38, 2.08, 1.53, 1.45, 1.87, 3.3, 2.98, 2.69, 2.07, 2.1, 2.68,
+               3.06, 3.68, 3.58, 3.21, 3.19, 3.41, 3.3, 3.36, 3.42, 4.0, 3.88, 4.27, 3.67, 3.7, 4.03, 4.13, 4.04,
+               4.13, 4.58, 4.22]
+    callback = doctor.DoctorCallback({"method": "rm", "train": {"learning_rate": 5e-4}}, every=5)
+    args = SimpleNamespace(output_dir=str(tmp_path))
+    for step, margin in enumerate(margins, 1):
+        state = SimpleNamespace(global_step=5 * step)
+        callback.on_log(args, state, None, logs={"loss": 0.3, "margin": margin})
+    callback.finish(args, state)  # what tinyalign.rm calls once the held-out pairs are scored
+    err = capsys.readouterr().err
+    assert "doctor: rm_margins_collapsing at step 50" in err  # said when it showed
+    assert "doctor: no symptoms in the logs; warned during the run, gone by its end: rm_margins_collapsing" in err
+
+
 def test_callback_says_at_once_when_a_step_learns_nothing(capsys):
     callback = doctor.DoctorCallback(GRPO_RECIPE, every=10)
     state = SimpleNamespace(global_step=1, is_world_process_zero=True)

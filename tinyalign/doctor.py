@@ -167,17 +167,22 @@ def _callback_class():
 
         def finish(self, args, state):
             """The last check, over the whole run directory (a reward model's rm_metrics.json included),
-            and the one-line verdict."""
-            self._check(args, state)
+            and the one-line verdict: what holds at the end, as `python -m tinyalign.doctor` will report it, and
+            what was warned during the run but no longer shows (a dip the run recovered from)."""
+            final = self._check(args, state)
             if getattr(state, "is_world_process_zero", True):
                 from tqdm.auto import tqdm
 
                 out = getattr(args, "output_dir", None) or "RUN_DIR"
-                verdict = (f"{len(self.warned)} finding(s): {', '.join(sorted(self.warned))}" if self.warned
+                final = self.warned if final is None else final  # a check that failed clears nothing
+                verdict = (f"{len(final)} finding(s): {', '.join(sorted(final))}" if final
                            else "no symptoms in the logs")
+                if gone := self.warned - final:
+                    verdict += f"; warned during the run, gone by its end: {', '.join(sorted(gone))}"
                 tqdm.write(f"doctor: {verdict} (full report: python -m tinyalign.doctor {out})", file=sys.stderr)
 
-        def _check(self, args, state, checks=None, history=None) -> None:
+        def _check(self, args, state, checks=None, history=None) -> "set[str] | None":
+            """Warn once of each symptom found; returns the symptoms found now (None: the check failed)."""
             from tqdm.auto import tqdm  # written above the console's progress bar, not through it
 
             try:
@@ -194,8 +199,10 @@ def _callback_class():
                         hint = f" (try: {' '.join(finding.overrides)})" if finding.overrides else ""
                         tqdm.write(f"doctor: {finding.symptom} at step {state.global_step}: {finding.cause} — "
                                    f"{finding.remedy}{hint}", file=sys.stderr)
+                return {finding.symptom for finding in findings}
             except Exception as e:  # a diagnosis is advice: it must never take a training run down
                 tqdm.write(f"doctor: skipped a check ({type(e).__name__}: {e})", file=sys.stderr)
+                return None
 
     return DoctorCallback
 
