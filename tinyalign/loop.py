@@ -227,8 +227,8 @@ STEPS = {"grpo": "GRPO", "filter": "best-of-8 then SFT"}  # the policy steps, as
 # --with-dpo keeps the surest half of the prompts. SmolLM2's sums (bench/RESULTS.md): the pair's best answer
 # was right for 385 of 600 prompts, for 269 of the surest 300. One epoch on the 536 above the average drawn
 # answer gained 0.46-0.79 of the rule's gain (six runs), on the 315 a deviation above it 0.68-0.94 (six), on
-# the surest 300 0.66-0.77 (three). A share, not a bar: the likelihood is bounded above, so its top picks
-# crowd below one deviation, where a bar moves the kept count by hundreds
+# the surest 300 0.61-0.77 (six). A share, not a bar: the likelihood is bounded above, so its top picks
+# crowd near one deviation, where a bar moves the kept count by hundreds
 SUREST = 0.5
 
 
