@@ -120,6 +120,7 @@ def pick_table(drawn: dict) -> list[tuple[str, int]]:
 def write_sets(drawn: dict, work: Path) -> dict[str, tuple[str, Path]]:
     """The training sets: {variant: (method, file)}."""
     from tinyalign import files
+    from tinyalign.sample import surest_share
 
     # what each reward trains: the rule's right answers (and DPO on them); from a learned reward every prompt's
     # top answer, those drawn twice, those above the average answer, and DPO; from both together the top answers,
@@ -148,8 +149,7 @@ def write_sets(drawn: dict, work: Path) -> dict[str, tuple[str, Path]]:
             if c["scores"][hi] > c["scores"][lo] and best != worst:
                 kept["dpo"].append({"prompt": chat, "chosen": [{"role": "assistant", "content": best}],
                                     "rejected": [{"role": "assistant", "content": worst}]})
-        surest = sorted(range(len(top_scores)), key=lambda i: -top_scores[i])[:math.ceil(len(top_scores) / 2)]
-        kept["half"] = [kept["top"][i] for i in sorted(surest)]  # as `sample --top 0.5` keeps them
+        kept["half"] = [kept["top"][i] for i in surest_share(top_scores, 0.5)]  # as `sample --top 0.5` keeps them
         for variant in variants[reward]:
             name, rows = names[variant].format(reward), kept[variant]
             method = "dpo" if variant == "dpo" else "sft"

@@ -119,9 +119,8 @@ def sample(recipe, out, k: int = 8, min_reward: float | None = None, prompts: in
         seen.add(key)
         kept.append({**{c: row[c] for c in written}, "completion": answer, "reward": total})
     passed, surest = len(kept), ""
-    if top is not None:  # the surest share, in the drawn order
-        chosen = sorted(range(passed), key=lambda i: -kept[i]["reward"])[:math.ceil(top * passed)]
-        kept = [kept[i] for i in sorted(chosen)]
+    if top is not None:
+        kept = [kept[i] for i in surest_share([row["reward"] for row in kept], top)]
         surest = f"; the surest {top:.0%} of them: {len(kept)}"
 
     # ── write atomically: a killed run leaves no half a dataset behind
@@ -141,6 +140,12 @@ def sample(recipe, out, k: int = 8, min_reward: float | None = None, prompts: in
         print(f"train on it with  data: {{source: {out}, prompt: {json.dumps(spec.prompt)}, "
               f"completion: \"{{completion}}\"{system}}}")
     return report
+
+
+def surest_share(scores: list[float], share: float) -> list[int]:
+    """The indices of the highest `share` of `scores` (rounded up), in their own order."""
+    highest = sorted(range(len(scores)), key=lambda i: -scores[i])[:math.ceil(share * len(scores))]
+    return sorted(highest)
 
 
 def standard_units(scores: list) -> list:
