@@ -159,8 +159,9 @@ def write_sets(drawn: dict, work: Path) -> dict[str, tuple[str, Path]]:
     return sets
 
 
-def train(method: str, start: str, data: Path, run: Path, threads: int, seed: int = 0) -> Path:
-    """One epoch of SFT (the loop filter's settings) or DPO on `data`, from the start; cached."""
+def train(method: str, start: str, data: Path, run: Path, threads: int, seed: int = 0, steps: int | None = None) -> Path:
+    """One epoch of SFT (the loop filter's settings), or `steps` steps of it, or DPO on `data`, from the start;
+    cached."""
     from tinyalign.loop import TASKS, filter_sft_overrides
     from tinyalign.recipe import builtin
 
@@ -168,6 +169,8 @@ def train(method: str, start: str, data: Path, run: Path, threads: int, seed: in
         return run
     if method == "sft":
         command = ["tinyalign.sft", str(builtin("smollm2_sums_sft.yaml")), *filter_sft_overrides(TASKS["smollm2-sums"], data)]
+        if steps:  # after the epoch's settings: max_steps wins over num_train_epochs, cycling the picks
+            command.append(f"train.max_steps={steps}")
     else:  # the sums answers are short: 128 tokens hold prompt and answer; 16 new ones, as the task's
         command = ["tinyalign.dpo", str(builtin("smollm2_word_dpo.yaml")), f"data.source={data}", "train.max_steps=null",
                    "train.num_train_epochs=1", "train.max_length=128", "generation.max_new_tokens=16"]
@@ -177,8 +180,9 @@ def train(method: str, start: str, data: Path, run: Path, threads: int, seed: in
     return run
 
 
-def run_name(variant: str, seed: int) -> str:
-    return variant if seed == 0 else f"{variant}_s{seed}"
+def run_name(variant: str, seed: int, steps: int | None = None) -> str:
+    name = variant if not steps else f"{variant}_{steps}steps"
+    return name if seed == 0 else f"{name}_s{seed}"
 
 
 def rule_of(variant: str) -> str:
@@ -196,6 +200,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds of each policy step (its "
                         "data order: one epoch on near-identical sets moved the gain by 7 points)")
     parser.add_argument("--variants", nargs="+", help="train only these (e.g. sft_rule sft_both_above); default: all")
+    parser.add_argument("--same-steps", action="store_true", help="train each learned reward's SFT set for as many "
+                        "steps as the rule's epoch takes (the same budget counted in updates, not in epochs)")
     parser.add_argument("--draw-from", type=Path, help="start --work from another's draw (same start and RM; its "
                                                          "rule and RM scores), e.g. to score it with another --dpo")
     args = parser.parse_args()
@@ -206,6 +212,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    from tinyalign import recipe as recipes
     from tinyalign.recipe import builtin
     from tinyalign.solve_rate import held_out_verdicts, paired_interval95
 
@@ -220,7 +227,12 @@ def main() -> None:
     picks = pick_table(drawn)
     sets = write_sets(drawn, args.work)
     wanted = set(args.variants or sets) | {rule_of(name) for name in args.variants or sets}  # each beside its rule
-    runs = {(name, seed): train(method, args.start, path, args.work / run_name(name, seed), args.threads, seed)
+    batch = recipes.load(builtin("smollm2_sums_sft.yaml")).train["per_device_train_batch_size"]
+    rule_steps = math.ceil(sum(1 for _ in open(sets["sft_rule"][1])) / batch)
+    steps = {name: rule_steps if args.same_steps and method == "sft" and name != "sft_rule" else None
+             for name, (method, _) in sets.items()}
+    runs = {(name, seed): train(method, args.start, path, args.work / run_name(name, seed, steps[name]), args.threads,
+                                seed, steps[name])
             for name, (method, path) in sets.items() if name in wanted for seed in args.seeds}
     cache = args.work / "verdicts.json"
     right = json.loads(cache.read_text()) if cache.is_file() else {}
@@ -242,13 +254,13 @@ def main() -> None:
     for (name, seed), (gain, low, high) in gains.items():
         rule = means[rule_of(name)]
         rows = sum(1 for _ in open(args.work / f"{name}.jsonl"))
-        print(f"| {name} | {rows} | {seed} | {mean(right[run_name(name, seed)]):.1%} | {100 * gain:+.1f} "
+        print(f"| {run_name(name, 0, steps[name])} | {rows} | {seed} | {mean(right[runs[name, seed].name]):.1%} | {100 * gain:+.1f} "
               f"({100 * low:+.1f} to {100 * high:+.1f}) | {gain / rule:.2f} |")
     if len(args.seeds) > 1:
         print("\nmean gain over the seeds: " + ", ".join(f"{name} {100 * g:+.1f}" for name, g in means.items()))
     out = args.work / "results.json"
     out.write_text(json.dumps({"threads": args.threads, "rm": args.rm, "dpo": args.dpo, "picks": picks,
-                               "gains": {run_name(*key): gain for key, gain in gains.items()},
+                               "gains": {runs[key].name: gain for key, gain in gains.items()},
                                "start": mean(right["start"])}, indent=1) + "\n")
     print(f"\nwrote {out}")
 
