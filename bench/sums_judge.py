@@ -2,6 +2,7 @@
 
     python bench/sums_judge.py --seeds 0 1 --threads 2      # a judge: ~13 min on 2 Intel cores (9 to train, 4 to judge), ~24 on AMD
     python bench/sums_judge.py --seeds 0 --threads 2 --rl   # then step (b) on each distilled judge (+~20 min on AMD)
+    python bench/sums_judge.py --seeds 0 --threads 2 --rl --hard   # step (b) on the pairs it gets wrong only
     options: [--votes runs/loop-sft/s0b/votes-r1.sqlite] [--work runs/sumjudge] [judge SFT overrides ...]
 
 The votes are a sums loop's round 1 (600 votes by the annotator rule on the SFT start's answers), made on
@@ -17,7 +18,8 @@ judgements from it (`python -m tinyalign.judge traces --from-reference`, both or
 position bias, unparsed rate (the figures of `python -m tinyalign.judge eval`). With --rl, each distilled
 judge then takes GRPO steps (`recipes/smollm2_judge_grpo.yaml`, RM-R1's step (b)) on the training pairs in
 both orders (`python -m tinyalign.judge verdicts`), reward 1 when its verdict names the voted answer, and is
-judged the same way. Each stage is cached in --work; prints a Markdown table and writes WORK/results.json.
+judged the same way; with --hard, only on the training pairs the distilled judge does not already get right in
+both orders (`judge verdicts --judge`: it judges all of them greedily first). Each stage is cached in --work; prints a Markdown table and writes WORK/results.json.
 """
 
 import argparse
@@ -72,6 +74,18 @@ def judged(judge: Path, test: Path, out: Path) -> dict:
     return report
 
 
+def hard_verdicts(judge: Path, train_pairs: Path) -> Path:
+    """`python -m tinyalign.judge verdicts --judge JUDGE`: both orders of the training pairs the judge does not
+    already get right (greedy, in both orders); cached beside the judge."""
+    out = judge / "verdicts_hard.jsonl"
+    if not out.is_file():
+        from tinyalign import judge as judging
+
+        judging.main(["verdicts", "--pairs", str(train_pairs), "--judge", str(judge), "--out", str(out),
+                      "--max-new-tokens", str(MAX_NEW_TOKENS)])
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -79,12 +93,18 @@ def main() -> None:
     parser.add_argument("--votes", type=Path, default=Path("runs/loop-sft/s0b/votes-r1.sqlite"))
     parser.add_argument("--work", type=Path, default=Path("runs/sumjudge"))
     parser.add_argument("--rl", action="store_true", help="then GRPO on each distilled judge (step b)")
+    parser.add_argument("--hard", action="store_true", help="RL on the training pairs the distilled judge gets wrong")
+    parser.add_argument("--rl-seed", type=int, help="the GRPO seed (default: the distilled judge's)")
+    parser.add_argument("--rl-lr", type=float, help="the GRPO learning rate (default: the recipe's)")
     parser.add_argument("--rl-steps", type=int, default=20, help="GRPO steps of 4 judge prompts x 8 judgements")
     args, overrides = parser.parse_known_args()
     import torch
 
     torch.set_num_threads(args.threads)
     from tinyalign import files, judge as judging
+    from tinyalign.recipe import builtin, load
+
+    rl_lr = args.rl_lr or load(builtin("smollm2_judge_grpo.yaml")).train["learning_rate"]
 
     folder = pairs(args.votes, args.work / "pairs")
     traces = args.work / "traces.jsonl"
@@ -99,9 +119,16 @@ def main() -> None:
         reports.append({"judge": "distilled", "seed": seed, "train_s": sft["train_s"],
                         **judged(sft["run"], folder / "test.jsonl", sft["run"] / "bench_eval.json")})
         if args.rl:
-            rl = train("grpo", args.work / f"judge_T{args.threads}_S{seed}_rl{args.rl_steps}", verdicts, seed, args.threads,
-                       [f"model.adapter={sft['run']}", f"train.max_steps={args.rl_steps}", *RL])
-            reports.append({"judge": f"RL, {args.rl_steps} steps", "seed": seed, "train_s": rl["train_s"],
+            rl_seed = seed if args.rl_seed is None else args.rl_seed
+            data, name = verdicts, f"judge_T{args.threads}_S{seed}_rl{args.rl_steps}"
+            if args.hard:
+                data, name = hard_verdicts(sft["run"], folder / "train.jsonl"), f"{name}_hard"
+            name += f"_lr{rl_lr:g}" + (f"_s{rl_seed}" if rl_seed != seed else "")  # a cached run names its settings
+            rl = train("grpo", args.work / name, data, rl_seed, args.threads,
+                       [f"model.adapter={sft['run']}", f"train.max_steps={args.rl_steps}", f"train.learning_rate={rl_lr}",
+                        *RL])
+            what = f"RL on the pairs it gets wrong, lr {rl_lr:g}" if args.hard else f"RL, lr {rl_lr:g}"
+            reports.append({"judge": f"{what}, {args.rl_steps} steps", "seed": rl_seed, "train_s": rl["train_s"],
                             **judged(rl["run"], folder / "test.jsonl", rl["run"] / "bench_eval.json")})
 
     print(f"\n{reports[0]['pairs']} held-out pairs, each judged in both orders; {args.threads} threads\n")

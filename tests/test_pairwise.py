@@ -140,6 +140,36 @@ def test_split_then_verdict_rows_hold_both_orders_and_no_held_out_vote(tmp_path)
     assert trained.isdisjoint(task for task, _, _ in held_out)
 
 
+def test_verdicts_from_a_judge_keep_both_orders_of_the_pairs_it_gets_wrong(tmp_path, monkeypatch, capsys):
+    db = vote_store(tmp_path / "votes.sqlite", n=12)  # task "i+1": people chose i+1 over i+2
+
+    def judge_that(habit):  # a double of the judge's greedy judgements, one habit per task
+        def ask(self, chats, k=1, desc=None):
+            out = []
+            for chat in chats:
+                task, a, b = re.search(r"Task: (\d+)\+1\nAnswer A: (\d+)\nAnswer B: (\d+)", chat[0]["content"]).groups()
+                right = "A" if int(a) == int(task) + 1 else "B"
+                verdict = {"right": right, "one position": "A", "wrong": "B" if right == "A" else "A"}[habit(int(task))]
+                out.append([f"VERDICT: [[{verdict}]]"] * k)
+            return out
+        return ask
+
+    habits = ["right", "one position", "wrong"]
+    monkeypatch.setattr(pairwise.PairJudge, "ask", judge_that(lambda task: habits[task % 3]))
+    judging.main(["verdicts", "--pairs", str(db), "--judge", "tiny:qwen2-1m", "--out", str(tmp_path / "v.jsonl")])
+    rows = [json.loads(line) for line in open(tmp_path / "v.jsonl")]
+    tasks = [int(r["judge_prompt"].split("Task: ")[1].split("+")[0]) for r in rows]
+    assert sorted(set(tasks)) == [i for i in range(12) if i % 3]  # the pairs it names one side of, or wrongly
+    assert [r["verdict"] for r in rows] == ["A", "B"] * 8  # each in both orders: either position as often right
+    assert "both orders of 8 voted pairs the judge gets wrong, of 12" in capsys.readouterr().out
+
+    monkeypatch.setattr(pairwise.PairJudge, "ask", judge_that(lambda task: "right"))
+    with pytest.raises(SystemExit) as exit:
+        judging.main(["verdicts", "--pairs", str(db), "--judge", "tiny:qwen2-1m", "--out", str(tmp_path / "all.jsonl")])
+    assert exit.value.code == 2 and "already agrees with every vote" in capsys.readouterr().err
+    assert not (tmp_path / "all.jsonl").exists()
+
+
 def test_traces_keep_only_judgements_that_agree_with_the_vote(tmp_path, monkeypatch):
     db = vote_store(tmp_path / "votes.sqlite")
     samples = iter(["VERDICT: [[A]]", "VERDICT: [[B]]", "rambling"] * 100)

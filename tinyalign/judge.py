@@ -12,6 +12,7 @@ runs, and the held-out votes enter neither:
     python -m tinyalign.sft recipes/tiny_judge_sft.yaml          # SFT on the kept judgements
     # (b) RL with a verifiable reward: GRPO, reward 1 when the verdict names the side people chose
     python -m tinyalign.judge verdicts --pairs runs/judge_pairs/train.jsonl --out runs/judge_verdicts.jsonl
+    #     or only the pairs the distilled judge still gets wrong: --judge runs/tiny_judge_sft
     python -m tinyalign.grpo recipes/tiny_judge_grpo.yaml
     # agreement with people on the held-out votes, position bias, unparsed rate; a scalar RM alongside
     python -m tinyalign.judge eval --judge runs/tiny_judge_grpo --pairs runs/judge_pairs/test.jsonl --rm runs/tiny_rm
@@ -110,6 +111,17 @@ def verdict_rows(pairs) -> list[dict]:
     return rows
 
 
+def misjudged(judge: PairJudge, pairs) -> list:
+    """The voted pairs `judge` does not already get right in both orders (greedily): wrong, or naming one
+    position both times. A distilled judge writes nearly the same judgement whenever it is sampled, so on a
+    pair it gets right all of GRPO's judgements score alike and teach nothing; on SmolLM2's sums judge most
+    groups were such, and the few that differed taught it to name one position more often
+    (bench/RESULTS.md). Both orders of each such pair stay in the data, so either position is rewarded as
+    often. Online difficulty filtering (DAPO, prime-rl), done once before training."""
+    outcomes = judge.compare(pairs, desc="judging the training pairs")
+    return [pair for pair, outcome in zip(pairs, outcomes) if outcome["winner"] != "x"]
+
+
 def evaluate(judge: "str | PairJudge", pairs, rm: str | None = None, max_new_tokens: int = 256,
              batch_size: int = 16) -> dict:
     """Agreement with the votes, ties, position bias and unparsed rate; the scalar RM's accuracy alongside.
@@ -165,10 +177,12 @@ def main(argv=None):
     sample.add_argument("--out", required=True, help="SFT data, e.g. runs/judge_traces.jsonl")
     rl = commands.add_parser("verdicts", parents=[pairs], help="(b) judge prompts with the held vote, for GRPO")
     rl.add_argument("--out", required=True, help="GRPO data, e.g. runs/judge_verdicts.jsonl")
+    rl.add_argument("--judge", help="keep only the pairs this judge (e.g. the distilled one) does not already get "
+                                    "right in both orders")
     score = commands.add_parser("eval", parents=[pairs], help="agreement with held-out votes")
     score.add_argument("--judge", required=True, help="a model or judge run directory")
     score.add_argument("--rm", help="a reward-model run to score on the same pairs")
-    for command in (sample, score):
+    for command in (sample, score, rl):
         command.add_argument("--max-new-tokens", type=positive_int, default=256)
         command.add_argument("--batch-size", type=positive_int, default=16, help="judgements generated at once")
     args = parser.parse_args(argv)
@@ -203,9 +217,15 @@ def main(argv=None):
         print(f"{done} -> {out}")
     elif args.command == "verdicts":
         out = files.check_jsonl_out(args.out, columns=VERDICT_COLUMNS, inputs=[args.pairs])
-        rows = verdict_rows(read_pairs(args.pairs))
+        pairs = read_pairs(args.pairs)
+        kept = misjudged(PairJudge(args.judge, args.max_new_tokens, args.batch_size), pairs) if args.judge else pairs
+        if not kept:
+            raise UserError(f"--judge {args.judge} already agrees with every vote in --pairs, in both orders: "
+                            "RL on them has nothing to correct")
+        rows = verdict_rows(kept)
         files.write_jsonl(out, rows)
-        print(f"wrote {len(rows)} judge prompts (both orders of {len(rows) // 2} voted pairs) -> {out}")
+        which = f" the judge gets wrong, of {len(pairs)}" if args.judge else ""
+        print(f"wrote {len(rows)} judge prompts (both orders of {len(kept)} voted pairs{which}) -> {out}")
     else:
         print(summary(evaluate(args.judge, read_pairs(args.pairs), args.rm, args.max_new_tokens, args.batch_size)))
     return 0
