@@ -2,7 +2,8 @@
 
     python bench/sums_judge.py --seeds 0 1 --threads 2      # a judge: ~13 min on 2 Intel cores (9 to train, 4 to judge), ~24 on AMD
     python bench/sums_judge.py --seeds 0 --threads 2 --rl   # then step (b) on each distilled judge (+~20 min on AMD)
-    python bench/sums_judge.py --seeds 0 --threads 2 --rl --hard   # step (b) on the pairs it gets wrong only
+    python bench/sums_judge.py --seeds 0 --threads 2 --rl --hard   # on the pairs it gets wrong only (+16 min to find them)
+    options for step (b): [--rl-lr 1e-4] [--rl-seed 1] [--rl-steps 20]
     options: [--votes runs/loop-sft/s0b/votes-r1.sqlite] [--work runs/sumjudge] [judge SFT overrides ...]
 
 The votes are a sums loop's round 1 (600 votes by the annotator rule on the SFT start's answers), made on
@@ -19,7 +20,8 @@ position bias, unparsed rate (the figures of `python -m tinyalign.judge eval`). 
 judge then takes GRPO steps (`recipes/smollm2_judge_grpo.yaml`, RM-R1's step (b)) on the training pairs in
 both orders (`python -m tinyalign.judge verdicts`), reward 1 when its verdict names the voted answer, and is
 judged the same way; with --hard, only on the training pairs the distilled judge does not already get right in
-both orders (`judge verdicts --judge`: it judges all of them greedily first). Each stage is cached in --work; prints a Markdown table and writes WORK/results.json.
+both orders (`judge verdicts --judge`: it judges all of them greedily first). Each stage is cached in --work;
+prints a Markdown table and writes WORK/results.json.
 """
 
 import argparse

@@ -114,10 +114,10 @@ def verdict_rows(pairs) -> list[dict]:
 def misjudged(judge: PairJudge, pairs) -> list:
     """The voted pairs `judge` does not already get right in both orders (greedily): wrong, or naming one
     position both times. A distilled judge writes nearly the same judgement whenever it is sampled, so on a
-    pair it gets right all of GRPO's judgements score alike and teach nothing; on SmolLM2's sums judge most
-    groups were such, and the few that differed taught it to name one position more often
-    (bench/RESULTS.md). Both orders of each such pair stay in the data, so either position is rewarded as
-    often. Online difficulty filtering (DAPO, prime-rl), done once before training."""
+    pair it gets right all of GRPO's judgements score alike and teach nothing: on SmolLM2's sums judge 70 % of
+    the groups were such, and the few that differed taught it to name one position more often. On the pairs
+    it got wrong, 19-36 % were (bench/RESULTS.md). Both orders of each pair stay in the data, so either
+    position is as often the right one. Online difficulty filtering (DAPO, prime-rl), done once, offline."""
     outcomes = judge.compare(pairs, desc="judging the training pairs")
     return [pair for pair, outcome in zip(pairs, outcomes) if outcome["winner"] != "x"]
 
