@@ -180,6 +180,11 @@ def train(method: str, start: str, data: Path, run: Path, threads: int, seed: in
     return run
 
 
+def rows_in(path: Path) -> int:
+    with open(path) as f:
+        return sum(1 for _ in f)
+
+
 def run_name(variant: str, seed: int, steps: int | None = None) -> str:
     name = variant if not steps else f"{variant}_{steps}steps"
     return name if seed == 0 else f"{name}_s{seed}"
@@ -212,8 +217,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from tinyalign import recipe as recipes
-    from tinyalign.recipe import builtin
+    from tinyalign.recipe import builtin, load
     from tinyalign.solve_rate import held_out_verdicts, paired_interval95
 
     args.work.mkdir(parents=True, exist_ok=True)
@@ -227,8 +231,8 @@ def main() -> None:
     picks = pick_table(drawn)
     sets = write_sets(drawn, args.work)
     wanted = set(args.variants or sets) | {rule_of(name) for name in args.variants or sets}  # each beside its rule
-    batch = recipes.load(builtin("smollm2_sums_sft.yaml")).train["per_device_train_batch_size"]
-    rule_steps = math.ceil(sum(1 for _ in open(sets["sft_rule"][1])) / batch)
+    batch = load(builtin("smollm2_sums_sft.yaml")).train["per_device_train_batch_size"]
+    rule_steps = math.ceil(rows_in(sets["sft_rule"][1]) / batch)
     steps = {name: rule_steps if args.same_steps and method == "sft" and name != "sft_rule" else None
              for name, (method, _) in sets.items()}
     runs = {(name, seed): train(method, args.start, path, args.work / run_name(name, seed, steps[name]), args.threads,
@@ -253,7 +257,7 @@ def main() -> None:
     means = {name: mean(gains[name, seed][0] for seed in args.seeds) for name in {name for name, _ in runs}}
     for (name, seed), (gain, low, high) in gains.items():
         rule = means[rule_of(name)]
-        rows = sum(1 for _ in open(args.work / f"{name}.jsonl"))
+        rows = rows_in(args.work / f"{name}.jsonl")
         print(f"| {run_name(name, 0, steps[name])} | {rows} | {seed} | {mean(right[runs[name, seed].name]):.1%} | {100 * gain:+.1f} "
               f"({100 * low:+.1f} to {100 * high:+.1f}) | {gain / rule:.2f} |")
     if len(args.seeds) > 1:
