@@ -131,6 +131,13 @@ def test_a_bad_prompts_file_is_refused_naming_the_line(tmp_path, text, named):
         prompts.load(path)
 
 
+def test_a_prompts_file_not_in_utf8_is_named(tmp_path):
+    path = tmp_path / "prompts.jsonl"
+    path.write_bytes('{"prompt": "caf\xe9?"}\n'.encode("latin-1"))
+    with pytest.raises(UserError, match="prompts.jsonl is not UTF-8 text"):
+        prompts.load(path)
+
+
 def test_dimensions_from_a_list_or_a_yaml_file(tmp_path):
     assert parse_dimensions("correctness, helpfulness,style") == {"correctness": "", "helpfulness": "",
                                                                   "style": ""}

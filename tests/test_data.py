@@ -60,6 +60,32 @@ def test_missing_column_names_the_columns_it_has(tmp_path):
         data.load(Data(source=str(path), prompt="{query}", completion="{answer}"), "sft")
 
 
+@pytest.mark.parametrize("name, text, says", [
+    ("qa.jsonl", '{"question": "1+1", "answer": "2"}\n{"question": \n', "JSON parse error"),
+    ("qa.csv", 'question,answer\n"1+1,2\n', "EOF inside string"),
+])
+def test_a_file_that_does_not_parse_gets_the_parsers_reason_once(tmp_path, capfd, name, text, says):
+    import datasets
+
+    path = tmp_path / name
+    path.write_text(text)
+    verbosity = datasets.logging.get_verbosity()
+    with pytest.raises(UserError) as err:
+        data.load(Data(source=str(path), prompt="{question}", completion="{answer}"), "sft")
+    assert str(err.value).startswith(f"data.source: cannot read {path}: ") and says in str(err.value)
+    assert "Failed to" not in capfd.readouterr().err  # datasets' own log line of the same error
+    assert datasets.logging.get_verbosity() == verbosity
+
+
+def test_a_template_that_cannot_be_filled_and_a_text_messages_column_are_named(tmp_path):
+    with pytest.raises(UserError, match=r"data.prompt: template '\{question!z\}' cannot be filled"):
+        data.load(Data(source="tiny:addition", prompt="{question!z}", completion="{answer}", limit=2), "sft")
+    path = tmp_path / "qa.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    with pytest.raises(UserError, match=r"data.messages: column 'question' should hold chat messages"):
+        data.load(Data(source=str(path), messages="question"), "sft")
+
+
 def test_missing_split_lists_the_splits(tmp_path):
     with pytest.raises(UserError, match="no split 'validation'.*test, train"):
         data.load(Data(source="tiny:addition", test_split="validation", prompt="{question}", completion="{answer}"), "sft")

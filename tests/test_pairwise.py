@@ -215,6 +215,9 @@ def test_traces_from_the_reference_check_each_final_number_and_keep_the_voted_si
     (["verdicts", "--pairs", "{tmp}/votes.sqlite", "--out", "{tmp}/votes.sqlite"], "the file being read"),
     (["split", "--pairs", "{tmp}/votes.sqlite", "--held-out", "1", "--out", "{tmp}/v"], "--held-out"),
     (["split", "--pairs", "{tmp}/votes.sqlite", "--out", "{tmp}/notes.jsonl"], "is a file"),
+    (["split", "--pairs", "{tmp}/votes.sqlite", "--out", "{tmp}/notes.jsonl/v"], "{tmp}/notes.jsonl is a file, not a"),
+    (["verdicts", "--pairs", "{tmp}/votes.sqlite", "--out", "{tmp}/notes.jsonl/a/v.jsonl"], "notes.jsonl is a file"),
+    (["verdicts", "--pairs", "{tmp}/latin.jsonl", "--out", "{tmp}/v.jsonl"], "--pairs: {tmp}/latin.jsonl is not UTF-8"),
     (["verdicts", "--pairs", "{tmp}/notes.jsonl", "--out", "{tmp}/v.jsonl"], "line 1 is not a pair"),
     (["verdicts", "--pairs", "{tmp}/broken.jsonl", "--out", "{tmp}/v.jsonl"], "line 2 is not a pair"),
     (["verdicts", "--pairs", "{tmp}/empty.jsonl", "--out", "{tmp}/v.jsonl"], "holds no pairs"),
@@ -227,6 +230,7 @@ def test_bad_arguments_get_one_line_and_change_nothing(tmp_path, capsys, args, m
     (tmp_path / "notes.jsonl").write_text('{"text": "a note"}\n')
     (tmp_path / "broken.jsonl").write_text('{"prompt": "1+1", "chosen": "2", "rejected": "3"}\n{"prompt": \n')
     (tmp_path / "empty.jsonl").write_text("\n")
+    (tmp_path / "latin.jsonl").write_bytes('{"prompt": "caf\xe9?", "chosen": "a", "rejected": "b"}\n'.encode("latin-1"))
     before = db.read_bytes()
     with pytest.raises(SystemExit) as exit:
         judging.main([a.format(tmp=tmp_path) for a in args])

@@ -82,7 +82,9 @@ def test_overrides_are_yaml_typed_and_nested(recipe_file):
     (GOOD, "train.max_steps=ten", ["train.max_steps", "integer", "ten"]),
     (GOOD, "model.quantization=3bit", ["model.quantization", "4bit", "3bit"]),
     (GOOD, "model.lora.r=big", ["model.lora.r", "integer"]),
+    (GOOD, "model.lora.target_modules=5", ["`model.lora.target_modules` should be a string or a list of strings"]),
     (GOOD, "datta.source=x", ["datta", "did you mean `data`"]),
+    (GOOD, "data.curriculum_probe=probe.json", ["data.curriculum_probe", "data.curriculum: easy_to_hard"]),
     (GOOD, "train.max_prompt_length=64", ["train.max_prompt_length"]),  # not an SFTConfig field
     (GOOD, "rewards=[{name: exact_match}]", ["rewards", "GRPO"]),
 ])
@@ -129,6 +131,47 @@ def test_malformed_yaml_gives_line_and_column(recipe_file):
 def test_missing_recipe_file(tmp_path):
     with pytest.raises(UserError, match="recipe file not found: .*nope.yaml"):
         recipes.load(tmp_path / "nope.yaml")
+
+
+def test_a_folder_given_as_the_recipe_is_named_as_a_folder(tmp_path, recipe_file):
+    recipe_file().rename(tmp_path / "recipe.yaml")  # a run directory, as evaluate and sample take
+    with pytest.raises(UserError) as err:
+        recipes.load(tmp_path)
+    assert str(err.value) == f"{tmp_path} is a folder, not a recipe file; its recipe is {tmp_path / 'recipe.yaml'}"
+
+
+@pytest.mark.parametrize("override, says", [
+    ("train=[1]", "`train` should be a mapping, got [1]"),
+    ("rewards=[exact_match]", "`rewards[0]` should be a mapping, got 'exact_match'"),
+    ("rewards.0.weight=heavy", "`rewards[0].weight` should be a number, got 'heavy'"),
+    ("rewards.0.weight=true", "`rewards[0].weight` should be a number, got True"),
+    ("train.num_generations=many", "`train.num_generations` should be an integer, got 'many'"),  # int | None in TRL
+    ("train.max_completion_length=1.5", "`train.max_completion_length` should be an integer, got 1.5"),
+])
+def test_sections_reward_weights_and_optional_trl_numbers_are_type_checked(override, says):
+    with pytest.raises(UserError) as err:
+        recipes.load(recipes.builtin("tiny_grpo.yaml"), [override])
+    assert str(err.value) == says
+
+
+@pytest.mark.parametrize("recipe, loss, says", [
+    ("tiny_dpo.yaml", "[sigmoid, sftt]", "unknown loss 'sftt'; did you mean `sft`? trl.DPOConfig takes aot,"),
+    ("tiny_grpo.yaml", "dr-grpo", "unknown loss 'dr-grpo'; did you mean `dr_grpo`? trl.GRPOConfig takes bnpo, cispo,"),
+    ("tiny_sft.yaml", "sigmoid", "unknown loss 'sigmoid'; trl.SFTConfig takes chunked_nll, dft, nll"),
+])
+def test_a_misspelt_loss_type_is_refused_before_training_reads_it(recipe, loss, says):
+    # DPO and GRPO would find it only in their first step, after an overwritten run was cleared
+    with pytest.raises(UserError) as err:
+        recipes.load(recipes.builtin(recipe), [f"train.loss_type={loss}"])
+    assert says in str(err.value) and "sequence" not in str(err.value)
+    assert recipes.load(recipes.builtin(recipe), ["train.loss_type=null"]).train.get("loss_type") is None
+
+
+def test_an_empty_train_section_is_an_empty_one_and_a_null_optional_stays_null(recipe_file):
+    assert recipes.load(recipe_file(GOOD.replace("train: {max_steps: 5, learning_rate: 1.0e-3}", "train:"))).train == {}
+    recipe = recipes.load(recipes.builtin("tiny_grpo.yaml"), ["train.max_completion_length=null",
+                                                              "rewards.0.weight=2"])
+    assert recipe.train["max_completion_length"] is None and recipe.rewards[0]["weight"] == 2.0
 
 
 def test_bad_override_syntax(recipe_file):

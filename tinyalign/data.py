@@ -30,6 +30,7 @@ def is_local(source: str) -> bool:
 def load_split(spec: Data, split: str):
     """One split of the source as a datasets.Dataset."""
     import datasets
+    from datasets.exceptions import DatasetGenerationError
 
     source = spec.source
     if tiny.is_tiny(source):
@@ -57,12 +58,18 @@ def load_split(spec: Data, split: str):
             raise UserError(f"data.source: unsupported file type {path.suffix!r}; use one of {', '.join(LOCAL_FORMATS)}")
         if fmt in ("json", "csv"):
             check_utf8(path)
+        verbosity = datasets.logging.get_verbosity()
+        datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # it logs the parse error too: one line, ours
         try:
             rows = datasets.load_dataset(fmt, data_files=str(path), split="train")
         except Exception as e:  # pyarrow/json parse errors have no common base class
             if path.stat().st_size == 0 or not path.read_bytes().strip():
                 raise UserError(f"data.source: {path} is empty; it needs one row per example") from None
-            raise UserError(f"data.source: cannot read {path}: {str(e).splitlines()[0]}") from None
+            # "An error occurred while generating the dataset" says nothing: the parser's own error does
+            cause = e.__cause__ if isinstance(e, DatasetGenerationError) and e.__cause__ else e
+            raise UserError(f"data.source: cannot read {path}: {str(cause).splitlines()[0]}") from None
+        finally:
+            datasets.logging.set_verbosity(verbosity)
         if len(rows) == 0:
             raise UserError(f"data.source: {path} has no rows; it needs one row per example")
         return rows
@@ -72,7 +79,7 @@ def load_split(spec: Data, split: str):
         raise UserError(f"data.source: cannot load {source} split {split}: {str(e).splitlines()[0]}") from None
 
 
-def check_utf8(path: Path) -> None:
+def check_utf8(path: Path, key: str = "data.source") -> None:
     """Text data must be UTF-8: another encoding would be read as garbled text and trained on."""
     import codecs
 
@@ -83,7 +90,7 @@ def check_utf8(path: Path) -> None:
             try:
                 decoder.decode(chunk)
             except UnicodeDecodeError as e:
-                raise UserError(f"data.source: {path} is not UTF-8 text (byte {offset + e.start}); "
+                raise UserError(f"{key}: {path} is not UTF-8 text (byte {offset + e.start}); "
                                 "convert it, e.g. iconv -f latin1 -t utf-8") from None
             offset += len(chunk)
 
@@ -94,7 +101,10 @@ def fill(template: str, row: dict, key: str) -> str:
         if row.get(column) is None:
             raise UserError(f"data.{key}: a row has no value in column {column!r} ({short(row)}); "
                             "fill it or drop the row")
-    return template.format_map(row)
+    try:
+        return template.format_map(row)
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError) as e:  # {answer!z}, {n:d} over a text
+        raise UserError(f"data.{key}: template {template!r} cannot be filled: {e}") from None
 
 
 def short(row: dict) -> str:
@@ -161,7 +171,13 @@ def to_rows(spec: Data, method: str):
 
     def sft(row):
         if spec.messages:
-            messages = list(row[spec.messages])
+            messages = row[spec.messages]
+            if not isinstance(messages, list) or not messages or not all(
+                    isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages):
+                # a text column would be split into one "message" per character and trained on as such
+                raise UserError(f"data.messages: column {spec.messages!r} should hold chat messages "
+                                f"[{{role, content}}, ...], got {short({spec.messages: messages})}")
+            messages = list(messages)
             if spec.system and messages[0]["role"] != "system":
                 messages.insert(0, {"role": "system", "content": spec.system})
             return {"messages": messages}
@@ -343,7 +359,7 @@ def curriculum_order(raw, spec: Data):
         return raw
     if spec.curriculum_probe:
         rates = probe_pass_rates(spec.curriculum_probe)
-        keys = [rates.get(spec.prompt.format_map(row)) for row in raw] if spec.prompt else []
+        keys = [rates.get(fill(spec.prompt, row, "prompt")) for row in raw] if spec.prompt else []
         if not any(key is not None for key in keys):
             raise UserError(f"data.curriculum_probe: no training prompt of {spec.source} appears in "
                             f"{spec.curriculum_probe}; probe this recipe's data")

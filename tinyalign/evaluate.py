@@ -18,6 +18,7 @@ checkpoint. The base is loaded once; checkpoints are swapped in and out as LoRA 
 import argparse
 import csv
 import filecmp
+import io
 import json
 import time
 from dataclasses import dataclass
@@ -169,18 +170,17 @@ def evaluate_run(target, checkpoints: str = "all", k: int = 1, prompts: int = 20
 
     recipe, run_dir = locate(target)
     todo = entries(recipe, run_dir, checkpoints)
+    out = files.check_folder_out(out) if out else run_dir
     if recipe.method == "rm":  # a reward model is judged on its held-out pairs, not by generating
         from .rm_measure import evaluate_checkpoints
 
         table = evaluate_checkpoints(recipe, [(e.name, e.step, e.adapter) for e in todo if e.adapter])
-        out = Path(out) if out else run_dir
         out.mkdir(parents=True, exist_ok=True)
         write_csv(table, out / "eval.csv")
         print(markdown_table(table))
         return table
     if k < 1 or prompts < 1:
         raise UserError("--k and --prompts must be at least 1")
-    out = files.check_folder_out(out) if out else run_dir
     rows = data.eval_rows(recipe.data, limit=prompts, seed=recipe.seed)
     if not (recipe.data.test_split or recipe.data.test_size):
         print(f"note: {recipe.data.source} has no held-out split in the recipe; scoring training prompts")
@@ -298,10 +298,11 @@ def columns_of(table: list[dict]) -> list[str]:
 
 
 def write_csv(table: list[dict], path: Path) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns_of(table), extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(table)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns_of(table), extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(table)
+    files.write_atomically(path, text.getvalue())
 
 
 def markdown_table(table: list[dict]) -> str:
@@ -312,7 +313,7 @@ def markdown_table(table: list[dict]) -> str:
 
 
 def write_markdown(table: list[dict], path: Path, title: str, header: str, summary: str) -> None:
-    path.write_text(f"# {title}\n\n{header}\n\n{markdown_table(table)}\n\n**{summary}**\n")
+    files.write_atomically(path, f"# {title}\n\n{header}\n\n{markdown_table(table)}\n\n**{summary}**\n")
 
 
 def plot(table: list[dict], metric: str, path: Path, title: str) -> None:

@@ -10,11 +10,11 @@ published pre-quantised (e.g. `*-bnb-4bit`) is dequantised first. Either way the
 template are saved beside the weights, so the model chats the way it was trained to.
 """
 
-import json
 import shutil
 import tempfile
 from pathlib import Path
 
+from . import files
 from .errors import ArgumentParser, UserError, cli
 
 DTYPES = ("auto", "float16", "bfloat16", "float32")
@@ -41,15 +41,13 @@ def parse_args(argv=None):
 def run_model_spec(folder: Path):
     """The run's `model:` section (a checkpoint's recipe.yaml is in the run directory above it);
     for an adapter trained elsewhere, the base named in its adapter_config.json."""
-    import yaml
-
     from .recipe import Model
     from .recipe_types import build
 
     for recipe in (folder / "recipe.yaml", folder.parent / "recipe.yaml"):
         if recipe.is_file():
-            return build(Model, (yaml.safe_load(recipe.read_text()) or {}).get("model") or {}, "model.")
-    base = json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path")
+            return build(Model, files.read_run_file(recipe).get("model") or {}, "model.")
+    base = files.read_run_file(folder / "adapter_config.json").get("base_model_name_or_path")
     if not base:
         raise UserError(f"{folder} has no recipe.yaml and its adapter_config.json names no base model")
     return Model(name=base)
@@ -65,6 +63,7 @@ def check_paths(run_dir: str, out: str) -> tuple[Path, Path]:
         raise UserError(f"{run_dir} holds no adapter (adapter_config.json): is the run finished?{hint}")
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise UserError(f"--out {out} already exists; choose a new folder or remove it first")
+    files.check_folders_above(target)
     return folder, target
 
 

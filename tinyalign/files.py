@@ -63,8 +63,7 @@ def check_jsonl_out(out, *, columns, inputs=(), flag: str = "--out") -> Path:
         if not _jsonl_rows_have(out, set(columns)):
             raise UserError(f"{flag} {out} exists and is not a file this command writes "
                             f"(JSONL rows with {', '.join(sorted(columns))}); {keep}")
-    if out.parent.exists() and not out.parent.is_dir():
-        raise UserError(f"{flag} {out}: {out.parent} is a file, not a folder")
+    check_folders_above(out, flag)
     return out
 
 
@@ -73,7 +72,19 @@ def check_folder_out(out, flag: str = "--out") -> Path:
     out = Path(out).expanduser()
     if out.exists() and not out.is_dir():
         raise UserError(f"{flag} {out} is a file, not a folder; give a folder path")
+    check_folders_above(out, flag)
     return out
+
+
+def check_folders_above(out, flag: str = "--out") -> None:
+    """The folders that will be created for `out` can be: the nearest one that exists is a folder, not a
+    file. Otherwise the mkdir fails only once the work is done (a model loaded, a run trained)."""
+    out = Path(out).expanduser()
+    for parent in out.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"{flag} {out}: {parent} is a file, not a folder; give another path")
+            return
 
 
 def read_jsonl(path, *, broken=None, encoding_errors: str = "strict") -> list[tuple[int, object]]:
@@ -83,7 +94,10 @@ def read_jsonl(path, *, broken=None, encoding_errors: str = "strict") -> list[tu
     unless `broken(number, error)` is given, which may raise a UserError naming the line.
     """
     rows = []
-    text = Path(path).read_text(encoding="utf-8", errors=encoding_errors)
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors=encoding_errors)
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path} is not UTF-8 text (byte {e.start}); convert it: iconv -f latin1 -t utf-8") from None
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -95,12 +109,30 @@ def read_jsonl(path, *, broken=None, encoding_errors: str = "strict") -> list[tu
     return rows
 
 
+def read_run_file(path) -> dict:
+    """A run directory's recipe.yaml or adapter_config.json as a mapping. One cut off by a kill or broken
+    by a hand edit is named in one line: every command that takes a run reads these first."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        loaded = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        why = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise UserError(f"{path} is damaged and cannot be read ({why}); restore it, or train the run again") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise UserError(f"{path} is damaged: it holds a {type(loaded).__name__}, not a mapping; restore it, or "
+                        "train the run again")
+    return loaded or {}
+
+
 def write_atomically(path, text: str) -> None:
     """Write `text` to a temporary file beside `path`, then rename: `path` is old or new, never half."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -108,7 +140,7 @@ def write_atomically(path, text: str) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # never made: its folder could not be
             os.unlink(tmp)
         raise UserError(f"cannot write {path}: {e.strerror}") from None
     except BaseException:

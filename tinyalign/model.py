@@ -6,11 +6,10 @@ imported, so it is imported only on its own path, before TRL is.
 """
 
 import importlib.util
-import json
 import os
 from pathlib import Path
 
-from . import tiny
+from . import files, tiny
 from .chat_template import align_generation, fix_special_tokens
 from .errors import UserError
 from .recipe import Model
@@ -53,7 +52,7 @@ def adapter_dir(path: str, key: str = "model.adapter") -> Path:
 def policy_dir(spec: Model) -> Path:
     """A reward model's `model.policy`: a policy's adapter (not another reward model's) trained on this base."""
     folder = adapter_dir(spec.policy, "model.policy")
-    if json.loads((folder / "adapter_config.json").read_text()).get("task_type") == "SEQ_CLS":
+    if files.read_run_file(folder / "adapter_config.json").get("task_type") == "SEQ_CLS":
         raise UserError(f"model.policy {spec.policy} is a reward model; name the policy run it starts from "
                         "(an SFT run), or continue this reward model with model.adapter")
     check_adapter_base(folder, spec.name, "model.policy")
@@ -66,11 +65,9 @@ def check_adapter_base(adapter: Path, base_name: str, key: str = "model.adapter"
     if not recipe.is_file():
         recipe = adapter.parent / "recipe.yaml"
     if recipe.is_file():
-        import yaml
-
-        trained_on = (yaml.safe_load(recipe.read_text()) or {}).get("model", {}).get("name")
+        trained_on = (files.read_run_file(recipe).get("model") or {}).get("name")
     else:
-        trained_on = json.loads((adapter / "adapter_config.json").read_text()).get("base_model_name_or_path")
+        trained_on = files.read_run_file(adapter / "adapter_config.json").get("base_model_name_or_path")
     if not trained_on or trained_on == base_name or Path(str(trained_on)).name == Path(base_name).name:
         return
     # An adapter saved without a recipe names its base by the folder it was loaded from (for

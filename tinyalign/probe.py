@@ -82,8 +82,7 @@ def run(recipe, prompts: int = 64, k: int = 8, out_dir=None) -> dict:
                       "completions": completions[i][:3]} for i in range(min(5, len(rows)))],
     }
     if out_dir:
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
-        (Path(out_dir) / "probe.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+        files.write_atomically(Path(out_dir) / "probe.json", json.dumps(report, indent=2, ensure_ascii=False))
     print(format_report(report))
     return report
 

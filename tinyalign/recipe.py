@@ -5,7 +5,9 @@ did-you-mean and the valid keys of that section) before anything is downloaded o
 """
 
 import dataclasses
+import difflib
 import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional, Union
@@ -163,6 +165,9 @@ def load(path, overrides=(), method: Optional[str] = None) -> Recipe:
         raise UserError(f"data.dimension picks a dimension of a vote store's verdicts; {recipe.data.source} is not a "
                         "vote store (.sqlite): remove data.dimension, or export the dimension with "
                         "python -m tinyalign.prefs export STORE --dimension NAME")
+    if recipe.data.curriculum_probe and not recipe.data.curriculum:  # else it would train in the usual order, unsaid
+        raise UserError("data.curriculum_probe ranks prompts for a curriculum; add data.curriculum: easy_to_hard, "
+                        "or remove data.curriculum_probe")
     agreement = recipe.data.min_annotator_agreement
     if agreement is not None and Path(recipe.data.source).suffix not in VOTE_STORES:
         raise UserError(f"data.min_annotator_agreement leaves out annotators of a vote store; {recipe.data.source} is "
@@ -173,6 +178,9 @@ def load(path, overrides=(), method: Optional[str] = None) -> Recipe:
                         f"agree with gold or with the others), got {agreement}")
     if recipe.method == "grpo" and not recipe.rewards:
         raise UserError("a GRPO recipe needs `rewards`, e.g. [{name: exact_match, weight: 1.0}]")
+    for i, spec in enumerate(recipe.rewards):  # TRL's reward_weights: each a number, or GRPO fails as it starts
+        if "weight" in spec:
+            spec["weight"] = coerce(spec["weight"], float, f"rewards[{i}].weight")
     check_train_keys(recipe)
     recipe.generation = {k: v for k, v in dataclasses.asdict(build(Generation, recipe.generation, "generation.")).items()
                          if v is not None}
@@ -218,6 +226,9 @@ def add_arguments(parser, run_dir: bool = False) -> None:
 
 def read_yaml(path) -> dict:
     path = locate(path)
+    if path.is_dir():  # a run directory, say: its recipe is the file inside
+        inside = f"; its recipe is {path / 'recipe.yaml'}" if (path / "recipe.yaml").is_file() else ""
+        raise UserError(f"{path} is a folder, not a recipe file{inside}")
     if not path.is_file():
         raise UserError(f"recipe file not found: {path}")
     try:
@@ -286,10 +297,26 @@ def check_train_keys(recipe: Recipe) -> None:
         if key not in fields:
             raise unknown_key(key, fields, "train.", f"the {len(fields)} fields of trl.{config_cls.__name__}")
         tp = fields[key].type
+        held = [arg for arg in typing.get_args(tp) if arg is not type(None)]
+        if value is not None and len(held) == 1 and type(None) in typing.get_args(tp):
+            tp = held[0]  # `int | None` (num_generations, max_length): a value is checked as the type it holds
         if value is None and isinstance(tp, type):  # a plain type: Optional[...] fields keep their None
             del recipe.train[key]
         elif isinstance(tp, type) and tp in (int, float, bool) and value is not None:
             recipe.train[key] = coerce(value, tp, f"train.{key}")
+    if recipe.train.get("loss_type") is not None:
+        check_loss_type(recipe.train["loss_type"], fields["loss_type"], config_cls.__name__)
+
+
+def check_loss_type(value, field, config_name: str) -> None:
+    """DPO and GRPO read `loss_type` only in their first training step, after run.start has cleared a run
+    being overwritten, so a misspelt one is refused here: by the values its TRL config's help lists."""
+    known = sorted(set(re.findall(r"(?<![=\w])'(\w+)'", field.metadata.get("help", ""))))  # not `level='sequence'`
+    for name in value if isinstance(value, list) else [value]:
+        if len(known) > 1 and name not in known:
+            guess = difflib.get_close_matches(str(name), known, n=1)
+            hint = f"did you mean `{guess[0]}`? " if guess else ""
+            raise UserError(f"`train.loss_type`: unknown loss {name!r}; {hint}trl.{config_name} takes {', '.join(known)}")
 
 
 # Numbers with a range, wherever they sit in the recipe: (low, high, low included); checked when set.

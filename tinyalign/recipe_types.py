@@ -55,7 +55,10 @@ def coerce(value, tp, key: str):
     """Check `value` against annotation `tp`; build nested dataclasses. Ints are accepted as floats."""
     if dataclasses.is_dataclass(tp):
         return build(tp, value if value is not None else {}, key + ".")
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp in (list, dict) and value is None:  # `train:` with nothing under it: an empty section
+        return tp()
+    # a bare `dict` or `list` (train, generation) is checked as one too, not passed through
+    origin, args = typing.get_origin(tp) or (tp if tp in (list, dict) else None), typing.get_args(tp)
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None
@@ -72,7 +75,7 @@ def coerce(value, tp, key: str):
         return value
     if origin in (list, dict):
         if not isinstance(value, origin):
-            raise UserError(f"`{key}` should be a {origin.__name__}, got {value!r}")
+            raise UserError(f"`{key}` should be a {'mapping' if origin is dict else 'list'}, got {value!r}")
         if origin is list and args:
             return [coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
         return value
@@ -92,6 +95,8 @@ def type_name(tp) -> str:
     args = typing.get_args(tp)
     if typing.get_origin(tp) is Literal:
         return " | ".join(map(str, args))
+    if typing.get_origin(tp) is list and args:  # list[str]: "a list of strings", not "a string"
+        return f"a list of {type_name(args[0]).split(' ', 1)[-1]}s"
     if args:
         return " or ".join(type_name(a) for a in args if a is not type(None))
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, getattr(tp, "__name__", str(tp)))

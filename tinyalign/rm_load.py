@@ -51,7 +51,7 @@ def tokenizer_for(spec: Model, base, source: str | None = None):
 
 def is_reward_model(folder) -> bool:
     config = Path(folder) / "adapter_config.json"
-    return config.is_file() and json.loads(config.read_text()).get("task_type") == "SEQ_CLS"
+    return config.is_file() and files.read_run_file(config).get("task_type") == "SEQ_CLS"
 
 
 def load_for_training(spec: Model, gradient_checkpointing: bool = False):

@@ -5,11 +5,11 @@ and names, each adapter folder, that all adapters share one base, --auth, and th
 """
 
 import errno
-import json
 import re
 import socket
 from pathlib import Path
 
+from .. import files
 from ..errors import ArgumentParser, UserError, cli
 from .engine import BASE, PEFT_BASE
 
@@ -130,11 +130,9 @@ def check_listen(host: str, port: int) -> None:
 
 def run_recipe(folder: Path) -> dict:
     """The run's recipe.yaml (beside the adapter, or in the run directory above a checkpoint-*), or {}."""
-    import yaml
-
     for candidate in (folder / "recipe.yaml", folder.parent / "recipe.yaml"):
         if candidate.is_file():
-            return yaml.safe_load(candidate.read_text()) or {}
+            return files.read_run_file(candidate)
     return {}
 
 
@@ -152,7 +150,7 @@ def base_spec(adapters: dict[str, str], base: str | None):
             try:
                 check_adapter_base(folder, base)
             except UserError:
-                trained_on = bases[name] or json.loads((folder / "adapter_config.json").read_text()).get(
+                trained_on = bases[name] or files.read_run_file(folder / "adapter_config.json").get(
                     "base_model_name_or_path") or "another base"
                 raise UserError(f"--adapter {name} was trained on {trained_on}, not --base {base}; "
                                 f"drop --base to use the base its run names") from None

@@ -101,6 +101,7 @@ class VoteStore:
         if self.path.exists():
             self._refuse_foreign_bytes()
         else:
+            files.check_folders_above(self.path, "vote store")
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None,
                                      check_same_thread=False)
