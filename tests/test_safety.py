@@ -125,6 +125,37 @@ def test_every_method_keeps_the_old_run_and_writes_no_new_one_on_a_refusal(finis
     assert snapshot(old) == old_before and snapshot(finished_run) == before
 
 
+def test_an_overwritten_run_comes_back_if_the_new_one_fails_before_it_is_saved(finished_run, qa, monkeypatch):
+    """Some settings are read only at the first step (TRL's `importance_sampling_level`, say), and a run can be
+    interrupted: the run being overwritten is set aside, back whole if the new one fails before its save, gone
+    once it is saved."""
+    import trl
+
+    before = snapshot(finished_run)
+    old_checkpoints = {p.name for p in finished_run.glob("checkpoint-*")}
+    assert old_checkpoints
+
+    def fails_at_its_first_step(self, *args, **kwargs):
+        raise ValueError("importance_sampling_level must be either 'token' or 'sequence', got 'nope'")
+
+    args = [str(a) for a in sft_args(qa, finished_run, "overwrite=true", "train.save_steps=1")]
+    with monkeypatch.context() as patch, contextlib.chdir(ROOT), pytest.raises(ValueError, match="nope"):
+        patch.setattr(trl.SFTTrainer, "train", fails_at_its_first_step)
+        sft.main(args)
+    assert snapshot(finished_run) == before and not (finished_run / run.REPLACED).exists()
+
+    with monkeypatch.context() as patch, contextlib.chdir(ROOT), pytest.raises(SystemExit):
+        patch.setattr(run, "save", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))  # cut after training, before its save
+        sft.main(args)
+    assert snapshot(finished_run) == before and not (finished_run / run.REPLACED).exists()
+
+    with contextlib.chdir(ROOT):
+        sft.main(args)
+    assert run.is_finished(finished_run) and not (finished_run / run.REPLACED).exists()
+    assert {p.name for p in finished_run.glob("checkpoint-*")} == {"checkpoint-1", "checkpoint-2"}
+    assert recipes.load(finished_run / "recipe.yaml").train["max_steps"] == 2
+
+
 def test_output_dir_equal_to_the_adapter_it_continues_is_refused_up_front(finished_run):
     before = snapshot(finished_run)
     line = refused(sft.main, TINY_SFT, f"model.adapter={finished_run}", f"output_dir={finished_run}", "overwrite=true")
@@ -251,6 +282,49 @@ def test_validate_refuses_an_output_dir_that_is_a_file(qa, tmp_path):
     for main in (validate.main, sft.main):
         assert "is a file" in refused(main, *sft_args(qa, afile))
     assert afile.read_text() == "keep me"
+
+
+def test_an_output_path_under_a_file_is_refused_before_any_work(qa, tmp_path):
+    from tinyalign import export, prefs
+
+    afile = tmp_path / "notes.txt"
+    afile.write_text("keep me")
+    says = f"{afile} is a file, not a folder"
+    assert says in refused(sft.main, *sft_args(qa, afile / "run"))
+    assert says in refused(probe.main, TINY_SFT, "--out", afile / "probe")
+    for recipe in ("tiny_sft.yaml", "tiny_rm.yaml"):  # a reward model is measured, not generated: checked alike
+        fake = tmp_path / recipe.removesuffix(".yaml")
+        (fake / "checkpoint-2").mkdir(parents=True)
+        (fake / "checkpoint-2" / "trainer_state.json").write_text("{}")
+        recipes.write(recipes.load(recipes.builtin(recipe), [f"output_dir={fake}"]), fake / "recipe.yaml")
+        assert says in refused(evaluate.main, fake, "--out", afile / "eval")
+        assert says in refused(evaluate.main, fake, "--out", afile)
+    store = tmp_path / "prefs.sqlite"
+    with prefs.VoteStore(store) as votes:
+        votes.record(conversation=[{"role": "user", "content": "2+2?"}], response_a="4", response_b="5",
+                     model_a="x", model_b="y", vote="a")
+    assert says in refused(prefs.main, "export", store, "--out", afile / "pairs" / "p.jsonl")
+    adapter = tmp_path / "tiny_sft"  # holds adapter_config.json from here on: export takes it as a run
+    (adapter / "adapter_config.json").write_text("{}")
+    assert says in refused(export.main, adapter, "--out", afile / "exported")
+    assert afile.read_text() == "keep me" and not (tmp_path / "tiny_sft" / "eval.csv").exists()
+
+
+@pytest.mark.parametrize("damaged, text", [("recipe.yaml", "model: {name: tiny"), ("adapter_config.json", '{"base')])
+def test_a_damaged_file_in_a_run_is_named_by_the_commands_that_read_it(qa, tmp_path, damaged, text):
+    from tinyalign import export
+    from tinyalign.app import cli as app
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text('{"base_model_name_or_path": "tiny:qwen2-1m"}')
+    (adapter / damaged).write_text(text)
+    says = f"{adapter / damaged} is damaged and cannot be read"
+    assert says in refused(sft.main, *sft_args(qa, tmp_path / "out", f"model.adapter={adapter}"))
+    assert says in refused(export.main, adapter, "--out", tmp_path / "exported")
+    assert says in refused(app.main, "--adapter", f"a={adapter}", "--base", "tiny:qwen2-1m", "--port", "0",
+                           "--db", tmp_path / "votes.sqlite")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter", "qa.jsonl"]
 
 
 def test_non_utf8_data_and_missing_values_are_named(tmp_path):

@@ -6,6 +6,7 @@
       adapter_model.safetensors, adapter_config.json, tokenizer files   the final adapter
       trainer_state.json       the whole log history (the doctor reads it)
       completions.jsonl        GRPO: sampled completions with their per-reward scores
+      .replaced/               overwrite=true: the run being replaced, until the new one is saved
 """
 
 import contextlib
@@ -15,14 +16,16 @@ import os
 import shutil
 from pathlib import Path
 
-from . import console, errors
+from . import console, errors, files
 from . import model as models
 from . import recipe as recipes
 from .errors import ArgumentParser, UserError
+from .run_logs import DPO_METRICS, RM_METRICS
 
 FINAL = "adapter_model.safetensors"
-RUN_FILES = ("recipe.yaml", "trainer_state.json", "completions.jsonl", "rm_metrics.json", "dpo_metrics.json", FINAL,
-             "adapter_config.json")
+RUN_FILES = ("recipe.yaml", "trainer_state.json", "completions.jsonl", RM_METRICS, DPO_METRICS, FINAL, "adapter_config.json",
+             "README.md")  # the last: the model card TRL writes with each checkpoint
+REPLACED = ".replaced"  # an overwritten run, kept until the run replacing it is saved
 
 
 def parse_args(method: str, argv=None):
@@ -86,6 +89,7 @@ def check_output_dir(recipe: recipes.Recipe) -> str | None:
     out = Path(recipe.output_dir).expanduser()
     if out.exists() and not out.is_dir():
         raise UserError(f"output_dir {out} is a file; give a folder for the run")
+    files.check_folders_above(out, "output_dir")
     adapter = Path(recipe.model.adapter).expanduser().resolve() if recipe.model.adapter else None
     if adapter and (adapter == out.resolve() or out.resolve() in adapter.parents):
         raise UserError(f"output_dir {out} holds model.adapter {recipe.model.adapter}, the adapter this run "
@@ -146,17 +150,49 @@ def doctor_verdict(trainer) -> None:
 
 def start(recipe: recipes.Recipe, resume: str | None) -> None:
     """Model, data and trainer are ready: only now does the run directory change. A run being
-    overwritten is cleared here, not before, so a recipe that fails its checks leaves it whole."""
+    overwritten is set aside here, not before, so a recipe that fails its checks leaves it whole."""
     errors.keep()
     if not is_main_process():  # under DDP one process writes the run directory
         return
     out = Path(recipe.output_dir).expanduser()
     if recipe.overwrite and not resume:
-        for old in out.glob("checkpoint-*"):  # stale checkpoints would mix into evaluation of the new run
-            shutil.rmtree(old)
-        for name in RUN_FILES:
-            (out / name).unlink(missing_ok=True)
+        set_aside(out)
     recipes.write(recipe, out / "recipe.yaml")
+
+
+def run_items(out: Path) -> list[Path]:
+    """What makes a folder a run: its checkpoints and files (stale ones would mix into the new run's evaluation)."""
+    return [*out.glob("checkpoint-*"), *(out / name for name in RUN_FILES if (out / name).exists())]
+
+
+def set_aside(out: Path) -> None:
+    """The run being overwritten moves into out/.replaced until the new run is saved, and moves back if this
+    one fails first: some TRL settings are read only at the first step, and an interrupt can come any time.
+    A .replaced already there is from a run killed mid-way: it holds the finished run, out the killed one."""
+    aside = out / REPLACED
+    if aside.is_dir():
+        for item in run_items(out):
+            shutil.rmtree(item) if item.is_dir() else item.unlink()
+    elif run_items(out):
+        aside.mkdir()
+        for item in run_items(out):
+            os.replace(item, aside / item.name)
+    else:
+        return
+    errors.undo_on_failure(lambda: put_back(out))
+
+
+def put_back(out: Path) -> None:
+    """The failed run's files go, the overwritten run's come back."""
+    for item in [*run_items(out), out / ".final"]:
+        if item.is_dir():
+            shutil.rmtree(item)
+        elif item.exists():
+            item.unlink()
+    aside = out / REPLACED
+    for item in aside.iterdir():
+        os.replace(item, out / item.name)
+    aside.rmdir()
 
 
 def is_main_process() -> bool:
@@ -260,4 +296,6 @@ def save(trainer, tokenizer, recipe: recipes.Recipe) -> None:
                 shutil.rmtree(target)
             os.replace(item, target)
         staging.rmdir()
+        shutil.rmtree(out / REPLACED, ignore_errors=True)  # the new run is whole: the one it replaced can go
+        errors.keep()
     print(f"saved adapter to {out}")

@@ -22,6 +22,7 @@ MIN_PROGRESS = 0.25  # ... and a quarter of the planned run (rewards often wait 
 MAD_TO_SIGMA = 1.4826  # MAD x this = standard deviation for Gaussian noise
 
 RM_METRICS = "rm_metrics.json"  # a reward-model run's held-out figures, written when its training ends
+DPO_METRICS = "dpo_metrics.json"  # a DPO run's held-out figures as a reward, written when its training ends
 
 ACCURACY_NAMES = ("accuracy", "exact_match")  # reward names that measure correctness
 LEARNING_RISE = 0.05  # the task metric (accuracy reward, else the total) rising 5 % of its scale ...

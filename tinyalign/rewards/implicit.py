@@ -24,9 +24,8 @@ from statistics import mean
 
 from .. import files
 from ..errors import UserError
+from ..run_logs import DPO_METRICS as METRICS
 from .text import completion_text
-
-METRICS = "dpo_metrics.json"  # a DPO run's held-out figures, beside the adapter (as rm_metrics.json for an RM)
 
 
 class ImplicitReward:
