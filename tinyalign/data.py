@@ -14,7 +14,7 @@ import random
 import string
 from pathlib import Path
 
-from . import tiny
+from . import files, tiny
 from .errors import UserError
 from .recipe import VOTE_STORES, Data
 from .recipe_types import build, unknown_key
@@ -44,11 +44,11 @@ def load_split(spec: Data, split: str):
         return datasets.Dataset.from_list(load_pairs(path, spec.dimension, spec.min_annotator_agreement))
     if is_local(source):
         if path.is_dir():
-            files = sorted(path.glob(f"{split}.*"))
-            if not files:
+            found = sorted(path.glob(f"{split}.*"))
+            if not found:
                 have = sorted({p.stem for p in path.iterdir() if p.suffix in LOCAL_FORMATS})
                 raise UserError(f"data: no split {split!r} in {source}; splits there: {', '.join(have) or 'none'}")
-            path = files[0]
+            path = found[0]
         elif split != spec.split:  # a single file is a single split
             raise UserError(f"data.test_split: {source} is one file with no splits; use data.test_size instead")
         if not path.is_file():
@@ -57,7 +57,7 @@ def load_split(spec: Data, split: str):
         if fmt is None:
             raise UserError(f"data.source: unsupported file type {path.suffix!r}; use one of {', '.join(LOCAL_FORMATS)}")
         if fmt in ("json", "csv"):
-            check_utf8(path)
+            files.check_utf8(path)
         verbosity = datasets.logging.get_verbosity()
         datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # it logs the parse error too: one line, ours
         try:
@@ -77,22 +77,6 @@ def load_split(spec: Data, split: str):
         return datasets.load_dataset(source, spec.config, split=split)
     except (FileNotFoundError, ValueError, ConnectionError) as e:
         raise UserError(f"data.source: cannot load {source} split {split}: {str(e).splitlines()[0]}") from None
-
-
-def check_utf8(path: Path, key: str = "data.source") -> None:
-    """Text data must be UTF-8: another encoding would be read as garbled text and trained on."""
-    import codecs
-
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    offset = 0
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            try:
-                decoder.decode(chunk)
-            except UnicodeDecodeError as e:
-                raise UserError(f"{key}: {path} is not UTF-8 text (byte {offset + e.start}); "
-                                "convert it, e.g. iconv -f latin1 -t utf-8") from None
-            offset += len(chunk)
 
 
 def fill(template: str, row: dict, key: str) -> str:

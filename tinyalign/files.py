@@ -87,6 +87,22 @@ def check_folders_above(out, flag: str = "--out") -> None:
             return
 
 
+def check_utf8(path: Path, key: str = "data.source") -> None:
+    """Text data must be UTF-8: another encoding would be read as garbled text and trained on."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as e:
+                raise UserError(f"{key}: {path} is not UTF-8 text (byte {offset + e.start}); "
+                                "convert it, e.g. iconv -f latin1 -t utf-8") from None
+            offset += len(chunk)
+
+
 def read_jsonl(path, *, broken=None, encoding_errors: str = "strict") -> list[tuple[int, object]]:
     """(line number, value) of each non-blank line of a JSONL file.
 

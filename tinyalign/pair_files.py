@@ -38,7 +38,7 @@ def read_pair_rows(path) -> list[dict]:
         raise UserError(f"--pairs {path} not found; give a vote store (.sqlite) or a pairs .jsonl")
     if files.is_sqlite(path):
         return load_pairs(path)
-    data.check_utf8(path, "--pairs")
+    files.check_utf8(path, "--pairs")
 
     def not_a_pair(number, _error=None):
         raise UserError(f"--pairs {path}: line {number} is not a pair; rows need prompt, chosen and rejected")
