@@ -327,6 +327,19 @@ def test_a_damaged_file_in_a_run_is_named_by_the_commands_that_read_it(qa, tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter", "qa.jsonl"]
 
 
+def test_a_file_given_for_a_run_directory_or_a_folder_for_pairs_is_named_as_such(tmp_path):
+    from tinyalign import doctor, export, judge
+
+    afile = tmp_path / "notes.txt"
+    afile.write_text("keep me")
+    assert f"{afile} is a file, not a run directory" in refused(doctor.main, afile)
+    assert f"{afile} is a file, not a run directory" in refused(export.main, afile, "--out", tmp_path / "out")
+    assert "run directory not found" in refused(doctor.main, tmp_path / "nope")
+    assert f"--pairs {tmp_path} is a folder" in refused(judge.main, "verdicts", "--pairs", tmp_path, "--out",
+                                                        tmp_path / "v.jsonl")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
 def test_non_utf8_data_and_missing_values_are_named(tmp_path):
     latin = tmp_path / "latin.jsonl"
     latin.write_bytes('{"question": "caf\xe9?", "answer": "1"}\n'.encode("latin-1"))

@@ -29,9 +29,7 @@ from .symptoms import CHECKS, METHODS, Finding, diagnose, infer_method, nothing_
 
 def load_run(run_dir) -> tuple[list[dict], "dict | None", list[dict]]:
     """(log_history, recipe or None, completions) of a run directory; UserError when there are no logs."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise UserError(f"run directory not found: {run_dir}")
+    run_dir = files.run_folder(run_dir)
     return _read_log_history(run_dir), _read_recipe(run_dir / "recipe.yaml"), read_completions(run_dir / "completions.jsonl")
 
 

@@ -54,9 +54,7 @@ def run_model_spec(folder: Path):
 
 
 def check_paths(run_dir: str, out: str) -> tuple[Path, Path]:
-    folder, target = Path(run_dir).expanduser(), Path(out).expanduser()
-    if not folder.is_dir():
-        raise UserError(f"run directory not found: {run_dir}")
+    folder, target = files.run_folder(run_dir), Path(out).expanduser()
     if not (folder / "adapter_config.json").is_file():
         inside = sorted(p.name for p in folder.glob("checkpoint-*"))
         hint = f"; point at a checkpoint inside it, e.g. {folder / inside[-1]}" if inside else ""

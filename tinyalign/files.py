@@ -76,6 +76,16 @@ def check_folder_out(out, flag: str = "--out") -> Path:
     return out
 
 
+def run_folder(run_dir) -> Path:
+    """A run directory that exists: a missing one and a file given in its place are told apart."""
+    folder = Path(run_dir).expanduser()
+    if folder.is_file():
+        raise UserError(f"{run_dir} is a file, not a run directory; give the run's output_dir")
+    if not folder.is_dir():
+        raise UserError(f"run directory not found: {run_dir}")
+    return folder
+
+
 def check_folders_above(out, flag: str = "--out") -> None:
     """The folders that will be created for `out` can be: the nearest one that exists is a folder, not a
     file. Otherwise the mkdir fails only once the work is done (a model loaded, a run trained)."""

@@ -35,7 +35,8 @@ def read_pair_rows(path) -> list[dict]:
     """The {prompt, chosen, rejected} rows of a vote store (its DPO export) or a pairs JSONL, used whole."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"--pairs {path} not found; give a vote store (.sqlite) or a pairs .jsonl")
+        what = "is a folder" if path.is_dir() else "not found"
+        raise UserError(f"--pairs {path} {what}; give a vote store (.sqlite) or a pairs .jsonl")
     if files.is_sqlite(path):
         return load_pairs(path)
     files.check_utf8(path, "--pairs")
