@@ -5,8 +5,10 @@
 
 The policy step is GRPO on the reward model, or (--policy-step filter) best-of-8: the start's answers
 to training prompts, the one the reward model scores highest kept, and one epoch of SFT on them; with
---with-dpo a DPO run on the same votes scores them too, and the surest half by both is kept. Beside
-it the rule reward takes the same step from the same start: what the learned reward should reach.
+--with-dpo a DPO run on the same votes scores them too, and the surest half by both is kept. Or
+(--policy-step dpo) DPO on the votes themselves: the policy that the reward they imply asks for, with no
+reward model between the votes and the policy. Beside it the rule reward takes the same step from the
+same start (GRPO, where the step is DPO): what the learned reward should reach.
 The annotators (tinyalign.annotators) vote through the app's vote store and its DPO export, so the
 reward model trains on exactly what real votes would give it.
 
@@ -17,6 +19,7 @@ reward model trains on exactly what real votes would give it.
     python -m tinyalign.loop run --task smollm2-sums --sft runs/smollm2_sums_sft --out runs/loop-sums   # SmolLM2, ~21 min
     python -m tinyalign.loop run --task smollm2-sums --sft ... --policy-step filter --out ...   # best-of-8, then SFT
     python -m tinyalign.loop run --task smollm2-sums --sft ... --policy-step filter --with-dpo --out ...
+    python -m tinyalign.loop run --task smollm2-sums --sft ... --policy-step dpo --out ...      # DPO on the votes
 """
 
 import json
@@ -30,6 +33,7 @@ from .annotators import annotate, grade, grade_reply
 from .errors import ArgumentParser, UserError, cli, positive_int
 from .pair_files import read_pair_rows, read_pairs, split_pairs
 from .recipe import builtin
+from .run_logs import DPO_METRICS
 
 HELD_OUT = 500  # held-out problems each policy is scored on
 
@@ -111,7 +115,8 @@ def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int
     """Two rounds of votes -> RM -> a policy step on the RM; returns one row per round (and the rule baseline).
 
     `sft`: the starting policy's run directory (None: the base model). `task`: a name in TASKS.
-    `policy_step`: "grpo" (`grpo_steps` steps) or "filter" (best of 8 by the reward, then SFT on them).
+    `policy_step`: "grpo" (`grpo_steps` steps), "filter" (best of 8 by the reward, then SFT on them) or
+    "dpo" (DPO on round 1's pairs; the rule's baseline is then GRPO).
     `with_dpo`: DPO on the same pairs too; the filter ranks by the RM and the DPO model's likelihood together.
     `judge`: a pairwise judge (a model or a tinyalign.judge run) scored on each round's held-out votes
     beside the RM, so the table shows whether a judge would have served as the reward.
@@ -126,7 +131,8 @@ def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int
     if policy_step not in STEPS:
         raise UserError(f"policy_step must be one of {', '.join(STEPS)}, not {policy_step!r}")
     if with_dpo and policy_step != "filter":
-        raise UserError("--with-dpo ranks the filter's answers (--policy-step filter); GRPO takes the reward model alone")
+        raise UserError("--with-dpo ranks the filter's answers (--policy-step filter); GRPO takes the reward model "
+                        "alone, and --policy-step dpo is the DPO run itself")
     prompts = prompts or setup.votes_prompts
     out = files.check_folder_out(out)
     pair_judge = PairJudge(judge) if judge else None  # loaded on first use, once for both rounds
@@ -143,10 +149,12 @@ def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int
                           f"{{name: implicit_reward, model: {out / 'dpo-r1'}, reference: none}}]"]
 
     drawn = None  # the filter's answers: one draw from the start, scored under each reward
+    rule_step = "grpo" if policy_step == "dpo" else policy_step  # the rule gives no pairs of its own to DPO on
+    trains_dpo = with_dpo or policy_step == "dpo"
 
-    def step(reward: list[str], run_dir: Path, learned: bool) -> None:  # the policy step from the start
+    def step(kind: str, reward: list[str], run_dir: Path, learned: bool) -> None:  # the policy step from the start
         nonlocal drawn
-        if policy_step == "grpo":
+        if kind == "grpo":
             from . import grpo
 
             grpo.main([str(setup.grpo), *from_start, "probe=false", "overwrite=true", f"train.max_steps={grpo_steps}",
@@ -156,7 +164,6 @@ def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int
             if learned:  # a learned score has no top: every prompt's best; with DPO beside the RM, the surest half
                 bar, top = float("-inf"), SUREST if with_dpo else None
             drawn = best_of(setup, from_start, reward, run_dir, bar, top, drawn, standardize=learned and with_dpo)
-    label = STEPS[policy_step]
 
     # round 1: the start's answers, voted; an RM (fresh, or from the start where the task says); the step on it alone
     db1 = out / "votes-r1.sqlite"
@@ -164,21 +171,24 @@ def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int
     print_votes(1, votes1, split_pairs(db1, out / "pairs-r1", seed=seed))
     say(f"round 1: a reward model on those pairs -> {out / 'rm-r1'}")
     rm.main([str(setup.rm), f"data.source={out / 'pairs-r1'}", *rm_train, f"output_dir={out / 'rm-r1'}"])
-    if with_dpo:  # a second reward from the same votes: it errs on other answers than the RM (bench/RESULTS.md)
+    if trains_dpo:  # the policy step itself, or a second reward that errs where the RM does not
         from . import dpo
 
-        say(f"round 1: DPO on the same pairs, from the start -> {out / 'dpo-r1'}")
+        role = "the policy step" if policy_step == "dpo" else "its likelihood ranks beside the RM"
+        say(f"round 1: DPO on the same pairs, from the start ({role}) -> {out / 'dpo-r1'}")
         dpo.main([str(setup.dpo), f"data.source={out / 'pairs-r1'}", "data.split=train", "data.test_split=test",
                   *setup.dpo_overrides, f"model.adapter={sft or 'null'}", "overwrite=true", f"output_dir={out / 'dpo-r1'}"])
-    learned_run, rule_run = out / f"{policy_step}-r1", out / f"{policy_step}-rule"
-    rewards = "the reward model and the DPO model's likelihood" if with_dpo else "the reward model alone"
-    say(f"round 1: {label} on {rewards} -> {learned_run}")
-    step(learned_reward, learned_run, learned=True)
-    policies = {f"{policy_step}_rm": str(learned_run)}
+    learned, learned_run = LEARNED[policy_step], out / ("dpo-r1" if policy_step == "dpo" else f"{policy_step}-r1")
+    rule_run = out / f"{rule_step}-rule"
+    if policy_step != "dpo":
+        rewards = "the reward model and the DPO model's likelihood" if with_dpo else "the reward model alone"
+        say(f"round 1: {STEPS[policy_step]} on {rewards} -> {learned_run}")
+        step(policy_step, learned_reward, learned_run, learned=True)
+    policies = {learned: str(learned_run)}
     if baseline:  # the rule reward from the same start with the same budget: what the learned one should reach
-        say(f"baseline: {label} on the rule reward, same start and budget -> {rule_run}")
-        step([], rule_run, learned=False)
-        policies[f"{policy_step}_rule"] = str(rule_run)
+        say(f"baseline: {STEPS[rule_step]} on the rule reward, same start and budget -> {rule_run}")
+        step(rule_step, [], rule_run, learned=False)
+        policies[f"{rule_step}_rule"] = str(rule_run)
     say(f"held-out accuracy on {HELD_OUT} problems, greedy:")
     right = held_out_verdicts(str(setup.prompts), {**({start: sft} if sft else {}), **policies},
                               limit=HELD_OUT, base=not sft)
@@ -190,15 +200,15 @@ def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int
 
     rm1 = held_out_stats(out / "rm-r1")["accuracy"]
     table.append({"round": 1, "votes": votes1["votes"], "rm_accuracy": rm1,
-                  **({"dpo_likelihood_accuracy": dpo_likelihood(out / "dpo-r1")} if with_dpo else {}),
+                  **({"dpo_likelihood_accuracy": dpo_likelihood(out / "dpo-r1")} if trains_dpo else {}),
                   "judge_agreement": judge_agreement(pair_judge, out / "pairs-r1" / "test.jsonl"),
-                  **scored(f"{policy_step}_rm")})
+                  **scored(learned)})
     if baseline:
-        table.append({"round": "rule", **scored(f"{policy_step}_rule")})
+        table.append({"round": "rule", **scored(f"{rule_step}_rule")})
 
     # round 2: the new checkpoint into the arena against its start; RM round 1 continued on both rounds' votes
     db2 = out / "votes-r2.sqlite"
-    votes2 = annotate(db2, {start: sft, f"{policy_step}_rm": str(learned_run)}, prompts, seed + 1, setup.prompts, setup.rule)
+    votes2 = annotate(db2, {start: sft, learned: str(learned_run)}, prompts, seed + 1, setup.prompts, setup.rule)
     print_votes(2, votes2, split_pairs(db2, out / "pairs-r2", seed=seed + 1))
     with open(out / "pairs-r2" / "train.jsonl", "a") as f:  # round 1's votes still hold: train on both rounds
         f.write((out / "pairs-r1" / "train.jsonl").read_text())
@@ -223,7 +233,8 @@ def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int
     return table
 
 
-STEPS = {"grpo": "GRPO", "filter": "best-of-8 then SFT"}  # the policy steps, as the console names them
+STEPS = {"grpo": "GRPO", "filter": "best-of-8 then SFT", "dpo": "DPO"}  # the policy steps, as the console names them
+LEARNED = {"grpo": "grpo_rm", "filter": "filter_rm", "dpo": "dpo_votes"}  # the learned step's policy, as tables name it
 # --with-dpo keeps the surest half of the prompts. SmolLM2's sums (bench/RESULTS.md): the pair's best answer
 # was right for 385 of 600 prompts, for 269 of the surest 300. One epoch on the 536 above the average drawn
 # answer gained 0.46-0.79 of the rule's gain (six runs), on the 315 a deviation above it 0.68-0.94 (six), on
@@ -250,9 +261,7 @@ def best_of(setup: Task, from_start: list[str], reward: list[str], run_dir: Path
 
 def dpo_likelihood(run_dir: Path) -> float:
     """How often a DPO run's own likelihood sided with its held-out votes (`tinyalign.dpo` measured it)."""
-    from .rewards.implicit import METRICS
-
-    return json.loads((run_dir / METRICS).read_text())["likelihood_accuracy"]
+    return json.loads((run_dir / DPO_METRICS).read_text())["likelihood_accuracy"]
 
 
 def filter_sft_overrides(setup: Task, picks: Path) -> list[str]:
@@ -293,9 +302,10 @@ def print_table(table: list[dict], policy_step: str) -> None:
     if rule:  # what the loop is for: how much of the rule's gain the learned reward alone reached
         learned, ruled = (row["policy_accuracy"] - row["start_accuracy"] for row in (table[0], rule))
         share = f"; {learned / ruled:.2f} of the rule's gain" if ruled > 0 else ""
-        label = STEPS[policy_step]
-        print(f"\n{label} on the learned reward alone: {gain(learned, table[0])}{share}\n"
-              f"{label} on the rule: {gain(ruled, rule)}")
+        what = "the votes alone" if policy_step == "dpo" else "the learned reward alone"
+        rule_step = rule["policy"].removesuffix("_rule")
+        print(f"\n{STEPS[policy_step]} on {what}: {gain(learned, table[0])}{share}\n"
+              f"{STEPS[rule_step]} on the rule: {gain(ruled, rule)}")
 
 
 def gain(points: float, row: dict) -> str:
@@ -322,7 +332,8 @@ def main(argv=None):
     loop.add_argument("--out", required=True, help="folder for the votes, reward models and policy runs")
     loop.add_argument("--prompts", type=positive_int, help="prompts voted on per round (default: the task's)")
     loop.add_argument("--policy-step", choices=list(STEPS), default="grpo",
-                      help="grpo: GRPO on the learned reward; filter: best of 8 answers by it, then one epoch of SFT")
+                      help="grpo: GRPO on the learned reward; filter: best of 8 answers by it, then one epoch of SFT; "
+                           "dpo: DPO on the votes (the rule's baseline: GRPO)")
     loop.add_argument("--with-dpo", action="store_true",
                       help="DPO on the same votes too; the filter ranks answers by the reward model and the DPO "
                            "model's likelihood in standard units, and keeps the surest half of the prompts")
