@@ -156,6 +156,36 @@ def test_an_overwritten_run_comes_back_if_the_new_one_fails_before_it_is_saved(f
     assert recipes.load(finished_run / "recipe.yaml").train["max_steps"] == 2
 
 
+def test_a_run_set_aside_by_a_killed_overwrite_is_the_one_kept(tmp_path):
+    """A process killed mid-overwrite leaves .replaced (the last finished run) beside an unfinished one: the
+    next overwrite keeps the finished run aside and drops the unfinished one. Killed just after its save, the
+    new run is finished and the .replaced beside it is stale."""
+    from tinyalign import errors
+
+    def run_dir(name, finished, checkpoint):
+        folder = tmp_path / name
+        (folder / checkpoint).mkdir(parents=True)
+        (folder / "recipe.yaml").write_text(name)
+        if finished:
+            (folder / run.FINAL).write_text(name)
+        return folder
+
+    killed = run_dir("killed", finished=False, checkpoint="checkpoint-1")
+    shutil.move(run_dir("old", finished=True, checkpoint="checkpoint-9"), killed / run.REPLACED)
+    run.set_aside(killed)
+    assert not (killed / "checkpoint-1").exists() and (killed / run.REPLACED / run.FINAL).read_text() == "old"
+    errors.keep()  # the undo it registered, run by hand: the new run fails in its turn
+    run.put_back(killed)
+    assert (killed / run.FINAL).read_text() == "old" and (killed / "checkpoint-9").is_dir()
+    assert not (killed / run.REPLACED).exists()
+
+    saved = run_dir("saved", finished=True, checkpoint="checkpoint-2")
+    shutil.move(run_dir("older", finished=True, checkpoint="checkpoint-9"), saved / run.REPLACED)
+    run.set_aside(saved)
+    errors.keep()
+    assert (saved / run.REPLACED / run.FINAL).read_text() == "saved" and not (saved / run.REPLACED / "checkpoint-9").exists()
+
+
 def test_output_dir_equal_to_the_adapter_it_continues_is_refused_up_front(finished_run):
     before = snapshot(finished_run)
     line = refused(sft.main, TINY_SFT, f"model.adapter={finished_run}", f"output_dir={finished_run}", "overwrite=true")

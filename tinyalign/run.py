@@ -168,11 +168,14 @@ def run_items(out: Path) -> list[Path]:
 def set_aside(out: Path) -> None:
     """The run being overwritten moves into out/.replaced until the new run is saved, and moves back if this
     one fails first: some TRL settings are read only at the first step, and an interrupt can come any time.
-    A .replaced already there is from a run killed mid-way: it holds the finished run, out the killed one."""
+    A .replaced already there is from a process killed mid-way: beside an unfinished run it holds the last
+    finished one, and stays; beside a finished run (killed just after its save) it is stale."""
     aside = out / REPLACED
+    if aside.is_dir() and is_finished(out):
+        shutil.rmtree(aside)
     if aside.is_dir():
         for item in run_items(out):
-            shutil.rmtree(item) if item.is_dir() else item.unlink()
+            remove(item)
     elif run_items(out):
         aside.mkdir()
         for item in run_items(out):
@@ -185,14 +188,18 @@ def set_aside(out: Path) -> None:
 def put_back(out: Path) -> None:
     """The failed run's files go, the overwritten run's come back."""
     for item in [*run_items(out), out / ".final"]:
-        if item.is_dir():
-            shutil.rmtree(item)
-        elif item.exists():
-            item.unlink()
+        remove(item)
     aside = out / REPLACED
     for item in aside.iterdir():
         os.replace(item, out / item.name)
     aside.rmdir()
+
+
+def remove(item: Path) -> None:
+    if item.is_dir():
+        shutil.rmtree(item)
+    else:
+        item.unlink(missing_ok=True)
 
 
 def is_main_process() -> bool:
