@@ -168,3 +168,22 @@ def test_agreement_between_annotators_on_the_same_prompt_and_pair(tmp_path):
         vote(store, "a", annotator="bo", prompt_id="q3")  # alone: nothing to compare
         result = agreement(store.votes(current=True))
     assert result == {"items": 2, "pairs": 4, "agree": 3}
+
+
+def test_checking_a_store_ahead_of_a_long_command_changes_no_byte(tmp_path):
+    """`loop votes` checks its store before minutes of generation, and may still fail after (a policy that
+    does not load): the check neither migrates a schema-1 store, nor creates one, nor leaves side files."""
+    old = tmp_path / "old.sqlite"
+    v1_store(old)
+    before = old.read_bytes()
+    VoteStore.check(old)
+    assert old.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["old.sqlite"]
+    VoteStore.check(tmp_path / "new" / "votes.sqlite")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.sqlite"]
+    newer = tmp_path / "newer.sqlite"
+    VoteStore(newer).close()
+    conn = sqlite3.connect(newer)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(UserError, match="written by a newer tinyalign"):
+        VoteStore.check(newer)

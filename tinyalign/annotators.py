@@ -10,7 +10,6 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
-from . import files
 from .recipe import builtin
 
 
@@ -66,17 +65,6 @@ def record_votes(db, pairs: list[dict], settings: dict, rule=grade) -> dict:
     return {"votes": len(pairs), "by_vote": by_vote}
 
 
-def check_store(db) -> None:
-    """The vote store's own checks (a folder, a file that is not a store, a newer schema, a file where its
-    folder should be), run before the answers are generated, not minutes later when the first vote is stored."""
-    from .votes import VoteStore
-
-    if Path(db).exists():
-        VoteStore(db).close()
-    else:
-        files.check_folders_above(db, "vote store")
-
-
 def annotate(db, policies: dict[str, "str | None"], prompts: int, seed: int = 0,
              recipe_file: "str | Path" = builtin("tiny_sft.yaml"), rule: Callable[[str, str], int] = grade) -> dict:
     """Each training prompt answered by the policies (two samples when there is one), voted by the oracle.
@@ -85,8 +73,9 @@ def annotate(db, policies: dict[str, "str | None"], prompts: int, seed: int = 0,
     """
     from . import data, model, recipe as recipes
     from .generate import generate
+    from .votes import VoteStore
 
-    check_store(db)
+    VoteStore.check(db)  # before minutes of answers, not when the first vote is stored
     recipe = recipes.load(recipe_file)
     train, _ = data.splits(recipe.data, recipe.seed)
     rows = train.shuffle(seed=seed).select(range(min(prompts, len(train))))

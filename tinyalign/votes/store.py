@@ -88,7 +88,7 @@ class VoteStore:
     timeout is how long to wait for another writer before giving up with a UserError.
     """
 
-    def __init__(self, path, *, create=True, timeout=10.0):
+    def __init__(self, path, *, create=True, timeout=10.0, check_only=False):
         self.path = Path(path)
         self.timeout = timeout
         self._lock = threading.Lock()  # one connection, many Gradio worker threads: one statement at a time
@@ -102,15 +102,28 @@ class VoteStore:
             self._refuse_foreign_bytes()
         else:
             files.check_folders_above(self.path, "vote store")
+            if check_only:
+                return
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None,
-                                     check_same_thread=False)
+        # check_only reads through an immutable connection: no WAL side files, no journal switch, no migration
+        target = f"file:{self.path.absolute()}?mode=ro&immutable=1" if check_only else self.path
+        self._conn = sqlite3.connect(target, timeout=timeout, isolation_level=None, check_same_thread=False,
+                                     uri=check_only)
         try:
             with self._sqlite_errors():
-                self._open()
+                self._open(check_only)
         except BaseException:
             self._conn.close()
             raise
+        if check_only:
+            self._conn.close()
+
+    @classmethod
+    def check(cls, path) -> None:
+        """What opening `path` would refuse (a folder, a file that is not a store, a newer schema, damage, a file
+        where its folder goes), found without changing a byte: for a command that records its votes only after
+        minutes of work."""
+        cls(path, check_only=True)
 
     def _refuse_foreign_bytes(self):
         # Checked before SQLite touches the file: a non-database must come out byte-for-byte unchanged.
@@ -118,7 +131,7 @@ class VoteStore:
             raise UserError(f"{self.path} is not an SQLite database, so not a vote store; it was left "
                             "untouched: give another path or move the file aside")
 
-    def _open(self):
+    def _open(self, check_only=False):
         conn = self._conn
         conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
         # One read transaction: read apart, another process creating this store could commit between
@@ -138,6 +151,8 @@ class VoteStore:
                             f"{', '.join(sorted(tables))}); it was left untouched: give another path")
         if version:
             self._check_existing(tables, _COLUMNS if version == SCHEMA_VERSION else _COLUMNS_V1)
+        if check_only:
+            return
         # WAL: readers never block the writer and a crashed writer cannot damage committed votes.
         conn.execute("PRAGMA journal_mode = WAL")
         if version and version < SCHEMA_VERSION:
