@@ -108,9 +108,13 @@ def check_utf8(path: Path, key: str = "data.source") -> None:
             try:
                 decoder.decode(chunk)
             except UnicodeDecodeError as e:
-                raise UserError(f"{key}: {path} is not UTF-8 text (byte {offset + e.start}); "
-                                "convert it, e.g. iconv -f latin1 -t utf-8") from None
+                raise not_utf8(path, offset + e.start, key) from None
             offset += len(chunk)
+
+
+def not_utf8(path, byte: int, key: str | None = None) -> UserError:
+    return UserError(f"{key + ': ' if key else ''}{path} is not UTF-8 text (byte {byte}); "
+                     "convert it, e.g. iconv -f latin1 -t utf-8")
 
 
 def read_jsonl(path, *, broken=None, encoding_errors: str = "strict") -> list[tuple[int, object]]:
@@ -123,7 +127,7 @@ def read_jsonl(path, *, broken=None, encoding_errors: str = "strict") -> list[tu
     try:
         text = Path(path).read_text(encoding="utf-8", errors=encoding_errors)
     except UnicodeDecodeError as e:
-        raise UserError(f"{path} is not UTF-8 text (byte {e.start}); convert it: iconv -f latin1 -t utf-8") from None
+        raise not_utf8(path, e.start) from None
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
