@@ -412,6 +412,14 @@ def test_bad_counts_and_keys_on_the_command_line(main, args, says):
     assert says in line
 
 
+def test_overrides_after_an_option_are_read_as_overrides():
+    # the override is read (and its key named) wherever it stands, not refused as an unrecognized argument
+    for args in ([TINY_SFT, "--k", "2", "train.lr=1e-4"], [TINY_SFT, "train.lr=1e-4", "--k", "2"],
+                 [TINY_SFT, "--prompts", "4", "seed=1", "--k", "2", "train.lr=1e-4"]):
+        line = refused(probe.main, *args)
+        assert "`train.lr`: did you mean `learning_rate`?" in line and "unrecognized" not in line
+
+
 def test_evaluate_and_sample_refuse_an_out_that_would_destroy_a_file(finished_run, tmp_path):
     afile = tmp_path / "report.txt"
     afile.write_text("mine")

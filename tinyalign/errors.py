@@ -79,6 +79,13 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message):
         raise UserError(f"{message} (see {self.prog} --help)")
 
+    def parse_args(self, args=None, namespace=None):
+        # `probe RECIPE --k 2 train.x=1` is as valid as `probe RECIPE train.x=1 --k 2`: plain argparse takes
+        # the positionals (the overrides) in one run only and calls the later ones unrecognized
+        if self._subparsers is None:
+            return self.parse_intermixed_args(args, namespace)
+        return super().parse_args(args, namespace)
+
 
 def positive_int(text: str) -> int:
     """argparse type for counts that must be at least 1 (--k, --prompts, --batch-size)."""
