@@ -72,6 +72,29 @@ def test_the_markdown_names_the_best_checkpoint_and_the_plot_is_a_png(evaluated)
     assert (out / "eval.png").stat().st_size > 10_000  # a real figure, not an empty canvas
 
 
+def test_a_plot_cut_short_leaves_the_last_one_whole(evaluated, tmp_path, monkeypatch):
+    # the figure is drawn in memory and renamed into place, like eval.csv and eval.md: a crash (or a full
+    # disk) while it renders leaves the previous eval.png as it was, not half a PNG
+    table, out, _ = evaluated
+    png = tmp_path / "eval.png"
+    shutil.copy(out / "eval.png", png)
+    before = png.read_bytes()
+    from matplotlib.figure import Figure
+
+    def cut_short(self, target, **kwargs):  # what a full disk does halfway through the file
+        if isinstance(target, io.BytesIO):
+            target.write(before[:8])
+        else:
+            with open(target, "wb") as f:
+                f.write(before[:8])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", cut_short)
+    with pytest.raises(OSError):
+        evaluate.plot(table, "accuracy", png, "run")
+    assert png.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["eval.png"]
+
+
 def test_the_base_weights_are_loaded_once_for_all_checkpoints(evaluated):
     *_, loads = evaluated
     assert loads == ["tiny:qwen2-1m"]

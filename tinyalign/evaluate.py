@@ -350,8 +350,10 @@ def plot(table: list[dict], metric: str, path: Path, title: str) -> None:
     axes.flat[0].legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    image = io.BytesIO()
+    fig.savefig(image, format="png", dpi=100)
     plt.close(fig)
+    files.write_atomically(path, image.getvalue())  # like eval.csv and eval.md: the old plot or the new, never half
 
 
 @cli

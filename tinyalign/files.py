@@ -157,14 +157,15 @@ def read_run_file(path) -> dict:
     return loaded or {}
 
 
-def write_atomically(path, text: str) -> None:
-    """Write `text` to a temporary file beside `path`, then rename: `path` is old or new, never half."""
+def write_atomically(path, text: str | bytes) -> None:
+    """Write `text` (or bytes) to a temporary file beside `path`, then rename: `path` is old or new, never half."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        binary = isinstance(text, bytes)
+        with os.fdopen(fd, "wb" if binary else "w", encoding=None if binary else "utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
