@@ -149,7 +149,7 @@ def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int
                           f"{{name: implicit_reward, model: {out / 'dpo-r1'}, reference: none}}]"]
 
     drawn = None  # the filter's answers: one draw from the start, scored under each reward
-    rule_step = "grpo" if policy_step == "dpo" else policy_step  # the rule gives no pairs of its own to DPO on
+    rule_step = RULE_STEP[policy_step]
     trains_dpo = with_dpo or policy_step == "dpo"
 
     def step(kind: str, reward: list[str], run_dir: Path, learned: bool) -> None:  # the policy step from the start
@@ -235,6 +235,7 @@ def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int
 
 STEPS = {"grpo": "GRPO", "filter": "best-of-8 then SFT", "dpo": "DPO"}  # the policy steps, as the console names them
 LEARNED = {"grpo": "grpo_rm", "filter": "filter_rm", "dpo": "dpo_votes"}  # the learned step's policy, as tables name it
+RULE_STEP = {"grpo": "grpo", "filter": "filter", "dpo": "grpo"}  # the baseline's step: the rule casts no pairs to DPO on
 # --with-dpo keeps the surest half of the prompts. SmolLM2's sums (bench/RESULTS.md): the pair's best answer
 # was right for 385 of 600 prompts, for 269 of the surest 300. One epoch on the 536 above the average drawn
 # answer gained 0.46-0.79 of the rule's gain (six runs), on the 315 a deviation above it 0.68-0.94 (six), on
@@ -303,9 +304,8 @@ def print_table(table: list[dict], policy_step: str) -> None:
         learned, ruled = (row["policy_accuracy"] - row["start_accuracy"] for row in (table[0], rule))
         share = f"; {learned / ruled:.2f} of the rule's gain" if ruled > 0 else ""
         what = "the votes alone" if policy_step == "dpo" else "the learned reward alone"
-        rule_step = rule["policy"].removesuffix("_rule")
         print(f"\n{STEPS[policy_step]} on {what}: {gain(learned, table[0])}{share}\n"
-              f"{STEPS[rule_step]} on the rule: {gain(ruled, rule)}")
+              f"{STEPS[RULE_STEP[policy_step]]} on the rule: {gain(ruled, rule)}")
 
 
 def gain(points: float, row: dict) -> str:

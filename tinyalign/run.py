@@ -172,7 +172,7 @@ def set_aside(out: Path) -> None:
     finished one, and stays; beside a finished run (killed just after its save) it is stale."""
     aside = out / REPLACED
     if aside.is_dir() and is_finished(out):
-        shutil.rmtree(aside)
+        remove(aside)
     if aside.is_dir():
         for item in run_items(out):
             remove(item)
