@@ -31,7 +31,7 @@ def adapters(folder: Path, spec) -> dict[str, str]:
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from tinyalign import model as models
+    from tinyalign.models import loading as models
 
     tokenizer = models.load_tokenizer(spec)
     out = {}
@@ -92,7 +92,7 @@ def main():
     import torch
 
     from tinyalign.app.engine import Engine
-    from tinyalign.recipe import Model
+    from tinyalign.config.recipe import Model
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     spec = Model(name=args.model, quantization=args.quantization)

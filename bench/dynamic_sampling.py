@@ -7,7 +7,7 @@ A group whose 8 answers all score the same has advantages of 0 and teaches nothi
 log-prob passes and its forward/backward (tinyalign/flat_groups.py), so in the same budget it should get
 through more steps. Each run is its own process (OMP_NUM_THREADS=--threads) calling `tinyalign.grpo.main` with a
 callback that stops training once --seconds of training have passed (the final adapter is saved as usual);
-a third process scores the start adapter and both runs with `tinyalign.solve_rate.held_out_accuracy`.
+a third process scores the start adapter and both runs with `tinyalign.measure.solve_rate.held_out_accuracy`.
 
 The real run: the real-model demo's GRPO settings (recipes/smollm2_word_grpo.yaml: SmolLM2-135M-Instruct,
 LoRA r 16, tiny:word-problems, reward math_accuracy, 8 problems x 8 answers per step), 200 held-out
@@ -33,7 +33,7 @@ def real_settings() -> dict:
     """The real-model demo's GRPO recipe (recipes/smollm2_word_grpo.yaml): model, task, reward and step shape."""
     import yaml
 
-    from tinyalign import recipe as recipes
+    from tinyalign.config import recipe as recipes
 
     raw = yaml.safe_load(recipes.builtin("smollm2_word_grpo.yaml").read_text())
     train = {k: v for k, v in raw["train"].items() if k not in ("max_steps", "save_steps", "logging_steps")}
@@ -68,7 +68,8 @@ def train_one(recipe: Path, seconds: float) -> dict:
     """GRPO until `seconds` of training have passed, in this process; what the log says about it."""
     from transformers import TrainerCallback
 
-    from tinyalign import grpo, run
+    from tinyalign import grpo
+    from tinyalign.training import run
 
     class Budget(TrainerCallback):
         def on_train_begin(self, args, state, control, **kwargs):
@@ -104,7 +105,7 @@ def yaml_value(path: Path, key: str):
 
 
 def score(recipe: Path, adapters: dict, held_out: int) -> dict:
-    from tinyalign.solve_rate import held_out_accuracy
+    from tinyalign.measure.solve_rate import held_out_accuracy
 
     return held_out_accuracy(str(recipe), adapters, limit=held_out)
 

@@ -4,7 +4,7 @@ A Qwen2.5-1.5B-shaped model with random weights, built from its config (no downl
 the GRPO settings of recipes/qwen_1.5b_math.yaml on synthetic prompts, three ways:
 
     trl           plain TRL + bitsandbytes: a 4-bit model and a LoraConfig handed to GRPOTrainer
-    transformers  tinyalign's transformers backend (tinyalign.model.load_for_training)
+    transformers  tinyalign's transformers backend (tinyalign.models.loading.load_for_training)
     unsloth       tinyalign's unsloth backend (skipped, with a message, when unsloth is not installed)
 
 All three share the same GRPOConfig (the recipe's train section on tinyalign's defaults) and the
@@ -39,7 +39,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
-from tinyalign.recipe import builtin  # noqa: E402
+from tinyalign.config.recipe import builtin# noqa: E402
 
 RECIPE = builtin("qwen_1.5b_math.yaml")
 VARIANTS = ("trl", "transformers", "unsloth", "sft", "dpo")
@@ -86,7 +86,7 @@ def build_model(folder: Path, smoke: bool) -> None:
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-    from tinyalign.tiny import CHAT_TEMPLATE
+    from tinyalign.models.tiny import CHAT_TEMPLATE
 
     torch.manual_seed(0)
     config = Qwen2Config(**(SMOKE if smoke else QWEN25_1_5B))
@@ -128,7 +128,8 @@ def synthetic_prompts(recipe, count: int):
 
 
 def load_recipe(model_dir: str, args, variant: str):
-    from tinyalign import grpo, recipe as recipes
+    from tinyalign import grpo
+    from tinyalign.config import recipe as recipes
 
     overrides = [f"model.name={model_dir}", "model.backend=" + ("unsloth" if variant == "unsloth" else "transformers"),
                  f"output_dir={tempfile.mkdtemp(prefix='bench-grpo-')}", f"train.max_steps={args.warmup + args.steps}",
@@ -143,7 +144,7 @@ def plain_trl_model(recipe):
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
-    from tinyalign.model import compute_dtype
+    from tinyalign.models.loading import compute_dtype
 
     dtype = compute_dtype(recipe.model)
     quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
@@ -168,7 +169,9 @@ def run_variant(args) -> dict:
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from tinyalign import model as models, rewards, run
+    from tinyalign import rewards
+    from tinyalign.models import loading as models
+    from tinyalign.training import run
 
     start = time.perf_counter()
     config = run.trl_config(recipe, GRPOConfig)

@@ -60,9 +60,12 @@ def main():
     args = parser.parse_args()
     from safetensors.torch import load_file, save_file
 
-    from tinyalign import data, model, recipe as recipes, solve_rate
+    from tinyalign.data import loading as data
+    from tinyalign.models import loading as model
+    from tinyalign.config import recipe as recipes
+    from tinyalign.measure import solve_rate
     from tinyalign.evaluate import SAMPLES_RIGHT, model_metrics, paired_gain
-    from tinyalign.generate import generation_settings
+    from tinyalign.models.generate import generation_settings
 
     recipe = recipes.load(RECIPE)
     rows = data.eval_rows(recipe.data, limit=args.prompts, seed=recipe.seed)

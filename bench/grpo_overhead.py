@@ -20,7 +20,7 @@ from statistics import median
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
-from tinyalign.recipe import builtin  # noqa: E402
+from tinyalign.config.recipe import builtin# noqa: E402
 RECIPE = builtin("tiny_grpo.yaml")
 
 
@@ -33,7 +33,7 @@ def plain_trl(adapter: str, out: str, steps: int) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
     from trl import GRPOConfig, GRPOTrainer
 
-    from tinyalign import tiny
+    from tinyalign.models import tiny
 
     recipe = yaml.safe_load(RECIPE.read_text())
     path = tiny.model_path(recipe["model"]["name"])

@@ -30,9 +30,12 @@ def main():
     parser.add_argument("--start", default="runs/demo-real/sft", help="the adapter the runs started from")
     parser.add_argument("--problems", type=int, default=300)
     args = parser.parse_args()
-    from tinyalign import data, model, recipe as recipes, solve_rate
+    from tinyalign.data import loading as data
+    from tinyalign.models import loading as model
+    from tinyalign.config import recipe as recipes
+    from tinyalign.measure import solve_rate
     from tinyalign.evaluate import model_metrics, paired_gain
-    from tinyalign.generate import generation_settings
+    from tinyalign.models.generate import generation_settings
 
     recipe = recipes.load(RECIPE)
     # the training split's rows in evaluate's form (no held-out split named: eval_rows reads the training one)

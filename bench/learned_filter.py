@@ -47,7 +47,9 @@ def draw(start: str, rm: str, out: Path) -> dict:
         if (cached["start"], cached["rm"]) != (start, rm):
             sys.exit(f"{out} holds the answers of {cached['start']} scored by {cached['rm']}; use another --work")
         return cached
-    from tinyalign import data, recipe as recipes, sample
+    from tinyalign import sample
+    from tinyalign.data import loading as data
+    from tinyalign.config import recipe as recipes
 
     def scored(rewards: list[str], name: str, keep: float | None, drawn=None) -> dict:  # one `sample` run
         recipe = recipes.load(recipes.builtin("smollm2_sums_grpo.yaml"), [f"model.adapter={start}", "seed=0", *rewards])
@@ -71,7 +73,9 @@ def with_dpo(drawn: dict, dpo: str, out: Path) -> dict:
         return drawn
     if drawn.get("dpo"):
         sys.exit(f"{out} holds scores by {drawn['dpo']}; use another --work")
-    from tinyalign import model, recipe as recipes, sample
+    from tinyalign import sample
+    from tinyalign.models import loading as model
+    from tinyalign.config import recipe as recipes
 
     recipe = recipes.load(recipes.builtin("smollm2_sums_grpo.yaml"), [
         f"model.adapter={drawn['start']}", "seed=0", f"rewards=[{{name: implicit_reward, model: {dpo}, reference: none}}]"])
@@ -119,7 +123,7 @@ def pick_table(drawn: dict) -> list[tuple[str, int]]:
 
 def write_sets(drawn: dict, work: Path) -> dict[str, tuple[str, Path]]:
     """The training sets: {variant: (method, file)}."""
-    from tinyalign import files
+    from tinyalign.core import files
     from tinyalign.sample import surest_share
 
     # what each reward trains: the rule's right answers (and DPO on them); from a learned reward every prompt's
@@ -163,7 +167,7 @@ def train(method: str, start: str, data: Path, run: Path, threads: int, seed: in
     """One epoch of SFT (the loop filter's settings), or `steps` steps of it, or DPO on `data`, from the start;
     cached."""
     from tinyalign.loop import TASKS, filter_sft_overrides
-    from tinyalign.recipe import builtin
+    from tinyalign.config.recipe import builtin
 
     if (run / "adapter_model.safetensors").is_file():
         return run
@@ -217,8 +221,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from tinyalign.recipe import builtin, load
-    from tinyalign.solve_rate import held_out_verdicts, paired_interval95
+    from tinyalign.config.recipe import builtin, load
+    from tinyalign.measure.solve_rate import held_out_verdicts, paired_interval95
 
     args.work.mkdir(parents=True, exist_ok=True)
     if args.draw_from and not (args.work / "draw.json").is_file():

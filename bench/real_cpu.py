@@ -51,7 +51,7 @@ DEMO_SYSTEM = "Solve the word problem. Show the calculation, then the answer."
 def demo_mode() -> None:
     """Switch the module's settings to the real-model demo's GRPO step (see the docstring)."""
     global SYSTEM, PROBLEMS, TRAIN, REWARDS, QUANTIZATION
-    from tinyalign import word_problems
+    from tinyalign.data import word_problems
 
     SYSTEM = DEMO_SYSTEM
     PROBLEMS = [(r["question"], r["answer"]) for r in word_problems.rows()["train"][:8]]
@@ -121,7 +121,8 @@ def plain_trl(out: Path, totals: dict) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
     from trl import GRPOConfig, GRPOTrainer
 
-    from tinyalign import gguf, rewards
+    from tinyalign import rewards
+    from tinyalign.models import gguf
     from tinyalign.grpo import DEFAULTS
 
     path = gguf.model_path(MODEL)
@@ -170,7 +171,7 @@ def child(which: str, threads: str, demo: bool = False, iterations: int = 1) -> 
 def run_child(which: str, out: str, iterations: int) -> None:
     import torch
 
-    from tinyalign import threads
+    from tinyalign.core import threads
 
     global TRAIN
     TRAIN = {**TRAIN, "num_iterations": iterations, "max_steps": iterations}  # one generated batch, all its updates
@@ -198,7 +199,7 @@ def main():
     if args.child:
         return run_child(args.child, args.out, iterations[0])
 
-    from tinyalign import gguf
+    from tinyalign.models import gguf
 
     gguf.model_path(MODEL)  # convert once, outside the timings
     neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None

@@ -31,7 +31,7 @@ from launch import run_logged  # noqa: E402  (bench/, beside this script)
 
 def train(seed: int, threads: int, start: str, votes: str, work: Path, overrides: list[str]) -> dict:
     """One DPO run in its own process; what its log says at the end."""
-    from tinyalign.recipe import builtin
+    from tinyalign.config.recipe import builtin
 
     run = work / f"dpo_T{threads}_S{seed}"
     log = work / f"log_T{threads}_S{seed}.txt"  # the training console, kept off the table
@@ -72,8 +72,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from tinyalign import solve_rate
-    from tinyalign.recipe import builtin
+    from tinyalign.measure import solve_rate
+    from tinyalign.config.recipe import builtin
 
     adapters = {"sft": args.start, **{f"dpo_s{r['seed']}": r["run"] for r in runs}}
     start = time.perf_counter()

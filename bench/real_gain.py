@@ -8,7 +8,7 @@ base rambles before (or instead of) the number and most answers hit the cap. SFT
 with the bare number, on problems that share neither a phrasing nor a number with the held-out ones
 (operands 60-99, four other phrasings). Each (seed, threads) run is its own process with
 OMP_NUM_THREADS set: SFT through `tinyalign.sft.main`, then both the base and the adapter scored by
-`tinyalign.solve_rate.held_out_accuracy` under math_accuracy (the last number in the answer, so the
+`tinyalign.measure.solve_rate.held_out_accuracy` under math_accuracy (the last number in the answer, so the
 base is not failed for its words alone). The seed draws the training problems and SFT's own seed; the
 held-out problems are the same for every run.
 """
@@ -71,7 +71,8 @@ def write_recipes(folder: Path, problems: Path, seed: int) -> tuple[Path, Path]:
 
 def one_run(seed: int, folder: Path) -> dict:
     """SFT then held-out scoring of base and adapter, in this process; times in seconds."""
-    from tinyalign import sft, solve_rate
+    from tinyalign import sft
+    from tinyalign.measure import solve_rate
 
     start = time.perf_counter()
     problems = write_problems(folder / "problems", seed)

@@ -61,8 +61,8 @@ def pairs(db: Path, work: Path, held_out: float) -> Path:
     """The split, each pair with its task's worked solution as `reference`; cached."""
     import real_rm
 
-    from tinyalign import files
-    from tinyalign.pair_files import split_pairs
+    from tinyalign.core import files
+    from tinyalign.measure.pair_files import split_pairs
 
     folder = work / "pairs"
     if (folder / "test.jsonl").is_file():
@@ -79,7 +79,7 @@ def pairs(db: Path, work: Path, held_out: float) -> Path:
 
 def train(method: str, run: Path, data: Path, seed: int, threads: int, overrides: list[str]) -> dict:
     """One judge training run (`method`: sft or grpo) in its own process; its run folder and time."""
-    from tinyalign.recipe import builtin
+    from tinyalign.config.recipe import builtin
 
     if (run / "adapter_model.safetensors").is_file():
         return {"run": run, "train_s": json.loads((run / "bench_train.json").read_text())["train_s"]}
@@ -97,7 +97,7 @@ def judged(judge: str, test: Path, answered: set, max_new_tokens: int, out: Path
     """The judge's figures on the held-out pairs (cached in `out`), with agreement by kind of pair."""
     if out.is_file():
         return json.loads(out.read_text())
-    from tinyalign.pair_files import read_pairs
+    from tinyalign.measure.pair_files import read_pairs
     from tinyalign.rewards.pairwise import PairJudge, agreement
 
     held = read_pairs(test)
@@ -134,8 +134,9 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from tinyalign import files, judge as judging
-    from tinyalign.data import text_of
+    from tinyalign import judge as judging
+    from tinyalign.core import files
+    from tinyalign.data.loading import text_of
     from tinyalign.rewards.judge_model import task_text
 
     folder = pairs(votes(args.votes), args.work, args.held_out)

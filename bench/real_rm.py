@@ -13,10 +13,10 @@ model ~25-40 min at 1 thread (~50 steps of 32 sequences of ~100 tokens, then ~50
 Stages, each cached in --work (a rerun skips the finished ones; other settings need another --work):
 1. answers.jsonl: each policy (`--policy`, or the base alone) answers `--prompts` training problems of
    tiny:word-problems twice (system "Solve the word problem. Show the calculation, then the answer.", temperature
-   1.0, at most 32 new tokens, tinyalign.generate). Whether an answer hit the cap is read from its
+   1.0, at most 32 new tokens, tinyalign.models.generate). Whether an answer hit the cap is read from its
    tokens (no end of turn among them): re-tokenising the decoded text miscounts sampled tokens.
 2. votes.sqlite: an annotator rule votes each policy's two answers to a prompt through the vote store
-   (tinyalign.annotators.record_votes, as the loop's oracle does): 2 = the right final number
+   (tinyalign.experiments.annotators.record_votes, as the loop's oracle does): 2 = the right final number
    (rewards.accuracy.model_answer + math_equal) in an answer that ended within the budget, 1 = right
    but cut off at the cap (known to the rule by the answer's text), 0 = wrong. Higher grade wins,
    equal grades tie, two wrong answers are "both bad" with the task's worked solution ("32 - 15 = 17.
@@ -99,7 +99,8 @@ def write_task(cfg: dict, work: Path) -> Path:
 
 def problems(cfg: dict, work: Path, prompts: int, seed: int):
     """(the task recipe, the training problems answered): the same rows for every stage."""
-    from tinyalign import data, recipe as recipes
+    from tinyalign.data import loading as data
+    from tinyalign.config import recipe as recipes
 
     task = recipes.load(write_task(cfg, work))
     train, _ = data.splits(task.data, task.seed)
@@ -113,9 +114,11 @@ def answers_stage(cfg: dict, work: Path, policies: dict, prompts: int, seed: int
         return [json.loads(line) for line in path.read_text().splitlines()]
     from transformers import set_seed
 
-    from tinyalign import data, files, model
-    from tinyalign.chat_template import stop_token_ids
-    from tinyalign.generate import generate
+    from tinyalign.data import loading as data
+    from tinyalign.core import files
+    from tinyalign.models import loading as model
+    from tinyalign.models.chat_template import stop_token_ids
+    from tinyalign.models.generate import generate
 
     task, rows = problems(cfg, work, prompts, seed)
     questions = [data.prompt_messages(task.data, row) for row in rows]
@@ -155,7 +158,8 @@ def votes_stage(cfg: dict, work: Path, answers: list[dict], prompts: int, seed: 
     db, summary = work / "votes.sqlite", work / "votes.json"
     if db.is_file() and summary.is_file():
         return json.loads(summary.read_text())
-    from tinyalign import annotators, data
+    from tinyalign.experiments import annotators
+    from tinyalign.data import loading as data
     from tinyalign.votes import load_pairs
 
     _, rows = problems(cfg, work, prompts, seed)
@@ -183,9 +187,10 @@ def rm_run(cfg: dict, work: Path, threads: int, seed: int, overrides: list[str])
     import torch
 
     torch.set_num_threads(threads)
-    from tinyalign import rm, rm_measure
-    from tinyalign.data import text_of
-    from tinyalign.recipe import builtin
+    from tinyalign import rm
+    from tinyalign.measure import reward_model as rm_measure
+    from tinyalign.data.loading import text_of
+    from tinyalign.config.recipe import builtin
 
     scored = []  # measure() scores every chosen answer, then every rejected one: kept to split by kind
     plain = rm_measure.rm_scores
@@ -249,7 +254,7 @@ def print_table(rows: list[dict], stages: dict) -> None:
 def held_out_overrides(cfg: dict, pairs: int, overrides: list[str]) -> list[str]:
     """`overrides`, with data.test_size raised to a count of cfg["min_held_out"] pairs when the RM recipe's
     share would hold out fewer; refused when that would leave fewer pairs to train on than it holds out."""
-    from tinyalign.recipe import builtin, load
+    from tinyalign.config.recipe import builtin, load
 
     least = cfg.get("min_held_out")
     if not least or any(o.startswith("data.test_size=") for o in overrides):
@@ -337,7 +342,7 @@ def main() -> None:
 def tiny_policy(work: Path) -> Path:
     """Smoke only: tiny_sft.yaml's policy (~15 s), trained once into the work folder."""
     from tinyalign import sft
-    from tinyalign.recipe import builtin
+    from tinyalign.config.recipe import builtin
 
     run = work / "tiny_sft"
     if not (run / "adapter_model.safetensors").is_file():

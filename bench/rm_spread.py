@@ -36,9 +36,10 @@ def one_run(start: str, threads: int, seed: int, prompts: int, held_out: float, 
     import torch
 
     torch.set_num_threads(threads)
-    from tinyalign import annotators, dpo, rm, sft
-    from tinyalign.pair_files import split_pairs
-    from tinyalign.recipe import builtin
+    from tinyalign import dpo, rm, sft
+    from tinyalign.experiments import annotators
+    from tinyalign.measure.pair_files import split_pairs
+    from tinyalign.config.recipe import builtin
 
     policy = out / f"{start}_T{threads}"
     if not (policy / "adapter_config.json").is_file():

@@ -43,8 +43,8 @@ RL = [f"train.max_completion_length={MAX_NEW_TOKENS}", f"generation.max_new_toke
 
 def pairs(db: Path, folder: Path) -> Path:
     """The split, each pair with its sum as `reference`; cached."""
-    from tinyalign import files
-    from tinyalign.pair_files import split_pairs
+    from tinyalign.core import files
+    from tinyalign.measure.pair_files import split_pairs
 
     if (folder / "test.jsonl").is_file():
         return folder
@@ -67,7 +67,7 @@ def judged(judge: Path, test: Path, out: Path) -> dict:
     if out.is_file():
         return json.loads(out.read_text())
     from tinyalign import judge as judging
-    from tinyalign.pair_files import read_pairs
+    from tinyalign.measure.pair_files import read_pairs
 
     start = time.perf_counter()
     report = {**judging.evaluate(str(judge), read_pairs(test), max_new_tokens=MAX_NEW_TOKENS),
@@ -103,8 +103,9 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from tinyalign import files, judge as judging
-    from tinyalign.recipe import builtin, load
+    from tinyalign import judge as judging
+    from tinyalign.core import files
+    from tinyalign.config.recipe import builtin, load
 
     rl_lr = args.rl_lr or load(builtin("smollm2_judge_grpo.yaml")).train["learning_rate"]
 

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def tiny_sft_run(tmp_path_factory) -> Path:
     """recipes/tiny_sft.yaml trained once (4-bit QLoRA, ~30 s on CPU); the run directory."""
     from tinyalign import sft
-    from tinyalign.recipe import builtin
+    from tinyalign.config.recipe import builtin
 
     out = tmp_path_factory.mktemp("runs") / "tiny_sft"
     sft.main([str(builtin("tiny_sft.yaml")), f"output_dir={out}"])

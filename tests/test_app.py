@@ -25,7 +25,7 @@ from tinyalign.app import cli
 from tinyalign.app import engine as engine_module
 from tinyalign.app.arena import Match
 from tinyalign.app.engine import Engine
-from tinyalign.errors import UserError
+from tinyalign.core.errors import UserError
 from tinyalign.prefs import VoteStore
 
 pytestmark = [

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 from helpers_app import free_port, read_votes, start_app, trained_adapters
-from tinyalign.recipe import builtin
+from tinyalign.config.recipe import builtin
 
 CHROMIUM = Path("/usr/bin/chromium")
 # What works in this sandbox (see the env notes): no sandbox/GPU, and none of Chromium's background
@@ -535,7 +535,7 @@ def test_votes_become_a_dpo_run_whose_adapter_the_app_serves(arena, page, tmp_pa
     # tokens, the cap) on 2-core AMD EPYCs and "AAAA" on a 2-core Intel Xeon; after 10 DPO steps the adapter
     # answered "" (the turn's end at once) on the Intel box and "A" on one AMD box, but on another it still
     # answered as its start did; after 30 steps "..........." there. Float sums differ by CPU, so the answer does.
-    from tinyalign import recipe as recipes
+    from tinyalign.config import recipe as recipes
     from tinyalign.app.engine import Engine
 
     settings = recipes.load(runs["aaa"] / "recipe.yaml")

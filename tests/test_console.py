@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from tinyalign import console
-from tinyalign.recipe import builtin
+from tinyalign.core import console
+from tinyalign.config.recipe import builtin
 
 from conftest import ROOT
 
@@ -93,7 +93,7 @@ def test_a_training_command_prints_compact_lines_not_raw_dicts(tmp_path):
 
 
 def test_the_one_time_tiny_model_build_is_announced_and_timed(tmp_path, monkeypatch, capsys):
-    from tinyalign import tiny
+    from tinyalign.models import tiny
 
     monkeypatch.setenv("TINYALIGN_HOME", str(tmp_path))
     monkeypatch.setattr(tiny, "build_model", lambda name, out: (out / "config.json").write_text("{}"))

@@ -5,11 +5,13 @@ import pickle
 
 import pytest
 
-from tinyalign import dpo, model, recipe as recipes
-from tinyalign.errors import UserError
+from tinyalign import dpo
+from tinyalign.models import loading as model
+from tinyalign.config import recipe as recipes
+from tinyalign.core.errors import UserError
 from tinyalign.rewards import implicit, resolve
-from tinyalign.solve_rate import held_out_accuracy
-from tinyalign.generate import generate
+from tinyalign.measure.solve_rate import held_out_accuracy
+from tinyalign.models.generate import generate
 
 RECIPE = str(recipes.builtin("tiny_dpo.yaml"))
 
@@ -30,7 +32,7 @@ def own_mistakes(run_dir, out_file, prompts=400, k=4):
 
 
 def tiny_task_file(task, split):
-    from tinyalign import tiny
+    from tinyalign.models import tiny
 
     return tiny.task_path(task) / f"{split}.jsonl"
 

@@ -8,7 +8,9 @@ import shutil
 import pytest
 import yaml
 
-from tinyalign import evaluate, model, run
+from tinyalign import evaluate
+from tinyalign.models import loading as model
+from tinyalign.training import run
 
 
 def read_csv(path):
@@ -169,7 +171,7 @@ def test_mistakes_end_in_one_line_naming_the_fix(tiny_sft_run, tmp_path, capsys,
 
 
 def test_the_95_percent_interval_is_wilsons_and_narrows_with_more_items():
-    from tinyalign.solve_rate import interval95
+    from tinyalign.measure.solve_rate import interval95
 
     low, high = interval95(0.5, 200)
     assert abs(low - 0.4314) < 1e-3 and abs(high - 0.5686) < 1e-3  # the textbook Wilson interval
@@ -178,7 +180,7 @@ def test_the_95_percent_interval_is_wilsons_and_narrows_with_more_items():
 
 
 def test_two_models_on_the_same_problems_are_told_apart_item_by_item():
-    from tinyalign.solve_rate import interval95, paired_interval95
+    from tinyalign.measure.solve_rate import interval95, paired_interval95
 
     # 300 problems: 150 right for both, 20 fixed, 8 broken: +4.0 points
     before = [True] * 150 + [False] * 20 + [True] * 8 + [False] * 122

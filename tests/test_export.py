@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tinyalign import data, export, model, recipe as recipes
-from tinyalign.generate import generate
+from tinyalign import export
+from tinyalign.data import loading as data
+from tinyalign.models import loading as model
+from tinyalign.config import recipe as recipes
+from tinyalign.models.generate import generate
 
 HELD_OUT = 100
 

@@ -4,7 +4,7 @@ import pickle
 
 import pytest
 
-from tinyalign.errors import UserError
+from tinyalign.core.errors import UserError
 from tinyalign.rewards import rubric as judges
 from tinyalign.rewards import resolve
 

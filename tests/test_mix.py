@@ -5,9 +5,9 @@ import random
 
 import pytest
 
-from tinyalign import data
-from tinyalign import recipe as recipes
-from tinyalign.errors import UserError
+from tinyalign.data import loading as data
+from tinyalign.config import recipe as recipes
+from tinyalign.core.errors import UserError
 
 
 def user_text(row) -> str:

@@ -10,7 +10,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tinyalign import prefs, run
+from tinyalign import prefs
+from tinyalign.training import run
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

@@ -4,8 +4,9 @@ TRL's extra forward over the batch, and they are the numbers TRL's own pass comp
 import pytest
 import torch
 
-from tinyalign import grpo, old_logps
-from tinyalign.recipe import builtin
+from tinyalign import grpo
+from tinyalign.trl_patches import old_logps
+from tinyalign.config.recipe import builtin
 
 RECIPE = str(builtin("tiny_grpo.yaml"))
 # two updates of each generated batch (mu 2), each over two micro-batches; no LoRA dropout, so that TRL's pass

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tinyalign import recipe as recipes, run
+from tinyalign.config import recipe as recipes
+from tinyalign.training import run
 from tinyalign.__main__ import COMMANDS, main as tinyalign
-from tinyalign.errors import UserError
+from tinyalign.core.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "tinyalign"

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from tinyalign import judge as judging
-from tinyalign.errors import UserError
+from tinyalign.core.errors import UserError
 from tinyalign.prefs import VoteStore
 from tinyalign.rewards import pairwise, resolve
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tinyalign.errors import UserError
+from tinyalign.core.errors import UserError
 from tinyalign.prefs import main
 from tinyalign.votes import SCHEMA_VERSION, VoteStore, leaderboard, load_pairs, unswap_vote
 from tinyalign.votes.pairs import pairs

@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from tinyalign.errors import UserError
+from tinyalign.core.errors import UserError
 from tinyalign.prefs import main
 from tinyalign.votes import SCHEMA_VERSION, VoteStore, agreement, leaderboard
 from tinyalign.votes.pairs import pairs

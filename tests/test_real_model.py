@@ -15,10 +15,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tinyalign import chat_template, gguf, model, tiny
-from tinyalign.errors import UserError
-from tinyalign.generate import generate, render
-from tinyalign.recipe import Model, builtin
+from tinyalign.models import chat_template, gguf
+from tinyalign.models import loading as model
+from tinyalign.models import tiny
+from tinyalign.core.errors import UserError
+from tinyalign.models.generate import generate, render
+from tinyalign.config.recipe import Model, builtin
 
 PKG = "pkg:smollm2-135m-instruct"
 SYSTEM = "Think briefly inside <think> </think>, then give only the final number inside <answer> </answer>."
@@ -244,7 +246,10 @@ def test_a_few_sft_steps_raise_held_out_accuracy_on_sums_it_never_saw(smollm2, t
     "A + B = C") through `sft.main`, then greedy held-out accuracy of the base and the adapter through
     `solve_rate.held_out_accuracy` (math_accuracy, 16 new tokens) on 100 problems "What is A plus B?"
     whose (A, B) pairs and phrasing no training problem has (bench/real_gain.py builds both)."""
-    from tinyalign import data, recipe as recipes, sft, solve_rate
+    from tinyalign import sft
+    from tinyalign.data import loading as data
+    from tinyalign.config import recipe as recipes
+    from tinyalign.measure import solve_rate
 
     spec = importlib.util.spec_from_file_location("real_gain", ROOT / "bench" / "real_gain.py")
     bench = importlib.util.module_from_spec(spec)
@@ -289,7 +294,8 @@ def test_grpo_in_4bit_runs_a_step_that_ends_answers_at_the_turn_end_and_scores_t
 
 @pytest.mark.slow
 def test_probe_evaluate_and_sample_answer_a_handful_of_prompts(sft_run, tmp_path):
-    from tinyalign import evaluate, probe, recipe as recipes, sample
+    from tinyalign import evaluate, probe, sample
+    from tinyalign.config import recipe as recipes
 
     recipe = recipes.load(sft_run / "recipe.yaml")
     recipe.generation = {"max_new_tokens": 48}
@@ -312,7 +318,8 @@ def test_probe_evaluate_and_sample_answer_a_handful_of_prompts(sft_run, tmp_path
 def test_merged_export_answers_like_its_adapter(sft_run, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tinyalign import export, recipe as recipes
+    from tinyalign import export
+    from tinyalign.config import recipe as recipes
 
     prompts = chats(q for q, _ in PROBLEMS[:4])
     spec = recipes.load(sft_run / "recipe.yaml").model
@@ -325,7 +332,7 @@ def test_merged_export_answers_like_its_adapter(sft_run, tmp_path):
 
 @pytest.mark.slow
 def test_arena_panes_answer_with_their_own_adapter_and_stop_at_the_turn_end(sft_run, dpo_run):
-    from tinyalign import recipe as recipes
+    from tinyalign.config import recipe as recipes
     from tinyalign.app.engine import Engine
 
     spec = recipes.load(sft_run / "recipe.yaml").model

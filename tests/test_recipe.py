@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tinyalign import recipe as recipes
-from tinyalign.errors import UserError
+from tinyalign.config import recipe as recipes
+from tinyalign.core.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
 

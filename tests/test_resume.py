@@ -13,7 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tinyalign import recipe as recipes, run
+from tinyalign.config import recipe as recipes
+from tinyalign.training import run
 
 ROOT = Path(__file__).resolve().parent.parent
 # Resumed runs replay the uninterrupted one on this CPU, up to float summation order.

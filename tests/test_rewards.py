@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tinyalign.errors import UserError
+from tinyalign.core.errors import UserError
 from tinyalign.rewards import REWARDS, RewardError, guard, mathcheck, names, resolve
 from tinyalign.rewards.text import completion_text
 

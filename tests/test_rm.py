@@ -7,11 +7,15 @@ import re
 
 import pytest
 
-from tinyalign import annotators, data, dpo, loop, rm, rm_load, rm_measure, sft
-from tinyalign import recipe as recipes
-from tinyalign.errors import UserError
+from tinyalign import dpo, loop, rm, sft
+from tinyalign.experiments import annotators
+from tinyalign.data import loading as data
+from tinyalign.models import reward_model as rm_load
+from tinyalign.measure import reward_model as rm_measure
+from tinyalign.config import recipe as recipes
+from tinyalign.core.errors import UserError
 from tinyalign.rewards import implicit, pairwise, resolve
-from tinyalign.recipe import builtin
+from tinyalign.config.recipe import builtin
 
 
 RECIPE = str(builtin("tiny_rm.yaml"))
@@ -87,7 +91,7 @@ def test_the_base_model_can_be_the_policy_voted_on(tmp_path):
 
 
 def test_loop_votes_names_a_bad_store_before_it_generates_an_answer(tmp_path, capsys, monkeypatch):
-    from tinyalign import generate
+    from tinyalign.models import generate
 
     monkeypatch.setattr(generate, "generate", lambda *a, **k: pytest.fail("answers generated for a store it refuses"))
     notes = tmp_path / "notes.sqlite"
@@ -206,7 +210,7 @@ def test_dpo_on_the_same_votes_is_a_reward_that_checks_the_sum(start_run, votes,
 def test_mismatched_pairs_reject_another_question_s_answer_under_each_question():
     from datasets import Dataset
 
-    from tinyalign.pair_files import with_mismatched_answers
+    from tinyalign.measure.pair_files import with_mismatched_answers
 
     def turn(role, text):
         return [{"role": role, "content": text}]
@@ -299,8 +303,8 @@ def test_a_reward_model_per_dimension_trains_on_that_dimension_s_verdicts(tmp_pa
              f"output_dir={tmp_path / 'rm'}"])
     metrics = json.loads((tmp_path / "rm" / rm_load.METRICS).read_text())
     assert metrics["pairs"] == 4  # 18 judged correctness, 4 of them held out
-    from tinyalign import data
-    from tinyalign.recipe import Data
+    from tinyalign.data import loading as data
+    from tinyalign.config.recipe import Data
 
     rows = data.load_split(Data(source=str(db), dimension="correctness"), "train")
     assert len(rows) == 18 and all(r["chosen"][0]["content"].startswith("= ") for r in rows)
@@ -420,7 +424,7 @@ def test_the_loop_s_filter_step_sft_on_the_learned_reward_s_best_of_8(start_run,
                                                                      with_dpo):
     """--policy-step filter: the RM picks the best of 8 of the start's answers, one epoch of SFT on them;
     --with-dpo: a DPO run on the same votes ranks them beside the RM."""
-    from tinyalign import generate
+    from tinyalign.models import generate
 
     draws = []  # the start's answers are sampled once and scored under both rewards
     real_generate = generate.generate

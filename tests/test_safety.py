@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tinyalign import dpo, evaluate, probe, recipe as recipes, run, sample, sft, validate
+from tinyalign import dpo, evaluate, probe, sample, sft, validate
+from tinyalign.config import recipe as recipes
+from tinyalign.training import run
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_SFT = recipes.builtin("tiny_sft.yaml")
@@ -160,7 +162,7 @@ def test_a_run_set_aside_by_a_killed_overwrite_is_the_one_kept(tmp_path):
     """A process killed mid-overwrite leaves .replaced (the last finished run) beside an unfinished one: the
     next overwrite keeps the finished run aside and drops the unfinished one. Killed just after its save, the
     new run is finished and the .replaced beside it is stale."""
-    from tinyalign import errors
+    from tinyalign.core import errors
 
     def run_dir(name, finished, checkpoint):
         folder = tmp_path / name
@@ -387,7 +389,7 @@ def test_non_utf8_data_and_missing_values_are_named(tmp_path):
 
 
 def test_validate_names_a_local_absolute_model_folder_as_local(qa, tmp_path):
-    from tinyalign import tiny
+    from tinyalign.models import tiny
 
     folder = tiny.model_path("tiny:qwen2-1m")
     out = io.StringIO()

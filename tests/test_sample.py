@@ -6,8 +6,10 @@ import statistics
 import pytest
 import yaml
 
-from tinyalign import evaluate, run, sample, sft, tiny
-from tinyalign import recipe as recipes
+from tinyalign import evaluate, sample, sft
+from tinyalign.training import run
+from tinyalign.models import tiny
+from tinyalign.config import recipe as recipes
 
 
 def test_cold_start_loop_sample_then_sft_raises_held_out_accuracy(tiny_sft_run, tmp_path, capsys):
@@ -93,7 +95,7 @@ def test_standardized_rewards_keep_answers_better_than_the_average_drawn_one(tin
 
 
 def test_the_written_file_is_an_sft_dataset_the_recipe_loads(tmp_path):
-    from tinyalign import data
+    from tinyalign.data import loading as data
 
     path = tmp_path / "best.jsonl"
     path.write_text(json.dumps({"question": "1+2", "answer": "3", "completion": "3", "reward": 1.0}) + "\n")

@@ -2,7 +2,7 @@
 
 import os
 
-from tinyalign import threads as cpu
+from tinyalign.core import threads as cpu
 
 
 def threads(monkeypatch, cores=2, now=0.0, omp=None, load=0.0) -> int:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tinyalign import tiny
+from tinyalign.models import tiny
 
 
 @pytest.mark.slow

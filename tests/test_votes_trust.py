@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tinyalign.errors import UserError
+from tinyalign.core.errors import UserError
 from tinyalign.prefs import main
 from tinyalign.votes import VoteStore, leaderboard, load_pairs
 from tinyalign.votes.trust import GOLD_BETTER, GOLD_WORSE, by_annotator
@@ -92,7 +92,8 @@ def test_a_threshold_outside_0_to_1_is_refused_and_nothing_is_written(session, t
 
 
 def test_a_dpo_or_rm_recipe_reads_the_store_without_the_annotators_below_its_threshold(session, tmp_path):
-    from tinyalign import data, recipe
+    from tinyalign.data import loading as data
+    from tinyalign.config import recipe
 
     path = tmp_path / "rm.yaml"
     path.write_text(f"method: rm\nmodel: {{name: tiny:qwen2-1m}}\noutput_dir: {tmp_path / 'rm'}\n"

@@ -3,7 +3,9 @@ solution's arithmetic and final answer are right."""
 
 import re
 
-from tinyalign import data, recipe as recipes, word_problems
+from tinyalign.data import loading as data
+from tinyalign.config import recipe as recipes
+from tinyalign.data import word_problems
 
 
 def numbers_in(text: str) -> set[int]:

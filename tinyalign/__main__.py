@@ -44,7 +44,7 @@ def main(argv=None) -> None:
         print(usage())
         return
     if argv[0] in ("-V", "--version"):
-        from . import __version__
+        from tinyalign import __version__
 
         print(f"tinyalign {__version__}")
         return

@@ -9,11 +9,11 @@ Every stage is the real product path (4-bit base, LoRA, TRL) on the built-in tin
 import time
 from pathlib import Path
 
-from .errors import ArgumentParser, cli, positive_int
+from tinyalign.core.errors import ArgumentParser, cli, positive_int
 
 
 def recipe_path(name: str) -> str:
-    from . import recipe as recipes
+    from tinyalign.config import recipe as recipes
 
     return str(recipes.builtin(name))  # shipped in the package: the demo runs from any folder
 
@@ -31,7 +31,9 @@ def main(argv=None):
 
     torch.set_num_threads(1)  # a tiny model's matmuls are too small to gain from threads
 
-    from . import console, grpo, sft, tiny
+    from tinyalign import grpo, sft
+    from tinyalign.core import console
+    from tinyalign.models import tiny
 
     console.quiet()
     # The tiny model is built once per machine (minutes; it says so): timed apart, so the SFT row counts training.
@@ -51,8 +53,8 @@ def main(argv=None):
     timings["grpo"] = time.time() - start
 
     print("== stage 3: evaluate the base, the SFT start and every GRPO checkpoint on held-out questions")
-    from . import doctor
-    from .evaluate import evaluate_run
+    from tinyalign import doctor
+    from tinyalign.evaluate import evaluate_run
 
     table = {row["model"]: row for row in evaluate_run(out / "grpo", k=4, prompts=args.eval_prompts)}
 

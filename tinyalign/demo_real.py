@@ -17,7 +17,7 @@ teaches the form in seconds; RL then sharpens what the form lets the model compu
 
 import time
 
-from .errors import ArgumentParser, UserError, cli, positive_int
+from tinyalign.core.errors import ArgumentParser, UserError, cli, positive_int
 
 SFT_RECIPE, GRPO_RECIPE = "smollm2_word_sft.yaml", "smollm2_word_grpo.yaml"
 # quick looks, a verdict and not a measurement: the base's rambling answers are the slowest to sample
@@ -34,8 +34,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     timings = {}
 
-    from . import console, doctor, files, grpo, probe, recipe as recipes, run, sft, word_problems
-    from .evaluate import evaluate_run
+    from tinyalign import doctor, grpo, probe, sft
+    from tinyalign.core import console, files
+    from tinyalign.config import recipe as recipes
+    from tinyalign.training import run
+    from tinyalign.data import word_problems
+    from tinyalign.evaluate import evaluate_run
 
     out = files.check_folder_out(args.out)  # checked before the first stage writes anything into it
     console.quiet()
@@ -80,8 +84,8 @@ def main(argv=None):
 
 def print_table(table: list[dict], timings: dict, n: int) -> None:
     """The closing table, a row per stage (the evaluated run's rows), and each stage's gain over its start."""
-    from .evaluate import SAMPLES_RIGHT, paired_gain, trained_rows
-    from .solve_rate import interval95
+    from tinyalign.evaluate import SAMPLES_RIGHT, paired_gain, trained_rows
+    from tinyalign.measure.solve_rate import interval95
 
     rows = {row["model"]: row for row in table}
     trained = trained_rows(table)  # checkpoints by step, and the final adapter when it is not one of them

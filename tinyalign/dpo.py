@@ -4,7 +4,7 @@ Reads top to bottom: recipe, run directory, model, data, trainer, train, save.
 `data.source` may be a JSONL of pairs, a hub/local preference dataset, or the app's vote store.
 """
 
-from .errors import cli
+from tinyalign.core.errors import cli
 
 # Any DPOConfig field in the recipe's `train:` wins.
 DEFAULTS = dict(
@@ -26,15 +26,17 @@ DEFAULTS = dict(
 
 def resolve(recipe):
     """The settings this run uses (what `validate` prints): DEFAULTS under the recipe's `train:`."""
-    from . import run
+    from tinyalign.training import run
 
     return run.with_defaults(recipe, DEFAULTS)
 
 
 @cli
 def main(argv=None):
-    from . import data, model, run
-    from .rewards import implicit
+    from tinyalign.data import loading as data
+    from tinyalign.models import loading as model
+    from tinyalign.training import run
+    from tinyalign.rewards import implicit
 
     # ── recipe and run directory: everything that can be checked is, before anything is written
     recipe = resolve(run.load_recipe("dpo", argv))

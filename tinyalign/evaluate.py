@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean
 
-from . import files, solve_rate
-from .generate import generation_settings
-from .errors import ArgumentParser, UserError, cli, positive_int
+from tinyalign.core import files
+from tinyalign.measure import solve_rate
+from tinyalign.models.generate import generation_settings
+from tinyalign.core.errors import ArgumentParser, UserError, cli, positive_int
 
 FILES = ("eval.csv", "eval.md", "eval.png")
 RATES = ("accuracy", "sampled", "format", "truncated")  # shown as percentages; so is pass@K
@@ -53,7 +54,7 @@ class Entry:
 
 def locate(target) -> tuple:
     """(recipe, run directory) from a run directory or a recipe file (whose output_dir is the run)."""
-    from . import run
+    from tinyalign.training import run
 
     recipe, run_dir = run.load_target(target)
     if run_dir is not None:
@@ -67,7 +68,7 @@ def locate(target) -> tuple:
 
 def entries(recipe, run_dir: Path, which: str = "all") -> list[Entry]:
     """The base, the run's starting adapter (if any), its checkpoints and its final adapter, by step."""
-    from . import run
+    from tinyalign.training import run
 
     found = [Entry("base", 0)]
     if recipe.model.adapter:
@@ -96,7 +97,7 @@ def entries(recipe, run_dir: Path, which: str = "all") -> list[Entry]:
 
 
 def same_weights(adapter_a, adapter_b) -> bool:
-    from .run import FINAL
+    from tinyalign.training.run import FINAL
 
     a, b = Path(adapter_a) / FINAL, Path(adapter_b) / FINAL
     return a.is_file() and b.is_file() and filecmp.cmp(a, b, shallow=False)
@@ -111,7 +112,7 @@ def model_metrics(policy, tokenizer, rows: list[dict], rewards: list, weights: l
     first `pass_k_prompts` of them (all by default): k samples each cost k times a greedy answer."""
     from transformers import set_seed
 
-    from .generate import generate
+    from tinyalign.models.generate import generate
 
     prompts, answers = [r["prompt"] for r in rows], [r["answer"] for r in rows]
     max_new = settings["max_new_tokens"]
@@ -166,13 +167,15 @@ def evaluate_run(target, checkpoints: str = "all", k: int = 1, prompts: int = 20
 
     `target` is a run directory or a recipe file; `checkpoints` is "all" or a comma list (20,40,final).
     """
-    from . import data, model, rewards as reward_registry
+    from tinyalign import rewards as reward_registry
+    from tinyalign.data import loading as data
+    from tinyalign.models import loading as model
 
     recipe, run_dir = locate(target)
     todo = entries(recipe, run_dir, checkpoints)
     out = files.check_folder_out(out) if out else run_dir
     if recipe.method == "rm":  # a reward model is judged on its held-out pairs, not by generating
-        from .rm_measure import evaluate_checkpoints
+        from tinyalign.measure.reward_model import evaluate_checkpoints
 
         table = evaluate_checkpoints(recipe, [(e.name, e.step, e.adapter) for e in todo if e.adapter])
         out.mkdir(parents=True, exist_ok=True)

@@ -14,8 +14,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from . import files
-from .errors import ArgumentParser, UserError, cli
+from tinyalign.core import files
+from tinyalign.core.errors import ArgumentParser, UserError, cli
 
 DTYPES = ("auto", "float16", "bfloat16", "float32")
 # What an adapter-only export carries: the adapter, the tokenizer it was trained with, the recipe.
@@ -41,8 +41,8 @@ def parse_args(argv=None):
 def run_model_spec(folder: Path):
     """The run's `model:` section (a checkpoint's recipe.yaml is in the run directory above it);
     for an adapter trained elsewhere, the base named in its adapter_config.json."""
-    from .recipe import Model
-    from .recipe_types import build
+    from tinyalign.config.recipe import Model
+    from tinyalign.config.types import build
 
     for recipe in (folder / "recipe.yaml", folder.parent / "recipe.yaml"):
         if recipe.is_file():
@@ -68,7 +68,7 @@ def check_paths(run_dir: str, out: str) -> tuple[Path, Path]:
 def merged_dtype(spec, choice: str):
     import torch
 
-    from .model import compute_dtype
+    from tinyalign.models.loading import compute_dtype
 
     # compute_dtype reads the run's model.dtype, else the hardware: fp32 on CPU, where fp16 matmuls crawl
     return compute_dtype(spec) if choice == "auto" else getattr(torch, choice)
@@ -80,7 +80,7 @@ def merge(folder: Path, spec, dtype, dequantize: bool = False):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from .model import check_adapter_base, quantization_config, resolve_name
+    from tinyalign.models.loading import check_adapter_base, quantization_config, resolve_name
 
     check_adapter_base(folder, spec.name)
     if dequantize and spec.quantization == "none":
@@ -103,7 +103,7 @@ def merge(folder: Path, spec, dtype, dequantize: bool = False):
 
 
 def write_merged(folder: Path, spec, dtype, dequantize: bool, staging: Path) -> None:
-    from .model import load_tokenizer
+    from tinyalign.models.loading import load_tokenizer
 
     model, dequantized = merge(folder, spec, dtype, dequantize)
     # A dequantised model still carries the record of its 4-bit loading, which save_pretrained would

@@ -3,7 +3,7 @@
 Reads top to bottom: recipe, run directory, probe, model, data, rewards, trainer, train, save.
 """
 
-from .errors import UserError, cli
+from tinyalign.core.errors import UserError, cli
 
 # Defaults for one consumer GPU, with their reasons in docs/practice.md; any GRPOConfig field in `train:` wins.
 DEFAULTS = dict(
@@ -35,7 +35,7 @@ FLAT_GROUPS = "drop"
 def resolve(recipe):
     """The settings this run uses (what `validate` prints): DEFAULTS under the recipe's `train:`, β
     by where the run starts, and the rewards' weights as TRL's `reward_weights`."""
-    from . import run
+    from tinyalign.training import run
 
     run.with_defaults(recipe, DEFAULTS)
     recipe.train.setdefault("beta", KL_AFTER_SFT if recipe.model.adapter else KL_FROM_BASE)
@@ -46,8 +46,13 @@ def resolve(recipe):
 
 @cli
 def main(argv=None):
-    from . import data, flat_groups, model, old_logps, rewards, run
-    from .completions import CompletionLog
+    from tinyalign import rewards
+    from tinyalign.data import loading as data
+    from tinyalign.trl_patches import flat_groups
+    from tinyalign.models import loading as model
+    from tinyalign.trl_patches import old_logps
+    from tinyalign.training import run
+    from tinyalign.training.completions import CompletionLog
 
     # ── recipe and run directory: everything that can be checked is, before anything is written
     recipe = resolve(run.load_recipe("grpo", argv))
@@ -67,7 +72,7 @@ def main(argv=None):
 
     # ── probe: is RL viable from this starting model? (one process probes, under DDP too)
     if recipe.probe and not resume:
-        from . import probe
+        from tinyalign import probe
 
         report = probe.run_once(recipe, out_dir=recipe.output_dir)
         if report["verdict"] == "no signal" and not recipe.force:

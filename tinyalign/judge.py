@@ -23,13 +23,13 @@ from a teacher). A reward model trained on the same split (data.source: runs/jud
 compared on the same held-out votes.
 """
 
-from . import files
-from .data import text_of
-from .errors import ArgumentParser, UserError, cli, positive_int
-from .pair_files import HELD_OUT, read_pair_rows, read_pairs, split_pairs
-from .rewards.accuracy import math_equal, model_answer
-from .rewards.judge_model import check_judge, task_text
-from .rewards.pairwise import PairJudge, agreement_with_votes, pair_messages, parse_verdict
+from tinyalign.core import files
+from tinyalign.data.loading import text_of
+from tinyalign.core.errors import ArgumentParser, UserError, cli, positive_int
+from tinyalign.measure.pair_files import HELD_OUT, read_pair_rows, read_pairs, split_pairs
+from tinyalign.rewards.accuracy import math_equal, model_answer
+from tinyalign.rewards.judge_model import check_judge, task_text
+from tinyalign.rewards.pairwise import PairJudge, agreement_with_votes, pair_messages, parse_verdict
 
 TRACE_COLUMNS = {"judge_prompt", "judgement"}
 VERDICT_COLUMNS = {"judge_prompt", "verdict"}
@@ -129,7 +129,8 @@ def evaluate(judge: "str | PairJudge", pairs, rm: str | None = None, max_new_tok
     `judge`: a model or judge run, or a PairJudge already made (its model loads once, however often asked)."""
     report = agreement_with_votes(judge, pairs, max_new_tokens, batch_size)
     if rm:
-        from . import rm_load, rm_measure
+        from tinyalign.models import reward_model as rm_load
+        from tinyalign.measure import reward_model as rm_measure
 
         scorer, tokenizer = rm_load.load_for_scoring(rm)
         rows = [{"prompt": t, "chosen": c, "rejected": r} for t, c, r in pairs]
@@ -146,7 +147,7 @@ def summary(report: dict) -> str:
 
 def check_models(args) -> None:
     """Name a missing --judge or --rm folder now, not after minutes of judging."""
-    from .rm_load import is_reward_model
+    from tinyalign.models.reward_model import is_reward_model
 
     judge = getattr(args, "judge", None)
     if judge:

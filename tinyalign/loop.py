@@ -9,7 +9,7 @@ to training prompts, the one the reward model scores highest kept, and one epoch
 (--policy-step dpo) DPO on the votes themselves: the policy that the reward they imply asks for, with no
 reward model between the votes and the policy. Beside it the rule reward takes the same step from the
 same start (GRPO, where the step is DPO): what the learned reward should reach.
-The annotators (tinyalign.annotators) vote through the app's vote store and its DPO export, so the
+The annotators (tinyalign.experiments.annotators) vote through the app's vote store and its DPO export, so the
 reward model trains on exactly what real votes would give it.
 
     python -m tinyalign.loop votes --policy sft=runs/tiny_sft --db runs/tiny_votes.sqlite
@@ -28,12 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean
 
-from . import files
-from .annotators import annotate, grade, grade_reply
-from .errors import ArgumentParser, UserError, cli, positive_int
-from .pair_files import read_pair_rows, read_pairs, split_pairs
-from .recipe import builtin
-from .run_logs import DPO_METRICS
+from tinyalign.core import files
+from tinyalign.experiments.annotators import annotate, grade, grade_reply
+from tinyalign.core.errors import ArgumentParser, UserError, cli, positive_int
+from tinyalign.measure.pair_files import read_pair_rows, read_pairs, split_pairs
+from tinyalign.config.recipe import builtin
+from tinyalign.core.run_logs import DPO_METRICS
 
 HELD_OUT = 500  # held-out problems each policy is scored on
 
@@ -91,7 +91,8 @@ TASKS = {
 
 def rm_accuracy(rm_dir, pairs_file) -> float:
     """A reward model's accuracy on a JSONL of pairs (chosen scored above rejected)."""
-    from . import rm_load, rm_measure
+    from tinyalign.models import reward_model as rm_load
+    from tinyalign.measure import reward_model as rm_measure
 
     scorer, tokenizer = rm_load.load_for_scoring(rm_dir)
     return rm_measure.measure(scorer, tokenizer, read_pair_rows(pairs_file))["accuracy"]
@@ -104,7 +105,7 @@ def judge_agreement(judge, pairs_file) -> float | None:
     """How often a pairwise judge (a PairJudge) sides with the votes on held-out pairs (None: no judge)."""
     if judge is None:
         return None
-    from .rewards.pairwise import agreement_with_votes
+    from tinyalign.rewards.pairwise import agreement_with_votes
 
     return agreement_with_votes(judge, read_pairs(pairs_file))["agreement"]
 
@@ -121,11 +122,12 @@ def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int
     `judge`: a pairwise judge (a model or a tinyalign.judge run) scored on each round's held-out votes
     beside the RM, so the table shows whether a judge would have served as the reward.
     """
-    from . import recipe as recipes, rm
-    from .rm_load import held_out_stats
-    from .votes import leaderboard
-    from .rewards.pairwise import PairJudge
-    from .solve_rate import held_out_verdicts, paired_interval95
+    from tinyalign import rm
+    from tinyalign.config import recipe as recipes
+    from tinyalign.models.reward_model import held_out_stats
+    from tinyalign.votes import leaderboard
+    from tinyalign.rewards.pairwise import PairJudge
+    from tinyalign.measure.solve_rate import held_out_verdicts, paired_interval95
 
     setup = TASKS[task]
     if policy_step not in STEPS:
@@ -155,7 +157,7 @@ def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int
     def step(kind: str, reward: list[str], run_dir: Path, learned: bool) -> None:  # the policy step from the start
         nonlocal drawn
         if kind == "grpo":
-            from . import grpo
+            from tinyalign import grpo
 
             grpo.main([str(setup.grpo), *from_start, "probe=false", "overwrite=true", f"train.max_steps={grpo_steps}",
                        *(setup.learned_reward_overrides if learned else ()), *reward, f"output_dir={run_dir}"])
@@ -172,7 +174,7 @@ def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int
     say(f"round 1: a reward model on those pairs -> {out / 'rm-r1'}")
     rm.main([str(setup.rm), f"data.source={out / 'pairs-r1'}", *rm_train, f"output_dir={out / 'rm-r1'}"])
     if trains_dpo:  # the policy step itself, or a second reward that errs where the RM does not
-        from . import dpo
+        from tinyalign import dpo
 
         role = "the policy step" if policy_step == "dpo" else "its likelihood ranks beside the RM"
         say(f"round 1: DPO on the same pairs, from the start ({role}) -> {out / 'dpo-r1'}")
@@ -250,7 +252,7 @@ def best_of(setup: Task, from_start: list[str], reward: list[str], run_dir: Path
     kept where it scores `bar` or more (`sample`'s min_reward: None, the reward's top), the surest `top`
     share of those, one epoch of SFT on them. `drawn`: the answers an earlier call sampled from the same
     start, scored again; returns them."""
-    from . import sample, sft
+    from tinyalign import sample, sft
 
     picks = run_dir.with_name(run_dir.name + "-picks.jsonl")
     recipe, adapter = sample.load_target(setup.grpo, [*from_start, *reward])
@@ -343,7 +345,7 @@ def main(argv=None):
     loop.add_argument("--judge", help="a pairwise judge (model or tinyalign.judge run) scored on each round's held-out votes")
     args = parser.parse_args(argv)
     if args.command == "run" and args.judge:
-        from .rewards.judge_model import check_judge
+        from tinyalign.rewards.judge_model import check_judge
 
         check_judge(args.judge)  # a missing judge is named now, not after the loop's training runs
     if args.command == "votes":

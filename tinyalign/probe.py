@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 from statistics import mean
 
-from . import files
-from .errors import ArgumentParser, cli, positive_int
+from tinyalign.core import files
+from tinyalign.core.errors import ArgumentParser, cli, positive_int
 
 SFT_FIRST_BELOW = 0.20  # pass@1
 NO_SIGNAL_BELOW = 0.02  # pass@K
@@ -33,8 +33,11 @@ def verdict(pass_1: float, pass_k: float, k: int) -> tuple[str, str]:
 
 def run(recipe, prompts: int = 64, k: int = 8, out_dir=None) -> dict:
     """Probe `recipe`'s starting model; the report is also written to out_dir/probe.json."""
-    from . import data, model, rewards, solve_rate
-    from .generate import generate, generation_settings
+    from tinyalign import rewards
+    from tinyalign.data import loading as data
+    from tinyalign.models import loading as model
+    from tinyalign.measure import solve_rate
+    from tinyalign.models.generate import generate, generation_settings
 
     rows, _ = data.splits(recipe.data, recipe.seed)  # training prompts only
     rows = rows.select(range(min(prompts, len(rows))))
@@ -92,7 +95,7 @@ def run_once(recipe, out_dir) -> dict:
     wait, then read its probe.json, so every process reaches the same verdict from one probe."""
     from accelerate import PartialState
 
-    from .model import has_cuda
+    from tinyalign.models.loading import has_cuda
 
     state = PartialState(cpu=not has_cuda())  # as the Trainer will set it up: without it CPU ranks see no peers
     with state.main_process_first():
@@ -124,7 +127,8 @@ def format_report(r: dict) -> str:
 
 @cli
 def main(argv=None):
-    from . import recipe as recipes, run as runs
+    from tinyalign.config import recipe as recipes
+    from tinyalign.training import run as runs
 
     parser = ArgumentParser(prog="python -m tinyalign.probe", description=__doc__.splitlines()[0])
     recipes.add_arguments(parser)

@@ -8,7 +8,7 @@ is measured on the held-out pairs — accuracy, mean margin, length bias, and th
 reward normalises by — printed and written to `rm_metrics.json` in the run directory.
 """
 
-from .errors import cli
+from tinyalign.core.errors import cli
 
 # Any RewardConfig field in the recipe's `train:` wins.
 DEFAULTS = dict(
@@ -33,7 +33,7 @@ HELD_OUT = 0.1
 def resolve(recipe):
     """The settings this run uses (what `validate` prints): DEFAULTS under the recipe's `train:`, and
     the held-out share when the recipe names no held-out split."""
-    from . import run
+    from tinyalign.training import run
 
     run.with_defaults(recipe, DEFAULTS)
     if not (recipe.data.test_split or recipe.data.test_size):
@@ -43,7 +43,11 @@ def resolve(recipe):
 
 @cli
 def main(argv=None):
-    from . import data, pair_files, rm_load, rm_measure, run
+    from tinyalign.data import loading as data
+    from tinyalign.measure import pair_files
+    from tinyalign.models import reward_model as rm_load
+    from tinyalign.measure import reward_model as rm_measure
+    from tinyalign.training import run
 
     # ── recipe and run directory (checked only; nothing is written until the trainer is built)
     recipe = resolve(run.load_recipe("rm", argv))

@@ -22,13 +22,13 @@ import json
 import math
 from collections import Counter
 
-from . import files
-from .errors import ArgumentParser, UserError, cli, positive_int
+from tinyalign.core import files
+from tinyalign.core.errors import ArgumentParser, UserError, cli, positive_int
 
 
 def load_target(target, overrides=()) -> tuple:
     """(recipe, adapter to sample from or None) for a recipe file or a run directory (its final adapter)."""
-    from . import run
+    from tinyalign.training import run
 
     recipe, run_dir = run.load_target(target, overrides)
     if run_dir is None:
@@ -51,8 +51,11 @@ def sample(recipe, out, k: int = 8, min_reward: float | None = None, prompts: in
     from tqdm.auto import tqdm
     from transformers import set_seed
 
-    from . import data, model, rewards, solve_rate
-    from .generate import generate, generation_settings
+    from tinyalign import rewards
+    from tinyalign.data import loading as data
+    from tinyalign.models import loading as model
+    from tinyalign.measure import solve_rate
+    from tinyalign.models.generate import generate, generation_settings
 
     spec = recipe.data
     if not spec.prompt:
@@ -162,7 +165,7 @@ def standard_units(scores: list) -> list:
 
 @cli
 def main(argv=None):
-    from . import recipe as recipes
+    from tinyalign.config import recipe as recipes
 
     parser = ArgumentParser(prog="python -m tinyalign.sample", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)

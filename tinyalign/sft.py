@@ -3,7 +3,7 @@
 Reads top to bottom: recipe, run directory, model, data, trainer, train, save.
 """
 
-from .errors import cli
+from tinyalign.core.errors import cli
 
 # tinyalign's starting points for LoRA SFT; any SFTConfig field in the recipe's `train:` wins.
 DEFAULTS = dict(
@@ -22,14 +22,16 @@ DEFAULTS = dict(
 
 def resolve(recipe):
     """The settings this run uses (what `validate` prints): DEFAULTS under the recipe's `train:`."""
-    from . import run
+    from tinyalign.training import run
 
     return run.with_defaults(recipe, DEFAULTS)
 
 
 @cli
 def main(argv=None):
-    from . import data, model, run
+    from tinyalign.data import loading as data
+    from tinyalign.models import loading as model
+    from tinyalign.training import run
 
     # ── recipe and run directory: everything that can be checked is, before anything is written
     recipe = resolve(run.load_recipe("sft", argv))

@@ -10,12 +10,15 @@ from pathlib import Path
 
 import yaml
 
-from .errors import ArgumentParser, cli
+from tinyalign.core.errors import ArgumentParser, cli
 
 
 @cli
 def main(argv=None):
-    from . import data, model, recipe as recipes, run
+    from tinyalign.data import loading as data
+    from tinyalign.models import loading as model
+    from tinyalign.config import recipe as recipes
+    from tinyalign.training import run
 
     parser = ArgumentParser(prog="python -m tinyalign.validate", description=__doc__.splitlines()[0])
     recipes.add_arguments(parser)
@@ -59,7 +62,7 @@ def main(argv=None):
 
     # rewards resolve by name (custom ones are imported now, so typos surface before training)
     if recipe.rewards:
-        from . import rewards
+        from tinyalign import rewards
 
         for spec in recipe.rewards:
             rewards.resolve(spec)

@@ -12,6 +12,6 @@ review.py   the Review tab: a GRPO run's completions, filtered; corrected bad ca
 text.py     text on the page, escaped once
 """
 
-from .cli import main
+from tinyalign.app.cli import main
 
 __all__ = ["main"]

@@ -1,3 +1,3 @@
-from . import main
+from tinyalign.app import main
 
 main()

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..votes import pairs, ratings, trust
-from ..errors import UserError
-from .ballots import Ballots
-from .text import as_text, code
+from tinyalign.votes import pairs, ratings, trust
+from tinyalign.core.errors import UserError
+from tinyalign.app.ballots import Ballots
+from tinyalign.app.text import as_text, code
 
 HEADERS = ["rank", "checkpoint", "rating", "95% range", "style-controlled", "votes", "wins", "losses", "ties",
            "win rate"]

@@ -20,9 +20,9 @@ the new vote records that it was cast with the names visible.
 import random
 from dataclasses import dataclass, field
 
-from ..errors import UserError
-from ..votes.store import VERDICTS, VOTES, unswap_vote
-from ..votes.trust import GOLD_BETTER, GOLD_WORSE
+from tinyalign.core.errors import UserError
+from tinyalign.votes.store import VERDICTS, VOTES, unswap_vote
+from tinyalign.votes.trust import GOLD_BETTER, GOLD_WORSE
 
 TAGS = ("wrong", "verbose", "unsafe", "format")
 

@@ -13,11 +13,11 @@ import traceback
 
 import gradio as gr
 
-from .arena import TAGS, Match
-from .ballots import Ballots
-from .engine import Engine
-from .text import as_text
-from ..errors import UserError
+from tinyalign.app.arena import TAGS, Match
+from tinyalign.app.ballots import Ballots
+from tinyalign.app.engine import Engine
+from tinyalign.app.text import as_text
+from tinyalign.core.errors import UserError
 
 PICK, ANONYMOUS = "pick two", "anonymous"
 VOTE_BUTTONS = (("a", "A is better  [1]"), ("b", "B is better  [2]"), ("tie", "Tie  [3]"),

@@ -4,8 +4,8 @@ import os
 import threading
 from pathlib import Path
 
-from ..votes.store import VoteStore
-from ..errors import UserError
+from tinyalign.votes.store import VoteStore
+from tinyalign.core.errors import UserError
 
 
 LAUNCH_WAIT = 2.0  # seconds a busy store may take to let the app in at launch

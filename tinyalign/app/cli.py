@@ -9,9 +9,9 @@ import re
 import socket
 from pathlib import Path
 
-from .. import files
-from ..errors import ArgumentParser, UserError, cli
-from .engine import BASE, PEFT_BASE
+from tinyalign.core import files
+from tinyalign.core.errors import ArgumentParser, UserError, cli
+from tinyalign.app.engine import BASE, PEFT_BASE
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -139,8 +139,8 @@ def run_recipe(folder: Path) -> dict:
 def base_spec(adapters: dict[str, str], base: str | None):
     """The Model spec to load: the runs' model section (quantisation, template...), named by --base or
     by the base the runs agree on; and the generation defaults of the first run's recipe."""
-    from ..model import adapter_dir, check_adapter_base
-    from ..recipe import Model, build
+    from tinyalign.models.loading import adapter_dir, check_adapter_base
+    from tinyalign.config.recipe import Model, build
 
     folders = {name: adapter_dir(path) for name, path in adapters.items()}
     recipes = {name: run_recipe(folder) for name, folder in folders.items()}
@@ -182,7 +182,7 @@ def main(argv=None):
         raise UserError("name at least one checkpoint: --adapter NAME=RUN_DIR (the base is always offered too)")
     auth = parse_auth(args.auth)
     dimensions = parse_dimensions(args.dimensions)
-    from . import prompts
+    from tinyalign.app import prompts
 
     prompt_queue = prompts.load(args.prompts) if args.prompts else None
     if args.gold:
@@ -190,15 +190,15 @@ def main(argv=None):
             raise UserError("--gold mixes gold items into a labeling session's queue: give --prompts too")
         prompt_queue = prompts.mix_gold(prompt_queue, prompts.load(args.gold), args.gold)
     if args.completions:
-        from . import review
+        from tinyalign.app import review
 
         review.load(args.completions)  # refused now if it is not there, not after the model loaded
     check_listen(args.host, args.port)
     spec, defaults = base_spec(adapters, args.base)
 
-    from .ballots import Ballots
-    from .engine import Engine
-    from .ui import build, launch
+    from tinyalign.app.ballots import Ballots
+    from tinyalign.app.engine import Engine
+    from tinyalign.app.ui import build, launch
 
     ballots = Ballots(args.db)
     export_path = Path(args.export) if args.export else Path(args.db).with_suffix(".pairs.jsonl")

@@ -22,9 +22,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from ..chat_template import stop_token_ids
-from ..errors import UserError
-from ..generate import render
+from tinyalign.models.chat_template import stop_token_ids
+from tinyalign.core.errors import UserError
+from tinyalign.models.generate import render
 
 BASE = "base"  # the checkpoint name of the base model with every adapter disabled
 PEFT_BASE = "__base__"  # PEFT's name for "no adapter" in a mixed-adapter batch
@@ -148,7 +148,7 @@ class Engine:
     @classmethod
     def load(cls, spec, adapters: dict[str, str], defaults: dict | None = None) -> "Engine":
         """The base of `spec` loaded once (quantised as it says) with each adapter attached by name."""
-        from ..model import adapter_dir, load_with_adapters
+        from tinyalign.models.loading import adapter_dir, load_with_adapters
 
         model, tokenizer = load_with_adapters(spec, adapters)
         checkpoints = {BASE: None, **{name: str(adapter_dir(path).resolve()) for name, path in adapters.items()}}

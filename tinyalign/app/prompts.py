@@ -22,8 +22,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import files
-from ..errors import UserError
+from tinyalign.core import files
+from tinyalign.core.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,8 @@ def mix_gold(prompts: list[Prompt], gold: list[Prompt], path) -> list[Prompt]:
 
 
 def load_recipe(path: Path) -> list[Prompt]:
-    from .. import data, recipe
+    from tinyalign.data import loading as data
+    from tinyalign.config import recipe
 
     if not path.is_file():
         raise UserError(f"--prompts {path}: no such recipe; give a recipe file or a JSONL of prompts")

@@ -5,11 +5,11 @@ A gold item in the queue is shown with its known answers, like any other pair (p
 
 import gradio as gr
 
-from . import prompts as queue
-from .arena import Match
-from .arena_tab import FOCUS_MESSAGE, READY_AHEAD, ArenaTab, who
-from .text import as_text
-from ..errors import UserError
+from tinyalign.app import prompts as queue
+from tinyalign.app.arena import Match
+from tinyalign.app.arena_tab import FOCUS_MESSAGE, READY_AHEAD, ArenaTab, who
+from tinyalign.app.text import as_text
+from tinyalign.core.errors import UserError
 
 
 class QueueControls:

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import gradio as gr
 
-from . import admin, review
-from .arena_tab import ArenaTab
-from .ballots import Ballots
-from .engine import Engine
-from .prompts import Prompt
-from .queue_tab import QueueControls
-from .text import code
+from tinyalign.app import admin, review
+from tinyalign.app.arena_tab import ArenaTab
+from tinyalign.app.ballots import Ballots
+from tinyalign.app.engine import Engine
+from tinyalign.app.prompts import Prompt
+from tinyalign.app.queue_tab import QueueControls
+from tinyalign.app.text import code
 
 # Chatbot text keeps its line breaks and long tokens wrap, as in a plain-text viewer.
 CSS = """#pane-left .message-content, #pane-right .message-content { white-space: pre-wrap; overflow-wrap: anywhere; }

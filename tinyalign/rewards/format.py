@@ -6,7 +6,7 @@ reward itself, `f(completions, **kwargs) -> list[float]`, as a picklable `functo
 
 import functools
 
-from .text import score_each
+from tinyalign.rewards.text import score_each
 
 
 def _tag_spans(text: str, tag: str) -> tuple[int, int] | None:

@@ -22,10 +22,10 @@ import json
 from pathlib import Path
 from statistics import mean
 
-from .. import files
-from ..errors import UserError
-from ..run_logs import DPO_METRICS as METRICS
-from .text import completion_text
+from tinyalign.core import files
+from tinyalign.core.errors import UserError
+from tinyalign.core.run_logs import DPO_METRICS as METRICS
+from tinyalign.rewards.text import completion_text
 
 
 class ImplicitReward:
@@ -44,7 +44,7 @@ class ImplicitReward:
 
     def _load(self):
         if self._policy is None:
-            from ..model import load_with_adapters
+            from tinyalign.models.loading import load_with_adapters
 
             self._policy, self._tokenizer = load_with_adapters(self.recipe.model, self.adapters)
         return self._policy, self._tokenizer
@@ -62,8 +62,8 @@ class ImplicitReward:
     def logps(self, prompts, completions, names=("dpo", "ref"), desc: str | None = None) -> dict[str, list[float]]:
         """Each answer's summed log-probability under the DPO run ("dpo") and its reference ("ref");
         `desc` names a progress bar per model (none by default: GRPO calls it every step)."""
-        from ..likelihood import answer_logps, encode
-        from ..model import answering_as
+        from tinyalign.models.likelihood import answer_logps, encode
+        from tinyalign.models.loading import answering_as
 
         policy, tokenizer = self._load()
         rows = encode(tokenizer, list(prompts), [completion_text(c) for c in completions])
@@ -77,7 +77,7 @@ class ImplicitReward:
 
 def dpo_recipe(model: str):
     """The recipe a finished DPO run was trained with (its recipe.yaml), checked to be one."""
-    from .. import recipe as recipes
+    from tinyalign.config import recipe as recipes
 
     folder = Path(model).expanduser()
     if not (folder / "recipe.yaml").is_file() or not (folder / "adapter_config.json").is_file():

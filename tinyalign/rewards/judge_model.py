@@ -3,8 +3,8 @@ directory, loaded on first use, once, and the task as a judge reads it."""
 
 from pathlib import Path
 
-from ..errors import UserError
-from .text import completion_text
+from tinyalign.core.errors import UserError
+from tinyalign.rewards.text import completion_text
 
 MAX_CHARS = 4000  # of a task or an answer shown to the judge: a runaway answer must not blow its context
 
@@ -21,8 +21,8 @@ def task_text(prompt) -> str:
 
 def judge_model(judge: str):
     """(Model spec, adapters) for a judge given as a model name/folder or as a run directory / checkpoint."""
-    from .. import recipe as recipes
-    from ..recipe import Model
+    from tinyalign.config import recipe as recipes
+    from tinyalign.config.recipe import Model
 
     folder = Path(judge).expanduser()
     if not (folder / "adapter_config.json").is_file():
@@ -36,7 +36,7 @@ def judge_model(judge: str):
 
 def judge_missing(judge: str) -> bool:
     """Whether a judge named as a folder is not there (hub ids and tiny: names are checked when they load)."""
-    from ..model import looks_like_path
+    from tinyalign.models.loading import looks_like_path
 
     return looks_like_path(judge) and not Path(judge).expanduser().is_dir()
 
@@ -60,7 +60,7 @@ class JudgeModel:
 
     def load(self):
         if self._model is None:
-            from .. import model
+            from tinyalign.models import loading as model
 
             spec, adapters = judge_model(self.judge)
             self._model, self._tokenizer = model.load_with_adapters(spec, adapters)
@@ -69,7 +69,7 @@ class JudgeModel:
     def ask(self, conversations: list[list[dict]], k: int = 1, max_new_tokens: int | None = None,
             desc: str | None = None) -> list[list[str]]:
         """k replies per conversation, as the judge writes them."""
-        from ..generate import generate
+        from tinyalign.models.generate import generate
 
         judge, tokenizer = self.load()
         return generate(judge, tokenizer, conversations, k=k, max_new_tokens=max_new_tokens or self.max_new_tokens,

@@ -7,8 +7,8 @@ scoring) the length is counted in characters instead.
 
 import functools
 
-from ..errors import UserError
-from .text import completion_text, score_each
+from tinyalign.core.errors import UserError
+from tinyalign.rewards.text import completion_text, score_each
 
 
 def _lengths(completions, completion_ids) -> list[int]:

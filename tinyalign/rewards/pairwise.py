@@ -13,9 +13,9 @@ reward, so a trained judge is asked exactly what it was trained on.
 import contextlib
 import re
 
-from ..errors import UserError
-from .judge_model import MAX_CHARS, JudgeModel, judge_missing, task_text
-from .text import completion_text
+from tinyalign.core.errors import UserError
+from tinyalign.rewards.judge_model import MAX_CHARS, JudgeModel, judge_missing, task_text
+from tinyalign.rewards.text import completion_text
 
 # Short on purpose: a small judge must hold it, the task and both answers in its context.
 PAIR_PROMPT = """Which answer to the task is better? Reply in exactly this form:
@@ -116,7 +116,7 @@ class PairJudge(JudgeModel):
     def guided(self, pairs: list[tuple[str, str, str]]) -> list[str]:
         """One judgement per (task, a, b), written field by field: the harness writes the headings, the
         judge its choice of type, its own solution (reference-guided judging) and its choice of verdict."""
-        from ..generate import render
+        from tinyalign.models.generate import render
 
         _, tokenizer = self.load()
         starts = [render(tokenizer, pair_messages(*pair)) for pair in pairs]

@@ -12,8 +12,8 @@ GPU), in the quantisation it was trained in unless `quantization` says otherwise
 
 from pathlib import Path
 
-from ..errors import UserError
-from .text import completion_text
+from tinyalign.core.errors import UserError
+from tinyalign.rewards.text import completion_text
 
 
 class RewardModel:
@@ -31,7 +31,7 @@ class RewardModel:
 
     def _load(self):
         if self._scorer is None:
-            from ..rm_load import load_for_scoring
+            from tinyalign.models.reward_model import load_for_scoring
 
             self._scorer, self._tokenizer = load_for_scoring(self.model, self.quantization)
         return self._scorer, self._tokenizer
@@ -39,7 +39,7 @@ class RewardModel:
     def __call__(self, completions, prompts=None, answer=None, log_extra=None, log_metric=None, **_):
         if prompts is None:
             raise UserError("reward_model needs the prompts the answers reply to; call it with prompts=[...]")
-        from ..rm_measure import rm_scores
+        from tinyalign.measure.reward_model import rm_scores
 
         scorer, tokenizer = self._load()
         raw = rm_scores(scorer, tokenizer, list(prompts), [completion_text(c) for c in completions], self.batch_size)
@@ -54,7 +54,7 @@ class RewardModel:
 
 
 def held_out_stats(model: str) -> dict:
-    from ..rm_load import held_out_stats as stats, is_reward_model
+    from tinyalign.models.reward_model import held_out_stats as stats, is_reward_model
 
     folder = Path(model).expanduser()
     if not folder.is_dir():

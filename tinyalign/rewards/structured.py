@@ -4,8 +4,8 @@ import functools
 import json
 import re
 
-from ..errors import UserError
-from .text import score_each, tag_content
+from tinyalign.core.errors import UserError
+from tinyalign.rewards.text import score_each, tag_content
 
 
 def _regex_score(text: str, pattern: re.Pattern, full_match: bool) -> float:

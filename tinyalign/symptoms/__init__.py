@@ -13,22 +13,22 @@ checked on a labeled corpus of real runs: bench/doctor_corpus.py.
     loss.py          any run: loss spikes, overfitting
     reward_model.py  reward-model runs, and GRPO runs on a learned reward
 
-How the logs are read and a course is judged lives in tinyalign.run_logs; `tinyalign.doctor` reads run
+How the logs are read and a course is judged lives in tinyalign.core.run_logs; `tinyalign.doctor` reads run
 directories, reports, and warns while training.
 """
 
 from pathlib import Path
 
-from .. import rewards
-from ..run_logs import Run
-from .common import Finding
-from .dpo import dpo_loss_collapse, dpo_margins_falling, dpo_margins_flat
-from .grpo import (clip_ratio_high, entropy_collapse, kl_far_while_learning, kl_runaway, kl_tiny_reward_flat,
+from tinyalign import rewards
+from tinyalign.core.run_logs import Run
+from tinyalign.symptoms.common import Finding
+from tinyalign.symptoms.dpo import dpo_loss_collapse, dpo_margins_falling, dpo_margins_flat
+from tinyalign.symptoms.grpo import (clip_ratio_high, entropy_collapse, kl_far_while_learning, kl_runaway, kl_tiny_reward_flat,
                    length_collapse, length_to_cap, nothing_learned, reward_falling, reward_flat, reward_hacking,
                    reward_zero_std)
-from .loss import loss_spikes, overfitting
-from .samples import identical_completions, looping_completions
-from .reward_model import rm_at_chance, rm_hacked, rm_margins_collapsing, rm_tracks_length
+from tinyalign.symptoms.loss import loss_spikes, overfitting
+from tinyalign.symptoms.samples import identical_completions, looping_completions
+from tinyalign.symptoms.reward_model import rm_at_chance, rm_hacked, rm_margins_collapsing, rm_tracks_length
 
 __all__ = ["CHECKS", "METHODS", "RECIPE_CHECKS", "Finding", "Run", "diagnose", "infer_method", "nothing_learned"]
 

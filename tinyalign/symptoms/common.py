@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass, field
 
-from ..run_logs import Run, number
+from tinyalign.core.run_logs import Run, number
 
 
 @dataclass

@@ -2,8 +2,8 @@
 
 from statistics import median
 
-from ..run_logs import TRL_DEFAULTS, Run, number
-from .common import Finding, clip_gradients, scale
+from tinyalign.core.run_logs import TRL_DEFAULTS, Run, number
+from tinyalign.symptoms.common import Finding, clip_gradients, scale
 
 DPO_MARGIN_FLAT_NATS = 1.0  # margins / beta (chosen-vs-rejected log-ratio gap) gaining < 1 nat: flat
 DPO_LOSS_COLLAPSED = 0.05  # DPO loss starts at ln 2 = 0.69; under 0.05 every pair is separated

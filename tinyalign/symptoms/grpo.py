@@ -3,8 +3,8 @@ reward hacking (what the sampled completions show is in `samples`)."""
 
 from statistics import linear_regression
 
-from ..run_logs import LEARNING_RISE, Run, Trend, number
-from .common import Finding, clip_gradients, scale, yaml_number
+from tinyalign.core.run_logs import LEARNING_RISE, Run, Trend, number
+from tinyalign.symptoms.common import Finding, clip_gradients, scale, yaml_number
 
 REWARD_FLAT_RISE = 0.05  # reward gained < 5 % of its scale (sum of |weights|) over the run: flat
 REWARD_FALL = 0.10  # reward lost >= 10 % of its scale: beyond what noise in quarter medians explains

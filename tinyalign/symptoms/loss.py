@@ -3,8 +3,8 @@
 import math
 from statistics import median
 
-from ..run_logs import MAD_TO_SIGMA, Run, Trend
-from .common import Finding, clip_gradients, scale
+from tinyalign.core.run_logs import MAD_TO_SIGMA, Run, Trend
+from tinyalign.symptoms.common import Finding, clip_gradients, scale
 
 SPIKE_WINDOW = 10  # a value's jump is measured from the median of the 10 logs before (trailing: a falling loss is no spike)
 SPIKE_MIN_HISTORY = 5  # need this many previous values before a jump can be measured

@@ -7,9 +7,9 @@ margins and the GRPO rows are judged while training too.
 
 from statistics import mean, median, pstdev
 
-from ..data import text_of
-from ..run_logs import Run
-from .common import Finding
+from tinyalign.data.loading import text_of
+from tinyalign.core.run_logs import Run
+from tinyalign.symptoms.common import Finding
 
 AT_CHANCE = 0.6  # held-out accuracy under 60 %: a coin flip would do nearly as well
 MARGIN_COLLAPSE = 0.5  # logged margin's last quarter under half its best quarter: the RM stopped separating

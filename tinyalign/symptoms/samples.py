@@ -3,9 +3,9 @@ for every prompt, and answers that loop."""
 
 from collections import Counter
 
-from ..run_logs import Run
-from .common import Finding, clip_gradients, scale
-from .grpo import explore_more
+from tinyalign.core.run_logs import Run
+from tinyalign.symptoms.common import Finding, clip_gradients, scale
+from tinyalign.symptoms.grpo import explore_more
 
 LATE_COMPLETIONS_MIN = 16  # judge sampled completions only with this many from the last quarter of steps
 IDENTICAL_SHARE = 0.6  # one completion text is >= 60 % of the late samples ...

@@ -11,8 +11,8 @@ format. A "system" entry in a vote's settings becomes the prompt's system messag
 import json
 from collections import Counter
 
-from tinyalign import files
-from tinyalign.errors import UserError
+from tinyalign.core import files
+from tinyalign.core.errors import UserError
 from tinyalign.votes.store import judged_on, read_votes
 from tinyalign.votes.trust import describe as describe_agreement, is_gold, trusted
 

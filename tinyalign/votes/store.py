@@ -31,8 +31,8 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tinyalign import files
-from tinyalign.errors import UserError
+from tinyalign.core import files
+from tinyalign.core.errors import UserError
 
 VOTES = ("a", "b", "tie", "both_bad")
 SCHEMA_VERSION = 2  # PRAGMA user_version; bump it and add a migration to _MIGRATIONS when the table changes

@@ -14,10 +14,11 @@ import random
 import string
 from pathlib import Path
 
-from . import files, tiny
-from .errors import UserError
-from .recipe import VOTE_STORES, Data
-from .recipe_types import build, unknown_key
+from tinyalign.core import files
+from tinyalign.models import tiny
+from tinyalign.core.errors import UserError
+from tinyalign.config.recipe import VOTE_STORES, Data
+from tinyalign.config.types import build, unknown_key
 
 LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 
@@ -37,7 +38,7 @@ def load_split(spec: Data, split: str):
         source = str(tiny.task_path(source))
     path = Path(source).expanduser()
     if path.suffix in VOTE_STORES:
-        from .votes.pairs import load_pairs
+        from tinyalign.votes.pairs import load_pairs
 
         if not path.is_file():
             raise UserError(f"data.source: vote store not found: {source}")

@@ -16,7 +16,7 @@ import logging
 import sys
 import time
 
-from .run_logs import looks_like_accuracy
+from tinyalign.core.run_logs import looks_like_accuracy
 
 # What a GRPO / SFT / DPO line shows: (label, logged key, format). Missing keys are left out.
 COLUMNS = {

@@ -8,9 +8,10 @@ evaluate, judge and loop measure reward models and their checkpoints.
 from pathlib import Path
 from statistics import mean, pstdev
 
-from . import data, model
-from .errors import UserError
-from .rm_load import METRICS, held_out_stats, load_for_scoring
+from tinyalign.data import loading as data
+from tinyalign.models import loading as model
+from tinyalign.core.errors import UserError
+from tinyalign.models.reward_model import METRICS, held_out_stats, load_for_scoring
 
 
 def rm_scores(scorer, tokenizer, prompts: list, answers: list, batch_size: int = 32) -> list[float]:

@@ -9,17 +9,18 @@ import importlib.util
 import os
 from pathlib import Path
 
-from . import files, tiny
-from .chat_template import align_generation, fix_special_tokens
-from .errors import UserError
-from .recipe import Model
-from .threads import use_cpu_threads
+from tinyalign.core import files
+from tinyalign.models import tiny
+from tinyalign.models.chat_template import align_generation, fix_special_tokens
+from tinyalign.core.errors import UserError
+from tinyalign.config.recipe import Model
+from tinyalign.core.threads import use_cpu_threads
 
 
 def resolve_name(name: str) -> str:
     """`tiny:*` -> its local folder (built on first use); `pkg:*` or a `.gguf` file -> its converted
-    folder (converted on first use, tinyalign.gguf); a path -> checked; else a hub id."""
-    from . import gguf
+    folder (converted on first use, tinyalign.models.gguf); a path -> checked; else a hub id."""
+    from tinyalign.models import gguf
 
     if tiny.is_tiny(name):
         return str(tiny.model_path(name))
@@ -190,7 +191,7 @@ def load_base(spec: Model, tokenizer=None, auto_class=None, **kwargs):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from . import console
+    from tinyalign.core import console
 
     console.quiet()  # every command that loads a model, not only training: no "Loading weights" bar
     name = resolve_name(spec.name)

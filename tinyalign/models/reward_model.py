@@ -2,7 +2,7 @@
 train further or to score with.
 
 The run holds a LoRA adapter for a sequence-classification head (`score`, one output) on the recipe's
-base, saved with the adapter, and `rm_metrics.json` (tinyalign.rm_measure writes it):
+base, saved with the adapter, and `rm_metrics.json` (tinyalign.measure.reward_model writes it):
 
     accuracy       held-out pairs where the chosen answer scored above the rejected one
     mean_margin    mean of chosen - rejected scores
@@ -13,11 +13,12 @@ base, saved with the adapter, and `rm_metrics.json` (tinyalign.rm_measure writes
 import json
 from pathlib import Path
 
-from . import files, model
-from . import recipe as recipes
-from .errors import UserError
-from .recipe import Model
-from .run_logs import RM_METRICS as METRICS
+from tinyalign.core import files
+from tinyalign.models import loading as model
+from tinyalign.config import recipe as recipes
+from tinyalign.core.errors import UserError
+from tinyalign.config.recipe import Model
+from tinyalign.core.run_logs import RM_METRICS as METRICS
 
 
 def load_base(spec: Model):

@@ -4,7 +4,7 @@ Loading a model, converting a GGUF file, generating and the app's streaming all 
 token, found here once from the template itself rather than trusted from the tokenizer's eos.
 """
 
-from .errors import UserError
+from tinyalign.core.errors import UserError
 
 _PROBE = "tinyalign-end-of-turn-probe"
 

@@ -14,14 +14,14 @@ from typing import Literal, Optional, Union
 
 import yaml
 
-from .errors import UserError
-from .recipe_types import build, coerce, unknown_key
+from tinyalign.core.errors import UserError
+from tinyalign.config.types import build, coerce, unknown_key
 
 METHODS = ("sft", "dpo", "grpo", "rm")
 
 # The built-in recipes ship inside the package, so an installed tinyalign has them too. In a checkout,
 # the top-level `recipes` is a link to this folder.
-BUILTIN = Path(__file__).resolve().parent / "recipes"
+BUILTIN = Path(__file__).resolve().parent.parent / "recipes"
 
 
 @dataclass
@@ -363,6 +363,6 @@ def check_ranges(recipe: Recipe) -> None:
 
 def write(recipe: Recipe, path) -> None:
     """Write the resolved recipe (what actually ran) next to the run's outputs."""
-    from .files import write_atomically
+    from tinyalign.core.files import write_atomically
 
     write_atomically(path, yaml.safe_dump(recipe.to_dict(), sort_keys=False, allow_unicode=True))

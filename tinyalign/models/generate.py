@@ -2,7 +2,7 @@
 
 from tqdm.auto import tqdm
 
-from .chat_template import stop_token_ids
+from tinyalign.models.chat_template import stop_token_ids
 
 
 def render(tokenizer, messages: list[dict]) -> str:

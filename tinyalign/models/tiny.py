@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import word_problems
+from tinyalign.data import word_problems
 
 # ChatML, as Qwen uses, without Qwen's default system prompt.
 CHAT_TEMPLATE = (
@@ -159,7 +159,7 @@ def pretrain(model, tokenizer, steps: int, batch_size: int = 32, lr: float = 2e-
 def model_path(name: str) -> Path:
     """Local folder of tiny model `name`, built on first use."""
     if name not in MODELS:
-        from .errors import UserError
+        from tinyalign.core.errors import UserError
         raise UserError(f"unknown tiny model {name!r}; tiny models: {', '.join(MODELS)}")
     target = home() / "models" / f"{name.split(':', 1)[1]}-v{BUILD_VERSION}"
     if target.exists():
@@ -217,7 +217,7 @@ def _write_task(name: str, out: Path) -> None:
 def task_path(name: str) -> Path:
     """Local folder of `{split}.jsonl` files for tiny task `name`, written on first use."""
     if name not in TASKS:
-        from .errors import UserError
+        from tinyalign.core.errors import UserError
         raise UserError(f"unknown tiny task {name!r}; tiny tasks: {', '.join(TASKS)}")
     target = home() / "data" / f"{name.split(':', 1)[1]}-v{TASK_VERSION}"
     return _build_atomically(target, lambda d: _write_task(name, d))

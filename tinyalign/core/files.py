@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from .errors import UserError
+from tinyalign.core.errors import UserError
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 

@@ -1,6 +1,6 @@
 """A mapping read from YAML, checked against a dataclass: every key known (else a did-you-mean and the
 valid keys of that section) and every value of its annotated type, nested sections built as they go.
-The recipe's sections are such dataclasses (tinyalign.recipe); so are a data mix's entries."""
+The recipe's sections are such dataclasses (tinyalign.config.recipe); so are a data mix's entries."""
 
 import dataclasses
 import difflib
@@ -9,7 +9,7 @@ import typing
 from collections import Counter
 from typing import Literal, Union
 
-from .errors import UserError
+from tinyalign.core.errors import UserError
 
 
 # The short names people type from other trainers' configs, for the TRL field each means

@@ -3,14 +3,14 @@ not the loss (which keeps falling long after the answers stop improving)."""
 
 from statistics import mean
 
-from .errors import UserError
-from .generate import generate, generation_settings
+from tinyalign.core.errors import UserError
+from tinyalign.models.generate import generate, generation_settings
 
 
 def accuracy_reward(recipe, name: str | None = None):
     """The reward that says "solved": `name` when given (an accuracy-kind reward), else the recipe's first
     accuracy-kind reward, else exact_match."""
-    from . import rewards
+    from tinyalign import rewards
 
     if name:
         try:
@@ -44,7 +44,9 @@ def held_out_accuracy(recipe_file: str, adapters: dict[str, str], limit: int, ba
 def held_out_verdicts(recipe_file: str, adapters: dict[str, str], limit: int, base: bool = True) -> dict[str, list]:
     """Per held-out question, whether each model's greedy answer is right (as `held_out_accuracy`): the
     items `paired_interval95` compares."""
-    from . import data, model, recipe as recipes
+    from tinyalign.data import loading as data
+    from tinyalign.models import loading as model
+    from tinyalign.config import recipe as recipes
 
     recipe = recipes.load(recipe_file)
     rows = data.eval_rows(recipe.data, limit=limit, seed=recipe.seed)

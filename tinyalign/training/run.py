@@ -16,11 +16,11 @@ import os
 import shutil
 from pathlib import Path
 
-from . import console, errors, files
-from . import model as models
-from . import recipe as recipes
-from .errors import ArgumentParser, UserError
-from .run_logs import DPO_METRICS, RM_METRICS
+from tinyalign.core import console, errors, files
+from tinyalign.models import loading as models
+from tinyalign.config import recipe as recipes
+from tinyalign.core.errors import ArgumentParser, UserError
+from tinyalign.core.run_logs import DPO_METRICS, RM_METRICS
 
 FINAL = "adapter_model.safetensors"
 RUN_FILES = ("recipe.yaml", "trainer_state.json", "completions.jsonl", RM_METRICS, DPO_METRICS, FINAL, "adapter_config.json",
@@ -45,7 +45,7 @@ def load_recipe(method: str, argv=None) -> recipes.Recipe:
 def with_defaults(recipe: recipes.Recipe, defaults: dict) -> recipes.Recipe:
     """`train:` over the method's defaults, with the settings a curriculum needs in between (the
     trainers shuffle by default, which would undo it); the recipe's own keys always win."""
-    from . import data
+    from tinyalign.data import loading as data
 
     recipe.train = {**defaults, **data.trainer_order(recipe.data, recipe.method), **recipe.train}
     return recipe
@@ -141,7 +141,7 @@ def check_model(spec) -> None:
 def doctor_verdict(trainer) -> None:
     """The doctor's last check and verdict, for a run whose figures are measured after training (a reward
     model's held-out pairs); other runs get theirs when training ends."""
-    from .doctor import DoctorCallback
+    from tinyalign.doctor import DoctorCallback
 
     for callback in trainer.callback_handler.callbacks:
         if isinstance(callback, DoctorCallback):
@@ -271,13 +271,14 @@ def callbacks(recipe: recipes.Recipe) -> list:
     """The console (one progress bar, one compact line per logging step, a summary) and, unless
     `doctor: false`, the doctor's warnings. `console.install(trainer)` then takes out the Trainer's own
     progress callback, which prints every log as a raw dict."""
-    from . import console, rewards
+    from tinyalign import rewards
+    from tinyalign.core import console
 
     console.quiet()
     accuracy = [reward.__name__ for reward in rewards.accuracy_rewards(recipe.rewards)]
     found = [console.Console(recipe.method, recipe.to_dict(), accuracy)]
     if recipe.doctor:
-        from .doctor import DoctorCallback
+        from tinyalign.doctor import DoctorCallback
 
         found.append(DoctorCallback(recipe.to_dict()))
     return found

@@ -10,7 +10,7 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
-from .recipe import builtin
+from tinyalign.config.recipe import builtin
 
 
 def grade(answer: str, reference: str) -> int:
@@ -25,7 +25,7 @@ def grade(answer: str, reference: str) -> int:
 def grade_reply(answer: str, reference: str) -> int:
     """A chat model's sums: 2: the bare number, as the system prompt asks; 1: the right final number (the
     math_accuracy reward's judgement) with words around it; 0: wrong."""
-    from .rewards.accuracy import math_equal, math_form, model_answer
+    from tinyalign.rewards.accuracy import math_equal, math_form, model_answer
 
     if answer.strip().rstrip(".") == reference:
         return 2
@@ -51,7 +51,7 @@ def record_votes(db, pairs: list[dict], settings: dict, rule=grade) -> dict:
 
     A pair: conversation, response_a/b, model_a/b, run_dir_a/b and reference, and optionally the
     `edit` written when both answers are wrong (default: the reference)."""
-    from .votes import VoteStore
+    from tinyalign.votes import VoteStore
 
     by_vote = {}
     with VoteStore(db) as store:
@@ -71,9 +71,11 @@ def annotate(db, policies: dict[str, "str | None"], prompts: int, seed: int = 0,
 
     `policies`: name -> run directory, or None for the base model. Returns {votes, by_vote}.
     """
-    from . import data, model, recipe as recipes
-    from .generate import generate
-    from .votes import VoteStore
+    from tinyalign.data import loading as data
+    from tinyalign.models import loading as model
+    from tinyalign.config import recipe as recipes
+    from tinyalign.models.generate import generate
+    from tinyalign.votes import VoteStore
 
     VoteStore.check(db)  # before minutes of answers, not when the first vote is stored
     recipe = recipes.load(recipe_file)

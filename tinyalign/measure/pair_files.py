@@ -7,10 +7,11 @@ measured on the other.
 
 from pathlib import Path
 
-from . import data, files
-from .errors import UserError
-from .rewards.judge_model import task_text
-from .votes import load_pairs
+from tinyalign.data import loading as data
+from tinyalign.core import files
+from tinyalign.core.errors import UserError
+from tinyalign.rewards.judge_model import task_text
+from tinyalign.votes import load_pairs
 
 HELD_OUT = 0.2  # of the pairs, never trained on: reward models and judges are measured there
 PAIR_COLUMNS = {"prompt", "chosen", "rejected"}

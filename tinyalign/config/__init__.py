@@ -1,0 +1,1 @@
+"""Recipes: YAML + overrides -> a validated Recipe, and the type checks behind it."""

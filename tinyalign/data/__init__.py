@@ -1,0 +1,1 @@
+"""Data: any source -> the columns a trainer wants; the synthetic tasks."""

@@ -1,0 +1,1 @@
+"""Measurement: held-out solve rates and paired intervals, reward models on held-out pairs, pair splits."""

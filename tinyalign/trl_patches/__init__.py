@@ -1,0 +1,1 @@
+"""What tinyalign changes inside TRL, in one place."""
