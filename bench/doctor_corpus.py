@@ -39,7 +39,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
-from tinyalign.config.recipe import builtin# noqa: E402
+from tinyalign.config.recipe import builtin  # noqa: E402
+
 LOCK = "/tmp/tinyalign-cpu.lock"
 KEPT = ("trainer_state.json", "recipe.yaml", "completions.jsonl")
 
@@ -216,10 +217,10 @@ def label_run(corpus: Corpus, run_dir: Path, sft: Path) -> None:
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     from tinyalign import rewards
-    from tinyalign.data import loading as data
-    from tinyalign.models import loading as model
     from tinyalign.config import recipe as recipes
+    from tinyalign.data import loading as data
     from tinyalign.measure import solve_rate
+    from tinyalign.models import loading as model
     from tinyalign.models.generate import generate
 
     task = recipes.load(builtin(corpus.task))  # the task's held-out questions with answers

@@ -39,7 +39,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
-from tinyalign.config.recipe import builtin# noqa: E402
+from tinyalign.config.recipe import builtin  # noqa: E402
 
 RECIPE = builtin("qwen_1.5b_math.yaml")
 VARIANTS = ("trl", "transformers", "unsloth", "sft", "dpo")

@@ -60,11 +60,11 @@ def main():
     args = parser.parse_args()
     from safetensors.torch import load_file, save_file
 
-    from tinyalign.data import loading as data
-    from tinyalign.models import loading as model
     from tinyalign.config import recipe as recipes
-    from tinyalign.measure import solve_rate
+    from tinyalign.data import loading as data
     from tinyalign.evaluate import SAMPLES_RIGHT, model_metrics, paired_gain
+    from tinyalign.measure import solve_rate
+    from tinyalign.models import loading as model
     from tinyalign.models.generate import generation_settings
 
     recipe = recipes.load(RECIPE)

@@ -20,7 +20,8 @@ from statistics import median
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
-from tinyalign.config.recipe import builtin# noqa: E402
+from tinyalign.config.recipe import builtin  # noqa: E402
+
 RECIPE = builtin("tiny_grpo.yaml")
 
 

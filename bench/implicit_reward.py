@@ -21,7 +21,7 @@ from statistics import mean
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from tinyalign.models.likelihood import answer_logps, encode# noqa: E402
+from tinyalign.models.likelihood import answer_logps, encode  # noqa: E402
 
 RECIPE = "recipes/smollm2_word_dpo.yaml"
 
@@ -39,9 +39,9 @@ def main():
     parser.add_argument("--start", default="runs/demo-real/sft")
     parser.add_argument("--votes", default="runs/real_rm", help="the folder with the answers voted on (answers.jsonl)")
     args = parser.parse_args()
-    from tinyalign.models import loading as model
     from tinyalign.config import recipe as recipes
     from tinyalign.data.loading import text_of
+    from tinyalign.models import loading as model
     from tinyalign.rewards.judge_model import task_text
 
     pairs = [json.loads(line) for line in (Path(args.pairs) / "test.jsonl").read_text().splitlines() if line]

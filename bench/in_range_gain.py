@@ -30,11 +30,11 @@ def main():
     parser.add_argument("--start", default="runs/demo-real/sft", help="the adapter the runs started from")
     parser.add_argument("--problems", type=int, default=300)
     args = parser.parse_args()
-    from tinyalign.data import loading as data
-    from tinyalign.models import loading as model
     from tinyalign.config import recipe as recipes
-    from tinyalign.measure import solve_rate
+    from tinyalign.data import loading as data
     from tinyalign.evaluate import model_metrics, paired_gain
+    from tinyalign.measure import solve_rate
+    from tinyalign.models import loading as model
     from tinyalign.models.generate import generation_settings
 
     recipe = recipes.load(RECIPE)

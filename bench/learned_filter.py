@@ -48,8 +48,8 @@ def draw(start: str, rm: str, out: Path) -> dict:
             sys.exit(f"{out} holds the answers of {cached['start']} scored by {cached['rm']}; use another --work")
         return cached
     from tinyalign import sample
-    from tinyalign.data import loading as data
     from tinyalign.config import recipe as recipes
+    from tinyalign.data import loading as data
 
     def scored(rewards: list[str], name: str, keep: float | None, drawn=None) -> dict:  # one `sample` run
         recipe = recipes.load(recipes.builtin("smollm2_sums_grpo.yaml"), [f"model.adapter={start}", "seed=0", *rewards])
@@ -74,8 +74,8 @@ def with_dpo(drawn: dict, dpo: str, out: Path) -> dict:
     if drawn.get("dpo"):
         sys.exit(f"{out} holds scores by {drawn['dpo']}; use another --work")
     from tinyalign import sample
-    from tinyalign.models import loading as model
     from tinyalign.config import recipe as recipes
+    from tinyalign.models import loading as model
 
     recipe = recipes.load(recipes.builtin("smollm2_sums_grpo.yaml"), [
         f"model.adapter={drawn['start']}", "seed=0", f"rewards=[{{name: implicit_reward, model: {dpo}, reference: none}}]"])
@@ -166,8 +166,8 @@ def write_sets(drawn: dict, work: Path) -> dict[str, tuple[str, Path]]:
 def train(method: str, start: str, data: Path, run: Path, threads: int, seed: int = 0, steps: int | None = None) -> Path:
     """One epoch of SFT (the loop filter's settings), or `steps` steps of it, or DPO on `data`, from the start;
     cached."""
-    from tinyalign.loop import TASKS, filter_sft_overrides
     from tinyalign.config.recipe import builtin
+    from tinyalign.loop import TASKS, filter_sft_overrides
 
     if (run / "adapter_model.safetensors").is_file():
         return run

@@ -122,8 +122,8 @@ def plain_trl(out: Path, totals: dict) -> dict:
     from trl import GRPOConfig, GRPOTrainer
 
     from tinyalign import rewards
-    from tinyalign.models import gguf
     from tinyalign.grpo import DEFAULTS
+    from tinyalign.models import gguf
 
     path = gguf.model_path(MODEL)
     tokenizer = AutoTokenizer.from_pretrained(path)

@@ -72,8 +72,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from tinyalign.measure import solve_rate
     from tinyalign.config.recipe import builtin
+    from tinyalign.measure import solve_rate
 
     adapters = {"sft": args.start, **{f"dpo_s{r['seed']}": r["run"] for r in runs}}
     start = time.perf_counter()

@@ -99,8 +99,8 @@ def write_task(cfg: dict, work: Path) -> Path:
 
 def problems(cfg: dict, work: Path, prompts: int, seed: int):
     """(the task recipe, the training problems answered): the same rows for every stage."""
-    from tinyalign.data import loading as data
     from tinyalign.config import recipe as recipes
+    from tinyalign.data import loading as data
 
     task = recipes.load(write_task(cfg, work))
     train, _ = data.splits(task.data, task.seed)
@@ -114,8 +114,8 @@ def answers_stage(cfg: dict, work: Path, policies: dict, prompts: int, seed: int
         return [json.loads(line) for line in path.read_text().splitlines()]
     from transformers import set_seed
 
-    from tinyalign.data import loading as data
     from tinyalign.core import files
+    from tinyalign.data import loading as data
     from tinyalign.models import loading as model
     from tinyalign.models.chat_template import stop_token_ids
     from tinyalign.models.generate import generate
@@ -158,8 +158,8 @@ def votes_stage(cfg: dict, work: Path, answers: list[dict], prompts: int, seed: 
     db, summary = work / "votes.sqlite", work / "votes.json"
     if db.is_file() and summary.is_file():
         return json.loads(summary.read_text())
-    from tinyalign.experiments import annotators
     from tinyalign.data import loading as data
+    from tinyalign.experiments import annotators
     from tinyalign.votes import load_pairs
 
     _, rows = problems(cfg, work, prompts, seed)
@@ -188,9 +188,9 @@ def rm_run(cfg: dict, work: Path, threads: int, seed: int, overrides: list[str])
 
     torch.set_num_threads(threads)
     from tinyalign import rm
-    from tinyalign.measure import reward_model as rm_measure
-    from tinyalign.data.loading import text_of
     from tinyalign.config.recipe import builtin
+    from tinyalign.data.loading import text_of
+    from tinyalign.measure import reward_model as rm_measure
 
     scored = []  # measure() scores every chosen answer, then every rejected one: kept to split by kind
     plain = rm_measure.rm_scores

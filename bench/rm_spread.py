@@ -27,7 +27,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 from launch import run_logged  # noqa: E402  (bench/, beside this script)
 
-
 STARTS = {"young": ("tiny_sft.yaml", ["train.lr_scheduler_type=cosine"]), "mixed": ("tiny_sft_mixed.yaml", [])}
 
 
@@ -37,9 +36,9 @@ def one_run(start: str, threads: int, seed: int, prompts: int, held_out: float, 
 
     torch.set_num_threads(threads)
     from tinyalign import dpo, rm, sft
+    from tinyalign.config.recipe import builtin
     from tinyalign.experiments import annotators
     from tinyalign.measure.pair_files import split_pairs
-    from tinyalign.config.recipe import builtin
 
     policy = out / f"{start}_T{threads}"
     if not (policy / "adapter_config.json").is_file():

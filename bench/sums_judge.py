@@ -104,8 +104,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from tinyalign import judge as judging
-    from tinyalign.core import files
     from tinyalign.config.recipe import builtin, load
+    from tinyalign.core import files
 
     rl_lr = args.rl_lr or load(builtin("smollm2_judge_grpo.yaml")).train["learning_rate"]
 

@@ -60,8 +60,8 @@ def train_adapter(out: Path, answer: str, *, steps: int = 30, seed: int = 0, lr:
     """A LoRA on the 4-bit tiny base that answers `answer` to any chat, saved as a run directory."""
     import torch
 
-    from tinyalign.models import loading as models
     from tinyalign.config import recipe as recipes
+    from tinyalign.models import loading as models
 
     # LoRA on the output layer too: the tiny base's logits are too flat for the hidden layers alone
     # to make one letter win within a few dozen steps.

@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect
 from helpers_app import free_port, read_votes, start_app, trained_adapters
+from playwright.sync_api import expect
+
 from tinyalign.config.recipe import builtin
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -535,8 +536,8 @@ def test_votes_become_a_dpo_run_whose_adapter_the_app_serves(arena, page, tmp_pa
     # tokens, the cap) on 2-core AMD EPYCs and "AAAA" on a 2-core Intel Xeon; after 10 DPO steps the adapter
     # answered "" (the turn's end at once) on the Intel box and "A" on one AMD box, but on another it still
     # answered as its start did; after 30 steps "..........." there. Float sums differ by CPU, so the answer does.
-    from tinyalign.config import recipe as recipes
     from tinyalign.app.engine import Engine
+    from tinyalign.config import recipe as recipes
 
     settings = recipes.load(runs["aaa"] / "recipe.yaml")
     engine = Engine.load(settings.model, {"aaa": str(runs["aaa"]), "dpo": str(out)})

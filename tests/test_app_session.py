@@ -95,8 +95,8 @@ def test_a_line_with_chosen_and_rejected_is_a_gold_item(tmp_path):
 
 @pytest.mark.slow
 def test_a_recipe_queues_its_held_out_split_with_reference_answers(tmp_path):
-    from tinyalign.data import loading as data
     from tinyalign.config import recipe
+    from tinyalign.data import loading as data
 
     path = tmp_path / "math.yaml"
     path.write_text("method: grpo\nmodel: {name: tiny:qwen2-1m}\nrewards: [{name: exact_match}]\n"

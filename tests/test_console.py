@@ -8,11 +8,10 @@ import sys
 from types import SimpleNamespace
 
 import pytest
-
-from tinyalign.core import console
-from tinyalign.config.recipe import builtin
-
 from conftest import ROOT
+
+from tinyalign.config.recipe import builtin
+from tinyalign.core import console
 
 GRPO_LOG = {"loss": 0.1095, "grad_norm": 1.55, "learning_rate": 6.1e-05, "num_tokens": 31880.0,
             "completions/mean_length": 3.906, "completions/min_length": 2.0, "completions/max_length": 6.0,

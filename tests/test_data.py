@@ -5,10 +5,10 @@ import json
 import pandas as pd
 import pytest
 
-from tinyalign.data import loading as data
-from tinyalign.core.errors import UserError
-from tinyalign.prefs import VoteStore
 from tinyalign.config.recipe import Data
+from tinyalign.core.errors import UserError
+from tinyalign.data import loading as data
+from tinyalign.prefs import VoteStore
 
 ROWS = [{"question": f"{i}+1", "answer": str(i + 1)} for i in range(10)]
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tinyalign.training import run
 from tinyalign.config.recipe import BUILTIN, builtin
+from tinyalign.training import run
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = BUILTIN / "accelerate"

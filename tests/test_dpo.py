@@ -6,12 +6,12 @@ import pickle
 import pytest
 
 from tinyalign import dpo
-from tinyalign.models import loading as model
 from tinyalign.config import recipe as recipes
 from tinyalign.core.errors import UserError
-from tinyalign.rewards import implicit, resolve
 from tinyalign.measure.solve_rate import held_out_accuracy
+from tinyalign.models import loading as model
 from tinyalign.models.generate import generate
+from tinyalign.rewards import implicit, resolve
 
 RECIPE = str(recipes.builtin("tiny_dpo.yaml"))
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from tinyalign import export
+from tinyalign.config import recipe as recipes
 from tinyalign.data import loading as data
 from tinyalign.models import loading as model
-from tinyalign.config import recipe as recipes
 from tinyalign.models.generate import generate
 
 HELD_OUT = 100

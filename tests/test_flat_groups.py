@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from tinyalign import grpo, validate
-from tinyalign.trl_patches.flat_groups import flat_rows, kept_rows, take_rows
 from tinyalign.config.recipe import builtin
+from tinyalign.trl_patches.flat_groups import flat_rows, kept_rows, take_rows
 
 RECIPE = str(builtin("tiny_grpo.yaml"))
 NAN = math.nan

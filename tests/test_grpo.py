@@ -5,8 +5,8 @@ import json
 import pytest
 
 from tinyalign import grpo
-from tinyalign.measure.solve_rate import held_out_accuracy
 from tinyalign.config.recipe import builtin
+from tinyalign.measure.solve_rate import held_out_accuracy
 
 RECIPE = str(builtin("tiny_grpo.yaml"))
 

@@ -3,9 +3,9 @@ prompt, and a reward model measured on a prompt it trained on measures memory, n
 
 import json
 
+from tinyalign.config.recipe import Data
 from tinyalign.data import loading as data
 from tinyalign.measure.pair_files import split_pairs
-from tinyalign.config.recipe import Data
 from tinyalign.votes import VoteStore, load_pairs
 
 

@@ -5,8 +5,8 @@ import pickle
 import pytest
 
 from tinyalign.core.errors import UserError
-from tinyalign.rewards import rubric as judges
 from tinyalign.rewards import resolve
+from tinyalign.rewards import rubric as judges
 
 CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Write a haiku about rain."}]
 MATH = [{"role": "user", "content": "12+34"}]

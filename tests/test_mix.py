@@ -5,9 +5,9 @@ import random
 
 import pytest
 
-from tinyalign.data import loading as data
 from tinyalign.config import recipe as recipes
 from tinyalign.core.errors import UserError
+from tinyalign.data import loading as data
 
 
 def user_text(row) -> str:

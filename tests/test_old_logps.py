@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from tinyalign import grpo
-from tinyalign.trl_patches import old_logps
 from tinyalign.config.recipe import builtin
+from tinyalign.trl_patches import old_logps
 
 RECIPE = str(builtin("tiny_grpo.yaml"))
 # two updates of each generated batch (mu 2), each over two micro-batches; no LoRA dropout, so that TRL's pass

@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tinyalign.__main__ import COMMANDS
+from tinyalign.__main__ import main as tinyalign
 from tinyalign.config import recipe as recipes
-from tinyalign.training import run
-from tinyalign.__main__ import COMMANDS, main as tinyalign
 from tinyalign.core.errors import UserError
+from tinyalign.training import run
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "tinyalign"

@@ -15,12 +15,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tinyalign.models import chat_template, gguf
-from tinyalign.models import loading as model
-from tinyalign.models import tiny
-from tinyalign.core.errors import UserError
-from tinyalign.models.generate import generate, render
 from tinyalign.config.recipe import Model, builtin
+from tinyalign.core.errors import UserError
+from tinyalign.models import chat_template, gguf, tiny
+from tinyalign.models import loading as model
+from tinyalign.models.generate import generate, render
 
 PKG = "pkg:smollm2-135m-instruct"
 SYSTEM = "Think briefly inside <think> </think>, then give only the final number inside <answer> </answer>."
@@ -247,8 +246,8 @@ def test_a_few_sft_steps_raise_held_out_accuracy_on_sums_it_never_saw(smollm2, t
     `solve_rate.held_out_accuracy` (math_accuracy, 16 new tokens) on 100 problems "What is A plus B?"
     whose (A, B) pairs and phrasing no training problem has (bench/real_gain.py builds both)."""
     from tinyalign import sft
-    from tinyalign.data import loading as data
     from tinyalign.config import recipe as recipes
+    from tinyalign.data import loading as data
     from tinyalign.measure import solve_rate
 
     spec = importlib.util.spec_from_file_location("real_gain", ROOT / "bench" / "real_gain.py")
@@ -332,8 +331,8 @@ def test_merged_export_answers_like_its_adapter(sft_run, tmp_path):
 
 @pytest.mark.slow
 def test_arena_panes_answer_with_their_own_adapter_and_stop_at_the_turn_end(sft_run, dpo_run):
-    from tinyalign.config import recipe as recipes
     from tinyalign.app.engine import Engine
+    from tinyalign.config import recipe as recipes
 
     spec = recipes.load(sft_run / "recipe.yaml").model
     runs = {"sft": str(sft_run), "dpo": str(dpo_run)}

@@ -8,15 +8,14 @@ import re
 import pytest
 
 from tinyalign import dpo, loop, rm, sft
-from tinyalign.experiments import annotators
-from tinyalign.data import loading as data
-from tinyalign.models import reward_model as rm_load
-from tinyalign.measure import reward_model as rm_measure
 from tinyalign.config import recipe as recipes
-from tinyalign.core.errors import UserError
-from tinyalign.rewards import implicit, pairwise, resolve
 from tinyalign.config.recipe import builtin
-
+from tinyalign.core.errors import UserError
+from tinyalign.data import loading as data
+from tinyalign.experiments import annotators
+from tinyalign.measure import reward_model as rm_measure
+from tinyalign.models import reward_model as rm_load
+from tinyalign.rewards import implicit, pairwise, resolve
 
 RECIPE = str(builtin("tiny_rm.yaml"))
 
@@ -303,8 +302,8 @@ def test_a_reward_model_per_dimension_trains_on_that_dimension_s_verdicts(tmp_pa
              f"output_dir={tmp_path / 'rm'}"])
     metrics = json.loads((tmp_path / "rm" / rm_load.METRICS).read_text())
     assert metrics["pairs"] == 4  # 18 judged correctness, 4 of them held out
-    from tinyalign.data import loading as data
     from tinyalign.config.recipe import Data
+    from tinyalign.data import loading as data
 
     rows = data.load_split(Data(source=str(db), dimension="correctness"), "train")
     assert len(rows) == 18 and all(r["chosen"][0]["content"].startswith("= ") for r in rows)

@@ -7,9 +7,9 @@ import pytest
 import yaml
 
 from tinyalign import evaluate, sample, sft
-from tinyalign.training import run
-from tinyalign.models import tiny
 from tinyalign.config import recipe as recipes
+from tinyalign.models import tiny
+from tinyalign.training import run
 
 
 def test_cold_start_loop_sample_then_sft_raises_held_out_accuracy(tiny_sft_run, tmp_path, capsys):

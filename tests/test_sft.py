@@ -6,8 +6,8 @@ import sys
 
 import yaml
 
-from tinyalign.measure.solve_rate import held_out_accuracy
 from tinyalign.config.recipe import builtin
+from tinyalign.measure.solve_rate import held_out_accuracy
 
 RECIPE = str(builtin("tiny_sft.yaml"))
 

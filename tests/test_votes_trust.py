@@ -92,8 +92,8 @@ def test_a_threshold_outside_0_to_1_is_refused_and_nothing_is_written(session, t
 
 
 def test_a_dpo_or_rm_recipe_reads_the_store_without_the_annotators_below_its_threshold(session, tmp_path):
-    from tinyalign.data import loading as data
     from tinyalign.config import recipe
+    from tinyalign.data import loading as data
 
     path = tmp_path / "rm.yaml"
     path.write_text(f"method: rm\nmodel: {{name: tiny:qwen2-1m}}\noutput_dir: {tmp_path / 'rm'}\n"

@@ -3,8 +3,8 @@ solution's arithmetic and final answer are right."""
 
 import re
 
-from tinyalign.data import loading as data
 from tinyalign.config import recipe as recipes
+from tinyalign.data import loading as data
 from tinyalign.data import word_problems
 
 

@@ -35,11 +35,11 @@ def main(argv=None):
     timings = {}
 
     from tinyalign import doctor, grpo, probe, sft
-    from tinyalign.core import console, files
     from tinyalign.config import recipe as recipes
-    from tinyalign.training import run
+    from tinyalign.core import console, files
     from tinyalign.data import word_problems
     from tinyalign.evaluate import evaluate_run
+    from tinyalign.training import run
 
     out = files.check_folder_out(args.out)  # checked before the first stage writes anything into it
     console.quiet()

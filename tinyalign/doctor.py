@@ -21,8 +21,8 @@ import yaml
 
 from tinyalign.core import files
 from tinyalign.core.errors import ArgumentParser, UserError, cli
-from tinyalign.core.run_logs import Run, Trend# noqa: F401
-from tinyalign.symptoms import CHECKS, METHODS, Finding, diagnose, infer_method, nothing_learned# noqa: F401
+from tinyalign.core.run_logs import Run, Trend  # noqa: F401
+from tinyalign.symptoms import CHECKS, METHODS, Finding, diagnose, infer_method, nothing_learned  # noqa: F401
 
 # ---------------------------------------------------------------- reading a run directory
 

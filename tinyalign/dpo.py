@@ -35,8 +35,8 @@ def resolve(recipe):
 def main(argv=None):
     from tinyalign.data import loading as data
     from tinyalign.models import loading as model
-    from tinyalign.training import run
     from tinyalign.rewards import implicit
+    from tinyalign.training import run
 
     # ── recipe and run directory: everything that can be checked is, before anything is written
     recipe = resolve(run.load_recipe("dpo", argv))

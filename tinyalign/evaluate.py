@@ -26,9 +26,9 @@ from pathlib import Path
 from statistics import mean
 
 from tinyalign.core import files
+from tinyalign.core.errors import ArgumentParser, UserError, cli, positive_int
 from tinyalign.measure import solve_rate
 from tinyalign.models.generate import generation_settings
-from tinyalign.core.errors import ArgumentParser, UserError, cli, positive_int
 
 FILES = ("eval.csv", "eval.md", "eval.png")
 RATES = ("accuracy", "sampled", "format", "truncated")  # shown as percentages; so is pass@K

@@ -48,11 +48,10 @@ def resolve(recipe):
 def main(argv=None):
     from tinyalign import rewards
     from tinyalign.data import loading as data
-    from tinyalign.trl_patches import flat_groups
     from tinyalign.models import loading as model
-    from tinyalign.trl_patches import old_logps
     from tinyalign.training import run
     from tinyalign.training.completions import CompletionLog
+    from tinyalign.trl_patches import flat_groups, old_logps
 
     # ── recipe and run directory: everything that can be checked is, before anything is written
     recipe = resolve(run.load_recipe("grpo", argv))

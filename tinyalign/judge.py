@@ -24,8 +24,8 @@ compared on the same held-out votes.
 """
 
 from tinyalign.core import files
-from tinyalign.data.loading import text_of
 from tinyalign.core.errors import ArgumentParser, UserError, cli, positive_int
+from tinyalign.data.loading import text_of
 from tinyalign.measure.pair_files import HELD_OUT, read_pair_rows, read_pairs, split_pairs
 from tinyalign.rewards.accuracy import math_equal, model_answer
 from tinyalign.rewards.judge_model import check_judge, task_text
@@ -129,8 +129,8 @@ def evaluate(judge: "str | PairJudge", pairs, rm: str | None = None, max_new_tok
     `judge`: a model or judge run, or a PairJudge already made (its model loads once, however often asked)."""
     report = agreement_with_votes(judge, pairs, max_new_tokens, batch_size)
     if rm:
-        from tinyalign.models import reward_model as rm_load
         from tinyalign.measure import reward_model as rm_measure
+        from tinyalign.models import reward_model as rm_load
 
         scorer, tokenizer = rm_load.load_for_scoring(rm)
         rows = [{"prompt": t, "chosen": c, "rejected": r} for t, c, r in pairs]

@@ -28,12 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean
 
-from tinyalign.core import files
-from tinyalign.experiments.annotators import annotate, grade, grade_reply
-from tinyalign.core.errors import ArgumentParser, UserError, cli, positive_int
-from tinyalign.measure.pair_files import read_pair_rows, read_pairs, split_pairs
 from tinyalign.config.recipe import builtin
+from tinyalign.core import files
+from tinyalign.core.errors import ArgumentParser, UserError, cli, positive_int
 from tinyalign.core.run_logs import DPO_METRICS
+from tinyalign.experiments.annotators import annotate, grade, grade_reply
+from tinyalign.measure.pair_files import read_pair_rows, read_pairs, split_pairs
 
 HELD_OUT = 500  # held-out problems each policy is scored on
 
@@ -91,8 +91,8 @@ TASKS = {
 
 def rm_accuracy(rm_dir, pairs_file) -> float:
     """A reward model's accuracy on a JSONL of pairs (chosen scored above rejected)."""
-    from tinyalign.models import reward_model as rm_load
     from tinyalign.measure import reward_model as rm_measure
+    from tinyalign.models import reward_model as rm_load
 
     scorer, tokenizer = rm_load.load_for_scoring(rm_dir)
     return rm_measure.measure(scorer, tokenizer, read_pair_rows(pairs_file))["accuracy"]
@@ -124,10 +124,10 @@ def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int
     """
     from tinyalign import rm
     from tinyalign.config import recipe as recipes
-    from tinyalign.models.reward_model import held_out_stats
-    from tinyalign.votes import leaderboard
-    from tinyalign.rewards.pairwise import PairJudge
     from tinyalign.measure.solve_rate import held_out_verdicts, paired_interval95
+    from tinyalign.models.reward_model import held_out_stats
+    from tinyalign.rewards.pairwise import PairJudge
+    from tinyalign.votes import leaderboard
 
     setup = TASKS[task]
     if policy_step not in STEPS:

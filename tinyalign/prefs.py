@@ -11,8 +11,20 @@ names are importable from here too, as scripts written against tinyalign.prefs e
 from collections import Counter
 
 from tinyalign.core.errors import ArgumentParser, cli
-from tinyalign.votes import (SCHEMA_VERSION, VERDICTS, VOTES, VoteStore, agreement, export, leaderboard,
-                             load_pairs, position_bias, sft_rows, trust, unswap_vote)
+from tinyalign.votes import (
+    SCHEMA_VERSION,
+    VERDICTS,
+    VOTES,
+    VoteStore,
+    agreement,
+    export,
+    leaderboard,
+    load_pairs,
+    position_bias,
+    sft_rows,
+    trust,
+    unswap_vote,
+)
 from tinyalign.votes.pairs import pairs
 
 __all__ = ["SCHEMA_VERSION", "VERDICTS", "VOTES", "VoteStore", "agreement", "export", "leaderboard", "load_pairs",

@@ -35,8 +35,8 @@ def run(recipe, prompts: int = 64, k: int = 8, out_dir=None) -> dict:
     """Probe `recipe`'s starting model; the report is also written to out_dir/probe.json."""
     from tinyalign import rewards
     from tinyalign.data import loading as data
-    from tinyalign.models import loading as model
     from tinyalign.measure import solve_rate
+    from tinyalign.models import loading as model
     from tinyalign.models.generate import generate, generation_settings
 
     rows, _ = data.splits(recipe.data, recipe.seed)  # training prompts only

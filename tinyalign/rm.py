@@ -45,8 +45,8 @@ def resolve(recipe):
 def main(argv=None):
     from tinyalign.data import loading as data
     from tinyalign.measure import pair_files
-    from tinyalign.models import reward_model as rm_load
     from tinyalign.measure import reward_model as rm_measure
+    from tinyalign.models import reward_model as rm_load
     from tinyalign.training import run
 
     # ── recipe and run directory (checked only; nothing is written until the trainer is built)

@@ -53,8 +53,8 @@ def sample(recipe, out, k: int = 8, min_reward: float | None = None, prompts: in
 
     from tinyalign import rewards
     from tinyalign.data import loading as data
-    from tinyalign.models import loading as model
     from tinyalign.measure import solve_rate
+    from tinyalign.models import loading as model
     from tinyalign.models.generate import generate, generation_settings
 
     spec = recipe.data

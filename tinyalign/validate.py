@@ -15,9 +15,9 @@ from tinyalign.core.errors import ArgumentParser, cli
 
 @cli
 def main(argv=None):
+    from tinyalign.config import recipe as recipes
     from tinyalign.data import loading as data
     from tinyalign.models import loading as model
-    from tinyalign.config import recipe as recipes
     from tinyalign.training import run
 
     parser = ArgumentParser(prog="python -m tinyalign.validate", description=__doc__.splitlines()[0])

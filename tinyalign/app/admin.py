@@ -5,10 +5,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from tinyalign.votes import pairs, ratings, trust
-from tinyalign.core.errors import UserError
 from tinyalign.app.ballots import Ballots
 from tinyalign.app.text import as_text, code
+from tinyalign.core.errors import UserError
+from tinyalign.votes import pairs, ratings, trust
 
 HEADERS = ["rank", "checkpoint", "rating", "95% range", "style-controlled", "votes", "wins", "losses", "ties",
            "win rate"]

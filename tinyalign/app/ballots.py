@@ -4,9 +4,8 @@ import os
 import threading
 from pathlib import Path
 
-from tinyalign.votes.store import VoteStore
 from tinyalign.core.errors import UserError
-
+from tinyalign.votes.store import VoteStore
 
 LAUNCH_WAIT = 2.0  # seconds a busy store may take to let the app in at launch
 VOTE_WAIT = 10.0  # ... and to take one vote, once the app runs

@@ -9,9 +9,9 @@ import re
 import socket
 from pathlib import Path
 
+from tinyalign.app.engine import BASE, PEFT_BASE
 from tinyalign.core import files
 from tinyalign.core.errors import ArgumentParser, UserError, cli
-from tinyalign.app.engine import BASE, PEFT_BASE
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -139,8 +139,8 @@ def run_recipe(folder: Path) -> dict:
 def base_spec(adapters: dict[str, str], base: str | None):
     """The Model spec to load: the runs' model section (quantisation, template...), named by --base or
     by the base the runs agree on; and the generation defaults of the first run's recipe."""
-    from tinyalign.models.loading import adapter_dir, check_adapter_base
     from tinyalign.config.recipe import Model, build
+    from tinyalign.models.loading import adapter_dir, check_adapter_base
 
     folders = {name: adapter_dir(path) for name, path in adapters.items()}
     recipes = {name: run_recipe(folder) for name, folder in folders.items()}

@@ -22,8 +22,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from tinyalign.models.chat_template import stop_token_ids
 from tinyalign.core.errors import UserError
+from tinyalign.models.chat_template import stop_token_ids
 from tinyalign.models.generate import render
 
 BASE = "base"  # the checkpoint name of the base model with every adapter disabled

@@ -97,8 +97,8 @@ def mix_gold(prompts: list[Prompt], gold: list[Prompt], path) -> list[Prompt]:
 
 
 def load_recipe(path: Path) -> list[Prompt]:
-    from tinyalign.data import loading as data
     from tinyalign.config import recipe
+    from tinyalign.data import loading as data
 
     if not path.is_file():
         raise UserError(f"--prompts {path}: no such recipe; give a recipe file or a JSONL of prompts")

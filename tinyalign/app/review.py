@@ -14,10 +14,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from tinyalign.core import files
-from tinyalign.core.errors import UserError
 from tinyalign.app.ballots import Ballots
 from tinyalign.app.text import as_text
+from tinyalign.core import files
+from tinyalign.core.errors import UserError
 
 DISAGREE = 0.5  # rewards this far apart on their own 0..1 range (min..max over the file) disagree
 

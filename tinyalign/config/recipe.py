@@ -14,8 +14,8 @@ from typing import Literal, Optional, Union
 
 import yaml
 
-from tinyalign.core.errors import UserError
 from tinyalign.config.types import build, coerce, unknown_key
+from tinyalign.core.errors import UserError
 
 METHODS = ("sft", "dpo", "grpo", "rm")
 

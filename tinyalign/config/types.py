@@ -11,7 +11,6 @@ from typing import Literal, Union
 
 from tinyalign.core.errors import UserError
 
-
 # The short names people type from other trainers' configs, for the TRL field each means
 ALIASES = {"lr": "learning_rate", "epochs": "num_train_epochs", "num_epochs": "num_train_epochs",
            "batch_size": "per_device_train_batch_size", "bs": "per_device_train_batch_size",

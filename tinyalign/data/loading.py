@@ -14,11 +14,11 @@ import random
 import string
 from pathlib import Path
 
-from tinyalign.core import files
-from tinyalign.models import tiny
-from tinyalign.core.errors import UserError
 from tinyalign.config.recipe import VOTE_STORES, Data
 from tinyalign.config.types import build, unknown_key
+from tinyalign.core import files
+from tinyalign.core.errors import UserError
+from tinyalign.models import tiny
 
 LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 

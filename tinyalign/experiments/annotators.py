@@ -71,9 +71,9 @@ def annotate(db, policies: dict[str, "str | None"], prompts: int, seed: int = 0,
 
     `policies`: name -> run directory, or None for the base model. Returns {votes, by_vote}.
     """
+    from tinyalign.config import recipe as recipes
     from tinyalign.data import loading as data
     from tinyalign.models import loading as model
-    from tinyalign.config import recipe as recipes
     from tinyalign.models.generate import generate
     from tinyalign.votes import VoteStore
 

@@ -7,9 +7,9 @@ measured on the other.
 
 from pathlib import Path
 
-from tinyalign.data import loading as data
 from tinyalign.core import files
 from tinyalign.core.errors import UserError
+from tinyalign.data import loading as data
 from tinyalign.rewards.judge_model import task_text
 from tinyalign.votes import load_pairs
 

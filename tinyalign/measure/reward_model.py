@@ -8,9 +8,9 @@ evaluate, judge and loop measure reward models and their checkpoints.
 from pathlib import Path
 from statistics import mean, pstdev
 
+from tinyalign.core.errors import UserError
 from tinyalign.data import loading as data
 from tinyalign.models import loading as model
-from tinyalign.core.errors import UserError
 from tinyalign.models.reward_model import METRICS, held_out_stats, load_for_scoring
 
 

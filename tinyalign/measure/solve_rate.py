@@ -44,9 +44,9 @@ def held_out_accuracy(recipe_file: str, adapters: dict[str, str], limit: int, ba
 def held_out_verdicts(recipe_file: str, adapters: dict[str, str], limit: int, base: bool = True) -> dict[str, list]:
     """Per held-out question, whether each model's greedy answer is right (as `held_out_accuracy`): the
     items `paired_interval95` compares."""
+    from tinyalign.config import recipe as recipes
     from tinyalign.data import loading as data
     from tinyalign.models import loading as model
-    from tinyalign.config import recipe as recipes
 
     recipe = recipes.load(recipe_file)
     rows = data.eval_rows(recipe.data, limit=limit, seed=recipe.seed)

@@ -19,9 +19,9 @@ import importlib.metadata
 from functools import lru_cache
 from pathlib import Path
 
+from tinyalign.core.errors import UserError
 from tinyalign.models import tiny
 from tinyalign.models.chat_template import fix_special_tokens
-from tinyalign.core.errors import UserError
 
 PREFIX = "pkg:"
 # name -> (distribution, version tested, file inside it)

@@ -9,12 +9,12 @@ import importlib.util
 import os
 from pathlib import Path
 
+from tinyalign.config.recipe import Model
 from tinyalign.core import files
+from tinyalign.core.errors import UserError
+from tinyalign.core.threads import use_cpu_threads
 from tinyalign.models import tiny
 from tinyalign.models.chat_template import align_generation, fix_special_tokens
-from tinyalign.core.errors import UserError
-from tinyalign.config.recipe import Model
-from tinyalign.core.threads import use_cpu_threads
 
 
 def resolve_name(name: str) -> str:

@@ -13,12 +13,12 @@ base, saved with the adapter, and `rm_metrics.json` (tinyalign.measure.reward_mo
 import json
 from pathlib import Path
 
-from tinyalign.core import files
-from tinyalign.models import loading as model
 from tinyalign.config import recipe as recipes
-from tinyalign.core.errors import UserError
 from tinyalign.config.recipe import Model
+from tinyalign.core import files
+from tinyalign.core.errors import UserError
 from tinyalign.core.run_logs import RM_METRICS as METRICS
+from tinyalign.models import loading as model
 
 
 def load_base(spec: Model):

@@ -10,7 +10,15 @@ import re
 
 from tinyalign.core.errors import UserError
 from tinyalign.rewards import mathcheck
-from tinyalign.rewards.text import as_number, completion_text, last_boxed, last_number, normalise, reference_answer, tag_content
+from tinyalign.rewards.text import (
+    as_number,
+    completion_text,
+    last_boxed,
+    last_number,
+    normalise,
+    reference_answer,
+    tag_content,
+)
 
 # Bounds on what reaches math-verify. A final answer is short: a number, a fraction, a tuple, a small
 # matrix. Longer or deeper text is an answer the model failed to isolate, not one worth parsing.

@@ -54,7 +54,8 @@ class RewardModel:
 
 
 def held_out_stats(model: str) -> dict:
-    from tinyalign.models.reward_model import held_out_stats as stats, is_reward_model
+    from tinyalign.models.reward_model import held_out_stats as stats
+    from tinyalign.models.reward_model import is_reward_model
 
     folder = Path(model).expanduser()
     if not folder.is_dir():

@@ -23,12 +23,23 @@ from tinyalign import rewards
 from tinyalign.core.run_logs import Run
 from tinyalign.symptoms.common import Finding
 from tinyalign.symptoms.dpo import dpo_loss_collapse, dpo_margins_falling, dpo_margins_flat
-from tinyalign.symptoms.grpo import (clip_ratio_high, entropy_collapse, kl_far_while_learning, kl_runaway, kl_tiny_reward_flat,
-                   length_collapse, length_to_cap, nothing_learned, reward_falling, reward_flat, reward_hacking,
-                   reward_zero_std)
+from tinyalign.symptoms.grpo import (
+    clip_ratio_high,
+    entropy_collapse,
+    kl_far_while_learning,
+    kl_runaway,
+    kl_tiny_reward_flat,
+    length_collapse,
+    length_to_cap,
+    nothing_learned,
+    reward_falling,
+    reward_flat,
+    reward_hacking,
+    reward_zero_std,
+)
 from tinyalign.symptoms.loss import loss_spikes, overfitting
-from tinyalign.symptoms.samples import identical_completions, looping_completions
 from tinyalign.symptoms.reward_model import rm_at_chance, rm_hacked, rm_margins_collapsing, rm_tracks_length
+from tinyalign.symptoms.samples import identical_completions, looping_completions
 
 __all__ = ["CHECKS", "METHODS", "RECIPE_CHECKS", "Finding", "Run", "diagnose", "infer_method", "nothing_learned"]
 

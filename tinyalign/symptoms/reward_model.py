@@ -7,8 +7,8 @@ margins and the GRPO rows are judged while training too.
 
 from statistics import mean, median, pstdev
 
-from tinyalign.data.loading import text_of
 from tinyalign.core.run_logs import Run
+from tinyalign.data.loading import text_of
 from tinyalign.symptoms.common import Finding
 
 AT_CHANCE = 0.6  # held-out accuracy under 60 %: a coin flip would do nearly as well

@@ -16,11 +16,11 @@ import os
 import shutil
 from pathlib import Path
 
-from tinyalign.core import console, errors, files
-from tinyalign.models import loading as models
 from tinyalign.config import recipe as recipes
+from tinyalign.core import console, errors, files
 from tinyalign.core.errors import ArgumentParser, UserError
 from tinyalign.core.run_logs import DPO_METRICS, RM_METRICS
+from tinyalign.models import loading as models
 
 FINAL = "adapter_model.safetensors"
 RUN_FILES = ("recipe.yaml", "trainer_state.json", "completions.jsonl", RM_METRICS, DPO_METRICS, FINAL, "adapter_config.json",

@@ -14,7 +14,8 @@ from collections import Counter
 from tinyalign.core import files
 from tinyalign.core.errors import UserError
 from tinyalign.votes.store import judged_on, read_votes
-from tinyalign.votes.trust import describe as describe_agreement, is_gold, trusted
+from tinyalign.votes.trust import describe as describe_agreement
+from tinyalign.votes.trust import is_gold, trusted
 
 # Why a vote yields no pair, as printed by `export` and put in load_pairs' error.
 DROP_TIE = "tie without an edited answer"
