@@ -50,10 +50,9 @@ def main(argv=None) -> None:
         return
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        import difflib
+        from tinyalign.core.names import did_you_mean
 
-        close = difflib.get_close_matches(name, COMMANDS, n=1)
-        hint = f"did you mean {close[0]}? " if close else ""
+        hint = did_you_mean(name, COMMANDS, form="did you mean {}? ")
         print(f"error: no command {name!r}; {hint}commands: {', '.join(COMMANDS)} (see tinyalign --help)",
               file=sys.stderr)
         sys.exit(2)

@@ -5,7 +5,6 @@ did-you-mean and the valid keys of that section) before anything is downloaded o
 """
 
 import dataclasses
-import difflib
 import re
 import typing
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ import yaml
 
 from tinyalign.config.types import build, coerce, unknown_key
 from tinyalign.core.errors import UserError
+from tinyalign.core.names import did_you_mean
 
 METHODS = ("sft", "dpo", "grpo", "rm")
 
@@ -314,9 +314,7 @@ def check_loss_type(value, field, config_name: str) -> None:
     known = sorted(set(re.findall(r"(?<![=\w])'(\w+)'", field.metadata.get("help", ""))))  # not `level='sequence'`
     for name in value if isinstance(value, list) else [value]:
         if len(known) > 1 and name not in known:
-            guess = difflib.get_close_matches(str(name), known, n=1)
-            hint = f"did you mean `{guess[0]}`? " if guess else ""
-            raise UserError(f"`train.loss_type`: unknown loss {name!r}; {hint}trl.{config_name} takes {', '.join(known)}")
+            raise UserError(f"`train.loss_type`: unknown loss {name!r}; {did_you_mean(str(name), known)}trl.{config_name} takes {', '.join(known)}")
 
 
 # Numbers with a range, wherever they sit in the recipe: (low, high, low included); checked when set.

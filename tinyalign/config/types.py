@@ -3,13 +3,13 @@ valid keys of that section) and every value of its annotated type, nested sectio
 The recipe's sections are such dataclasses (tinyalign.config.recipe); so are a data mix's entries."""
 
 import dataclasses
-import difflib
 import types
 import typing
 from collections import Counter
 from typing import Literal, Union
 
 from tinyalign.core.errors import UserError
+from tinyalign.core.names import closest, did_you_mean
 
 # The short names people type from other trainers' configs, for the TRL field each means
 ALIASES = {"lr": "learning_rate", "epochs": "num_train_epochs", "num_epochs": "num_train_epochs",
@@ -23,15 +23,14 @@ def unknown_key(key: str, valid, where: str, listing: str | None = None) -> User
     """The one-line error for `key`, unknown in section `where`: the likeliest meant key, then the valid
     keys; a long section (`listing` names it) shows only its keys that share a word with the typed one."""
     valid = sorted(valid)
-    guess = [ALIASES[key]] if ALIASES.get(key) in valid else difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
-    hint = f"did you mean `{guess[0]}`? " if guess else ""
+    guess, hint = closest(key, valid, ALIASES), did_you_mean(key, valid, aliases=ALIASES)
     section = where.rstrip(".")
     if len(valid) <= LISTED:
         return UserError(f"unknown key `{where}{key}`: {hint}valid keys{' of ' + section if section else ''}: "
                          f"{', '.join(valid)}")
     common = Counter(word for name in valid for word in name.split("_"))  # "max", "eval": in too many to help
     words = {word for word in key.lower().split("_") if common[word] <= 6}
-    related = [name for name in valid if words & set(name.split("_")) and name not in guess][:8]
+    related = [name for name in valid if words & set(name.split("_")) and name != guess][:8]
     return UserError(f"unknown key `{where}{key}`: {hint}{section} takes {listing or f'{len(valid)} keys'}"
                      + (f"; with a word of `{key}`: {', '.join(related)}" if related else ""))
 

@@ -11,7 +11,6 @@ A name of the form `package.module:function` imports your own reward; the other 
 are bound to it as keyword arguments, except `max_score` (default 1.0).
 """
 
-import difflib
 import functools
 import importlib
 import inspect
@@ -22,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tinyalign.core.errors import UserError
+from tinyalign.core.names import did_you_mean
 from tinyalign.rewards.accuracy import exact_match, math_accuracy
 from tinyalign.rewards.format import answer_format, think_format
 from tinyalign.rewards.implicit import implicit_reward
@@ -197,8 +197,7 @@ def guard(
 
 
 def _did_you_mean(word: str, choices) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    return did_you_mean(word, choices, form=" (did you mean '{}'?)")
 
 
 _TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string", type(None): "null"}
