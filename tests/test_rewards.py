@@ -323,6 +323,14 @@ def test_resolve_errors_name_the_reward_and_the_fix(spec, expected):
     assert "\n" not in str(error.value)
 
 
+def test_reward_parameters_are_typed_as_recipe_keys_are():
+    # one type check (config.types.coerce): an integer for a number is taken as a float, and YAML 1.1's
+    # `1e0` (read as a string) as the number it spells
+    assert resolve({"name": "repetition", "max_penalty": -1}).params["max_penalty"] == -1.0
+    assert isinstance(resolve({"name": "repetition", "max_penalty": -1}).params["max_penalty"], float)
+    assert resolve({"name": "math_accuracy", "timeout": "1e0"}).params["timeout"] == 1.0
+
+
 # --------------------------------------------------------------------------- custom rewards
 
 

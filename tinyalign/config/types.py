@@ -89,12 +89,13 @@ def coerce(value, tp, key: str):
     return value
 
 
-def type_name(tp) -> str:
+def type_name(tp, null: bool = False) -> str:
+    """`tp` in words: "an integer", "a list of strings"; `null` names a union's None too ("... or null")."""
     args = typing.get_args(tp)
     if typing.get_origin(tp) is Literal:
         return " | ".join(map(str, args))
     if typing.get_origin(tp) is list and args:  # list[str]: "a list of strings", not "a string"
         return f"a list of {type_name(args[0]).split(' ', 1)[-1]}s"
     if args:
-        return " or ".join(type_name(a) for a in args if a is not type(None))
+        return " or ".join(type_name(a) for a in args if a is not type(None)) + (" or null" if null and type(None) in args else "")
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, getattr(tp, "__name__", str(tp)))

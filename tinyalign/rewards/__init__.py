@@ -15,11 +15,11 @@ import functools
 import importlib
 import inspect
 import numbers
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from tinyalign.config.types import coerce, type_name
 from tinyalign.core.errors import UserError
 from tinyalign.core.names import did_you_mean
 from tinyalign.rewards.accuracy import exact_match, math_accuracy
@@ -200,32 +200,6 @@ def _did_you_mean(word: str, choices) -> str:
     return did_you_mean(word, choices, form=" (did you mean '{}'?)")
 
 
-_TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string", type(None): "null"}
-
-
-def _type_words(annotation) -> str:
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        return " or ".join(_type_words(a) for a in typing.get_args(annotation))
-    if typing.get_origin(annotation) is list:
-        return f"a list of {_type_words(typing.get_args(annotation)[0]).split(' ', 1)[-1]}s"
-    return _TYPE_WORDS.get(annotation, getattr(annotation, "__name__", str(annotation)))
-
-
-def _has_type(value, annotation) -> bool:
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        return any(_has_type(value, a) for a in typing.get_args(annotation))
-    if origin is list:
-        return isinstance(value, list) and all(_has_type(v, typing.get_args(annotation)[0]) for v in value)
-    if annotation in (int, float) and isinstance(value, bool):
-        return False  # YAML's `true` is not a length
-    if annotation is float:
-        return isinstance(value, (int, float))
-    if annotation is inspect.Parameter.empty:
-        return True
-    return isinstance(value, annotation)
-
-
 def _builtin(name: str, params: dict) -> Reward:
     info = REWARDS.get(name) or MODEL_REWARDS[name]
     parameters = inspect.signature(info.factory).parameters
@@ -234,11 +208,13 @@ def _builtin(name: str, params: dict) -> Reward:
         if key not in parameters:
             raise UserError(f"reward '{name}' has no parameter '{key}'{_did_you_mean(key, parameters)}; {accepted}")
         expected = parameters[key].annotation
-        if not _has_type(value, expected):
+        try:  # the recipe's own type check: ints taken as floats, YAML's `true` not a length
+            params[key] = coerce(value, expected, key)
+        except UserError:
             raise UserError(
-                f"reward '{name}': parameter '{key}' must be {_type_words(expected)}, "
+                f"reward '{name}': parameter '{key}' must be {type_name(expected, null=True)}, "
                 f"got {value!r}; {accepted}"
-            )
+            ) from None
     missing = [key for key, p in parameters.items() if p.default is p.empty and key not in params]
     if missing:
         raise UserError(
