@@ -8,6 +8,7 @@ import pytest
 from tinyalign.config.recipe import Data
 from tinyalign.core.errors import UserError
 from tinyalign.data import loading as data
+from tinyalign.data.messages import MAX_CHARS, message_text, task_text
 from tinyalign.prefs import VoteStore
 
 ROWS = [{"question": f"{i}+1", "answer": str(i + 1)} for i in range(10)]
@@ -89,3 +90,14 @@ def test_a_template_that_cannot_be_filled_and_a_text_messages_column_are_named(t
 def test_missing_split_lists_the_splits(tmp_path):
     with pytest.raises(UserError, match="no split 'validation'.*test, train"):
         data.load(Data(source="tiny:addition", test_split="validation", prompt="{question}", completion="{answer}"), "sft")
+
+
+def test_message_text_is_one_rule_for_completions_prompts_and_pairs():
+    chat = [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": [{"type": "text", "text": "4"}]}]
+    assert message_text("plain") == "plain" and message_text(None) == ""
+    assert message_text(chat) == "4"  # a chat completion: its last message, parts joined
+    assert message_text(chat, join=" ") == "2+2? 4" and data.text_of(chat) == "2+2?4"
+    assert message_text({"text": "t"}) == "t" and message_text([]) == ""
+    assert task_text(chat) == "USER: 2+2?\nASSISTANT: 4"
+    assert task_text("x" * (MAX_CHARS + 5)) == "x" * MAX_CHARS
+    assert task_text([{"role": "user", "content": "q"}] * 2000).endswith("USER: q")

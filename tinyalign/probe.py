@@ -35,6 +35,7 @@ def run(recipe, prompts: int = 64, k: int = 8, out_dir=None) -> dict:
     """Probe `recipe`'s starting model; the report is also written to out_dir/probe.json."""
     from tinyalign import rewards
     from tinyalign.data import loading as data
+    from tinyalign.data.messages import message_text
     from tinyalign.measure import solve_rate
     from tinyalign.models import loading as model
     from tinyalign.models.generate import generate, generation_settings
@@ -79,9 +80,9 @@ def run(recipe, prompts: int = 64, k: int = 8, out_dir=None) -> dict:
         "truncated": mean(len(i) >= settings["max_new_tokens"] for i in ids),
         "mean_length": mean(map(len, ids)),
         "settings": settings,
-        "per_prompt": [{"prompt": rows[i]["prompt"][-1]["content"], "pass_rate": mean(solved[j] for j in g)}
+        "per_prompt": [{"prompt": message_text(rows[i]["prompt"]), "pass_rate": mean(solved[j] for j in g)}
                        for i, g in enumerate(groups)],
-        "examples": [{"prompt": rows[i]["prompt"][-1]["content"], "answer": rows[i]["answer"],
+        "examples": [{"prompt": message_text(rows[i]["prompt"]), "answer": rows[i]["answer"],
                       "completions": completions[i][:3]} for i in range(min(5, len(rows)))],
     }
     if out_dir:

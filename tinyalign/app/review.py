@@ -18,6 +18,7 @@ from tinyalign.app.ballots import Ballots
 from tinyalign.app.text import as_text
 from tinyalign.core import files
 from tinyalign.core.errors import UserError
+from tinyalign.data.messages import message_text
 
 DISAGREE = 0.5  # rewards this far apart on their own 0..1 range (min..max over the file) disagree
 
@@ -39,8 +40,8 @@ def load(path) -> tuple[str, list[dict]]:
 def text_of(value) -> str:
     """A prompt or completion as logged: plain text, or chat messages."""
     if isinstance(value, list):
-        return "\n\n".join(f"[{m.get('role', '?')}] {m.get('content', '')}" for m in value if isinstance(m, dict))
-    return str(value)
+        return "\n\n".join(f"[{m.get('role', '?')}] {message_text(m)}" for m in value if isinstance(m, dict))
+    return message_text(value)
 
 
 def disagreement(row: dict, ranges: dict[str, tuple[float, float]]) -> float:

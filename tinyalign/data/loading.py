@@ -18,6 +18,7 @@ from tinyalign.config.recipe import VOTE_STORES, Data
 from tinyalign.config.types import build, unknown_key
 from tinyalign.core import files
 from tinyalign.core.errors import UserError
+from tinyalign.data.messages import as_message, message_text
 from tinyalign.models import tiny
 
 LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
@@ -142,13 +143,9 @@ def prompt_messages(spec: Data, row: dict) -> list[dict]:
     return messages + [{"role": "user", "content": fill(spec.prompt, row, "prompt")}]
 
 
-def as_message(role: str, content) -> list[dict]:
-    return content if isinstance(content, list) else [{"role": role, "content": str(content)}]
-
-
 def text_of(content) -> str:
-    """The text of an answer or prompt, whether plain or chat messages."""
-    return content if isinstance(content, str) else "".join(m.get("content", "") for m in content)
+    """The text of an answer or prompt, whether plain or chat messages (all its messages, joined)."""
+    return message_text(content, join="")
 
 
 def to_rows(spec: Data, method: str):
@@ -376,7 +373,7 @@ def probe_pass_rates(path) -> dict[str, float]:
     if not per_prompt:
         raise UserError(f"data.curriculum_probe: {path} has no per-prompt pass rates (`per_prompt`); "
                         "re-run python -m tinyalign.probe with --out")
-    return {entry["prompt"] if isinstance(entry["prompt"], str) else entry["prompt"][-1]["content"]:
+    return {message_text(entry["prompt"]):
             float(entry["pass_rate"]) for entry in per_prompt}
 
 

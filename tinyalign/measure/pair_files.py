@@ -10,7 +10,7 @@ from pathlib import Path
 from tinyalign.core import files
 from tinyalign.core.errors import UserError
 from tinyalign.data import loading as data
-from tinyalign.rewards.judge_model import task_text
+from tinyalign.data.messages import message_text, task_text
 from tinyalign.votes import load_pairs
 
 HELD_OUT = 0.2  # of the pairs, never trained on: reward models and judges are measured there
@@ -57,7 +57,7 @@ def read_pair_rows(path) -> list[dict]:
 
 def read_pairs(path) -> list[tuple[str, str, str]]:
     """(task, chosen, rejected) of every pair, as a judge reads them."""
-    return [(task_text(r["prompt"]), data.text_of(r["chosen"]), data.text_of(r["rejected"]))
+    return [(task_text(r["prompt"]), message_text(r["chosen"], join=""), message_text(r["rejected"], join=""))
             for r in read_pair_rows(path)]
 
 
@@ -84,6 +84,6 @@ def with_mismatched_answers(pairs, seed: int = 0):
     extra = []
     for prompt, answer in chosen.values():
         other = rng.choice(answers)
-        if data.text_of(other).strip() != data.text_of(answer).strip():
+        if message_text(other, join="").strip() != message_text(answer, join="").strip():
             extra.append({"prompt": prompt, "chosen": answer, "rejected": other})
     return Dataset.from_list(rows + extra)  # the trainer draws its batches at random

@@ -10,21 +10,23 @@ from statistics import mean, pstdev
 
 from tinyalign.core.errors import UserError
 from tinyalign.data import loading as data
+from tinyalign.data.messages import as_message, message_text
 from tinyalign.models import loading as model
 from tinyalign.models.reward_model import METRICS, held_out_stats, load_for_scoring
+from tinyalign.models.precision import autocast
 
 
 def rm_scores(scorer, tokenizer, prompts: list, answers: list, batch_size: int = 32) -> list[float]:
     """One scalar per (prompt, answer): the chat rendered exactly as RewardTrainer renders a pair's side."""
     import torch
 
-    ids = [tokenizer.apply_chat_template(data.as_message("user", p) + data.as_message("assistant", a), tokenize=True,
+    ids = [tokenizer.apply_chat_template(as_message("user", p) + as_message("assistant", a), tokenize=True,
                                          return_dict=True)["input_ids"] for p, a in zip(prompts, answers)]
     device = next(scorer.parameters()).device
     was_training = scorer.training
     scorer.eval()
     scores = []
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(scorer):
         for start in range(0, len(ids), batch_size):
             chunk = ids[start:start + batch_size]
             width = max(map(len, chunk))
@@ -50,7 +52,7 @@ def measure(scorer, tokenizer, pairs) -> dict:
     # more often than the people did? (0 = no bias; +0.3 = 30 points more often than it should)
     longer_wins, longer_chosen = [], []
     for p, c, r in zip(pairs, chosen, rejected):
-        len_c, len_r = len(data.text_of(p["chosen"])), len(data.text_of(p["rejected"]))
+        len_c, len_r = len(message_text(p["chosen"], join="")), len(message_text(p["rejected"], join=""))
         if len_c != len_r and c != r:
             longer_chosen.append(len_c > len_r)
             longer_wins.append((c > r) == (len_c > len_r))

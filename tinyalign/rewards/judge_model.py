@@ -4,19 +4,7 @@ directory, loaded on first use, once, and the task as a judge reads it."""
 from pathlib import Path
 
 from tinyalign.core.errors import UserError
-from tinyalign.rewards.text import completion_text
-
-MAX_CHARS = 4000  # of a task or an answer shown to the judge: a runaway answer must not blow its context
-
-
-def task_text(prompt) -> str:
-    """The task as the judge reads it: a plain prompt, or a chat's turns as `ROLE: content` lines."""
-    if isinstance(prompt, str):
-        return prompt[:MAX_CHARS]
-    turns = [m for m in prompt if isinstance(m, dict)]
-    if len(turns) == 1:
-        return completion_text(turns)[:MAX_CHARS]
-    return "\n".join(f"{m.get('role', 'user').upper()}: {completion_text([m])}" for m in turns)[-MAX_CHARS:]
+from tinyalign.data.messages import MAX_CHARS, task_text  # noqa: F401  (the task as the judge reads it, its cut)
 
 
 def judge_model(judge: str):

@@ -7,6 +7,8 @@ run on whatever a policy emits, including 100k-character degenerate outputs.
 import re
 from decimal import Decimal, InvalidOperation
 
+from tinyalign.data.messages import message_text
+
 # A number as people write answers: optional sign, thousands groups or plain digits, optional decimals.
 NUMBER = r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[-+]?\.\d+"
 _NUMBER_RE = re.compile(NUMBER)
@@ -20,17 +22,9 @@ def completion_text(completion) -> str:
     Plain prompts give a string; chat prompts give a list of messages such as
     `[{"role": "assistant", "content": "..."}]`, whose last message is the model's reply. A message's
     content may itself be a list of parts (`{"type": "text", "text": ...}`), whose texts are joined.
+    (tinyalign.data.messages.message_text, the one rule for messages as text.)
     """
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, list):
-        return completion_text(completion[-1]) if completion else ""
-    if isinstance(completion, dict):
-        content = completion.get("content", completion.get("text", ""))
-        if isinstance(content, list):
-            return "".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in content)
-        return "" if content is None else str(content)
-    return "" if completion is None else str(completion)
+    return message_text(completion)
 
 
 def tag_content(text: str, tag: str) -> str | None:

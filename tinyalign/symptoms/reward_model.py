@@ -8,7 +8,7 @@ margins and the GRPO rows are judged while training too.
 from statistics import mean, median, pstdev
 
 from tinyalign.core.run_logs import Run
-from tinyalign.data.loading import text_of
+from tinyalign.data.messages import message_text
 from tinyalign.symptoms.common import Finding
 
 AT_CHANCE = 0.6  # held-out accuracy under 60 %: a coin flip would do nearly as well
@@ -86,7 +86,7 @@ def rm_hacked(run: Run) -> "Finding | None":
         early = [r["rewards"][learned] for r in rows[:cut] if learned in (r.get("rewards") or {})]
         spread = pstdev(early) if len(early) > 1 else 0.0
         rise, unit = (rise / spread if spread else 0.0), "standard deviations of its first answers"
-    exact = [text_of(r.get("completion", "")).strip() == str(r["answer"]).strip() for r in rows]
+    exact = [message_text(r.get("completion", ""), join="").strip() == str(r["answer"]).strip() for r in rows]
     gain = mean(exact[-cut:]) - mean(exact[:cut])
     if rise < HACK_RM_RISE or gain >= HACK_RULE_GAIN:
         return None

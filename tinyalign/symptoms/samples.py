@@ -4,6 +4,7 @@ for every prompt, and answers that loop."""
 from collections import Counter
 
 from tinyalign.core.run_logs import Run
+from tinyalign.data.messages import message_text
 from tinyalign.symptoms.common import Finding, clip_gradients, scale
 from tinyalign.symptoms.grpo import explore_more
 
@@ -60,10 +61,7 @@ def _late_completions(completions: list[dict]) -> tuple[list[dict], int]:
 
 
 def _text(completion: dict) -> str:
-    text = completion.get("completion", "")
-    if isinstance(text, list):  # chat form: [{"role": "assistant", "content": ...}]
-        text = " ".join(str(m.get("content", "")) for m in text if isinstance(m, dict))
-    return str(text)
+    return message_text(completion.get("completion", ""), join=" ")  # chat form: its messages, spaced
 
 
 def _loops(text: str) -> bool:
