@@ -587,3 +587,17 @@ def test_callback_is_a_trainer_callback():
     from transformers import TrainerCallback
 
     assert isinstance(doctor.DoctorCallback(), TrainerCallback)
+
+
+def test_the_trl_defaults_the_checks_fall_back_on_are_read_from_trl_when_first_asked():
+    import dataclasses
+
+    import trl
+
+    from tinyalign.core.run_logs import trl_defaults
+
+    fields = {f.name: f.default for f in dataclasses.fields(trl.GRPOConfig)}
+    assert trl_defaults("grpo")["loss_type"] == fields["loss_type"] and trl_defaults("grpo")["beta"] == fields["beta"]
+    assert set(trl_defaults("dpo")) == {"learning_rate", "beta", "max_grad_norm"} and trl_defaults("rm") == {}
+    code = "import sys, tinyalign.core.run_logs; assert 'trl' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)

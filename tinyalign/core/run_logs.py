@@ -5,10 +5,11 @@ Whether a metric rose or fell beyond noise, and whether the task metric is learn
 once, so every check in tinyalign.symptoms judges a course the same way.
 """
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from statistics import linear_regression, median
 
@@ -28,14 +29,31 @@ ACCURACY_NAMES = ("accuracy", "exact_match")  # reward names that measure correc
 LEARNING_RISE = 0.05  # the task metric (accuracy reward, else the total) rising 5 % of its scale ...
 SLOPE_SIGNIFICANCE = 3.0  # ... beyond noise, or along a least-squares slope 3 standard errors above 0: it learns
 
-# What TRL 1.15 uses when a recipe leaves a key out (trl/trainer/*_config.py).
-TRL_DEFAULTS = {
-    "grpo": {"learning_rate": 1e-6, "beta": 0.0, "temperature": 1.0, "max_completion_length": 512,
-             "num_generations": 8, "epsilon": 0.2, "loss_type": "dapo", "max_grad_norm": 1.0,
-             "gradient_accumulation_steps": 1, "num_iterations": 1},
-    "dpo": {"learning_rate": 1e-6, "beta": 0.1, "max_grad_norm": 1.0},
-    "sft": {"learning_rate": 2e-5, "max_grad_norm": 1.0},
+# The settings the checks fall back on when a recipe leaves them out; their values are read from the
+# installed TRL's own config classes (trl_defaults), so they follow the pin rather than a copy.
+TRL_CONFIGS = {"grpo": "GRPOConfig", "dpo": "DPOConfig", "sft": "SFTConfig"}
+TRL_DEFAULT_KEYS = {
+    "grpo": ("learning_rate", "beta", "temperature", "max_completion_length", "num_generations", "epsilon",
+             "loss_type", "max_grad_norm", "gradient_accumulation_steps", "num_iterations"),
+    "dpo": ("learning_rate", "beta", "max_grad_norm"),
+    "sft": ("learning_rate", "max_grad_norm"),
 }
+
+
+@cache
+def trl_defaults(method: str) -> dict:
+    """TRL's default for each of TRL_DEFAULT_KEYS[method], from the fields of its config class (trl is
+    imported on first call, not with this module); {} for a method without one."""
+    if method not in TRL_CONFIGS:
+        return {}
+    import trl
+
+    fields = {f.name: f for f in dataclasses.fields(getattr(trl, TRL_CONFIGS[method]))}
+
+    def default(field):
+        return field.default_factory() if field.default is dataclasses.MISSING else field.default
+
+    return {key: default(fields[key]) for key in TRL_DEFAULT_KEYS[method]}
 
 
 # ---------------------------------------------------------------- what the checks see
@@ -161,7 +179,7 @@ class Run:
             return self.train[key]
         if key == "learning_rate" and self.points("learning_rate"):
             return max(v for _, v in self.points("learning_rate"))
-        return TRL_DEFAULTS[self.method].get(key) if self.recipe else None
+        return trl_defaults(self.method).get(key) if self.recipe else None
 
     @property
     def reward_scale(self) -> float:

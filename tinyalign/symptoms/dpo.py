@@ -2,7 +2,7 @@
 
 from statistics import median
 
-from tinyalign.core.run_logs import TRL_DEFAULTS, Run, number
+from tinyalign.core.run_logs import Run, number, trl_defaults
 from tinyalign.symptoms.common import Finding, clip_gradients, scale
 
 DPO_MARGIN_FLAT_NATS = 1.0  # margins / beta (chosen-vs-rejected log-ratio gap) gaining < 1 nat: flat
@@ -12,7 +12,7 @@ DPO_FAST_FRACTION = 0.1  # ... reached within the first 10 % of training: the po
 
 def dpo_margins_flat(run: Run) -> "Finding | None":
     margins = run.trend("rewards/margins")
-    beta = number(run.setting("beta")) or TRL_DEFAULTS["dpo"]["beta"]
+    beta = number(run.setting("beta")) or trl_defaults("dpo")["beta"]
     if margins is None or not run.long_enough(margins) or (margins.last - margins.first) / beta >= DPO_MARGIN_FLAT_NATS:
         return None
     return Finding(
