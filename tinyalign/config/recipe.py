@@ -135,10 +135,17 @@ RecipeLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _ma
 
 
 def load(path, overrides=(), method: Optional[str] = None) -> Recipe:
-    """Read a recipe file, apply `a.b=value` overrides, check every key and type."""
+    """Read a recipe file, apply overrides, check every key and type. `overrides`: the command line's
+    `a.b=value` strings (each value read as YAML), or a mapping of the same dotted keys to values as they
+    are (`{"train.max_steps": 30, "rewards": [{"name": "reward_model", "model": run_dir}]}`, a Path as its
+    text): either way the result is checked as the YAML is."""
     raw = read_yaml(path)
-    for item in overrides:
-        apply_override(raw, item)
+    if isinstance(overrides, dict):
+        for key, value in overrides.items():
+            set_key(raw, key, plain(value))
+    else:
+        for item in overrides:
+            apply_override(raw, item)
     if method:
         if raw.setdefault("method", method) != method:
             raise UserError(f"{path} is a {raw['method']} recipe; run: python -m tinyalign.{raw['method']} {path}")
@@ -259,6 +266,24 @@ def apply_override(raw: dict, item: str) -> None:
         value = text
     if isinstance(value, dict) and ":" not in text:  # a template like {question}, not a YAML mapping
         value = text
+    set_key(raw, key, value)
+
+
+def plain(value):
+    """A value as YAML would hold it (a Path as its text), copied: the checks may rewrite it in place."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+def set_key(raw: dict, key: str, value) -> None:
+    """raw["train"]["max_steps"] = value for key `train.max_steps` (`rewards.0.model`: into a list)."""
+    if not all(part.strip() for part in key.split(".")):
+        raise UserError(f"override {key!r} has an empty part; keys look like train.max_steps")
     node = raw
     *parents, last = key.split(".")
     for part in parents:
