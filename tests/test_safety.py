@@ -162,8 +162,6 @@ def test_a_run_set_aside_by_a_killed_overwrite_is_the_one_kept(tmp_path):
     """A process killed mid-overwrite leaves .replaced (the last finished run) beside an unfinished one: the
     next overwrite keeps the finished run aside and drops the unfinished one. Killed just after its save, the
     new run is finished and the .replaced beside it is stale."""
-    from tinyalign.core import errors
-
     def run_dir(name, finished, checkpoint):
         folder = tmp_path / name
         (folder / checkpoint).mkdir(parents=True)
@@ -174,18 +172,55 @@ def test_a_run_set_aside_by_a_killed_overwrite_is_the_one_kept(tmp_path):
 
     killed = run_dir("killed", finished=False, checkpoint="checkpoint-1")
     shutil.move(run_dir("old", finished=True, checkpoint="checkpoint-9"), killed / run.REPLACED)
-    run.set_aside(killed)
+    assert run.set_aside(killed)
     assert not (killed / "checkpoint-1").exists() and (killed / run.REPLACED / run.FINAL).read_text() == "old"
-    errors.keep()  # the undo it registered, run by hand: the new run fails in its turn
-    run.put_back(killed)
+    run.put_back(killed)  # what a run's guard does when the new run fails in its turn
     assert (killed / run.FINAL).read_text() == "old" and (killed / "checkpoint-9").is_dir()
     assert not (killed / run.REPLACED).exists()
 
     saved = run_dir("saved", finished=True, checkpoint="checkpoint-2")
     shutil.move(run_dir("older", finished=True, checkpoint="checkpoint-9"), saved / run.REPLACED)
-    run.set_aside(saved)
-    errors.keep()
+    assert run.set_aside(saved)
     assert (saved / run.REPLACED / run.FINAL).read_text() == "saved" and not (saved / run.REPLACED / "checkpoint-9").exists()
+
+
+def test_train_takes_a_recipe_and_returns_its_run_directory(qa, tmp_path):
+    """The library entry point: a recipe object in (settings as typed values), the run directory out; a
+    mistake raises UserError (only `main` turns it into one line and exit 2) and writes nothing."""
+    out = tmp_path / "run"
+    settings = {"data.source": qa, "data.test_split": None, "output_dir": out, "train.max_steps": 2}
+    assert sft.train(recipes.load(TINY_SFT, settings, method="sft")) == out
+    assert run.is_finished(out) and recipes.load(out / "recipe.yaml").train["max_steps"] == 2
+    with pytest.raises(recipes.UserError, match="'questoin'"):
+        sft.train(recipes.load(TINY_SFT, {**settings, "output_dir": tmp_path / "other", "data.prompt": "{questoin}"},
+                               method="sft"))
+    assert not (tmp_path / "other").exists()
+
+
+def test_settings_as_typed_values_are_checked_as_the_yaml_is(tmp_path):
+    typed = recipes.load(TINY_SFT, {"train.max_steps": 30, "output_dir": tmp_path, "data.limit": None}, method="sft")
+    assert typed == recipes.load(TINY_SFT, ["train.max_steps=30", f"output_dir={tmp_path}", "data.limit=null"],
+                                 method="sft")
+    for mistake, says in [({"train.learning_rat": 1e-4}, "learning_rate"), ({"train.max_steps": 0}, "max_steps"),
+                          ({"train.per_device_train_batch_size": "banana"}, "per_device_train_batch_size"),
+                          ({"rewards": [{"name": "exact_match"}]}, "GRPO only"), ({"train..x": 1}, "empty part")]:
+        with pytest.raises(recipes.UserError, match=says):
+            recipes.load(TINY_SFT, mistake, method="sft")
+
+
+def test_a_run_inside_another_s_work_leaves_the_outer_run_s_undo_in_place(finished_run, qa, tmp_path):
+    """The loop trains one run after another: a run started and saved inside another's guard keeps its own
+    undo steps, so the outer run, failing later, still puts back the run it was overwriting."""
+    before = snapshot(finished_run)
+    outer = recipes.load(TINY_SFT, {"output_dir": finished_run, "overwrite": True}, method="sft")
+    inner = recipes.load(TINY_SFT, {"data.source": qa, "data.test_split": None, "output_dir": tmp_path / "inner",
+                                    "train.max_steps": 2}, method="sft")
+    with pytest.raises(RuntimeError, match="the outer run fails"), run.guarded(outer) as guard:
+        run.start(outer, None, guard)  # the finished run is set aside
+        assert not run.is_finished(finished_run)
+        assert run.is_finished(sft.train(inner))  # a whole run, saved: its guard commits, the outer one's stays
+        raise RuntimeError("the outer run fails before its save")
+    assert snapshot(finished_run) == before and not (finished_run / run.REPLACED).exists()
 
 
 def test_output_dir_equal_to_the_adapter_it_continues_is_refused_up_front(finished_run):

@@ -1,8 +1,10 @@
 """python -m tinyalign.dpo RECIPE [key=value ...] — 4-bit QLoRA DPO on preference pairs.
 
-Reads top to bottom: recipe, run directory, model, data, trainer, train, save.
+`train(recipe)` reads top to bottom: settings, run directory, data, model, trainer, train, save, held out.
 `data.source` may be a JSONL of pairs, a hub/local preference dataset, or the app's vote store.
 """
+
+from pathlib import Path
 
 from tinyalign.core.errors import cli
 
@@ -31,39 +33,40 @@ def resolve(recipe):
     return run.with_defaults(recipe, DEFAULTS)
 
 
-@cli
-def main(argv=None):
+def train(recipe) -> Path:
+    """Train a DPO run from a recipe as `config.recipe.load` returns it; returns the run directory.
+    A mistake in it raises UserError, and output_dir is then as it was."""
+    from transformers import set_seed
+    from trl import DPOConfig, DPOTrainer
+
     from tinyalign.data import loading as data
     from tinyalign.models import loading as model
     from tinyalign.rewards import implicit
     from tinyalign.training import run
 
-    # ── recipe and run directory: everything that can be checked is, before anything is written
-    recipe = resolve(run.load_recipe("dpo", argv))
-    resume = run.prepare(recipe)
+    # ── settings and run directory: everything that can be checked is, before anything is written
+    recipe = resolve(recipe)
+    with run.guarded(recipe) as guard:
+        resume = run.prepare(recipe)
+        set_seed(recipe.seed)
+        config = run.trl_config(recipe, DPOConfig)
 
-    from transformers import set_seed
-    from trl import DPOConfig, DPOTrainer
+        # ── data: conversational prompt / chosen / rejected
+        train_rows, test = data.load(recipe.data, "dpo", recipe.seed)
 
-    set_seed(recipe.seed)
-    config = run.trl_config(recipe, DPOConfig)
+        # ── model: 4-bit base + LoRA. The reference is the same weights, no second copy: adapters
+        #    disabled for a fresh LoRA, or (TRL) a frozen copy of model.adapter when continuing one.
+        policy, tokenizer = model.load_for_training(recipe.model, config.gradient_checkpointing)
 
-    # ── data: conversational prompt / chosen / rejected
-    train, test = data.load(recipe.data, "dpo", recipe.seed)
+        # ── trainer
+        trainer = DPOTrainer(model=policy, ref_model=None, args=config, train_dataset=train_rows,
+                             eval_dataset=test if config.eval_strategy != "no" else None,
+                             processing_class=tokenizer, callbacks=run.callbacks(recipe))
 
-    # ── model: 4-bit base + LoRA. The reference is the same weights, no second copy: adapters
-    #    disabled for a fresh LoRA, or (TRL) a frozen copy of model.adapter when continuing one.
-    policy, tokenizer = model.load_for_training(recipe.model, config.gradient_checkpointing)
-
-    # ── trainer
-    trainer = DPOTrainer(model=policy, ref_model=None, args=config, train_dataset=train,
-                         eval_dataset=test if config.eval_strategy != "no" else None,
-                         processing_class=tokenizer, callbacks=run.callbacks(recipe))
-
-    # ── train and save: only now does anything in output_dir change
-    run.start(recipe, resume)
-    run.train(trainer, resume)
-    run.save(trainer, tokenizer, recipe)
+        # ── train and save: only now does anything in output_dir change
+        run.start(recipe, resume, guard)
+        run.train(trainer, resume)
+        run.save(trainer, tokenizer, recipe, guard)
 
     # ── held out: the run is a reward model too (`implicit_reward`); how often it sides with the votes
     #    it never trained on, as a reward model run reports it (dpo_metrics.json)
@@ -73,6 +76,14 @@ def main(argv=None):
         print(f"held-out: the implicit reward sides with {metrics['accuracy']:.1%} of {metrics['pairs']} voted pairs "
               f"(mean margin {metrics['mean_margin']:.3f}); the DPO model's own likelihood with "
               f"{metrics['likelihood_accuracy']:.1%}")
+    return Path(recipe.output_dir)
+
+
+@cli
+def main(argv=None):
+    from tinyalign.training import run
+
+    train(run.load_recipe("dpo", argv))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """python -m tinyalign.grpo RECIPE [key=value ...] — 4-bit QLoRA GRPO with rule rewards.
 
-Reads top to bottom: recipe, run directory, probe, model, data, rewards, trainer, train, save.
+`train(recipe)` reads top to bottom: settings, run directory, rewards, data, probe, model, trainer, train, save.
 """
+
+from pathlib import Path
 
 from tinyalign.core.errors import UserError, cli
 
@@ -44,8 +46,12 @@ def resolve(recipe):
     return recipe
 
 
-@cli
-def main(argv=None):
+def train(recipe) -> Path:
+    """Train a GRPO run from a recipe as `config.recipe.load` returns it; returns the run directory.
+    A mistake in it (or a probe that finds no signal) raises UserError, and output_dir is then as it was."""
+    from transformers import set_seed
+    from trl import GRPOConfig, GRPOTrainer
+
     from tinyalign import rewards
     from tinyalign.data import loading as data
     from tinyalign.models import loading as model
@@ -53,48 +59,53 @@ def main(argv=None):
     from tinyalign.training.completions import CompletionLog
     from tinyalign.trl_patches import flat_groups, old_logps
 
-    # ── recipe and run directory: everything that can be checked is, before anything is written
-    recipe = resolve(run.load_recipe("grpo", argv))
-    resume = run.prepare(recipe)
+    # ── settings and run directory: everything that can be checked is, before anything is written
+    recipe = resolve(recipe)
+    with run.guarded(recipe) as guard:
+        resume = run.prepare(recipe)
+        set_seed(recipe.seed)
+        config = run.trl_config(recipe, GRPOConfig)
 
-    from transformers import set_seed
-    from trl import GRPOConfig, GRPOTrainer
+        # ── rewards: resolved by name; their weights go to TRL
+        reward_fns = [rewards.resolve(spec) for spec in recipe.rewards]
 
-    set_seed(recipe.seed)
-    config = run.trl_config(recipe, GRPOConfig)
+        # ── data: chat prompts + the reference `answer` column the rewards read
+        train_rows, _ = data.load(recipe.data, "grpo", recipe.seed)
 
-    # ── rewards: resolved by name; their weights go to TRL
-    reward_fns = [rewards.resolve(spec) for spec in recipe.rewards]
+        # ── probe: is RL viable from this starting model? (one process probes, under DDP too)
+        if recipe.probe and not resume:
+            from tinyalign import probe
 
-    # ── data: chat prompts + the reference `answer` column the rewards read
-    train, _ = data.load(recipe.data, "grpo", recipe.seed)
+            report = probe.run_once(recipe, out_dir=recipe.output_dir)
+            if report["verdict"] == "no signal" and not recipe.force:
+                raise UserError(f"probe says no signal: {report['reason']}; GRPO would learn nothing. Fix that "
+                                "first, or pass force=true to train anyway")
 
-    # ── probe: is RL viable from this starting model? (one process probes, under DDP too)
-    if recipe.probe and not resume:
-        from tinyalign import probe
+        # ── model: 4-bit base + LoRA (usually continued from an SFT adapter)
+        policy, tokenizer = model.load_for_training(recipe.model, config.gradient_checkpointing)
 
-        report = probe.run_once(recipe, out_dir=recipe.output_dir)
-        if report["verdict"] == "no signal" and not recipe.force:
-            raise UserError(f"probe says no signal: {report['reason']}; GRPO would learn nothing. Fix that first, "
-                            "or pass force=true to train anyway")
+        # ── trainer (flat groups dropped unless `flat_groups: keep`; at num_iterations > 1 the old log-probs
+        # come from each batch's first update, not an extra pass); completions with their per-reward scores
+        # go to completions.jsonl
+        trainer = GRPOTrainer(model=policy, args=config, train_dataset=train_rows, reward_funcs=reward_fns,
+                              processing_class=tokenizer, callbacks=run.callbacks(recipe))
+        if recipe.flat_groups == "drop":
+            flat_groups.drop_flat_groups(trainer)
+        old_logps.reuse_old_logps(trainer)
+        trainer.add_callback(CompletionLog(trainer, recipe.output_dir))
 
-    # ── model: 4-bit base + LoRA (usually continued from an SFT adapter)
-    policy, tokenizer = model.load_for_training(recipe.model, config.gradient_checkpointing)
+        # ── train and save: only now does anything in output_dir change
+        run.start(recipe, resume, guard)
+        run.train(trainer, resume)
+        run.save(trainer, tokenizer, recipe, guard)
+    return Path(recipe.output_dir)
 
-    # ── trainer (flat groups dropped unless `flat_groups: keep`; at num_iterations > 1 the old log-probs come
-    # from each batch's first update, not an extra pass); completions with their per-reward scores go to
-    # completions.jsonl
-    trainer = GRPOTrainer(model=policy, args=config, train_dataset=train, reward_funcs=reward_fns,
-                          processing_class=tokenizer, callbacks=run.callbacks(recipe))
-    if recipe.flat_groups == "drop":
-        flat_groups.drop_flat_groups(trainer)
-    old_logps.reuse_old_logps(trainer)
-    trainer.add_callback(CompletionLog(trainer, recipe.output_dir))
 
-    # ── train and save: only now does anything in output_dir change
-    run.start(recipe, resume)
-    run.train(trainer, resume)
-    run.save(trainer, tokenizer, recipe)
+@cli
+def main(argv=None):
+    from tinyalign.training import run
+
+    train(run.load_recipe("grpo", argv))
 
 
 if __name__ == "__main__":

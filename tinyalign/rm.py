@@ -1,12 +1,14 @@
 """python -m tinyalign.rm RECIPE [key=value ...] — a 4-bit QLoRA reward model from preference pairs.
 
-Reads top to bottom: recipe, run directory, data, model, trainer, train, measure, save.
+`train(recipe)` reads top to bottom: settings, run directory, data, model, trainer, train, measure, save.
 `data.source` may be a JSONL of pairs, a hub/local preference dataset, or the app's vote store
 (the same pairs the DPO export makes). The model is the recipe's base with a one-output `score`
 head, trained (Bradley-Terry, TRL's RewardTrainer) and saved with the LoRA adapter. At the end it
 is measured on the held-out pairs — accuracy, mean margin, length bias, and the score scale a GRPO
 reward normalises by — printed and written to `rm_metrics.json` in the run directory.
 """
+
+from pathlib import Path
 
 from tinyalign.core.errors import cli
 
@@ -41,51 +43,61 @@ def resolve(recipe):
     return recipe
 
 
-@cli
-def main(argv=None):
+def train(recipe) -> Path:
+    """Train a reward model from a recipe as `config.recipe.load` returns it; returns the run directory.
+    A mistake in it raises UserError, and output_dir is then as it was."""
+    from transformers import set_seed
+    from trl import RewardConfig, RewardTrainer
+
     from tinyalign.data import loading as data
     from tinyalign.measure import pair_files
     from tinyalign.measure import reward_model as rm_measure
     from tinyalign.models import reward_model as rm_load
     from tinyalign.training import run
 
-    # ── recipe and run directory (checked only; nothing is written until the trainer is built)
-    recipe = resolve(run.load_recipe("rm", argv))
-    resume = run.prepare(recipe)
+    # ── settings and run directory (checked only; nothing is written until the trainer is built)
+    recipe = resolve(recipe)
+    with run.guarded(recipe) as guard:
+        resume = run.prepare(recipe)
+        set_seed(recipe.seed)
+        config = run.trl_config(recipe, RewardConfig)
 
-    from transformers import set_seed
-    from trl import RewardConfig, RewardTrainer
+        # ── data: conversational prompt / chosen / rejected, as DPO reads them
+        train_rows, test = data.load(recipe.data, "rm", recipe.seed)
+        if recipe.data.mismatched_pairs:  # the held-out pairs stay the votes as they are
+            voted = len(train_rows)
+            train_rows = pair_files.with_mismatched_answers(train_rows, recipe.seed)
+            print(f"training on {voted} voted pairs and {len(train_rows) - voted} mismatched ones "
+                  "(data.mismatched_pairs)")
 
-    set_seed(recipe.seed)
-    config = run.trl_config(recipe, RewardConfig)
+        # ── model: 4-bit base as a classifier + LoRA; the `score` head trains in full, saved with the adapter
+        scorer, tokenizer = rm_load.load_for_training(recipe.model, config.gradient_checkpointing)
 
-    # ── data: conversational prompt / chosen / rejected, as DPO reads them
-    train, test = data.load(recipe.data, "rm", recipe.seed)
-    if recipe.data.mismatched_pairs:  # the held-out pairs stay the votes as they are
-        voted = len(train)
-        train = pair_files.with_mismatched_answers(train, recipe.seed)
-        print(f"training on {voted} voted pairs and {len(train) - voted} mismatched ones (data.mismatched_pairs)")
+        # ── trainer
+        trainer = RewardTrainer(model=scorer, args=config, train_dataset=train_rows,
+                                eval_dataset=test if config.eval_strategy != "no" else None,
+                                processing_class=tokenizer, callbacks=run.callbacks(recipe))
+        rm_load.head_in_compute_dtype(trainer.model, recipe.model)
 
-    # ── model: 4-bit base as a classifier + LoRA; the `score` head trains in full, saved with the adapter
-    scorer, tokenizer = rm_load.load_for_training(recipe.model, config.gradient_checkpointing)
+        # ── train
+        run.start(recipe, resume, guard)
+        run.train(trainer, resume)
 
-    # ── trainer
-    trainer = RewardTrainer(model=scorer, args=config, train_dataset=train,
-                            eval_dataset=test if config.eval_strategy != "no" else None,
-                            processing_class=tokenizer, callbacks=run.callbacks(recipe))
-    rm_load.head_in_compute_dtype(trainer.model, recipe.model)
+        # ── measure on held-out pairs, then save (the adapter file last: it marks the run finished)
+        metrics = rm_measure.measure(trainer.model, tokenizer, test)
+        print(rm_measure.summary(metrics))
+        if trainer.is_world_process_zero():
+            rm_load.write_metrics(metrics, recipe.output_dir)
+        run.doctor_verdict(trainer)  # the held-out figures are on disk: an RM at chance is named now
+        run.save(trainer, tokenizer, recipe, guard)
+    return Path(recipe.output_dir)
 
-    # ── train
-    run.start(recipe, resume)
-    run.train(trainer, resume)
 
-    # ── measure on held-out pairs, then save (the adapter file last: it marks the run finished)
-    metrics = rm_measure.measure(trainer.model, tokenizer, test)
-    print(rm_measure.summary(metrics))
-    if trainer.is_world_process_zero():
-        rm_load.write_metrics(metrics, recipe.output_dir)
-    run.doctor_verdict(trainer)  # the held-out figures are on disk: an RM at chance is named now
-    run.save(trainer, tokenizer, recipe)
+@cli
+def main(argv=None):
+    from tinyalign.training import run
+
+    train(run.load_recipe("rm", argv))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """python -m tinyalign.sft RECIPE [key=value ...] — 4-bit QLoRA supervised fine-tuning.
 
-Reads top to bottom: recipe, run directory, model, data, trainer, train, save.
+`train(recipe)` reads top to bottom: settings, run directory, data, model, trainer, train, save.
 """
+
+from pathlib import Path
 
 from tinyalign.core.errors import cli
 
@@ -27,37 +29,46 @@ def resolve(recipe):
     return run.with_defaults(recipe, DEFAULTS)
 
 
-@cli
-def main(argv=None):
+def train(recipe) -> Path:
+    """Train an SFT run from a recipe as `config.recipe.load` returns it; returns the run directory.
+    A mistake in it raises UserError, and output_dir is then as it was."""
+    from transformers import set_seed
+    from trl import SFTConfig, SFTTrainer
+
     from tinyalign.data import loading as data
     from tinyalign.models import loading as model
     from tinyalign.training import run
 
-    # ── recipe and run directory: everything that can be checked is, before anything is written
-    recipe = resolve(run.load_recipe("sft", argv))
-    resume = run.prepare(recipe)
+    # ── settings and run directory: everything that can be checked is, before anything is written
+    recipe = resolve(recipe)
+    with run.guarded(recipe) as guard:
+        resume = run.prepare(recipe)
+        set_seed(recipe.seed)
+        config = run.trl_config(recipe, SFTConfig)
 
-    from transformers import set_seed
-    from trl import SFTConfig, SFTTrainer
+        # ── data: prompt/completion chat rows; TRL puts the loss on the completion only
+        train_rows, test = data.load(recipe.data, "sft", recipe.seed)
 
-    set_seed(recipe.seed)
-    config = run.trl_config(recipe, SFTConfig)
+        # ── model: 4-bit base + LoRA (fresh, or continued from model.adapter)
+        policy, tokenizer = model.load_for_training(recipe.model, config.gradient_checkpointing)
 
-    # ── data: prompt/completion chat rows; TRL puts the loss on the completion only
-    train, test = data.load(recipe.data, "sft", recipe.seed)
+        # ── trainer
+        trainer = SFTTrainer(model=policy, args=config, train_dataset=train_rows,
+                             eval_dataset=test if config.eval_strategy != "no" else None,
+                             processing_class=tokenizer, callbacks=run.callbacks(recipe))
 
-    # ── model: 4-bit base + LoRA (fresh, or continued from model.adapter)
-    policy, tokenizer = model.load_for_training(recipe.model, config.gradient_checkpointing)
+        # ── train and save: only now does anything in output_dir change
+        run.start(recipe, resume, guard)
+        run.train(trainer, resume)
+        run.save(trainer, tokenizer, recipe, guard)
+    return Path(recipe.output_dir)
 
-    # ── trainer
-    trainer = SFTTrainer(model=policy, args=config, train_dataset=train,
-                         eval_dataset=test if config.eval_strategy != "no" else None,
-                         processing_class=tokenizer, callbacks=run.callbacks(recipe))
 
-    # ── train and save: only now does anything in output_dir change
-    run.start(recipe, resume)
-    run.train(trainer, resume)
-    run.save(trainer, tokenizer, recipe)
+@cli
+def main(argv=None):
+    from tinyalign.training import run
+
+    train(run.load_recipe("sft", argv))
 
 
 if __name__ == "__main__":

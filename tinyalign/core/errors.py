@@ -9,19 +9,6 @@ class UserError(Exception):
     """A mistake the user can fix: the message names the thing and the fix."""
 
 
-# Undo steps for a command that fails before its real work starts (e.g. remove the empty output_dir
-# a trainer created): run in reverse on any failure, dropped by `keep()` once the work has started.
-_undo: list = []
-
-
-def undo_on_failure(step) -> None:
-    _undo.append(step)
-
-
-def keep() -> None:
-    _undo.clear()
-
-
 def _close_progress_bars() -> None:
     """A bar cut off by an error leaves the cursor mid-line: close open bars so the error gets its own line."""
     std = sys.modules.get("tqdm.std")
@@ -29,36 +16,23 @@ def _close_progress_bars() -> None:
         bar.close()
 
 
-def _run_undo() -> None:
-    while _undo:
-        try:
-            _undo.pop()()
-        except OSError:
-            pass
-
-
 def cli(main):
-    """Wrap a command's main() so a UserError prints `error: ...` and exits 2."""
+    """Wrap a command's main() so a UserError prints `error: ...` and exits 2. What a failed run leaves on
+    disk is undone by its own guard before the error gets here (`training.run.guarded`)."""
 
     @functools.wraps(main)
     def run(*args, **kwargs):
-        keep()
         try:
             result = main(*args, **kwargs)
             _leave_process_group()
             return result
         except UserError as e:
-            _run_undo()
             _close_progress_bars()
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
         except KeyboardInterrupt:
-            _run_undo()
             print("interrupted", file=sys.stderr)
             sys.exit(130)
-        except BaseException:
-            _run_undo()
-            raise
 
     return run
 

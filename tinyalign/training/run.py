@@ -7,6 +7,10 @@
       trainer_state.json       the whole log history (the doctor reads it)
       completions.jsonl        GRPO: sampled completions with their per-reward scores
       .replaced/               overwrite=true: the run being replaced, until the new one is saved
+
+A method's `train(recipe)` runs under `with guarded(recipe) as guard:` — `prepare` (every check; writes
+nothing), the trainer built, `start` (the overwritten run set aside, recipe.yaml written), `train`, and
+`save`, which commits: a failure before it leaves output_dir as it was.
 """
 
 import contextlib
@@ -17,7 +21,7 @@ import shutil
 from pathlib import Path
 
 from tinyalign.config import recipe as recipes
-from tinyalign.core import console, errors, files
+from tinyalign.core import console, files
 from tinyalign.core.errors import ArgumentParser, UserError
 from tinyalign.core.run_logs import DPO_METRICS, RM_METRICS
 from tinyalign.models import loading as models
@@ -122,9 +126,6 @@ def prepare(recipe: recipes.Recipe) -> str | None:
     resume = check_output_dir(recipe)
     trl_config(recipe, recipes.trl_config_class(recipe.method))
     check_model(recipe.model)
-    out = Path(recipe.output_dir).expanduser()
-    if not out.exists():  # the Trainer creates output_dir when it is built: gone again if the run fails first
-        errors.undo_on_failure(lambda: out.rmdir() if out.is_dir() and not any(out.iterdir()) else None)
     return resume
 
 
@@ -141,22 +142,58 @@ def check_model(spec) -> None:
 def doctor_verdict(trainer) -> None:
     """The doctor's last check and verdict, for a run whose figures are measured after training (a reward
     model's held-out pairs); other runs get theirs when training ends."""
-    from tinyalign.doctor import DoctorCallback
+    from tinyalign.symptoms.callback import DoctorCallback
 
     for callback in trainer.callback_handler.callbacks:
         if isinstance(callback, DoctorCallback):
             callback.finish(trainer.args, trainer.state)
 
 
-def start(recipe: recipes.Recipe, resume: str | None) -> None:
+class Guard:
+    """One run's undo steps, run newest first if its work fails before the run is saved; `commit` drops
+    them. Each run has its own: a run started inside another's work (the loop's) leaves the outer one's be."""
+
+    def __init__(self):
+        self.steps: list = []
+
+    def undo_on_failure(self, step) -> None:
+        self.steps.append(step)
+
+    def commit(self) -> None:
+        self.steps.clear()
+
+    def undo(self) -> None:
+        while self.steps:
+            try:
+                self.steps.pop()()
+            except OSError:
+                pass
+
+
+@contextlib.contextmanager
+def guarded(recipe: recipes.Recipe):
+    """`with run.guarded(recipe) as guard:` around a method's work. If it fails (a UserError, an interrupt,
+    any exception) before `save` commits, output_dir is as it was: the empty folder the Trainer created is
+    removed, a run being overwritten is put back (`start` set it aside); then the exception goes on."""
+    guard = Guard()
+    out = Path(recipe.output_dir).expanduser()
+    if not out.exists():  # the Trainer creates output_dir when it is built: gone again if the run fails first
+        guard.undo_on_failure(lambda: out.rmdir() if out.is_dir() and not any(out.iterdir()) else None)
+    try:
+        yield guard
+    except BaseException:
+        guard.undo()
+        raise
+
+
+def start(recipe: recipes.Recipe, resume: str | None, guard: Guard) -> None:
     """Model, data and trainer are ready: only now does the run directory change. A run being
     overwritten is set aside here, not before, so a recipe that fails its checks leaves it whole."""
-    errors.keep()
     if not is_main_process():  # under DDP one process writes the run directory
         return
     out = Path(recipe.output_dir).expanduser()
-    if recipe.overwrite and not resume:
-        set_aside(out)
+    if recipe.overwrite and not resume and set_aside(out):
+        guard.undo_on_failure(lambda: put_back(out))
     recipes.write(recipe, out / "recipe.yaml")
 
 
@@ -165,7 +202,7 @@ def run_items(out: Path) -> list[Path]:
     return [*out.glob("checkpoint-*"), *(out / name for name in RUN_FILES if (out / name).exists())]
 
 
-def set_aside(out: Path) -> None:
+def set_aside(out: Path) -> bool:
     """The run being overwritten moves into out/.replaced until the new run is saved, and moves back if this
     one fails first: some TRL settings are read only at the first step, and an interrupt can come any time.
     A .replaced already there is from a process killed mid-way: beside an unfinished run it holds the last
@@ -181,8 +218,8 @@ def set_aside(out: Path) -> None:
         for item in run_items(out):
             os.replace(item, aside / item.name)
     else:
-        return
-    errors.undo_on_failure(lambda: put_back(out))
+        return False
+    return True
 
 
 def put_back(out: Path) -> None:
@@ -278,16 +315,17 @@ def callbacks(recipe: recipes.Recipe) -> list:
     accuracy = [reward.__name__ for reward in rewards.accuracy_rewards(recipe.rewards)]
     found = [console.Console(recipe.method, recipe.to_dict(), accuracy)]
     if recipe.doctor:
-        from tinyalign.doctor import DoctorCallback
+        from tinyalign.symptoms.callback import DoctorCallback
 
         found.append(DoctorCallback(recipe.to_dict()))
     return found
 
 
-def save(trainer, tokenizer, recipe: recipes.Recipe) -> None:
+def save(trainer, tokenizer, recipe: recipes.Recipe, guard: Guard) -> None:
     """Final adapter + tokenizer + full log history. Everything is written into a staging folder
     first and moved into output_dir with the adapter weights last, so the run counts as finished
-    only once all of it is there: a kill mid-save leaves an unfinished run that resume=true completes."""
+    only once all of it is there: a kill mid-save leaves an unfinished run that resume=true completes.
+    Once it is, the guard commits: nothing after the save (a DPO run's held-out measure) undoes the run."""
     out = Path(recipe.output_dir)
     staging = out / ".final"
     with disk_full_is_a_user_error(out):
@@ -295,6 +333,7 @@ def save(trainer, tokenizer, recipe: recipes.Recipe) -> None:
             shutil.rmtree(staging, ignore_errors=True)
         trainer.save_model(str(staging))  # collective under FSDP/DeepSpeed: every process calls it
         if not trainer.is_world_process_zero():
+            guard.commit()
             return
         trainer.state.save_to_json(str(staging / "trainer_state.json"))
         tokenizer.save_pretrained(staging)
@@ -305,5 +344,5 @@ def save(trainer, tokenizer, recipe: recipes.Recipe) -> None:
             os.replace(item, target)
         staging.rmdir()
         shutil.rmtree(out / REPLACED, ignore_errors=True)  # the new run is whole: the one it replaced can go
-        errors.keep()
+        guard.commit()
     print(f"saved adapter to {out}")
