@@ -224,6 +224,16 @@ def test_validate_prints_resolved_recipe(recipe_file):
     assert "ok: data" in result.stdout and "20 rows" in result.stdout
 
 
+def test_validate_prints_integer_settings_as_integers(recipe_file):
+    # TRL types warmup_steps, logging_steps and save_steps as floats (a ratio below 1); a count stays a count
+    result = validate(recipe_file(), "train.warmup_steps=10", "train.logging_steps=2")
+    assert result.returncode == 0, result.stderr
+    assert "  warmup_steps: 10\n" in result.stdout and "  logging_steps: 2\n" in result.stdout
+    assert "learning_rate: 0.001" in result.stdout
+    ratio = validate(recipe_file(), "train.warmup_steps=0.1")
+    assert "  warmup_steps: 0.1\n" in ratio.stdout
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("override, message", [
     ("data.source=/no/such/file.jsonl", "file not found: /no/such/file.jsonl"),

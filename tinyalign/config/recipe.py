@@ -328,7 +328,10 @@ def check_train_keys(recipe: Recipe) -> None:
         if value is None and isinstance(tp, type):  # a plain type: Optional[...] fields keep their None
             del recipe.train[key]
         elif isinstance(tp, type) and tp in (int, float, bool) and value is not None:
-            recipe.train[key] = coerce(value, tp, f"train.{key}")
+            checked = coerce(value, tp, f"train.{key}")
+            # an integer stays one (TRL's float fields take them: warmup_steps: 10 counts steps), so the
+            # printed and saved recipe shows `10`, not `10.0`
+            recipe.train[key] = value if tp is float and type(value) is int else checked
     if recipe.train.get("loss_type") is not None:
         check_loss_type(recipe.train["loss_type"], fields["loss_type"], config_cls.__name__)
 
