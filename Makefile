@@ -51,12 +51,12 @@ test-fast: install
 GPU_WHEELS ?= .gpu-wheels
 GPU_SITE   ?= /tmp/tinyalign-site
 gpu-wheels:
-	$(PY) bench/gpu_wheels.py --dir $(GPU_WHEELS)
+	$(PY) -m bench.benchmarks.gpu_wheels --dir $(GPU_WHEELS)
 
 # On the GPU machine (Python 3.12, torch, transformers, peft, accelerate): install them offline, measure (~9 min).
 gpu-bench:
 	$(PY) -m pip install -q --no-index --no-deps --target $(GPU_SITE) $(GPU_WHEELS)/*.whl
-	PYTHONPATH=$(GPU_SITE) $(PY) bench/gpu_grpo.py --steps 2 --warmup 1 --out bench/gpu_grpo.json
+	PYTHONPATH=$(GPU_SITE) $(PY) -m bench.benchmarks.gpu_grpo --steps 2 --warmup 1
 
 clean:
 	rm -rf $(VENV) runs

@@ -389,9 +389,9 @@ def test_a_few_truncated_completions_with_a_real_loss_are_not_nothing_learned():
     assert "nothing_learned" not in [f.symptom for f in diagnose(history, GRPO_RECIPE)]
 
 
-# ---------------------------------------------------------------- recorded real runs (bench/doctor_corpus)
+# ---------------------------------------------------------------- recorded real runs (bench/studies/doctor_runs)
 
-CORPUS = REPO / "bench" / "doctor_corpus"
+CORPUS = REPO / "bench" / "studies" / "doctor_runs" / "tiny"
 
 
 def test_the_demo_grpo_run_with_kl_rising_as_it_learns_has_no_findings():
@@ -407,12 +407,9 @@ def test_a_real_run_whose_every_answer_is_cut_at_the_cap_learns_nothing():
 
 def test_the_labeled_corpus_meets_the_doctor_goals():
     """No finding on a run whose held-out accuracy improved; >= 90 % of degraded, collapsed and hacked
-    runs named with a right symptom (labels from held-out accuracy; bench/doctor_corpus.py)."""
-    import importlib.util
+    runs named with a right symptom (labels from held-out accuracy; bench/studies/doctor_corpus.py)."""
+    from bench.studies import doctor_corpus as corpus
 
-    spec = importlib.util.spec_from_file_location("doctor_corpus", REPO / "bench" / "doctor_corpus.py")
-    corpus = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(corpus)
     runs, _ = corpus.score_corpus(corpus.CORPORA["tiny"])
     improved = [r for r in runs if r["label"] == "improved"]
     sick = [r for r in runs if r["label"] in corpus.SICK]
@@ -423,15 +420,12 @@ def test_the_labeled_corpus_meets_the_doctor_goals():
 
 
 def test_on_held_out_real_model_runs_the_doctor_raises_no_false_alarm_and_speaks_up_when_they_got_worse():
-    """SmolLM2 GRPO runs no threshold was tuned on (bench/doctor_corpus.py --corpus real). Recorded: lr 1e-4
+    """SmolLM2 GRPO runs no threshold was tuned on (bench/studies/doctor_corpus.py --corpus real). Recorded: lr 1e-4
     and 2e-4 held-out 0.47 -> 0.50 / 0.51 (no finding); lr 5e-4 (with and without beta 0.04) 0.47 -> 0.27 /
     0.25 and a gamed regex reward 0.47 -> 0.24 (kl_runaway or reward_zero_std: something, if not always the
     cause; bench/RESULTS.md says which it missed)."""
-    import importlib.util
+    from bench.studies import doctor_corpus as corpus
 
-    spec = importlib.util.spec_from_file_location("doctor_corpus", REPO / "bench" / "doctor_corpus.py")
-    corpus = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(corpus)
     runs, _ = corpus.score_corpus(corpus.CORPORA["real"])
     assert {r["label"] for r in runs} >= {"flat", "degraded", "hacked"}, [(r["run"], r["label"]) for r in runs]
     assert [(r["run"], r["findings"]) for r in runs if r["label"] in ("improved", "flat") and r["findings"]] == []
@@ -448,7 +442,7 @@ def test_dpo_margins_growing_slowly_lower_beta():
 
 
 def test_dpo_margins_turning_negative_lower_the_learning_rate():
-    # recorded shape (bench/doctor_corpus dpo_lr2e-2): margins 0 -> -0.6, pair accuracy 0.5 -> 0, held-out 0.35 -> 0
+    # recorded shape (bench/studies/doctor_runs/tiny/dpo_lr2e-2): margins 0 -> -0.6, pair accuracy 0.5 -> 0, held-out 0.35 -> 0
     diverged = {**HEALTHY_DPO, "rewards/margins": curve(0.0, -0.6, 0.05, fast),
                 "rewards/accuracies": curve(0.5, 0.03, 0.03, fast, floor=0.0)}
     f = finding(diagnose(logs(diverged), DPO_RECIPE), "dpo_margins_falling")

@@ -5,7 +5,6 @@ tokenizer whose eos is not its end of turn, the traps only real models show. Con
 $TINYALIGN_HOME and reused. Full precision where 4-bit would only be slower on CPU; GRPO runs 4-bit NF4.
 """
 
-import importlib.util
 import json
 import math
 import re
@@ -244,15 +243,14 @@ def test_a_few_sft_steps_raise_held_out_accuracy_on_sums_it_never_saw(smollm2, t
     """The real model learning, scored as a user would score it: 6 LoRA SFT steps (48 answers written
     "A + B = C") through `sft.main`, then greedy held-out accuracy of the base and the adapter through
     `solve_rate.held_out_accuracy` (math_accuracy, 16 new tokens) on 100 problems "What is A plus B?"
-    whose (A, B) pairs and phrasing no training problem has (bench/real_gain.py builds both)."""
+    whose (A, B) pairs and phrasing no training problem has (bench/studies/real_gain.py builds both)."""
     from tinyalign import sft
     from tinyalign.config import recipe as recipes
     from tinyalign.data import loading as data
     from tinyalign.measure import solve_rate
 
-    spec = importlib.util.spec_from_file_location("real_gain", ROOT / "bench" / "real_gain.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    from bench.studies import real_gain as bench
+
     problems = bench.write_problems(tmp_path / "problems", seed=0)
     sft_recipe, score_recipe = bench.write_recipes(tmp_path, problems, seed=0)
     held_out = data.eval_rows(recipes.load(score_recipe).data, limit=bench.HELD_OUT)
@@ -262,7 +260,7 @@ def test_a_few_sft_steps_raise_held_out_accuracy_on_sums_it_never_saw(smollm2, t
 
     sft.main([str(sft_recipe)])
     accuracy = solve_rate.held_out_accuracy(str(score_recipe), {"sft": str(tmp_path / "sft")}, limit=bench.HELD_OUT)
-    # Measured with `python bench/real_gain.py --seeds 0 1 2 --threads 1 2` (bench/RESULTS.md): the base
+    # Measured with `python -m bench.studies.real_gain --seeds 0 1 2 --threads 1 2` (bench/RESULTS.md): the base
     # scores 0.06 in all 6 runs (it rambles and 16 tokens cut it off); after SFT 0.63-0.78, a gain of
     # min +0.57, median +0.70, max +0.72 over seeds 0-2 x torch threads 1 and 2 (each seed the same
     # at 1 and 2 threads). 78-86 s a run at 1 thread on 2 busy cores, the base's scoring included.

@@ -1,4 +1,5 @@
-"""python bench/gpu_wheels.py [--dir .gpu-wheels] — the wheels bench/gpu_grpo.py needs on a bare CUDA machine.
+"""python -m bench.benchmarks.gpu_wheels [--dir .gpu-wheels] — the wheels the GPU benchmark (gpu_grpo) needs on a
+bare CUDA machine.
 
 Such a machine (NOTES-STACK.md) has Python 3.12, torch (CUDA 13), transformers, peft and accelerate,
 but no package index, and no trl, bitsandbytes, datasets, math-verify or unsloth. Their wheels travel
@@ -12,6 +13,7 @@ Slimmed, and why it is safe:
     unsloth       28.6 MB, of which most is `studio/` (its web UI and inference server), never
                   imported by training.
 On the GPU machine: `make gpu-bench` (installs them with --no-index into a folder on PYTHONPATH).
+A tool beside the benchmark, not a measurement; its record holds the bundle's sizes.
 """
 
 import argparse
@@ -20,7 +22,9 @@ import sys
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench import harness
+
+ROOT = harness.ROOT
 LIMIT_MIB = 64
 TARGET = ["--python-version", "3.12", "--implementation", "cp", "--only-binary=:all:",
           *[arg for p in ("manylinux_2_28_x86_64", "manylinux_2_24_x86_64", "manylinux_2_17_x86_64",
@@ -79,9 +83,10 @@ def checkout_bytes() -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.benchmarks.gpu_wheels", description=__doc__.splitlines()[0])
     parser.add_argument("--dir", default=str(ROOT / ".gpu-wheels"), help="where the wheels go (git-ignored)")
     parser.add_argument("--no-download", action="store_true", help="only slim and check what is there")
+    harness.add_record_arg(parser)
     args = parser.parse_args(argv)
     folder = Path(args.dir)
     if not args.no_download:
@@ -94,10 +99,12 @@ def main(argv=None) -> int:
     sizes = {w.name: w.stat().st_size for w in wheels}
     checkout = checkout_bytes()
     total = checkout + sum(sizes.values())
-    for name, size in sorted(sizes.items(), key=lambda kv: -kv[1]):
-        print(f"{size / 2**20:8.2f} MiB  {name}")
-    print(f"{checkout / 2**20:8.2f} MiB  checkout (tracked + untracked, not ignored)")
-    print(f"{total / 2**20:8.2f} MiB  total; limit {LIMIT_MIB} MiB")
+    rows = [(f"{size / 2**20:.2f}", name) for name, size in sorted(sizes.items(), key=lambda kv: -kv[1])]
+    rows += [(f"{checkout / 2**20:.2f}", "checkout (tracked + untracked, not ignored)"),
+             (f"{total / 2**20:.2f}", f"total; limit {LIMIT_MIB} MiB")]
+    print(harness.table(rows, ["MiB", "what"]))
+    harness.record("gpu_wheels", {"wheels_bytes": sizes, "checkout_bytes": checkout, "total_bytes": total,
+                                  "limit_mib": LIMIT_MIB}, args.record)
     if total >= LIMIT_MIB * 2**20:
         print(f"error: checkout + wheels are {total / 2**20:.1f} MiB, over {LIMIT_MIB} MiB", file=sys.stderr)
         return 1

@@ -1,4 +1,4 @@
-"""python bench/gpu_grpo.py [--steps N] [--variants trl,...,dpo] — GRPO, SFT, DPO memory and speed on one GPU.
+"""python -m bench.benchmarks.gpu_grpo [--steps N] [--variants trl,...,dpo] — GRPO, SFT, DPO memory and speed on one GPU.
 
 A Qwen2.5-1.5B-shaped model with random weights, built from its config (no download), trained with
 the GRPO settings of recipes/qwen_1.5b_math.yaml on synthetic prompts, three ways:
@@ -23,23 +23,24 @@ The whole run keeps to --deadline seconds (default 510: ~9 min with the installs
 what is left, and one that would start too late is listed as skipped. On a bare CUDA machine with no
 package index, `make gpu-bench` installs the wheels `make gpu-wheels` fetched and runs this.
 
-Prints a Markdown table for bench/RESULTS.md and writes the raw figures to --out (JSON).
+Prints a Markdown table for bench/RESULTS.md and writes the run's record (bench/harness.py: commit,
+hardware, versions, command and the raw figures) to --record.
 `--smoke` runs the same harness on a scaled-down model on CPU, to check it without a GPU.
 """
 
 import argparse
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run from a checkout without installing
-from tinyalign.config.recipe import builtin  # noqa: E402
+from bench import harness
+from tinyalign.config.recipe import builtin
+
+ROOT = harness.ROOT
 
 RECIPE = builtin("qwen_1.5b_math.yaml")
 VARIANTS = ("trl", "transformers", "unsloth", "sft", "dpo")
@@ -64,11 +65,11 @@ PROMPT_WORDS = 120  # with the recipe's system prompt, about a GSM8K prompt's le
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python bench/gpu_grpo.py", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m bench.benchmarks.gpu_grpo", description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=4, help="measured optimizer steps per variant (default 4)")
     p.add_argument("--warmup", type=int, default=1, help="steps run first and not measured (default 1)")
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list of {', '.join(VARIANTS)}")
-    p.add_argument("--out", help="also write the raw figures to this JSON file")
+    harness.add_record_arg(p)
     p.add_argument("--model-dir", help="where the random-weight model is built (default: a temporary folder)")
     p.add_argument("--smoke", action="store_true", help="scaled-down model on CPU: checks the harness, not the GPU")
     p.add_argument("--deadline", type=float, default=510, help="seconds for the whole run (default 510)")
@@ -239,8 +240,6 @@ def run_method(args) -> dict:
 
     import torch
 
-    from tinyalign import dpo, sft
-
     variant, cuda = args.variant, torch.cuda.is_available()
     rng = random.Random(0)
     data = Path(tempfile.mkdtemp(prefix=f"bench-{variant}-data-"))
@@ -257,7 +256,7 @@ def run_method(args) -> dict:
                  *(["train.per_device_train_batch_size=2", "train.gradient_accumulation_steps=1", "train.max_length=64"]
                    if args.smoke else [])]
     start = time.perf_counter()
-    (sft if variant == "sft" else dpo).main([str(METHOD_RECIPES[variant]), *overrides])
+    harness.train(variant, METHOD_RECIPES[variant], overrides)
     state = json_.loads((Path(out) / "trainer_state.json").read_text())
     runtime = next(e["train_runtime"] for e in state["log_history"] if "train_runtime" in e)
     return {"variant": variant,
@@ -270,32 +269,19 @@ def run_method(args) -> dict:
 # ---------------------------------------------------------------- the driver
 
 
-def versions() -> dict:
-    import importlib.metadata as md
-
-    found = {}
-    for name in ("torch", "transformers", "trl", "peft", "bitsandbytes", "unsloth"):
-        try:
-            found[name] = md.version(name)
-        except md.PackageNotFoundError:
-            found[name] = None
-    return found
-
-
 def table(results: list[dict]) -> str:
     baseline = next((r for r in results if r["variant"] == "trl" and "skipped" not in r), None)
-    lines = ["| variant | peak VRAM (GB) | steps/s | s/step | generated tok/s | vs plain TRL |",
-             "|---|---|---|---|---|---|"]
+    rows = []
     for r in results:
         if "skipped" in r:
-            lines.append(f"| {r['variant']} | skipped: {r['skipped']} | | | | |")
+            rows.append((r["variant"], f"skipped: {r['skipped']}", "", "", "", ""))
             continue
         vram = f"{r['peak_vram_gb']:.2f}" if r["peak_vram_gb"] is not None else "-"
         tokens = f"{r['generated_tokens_per_s']:.0f}" if r["generated_tokens_per_s"] else "n/a"
         ratio = f"{r['steps_per_s'] / baseline['steps_per_s']:.2f}x" if baseline and r["variant"] not in METHOD_RECIPES else "-"
-        lines.append(f"| {r['variant']} | {vram} | {r['steps_per_s']:.3f} | {r['seconds_per_step']:.1f} | "
-                     f"{tokens} | {ratio} |")
-    return "\n".join(lines)
+        rows.append((r["variant"], vram, f"{r['steps_per_s']:.3f}", f"{r['seconds_per_step']:.1f}", tokens, ratio))
+    return harness.table(rows, ["variant", "peak VRAM (GB)", "steps/s", "s/step", "generated tok/s", "vs plain TRL"],
+                         align="lrrrrr")
 
 
 def main(argv=None) -> int:
@@ -307,7 +293,7 @@ def main(argv=None) -> int:
     import torch
 
     if not args.smoke and not torch.cuda.is_available():
-        print("bench/gpu_grpo.py measures GPU memory and speed and needs a CUDA GPU; none was found. "
+        print("bench.benchmarks.gpu_grpo measures GPU memory and speed and needs a CUDA GPU; none was found. "
               "(--smoke runs the harness on CPU with a scaled-down model.)", file=sys.stderr)
         return 2
     if args.variant:
@@ -339,9 +325,9 @@ def main(argv=None) -> int:
             results.append({"variant": variant, "skipped": reason})
             continue
         print(f"== {variant}", flush=True)
-        cmd = [sys.executable, __file__, "--variant", variant, "--model-dir", str(model_dir), "--steps", str(args.steps),
-               "--warmup", str(args.warmup), *(["--smoke"] if args.smoke else [])]
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+        cmd = harness.module_command("bench.benchmarks.gpu_grpo", "--variant", variant, "--model-dir", model_dir,
+                                     "--steps", args.steps, "--warmup", args.warmup, *(["--smoke"] if args.smoke else []))
+        env = {**harness.child_env(), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
         try:
             proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True, timeout=left)
         except subprocess.TimeoutExpired as e:
@@ -356,12 +342,10 @@ def main(argv=None) -> int:
         results.append(json.loads(lines[-1].removeprefix("RESULT ")))
         print(json.dumps(results[-1], indent=1), flush=True)
 
-    report = {"command": "python " + " ".join([Path(__file__).relative_to(ROOT).as_posix(), *(argv or sys.argv[1:])]),
-              "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu (smoke)",
-              "versions": versions(), "recipe": str(RECIPE.relative_to(ROOT)), "results": results}
-    if args.out:
-        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\n{report['command']}\n{report['gpu']}; {report['versions']}\n\n{table(results)}")
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu (smoke)"
+    harness.record("gpu_grpo", {"gpu": gpu, "recipe": str(RECIPE.relative_to(ROOT)), "results": results}, args.record,
+                   smoke=args.smoke, extra_versions=("unsloth",))
+    print(f"\n{harness.command_line()}\n{gpu}; {harness.versions(('unsloth',))}\n\n{table(results)}")
     return 0
 
 

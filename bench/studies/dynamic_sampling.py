@@ -1,11 +1,11 @@
 """Flat groups kept vs dropped (`flat_groups: keep | drop`): two GRPO runs from the same SFT adapter, same
 seed, same wall-clock budget; then held-out greedy accuracy of both.
 
-    python bench/dynamic_sampling.py --adapter runs/real_sft --seconds 420 --out dynamic_sampling.json
+    python -m bench.studies.dynamic_sampling --adapter runs/demo-real/sft --seconds 420 [--record FILE]
 
 A group whose 8 answers all score the same has advantages of 0 and teaches nothing; `drop` skips its
-log-prob passes and its forward/backward (tinyalign/flat_groups.py), so in the same budget it should get
-through more steps. Each run is its own process (OMP_NUM_THREADS=--threads) calling `tinyalign.grpo.main` with a
+log-prob passes and its forward/backward (tinyalign/trl_patches/flat_groups.py), so in the same budget it should
+get through more steps. Each run is its own process (OMP_NUM_THREADS=--threads) calling `bench.harness.train` with a
 callback that stops training once --seconds of training have passed (the final adapter is saved as usual);
 a third process scores the start adapter and both runs with `tinyalign.measure.solve_rate.held_out_accuracy`.
 
@@ -13,22 +13,26 @@ The real run: the real-model demo's GRPO settings (recipes/smollm2_word_grpo.yam
 LoRA r 16, tiny:word-problems, reward math_accuracy, 8 problems x 8 answers per step), 200 held-out
 problems. --adapter is the SFT adapter both runs start from (the demo's: runs/demo-real/sft).
 
-    python bench/dynamic_sampling.py --smoke      # the harness on the tiny model and tiny:addition, ~1-2 min
+    python -m bench.studies.dynamic_sampling --smoke      # the harness on the tiny model and tiny:addition, ~1-2 min
 
 --smoke trains the tiny SFT adapter first when --adapter is not given. Each run's console goes to
-WORK/<run>.log (WORK: --work, else a temporary folder).
+WORK/<run>.log (WORK: --work, else a temporary folder). Prints the table and writes the run's record
+(bench/harness.py; a smoke run's goes to runs/bench_smoke/).
 """
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench import harness
+
 MODES = ("keep", "drop")
+
+
 def real_settings() -> dict:
     """The real-model demo's GRPO recipe (recipes/smollm2_word_grpo.yaml): model, task, reward and step shape."""
     import yaml
@@ -68,7 +72,6 @@ def train_one(recipe: Path, seconds: float) -> dict:
     """GRPO until `seconds` of training have passed, in this process; what the log says about it."""
     from transformers import TrainerCallback
 
-    from tinyalign import grpo
     from tinyalign.training import run
 
     class Budget(TrainerCallback):
@@ -77,14 +80,13 @@ def train_one(recipe: Path, seconds: float) -> dict:
 
         def on_step_end(self, args, state, control, **kwargs):
             if time.perf_counter() - self.start >= seconds:
-                control.should_training_stop = True  # the Trainer stops; grpo.main saves the final adapter
+                control.should_training_stop = True  # the Trainer stops; the run saves its final adapter
 
     callbacks = run.callbacks
     run.callbacks = lambda recipe: [*callbacks(recipe), Budget()]
     start = time.perf_counter()
-    grpo.main([str(recipe)])
+    out = harness.train("grpo", recipe)
     wall = time.perf_counter() - start
-    out = Path(yaml_value(recipe, "output_dir"))
     log = json.loads((out / "trainer_state.json").read_text())["log_history"]
     steps = [e for e in log if "reward" in e]
     return {"steps": len(steps), "wall_s": wall, "train_s": next((e["train_runtime"] for e in log
@@ -98,12 +100,6 @@ def mean_of(entries, key):
     return sum(values) / len(values) if values else None
 
 
-def yaml_value(path: Path, key: str):
-    import yaml
-
-    return yaml.safe_load(path.read_text())[key]
-
-
 def score(recipe: Path, adapters: dict, held_out: int) -> dict:
     from tinyalign.measure.solve_rate import held_out_accuracy
 
@@ -112,9 +108,9 @@ def score(recipe: Path, adapters: dict, held_out: int) -> dict:
 
 def child(args: list, threads: int, log: Path) -> dict:
     """Run this script's --child mode in its own process; its console goes to `log`, its result is the last line."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     with open(log, "w") as f:
-        proc = subprocess.run([sys.executable, __file__, *args], env=env, stdout=f, stderr=subprocess.STDOUT)
+        proc = subprocess.run(harness.module_command("bench.studies.dynamic_sampling", *args),
+                              env=harness.child_env(threads), stdout=f, stderr=subprocess.STDOUT)
     last = log.read_text().strip().splitlines()[-1:] or [""]
     if proc.returncode != 0 or not last[0].startswith("RESULT "):
         sys.exit(f"{' '.join(args[:3])} failed (exit {proc.returncode}); its console is in {log}")
@@ -122,7 +118,8 @@ def child(args: list, threads: int, log: Path) -> dict:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m bench.studies.dynamic_sampling", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--adapter", help="the SFT adapter (run directory) both runs start from")
     parser.add_argument("--seconds", type=float, help="training budget per run (default 420; --smoke 20)")
     parser.add_argument("--held-out", type=int, help="held-out problems scored (default 200; --smoke 100)")
@@ -130,7 +127,7 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of each run (default 1)")
     parser.add_argument("--smoke", action="store_true", help="tiny model and tiny:addition, to check the harness")
     parser.add_argument("--work", help="keep the runs here (default: a temporary folder)")
-    parser.add_argument("--out", help="also write the figures to this JSON file")
+    harness.add_record_arg(parser)
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)  # train RECIPE SECONDS | score RECIPE N JSON
     args = parser.parse_args(argv)
 
@@ -149,10 +146,10 @@ def main(argv=None) -> None:
         work.mkdir(parents=True, exist_ok=True)
         adapter = args.adapter
         if adapter is None and args.smoke:  # the tiny SFT start, as tests and the demo use
-            adapter = str(work / "sft")
-            env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-            subprocess.run([sys.executable, "-m", "tinyalign.sft", "recipes/tiny_sft.yaml", f"output_dir={adapter}",
-                            "overwrite=true"], env=env, check=True, capture_output=True)
+            from tinyalign.config.recipe import builtin
+
+            adapter = str(harness.train_process("sft", builtin("tiny_sft.yaml"), [f"output_dir={work / 'sft'}",
+                                                "overwrite=true"], args.threads, work / "sft.log", "the tiny SFT start"))
         if adapter is None:
             sys.exit("--adapter: give the SFT adapter (run directory) both runs start from")
         adapter = str(Path(adapter).resolve())
@@ -168,22 +165,20 @@ def main(argv=None) -> None:
 
     results = {"settings": settings, "seconds": seconds, "held_out": held_out, "seed": args.seed,
                "threads": args.threads, "runs": runs, "accuracy": accuracy}
-    if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=1))
 
     def fmt(value, spec):
         return "-" if value is None else format(value, spec)
 
     print(f"\nheld-out greedy accuracy ({held_out} problems): base {accuracy['base']:.3f}, "
           f"start adapter {accuracy['start']:.3f}; budget {seconds:.0f} s of training per run, seed {args.seed}\n")
-    print("| flat groups | steps | s/step | flat share | dropped | reward first 5 -> last 5 | held-out accuracy |")
-    print("|---|---:|---:|---:|---:|---|---:|")
+    rows = []
     for mode, r in runs.items():
         per_step = r["train_s"] / r["steps"] if r["steps"] and r["train_s"] else None
-        print(f"| {mode} | {r['steps']} | {fmt(per_step, '.2f')} | {fmt(r['flat_share'], '.2f')} | "
-              f"{fmt(r['dropped_share'], '.2f')} | {fmt(r['reward_first'], '.2f')} -> {fmt(r['reward_last'], '.2f')} | "
-              f"{accuracy[mode]:.3f} |")
-
+        rows.append((mode, r["steps"], fmt(per_step, ".2f"), fmt(r["flat_share"], ".2f"), fmt(r["dropped_share"], ".2f"),
+                     f"{fmt(r['reward_first'], '.2f')} -> {fmt(r['reward_last'], '.2f')}", f"{accuracy[mode]:.3f}"))
+    print(harness.table(rows, ["flat groups", "steps", "s/step", "flat share", "dropped", "reward first 5 -> last 5",
+                               "held-out accuracy"], align="lrrrrlr"))
+    harness.record("dynamic_sampling", results, args.record, smoke=args.smoke)
 
 if __name__ == "__main__":
     main()

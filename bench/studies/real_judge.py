@@ -1,12 +1,12 @@
 """A pairwise reasoning judge on a real model: SmolLM2-135M-Instruct distilled from a checker's judgements
 of voted pairs (RM-R1's step (a)), and its agreement with held-out votes beside the untrained model's.
 
-    python bench/real_judge.py --seeds 0 --threads 2        # ~35 min on 2 cores once the votes exist
-    python bench/real_judge.py --seeds 0 --threads 2 --rl   # then step (b) on each distilled judge (~15 min)
+    python -m bench.studies.real_judge --seeds 0 --threads 2        # ~35 min on 2 cores once the votes exist
+    python -m bench.studies.real_judge --seeds 0 --threads 2 --rl   # then step (b) on each distilled judge (~15 min)
     options: [--votes runs/real_rm] [--work runs/real_judge] [--held-out 0.34] [--max-new-tokens 96]
-             [--no-untrained] [judge SFT overrides: train.max_steps=120 ...]
+             [--no-untrained] [--record FILE] [judge SFT overrides: train.max_steps=120 ...]
 
-The votes are bench/real_rm.py's (its stages 1-2, made here when missing, ~15 min): the demo's SFT adapter
+The votes are bench.studies.real_rm's (its stages 1-2, made here when missing, ~15 min): the demo's SFT adapter
 (runs/demo-real/sft) answers 700 training word problems twice, an annotator rule votes through the vote
 store. Then, each stage cached in --work:
 1. pairs/: python -m tinyalign.judge split, whole prompts held out (--held-out of the pairs), each pair
@@ -14,15 +14,15 @@ store. Then, each stage cached in --work:
 2. traces.jsonl: python -m tinyalign.judge traces --from-reference: for every training pair in both orders,
    the judgement a checker who knows the solution writes (the solution, each answer's final number checked,
    the verdict), kept when it names the voted answer.
-3. judge_T{threads}_S{seed}/: python -m tinyalign.sft recipes/smollm2_judge_sft.yaml on the traces, its own
-   process with OMP_NUM_THREADS set.
-4. With --rl, judge_T{threads}_S{seed}_rl/: python -m tinyalign.grpo recipes/smollm2_judge_grpo.yaml from the
+3. judge_T{threads}_S{seed}/: tinyalign.sft with recipes/smollm2_judge_sft.yaml on the traces
+   (bench.harness.train_process: its own process with OMP_NUM_THREADS set).
+4. With --rl, judge_T{threads}_S{seed}_rl/: tinyalign.grpo with recipes/smollm2_judge_grpo.yaml from the
    distilled judge, on the training pairs in both orders with the voted side (tinyalign.judge verdicts),
    reward 1 when the verdict names it.
 5. The held-out pairs judged in both orders, greedily, by the untrained model and by each judge: agreement
    with the vote, ties, position bias, unparsed rate (judgements with no VERDICT line, redone guided), and
    agreement split by kind (model vs model; the annotator's worked solution vs a wrong answer).
-Prints a Markdown table and writes WORK/results.json.
+Prints a Markdown table, writes WORK/results.json and the run's record (bench/harness.py).
 """
 
 import argparse
@@ -31,19 +31,15 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run from a checkout without installing
-sys.path.insert(0, str(ROOT / "bench"))
-from launch import run_logged  # noqa: E402
+from bench import harness
+from bench.studies import real_rm
 
 BASE = "pkg:smollm2-135m-instruct"
 START = "runs/demo-real/sft"
 
 
 def votes(work: Path) -> Path:
-    """bench/real_rm.py's answers and votes (cached in `work`): the same pairs its reward models learn from."""
-    import real_rm
-
+    """bench.studies.real_rm's answers and votes (cached in `work`): the same pairs its reward models learn from."""
     cfg = real_rm.REAL
     policies = {"sft": START}
     if not (work / "votes.sqlite").is_file():
@@ -59,8 +55,6 @@ def votes(work: Path) -> Path:
 
 def pairs(db: Path, work: Path, held_out: float) -> Path:
     """The split, each pair with its task's worked solution as `reference`; cached."""
-    import real_rm
-
     from tinyalign.core import files
     from tinyalign.measure.pair_files import split_pairs
 
@@ -84,9 +78,8 @@ def train(method: str, run: Path, data: Path, seed: int, threads: int, overrides
     if (run / "adapter_model.safetensors").is_file():
         return {"run": run, "train_s": json.loads((run / "bench_train.json").read_text())["train_s"]}
     log = run.parent / f"log_{run.name}.txt"  # the training console, kept off the table
-    command = [sys.executable, "-m", f"tinyalign.{method}", str(builtin(f"smollm2_judge_{method}.yaml")),
-               f"seed={seed}", f"data.source={data}", f"output_dir={run}", "overwrite=true", *overrides]
-    run_logged(command, threads, log, f"judge {method} seed {seed}")
+    harness.train_process(method, builtin(f"smollm2_judge_{method}.yaml"), [f"seed={seed}", f"data.source={data}",
+                          f"output_dir={run}", "overwrite=true", *overrides], threads, log, f"judge {method} seed {seed}")
     history = json.loads((run / "trainer_state.json").read_text())["log_history"]
     train_s = history[-1].get("train_runtime")
     (run / "bench_train.json").write_text(json.dumps({"train_s": train_s}) + "\n")
@@ -121,19 +114,19 @@ def write_results(work: Path, threads: int, overrides: list[str], reports: list[
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m bench.studies.real_judge", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--threads", type=int, default=2, help="torch threads for training and judging")
-    parser.add_argument("--votes", type=Path, default=Path("runs/real_rm"), help="bench/real_rm.py's work folder")
+    parser.add_argument("--votes", type=Path, default=Path("runs/real_rm"), help="bench.studies.real_rm's work folder")
     parser.add_argument("--work", type=Path, default=Path("runs/real_judge"))
     parser.add_argument("--held-out", type=float, default=0.34, help="share of the pairs held out, by whole prompt")
     parser.add_argument("--max-new-tokens", type=int, default=96, help="of each judgement")
     parser.add_argument("--no-untrained", action="store_true", help="skip judging with the untrained model")
     parser.add_argument("--rl", action="store_true", help="then GRPO on each distilled judge (step b)")
+    harness.add_record_arg(parser)
     args, overrides = parser.parse_known_args()
-    import torch
-
-    torch.set_num_threads(args.threads)
+    harness.threads(args.threads)
     from tinyalign import judge as judging
     from tinyalign.core import files
     from tinyalign.data.loading import text_of
@@ -168,16 +161,16 @@ def main() -> None:
 
     print(f"\n{reports[0]['pairs']} held-out pairs, each judged in both orders; SmolLM2-135M-Instruct, "
           f"{args.threads} threads\n")
-    print("| judge | agreement | model vs model (n) | edit vs model (n) | ties | position bias | unparsed "
-          "| train (s) | judging (s) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for r in reports:
-        train_s = "-" if r["train_s"] is None else f"{r['train_s']:.0f}"
-        print(f"| {r['name']} | {r['agreement']:.1%} | {r['model_agreement']:.1%} ({r['model_pairs']}) | "
-              f"{r['edit_agreement']:.1%} ({r['edit_pairs']}) | {r['ties']:.1%} | {r['position_bias']:.1%} | "
-              f"{r['unparsed']:.1%} | {train_s} | {r['judge_s']:.0f} |")
+    print(harness.table([(r["name"], f"{r['agreement']:.1%}", f"{r['model_agreement']:.1%} ({r['model_pairs']})",
+                          f"{r['edit_agreement']:.1%} ({r['edit_pairs']})", f"{r['ties']:.1%}",
+                          f"{r['position_bias']:.1%}", f"{r['unparsed']:.1%}",
+                          "-" if r["train_s"] is None else f"{r['train_s']:.0f}", f"{r['judge_s']:.0f}")
+                         for r in reports],
+                        ["judge", "agreement", "model vs model (n)", "edit vs model (n)", "ties", "position bias",
+                         "unparsed", "train (s)", "judging (s)"]))
     out = write_results(args.work, args.threads, overrides, reports)
     print(f"\nan example judgement ({reports[-1]['name']}):\n{reports[-1]['example']}\n\nwrote {out}")
+    harness.record("real_judge", {"threads": args.threads, "overrides": overrides, "runs": reports}, args.record)
 
 
 if __name__ == "__main__":

@@ -3,18 +3,19 @@ votes over its own answers, and the held-out accuracy of the start and of each D
 
     python -m tinyalign.sft recipes/smollm2_word_sft.yaml train.max_steps=30 train.lr_scheduler_type=constant \
         output_dir=runs/demo-real/sft   # the start measured from (~2.5 min)
-    python bench/real_rm.py --policy sft=runs/demo-real/sft --seeds 0 --threads 1          # the votes (its stages 1-2)
-    python bench/real_dpo.py --seeds 0 1 --threads 2                                      # ~12 min a seed on 2 cores
+    python -m bench.studies.real_rm --policy sft=runs/demo-real/sft --seeds 0 --threads 1   # the votes (its stages 1-2)
+    python -m bench.studies.real_dpo --seeds 0 1 --threads 2                               # ~12 min a seed on 2 cores
     options: [--start runs/demo-real/sft] [--votes runs/real_rm/votes.sqlite] [--held-out 300]
-             [--work runs/real_dpo] [dpo overrides: train.learning_rate=1e-4 ...]
+             [--work runs/real_dpo] [--record FILE] [dpo overrides: train.learning_rate=1e-4 ...]
 
 The votes are the SFT policy's two sampled answers to 700 training word problems, graded by a rule (the
 right final number beats a wrong one; two wrong answers are "both bad" with the worked solution as the
 edit), through the app's vote store: the pairs DPO reads are the ones the arena's export makes. Per seed:
-python -m tinyalign.dpo recipes/smollm2_word_dpo.yaml (its own process, OMP_NUM_THREADS set). Then the
+tinyalign.dpo with recipes/smollm2_word_dpo.yaml (bench.harness.train_process: its own process, OMP_NUM_THREADS
+set). Then the
 start and every DPO adapter answer the same held-out problems greedily (numbers training never uses),
 judged by math_accuracy (smollm2_word_grpo.yaml's reward), the base weights loaded once; each accuracy
-with its 95 % Wilson interval. Prints a Markdown table and writes WORK/results.json.
+with its 95 % Wilson interval. Prints a Markdown table, writes WORK/results.json and the run's record.
 """
 
 import argparse
@@ -24,9 +25,7 @@ import time
 from pathlib import Path
 from statistics import median
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run from a checkout without installing
-from launch import run_logged  # noqa: E402  (bench/, beside this script)
+from bench import harness
 
 
 def train(seed: int, threads: int, start: str, votes: str, work: Path, overrides: list[str]) -> dict:
@@ -35,10 +34,10 @@ def train(seed: int, threads: int, start: str, votes: str, work: Path, overrides
 
     run = work / f"dpo_T{threads}_S{seed}"
     log = work / f"log_T{threads}_S{seed}.txt"  # the training console, kept off the table
-    command = [sys.executable, "-m", "tinyalign.dpo", str(builtin("smollm2_word_dpo.yaml")), f"seed={seed}",
-               f"model.adapter={start}", f"data.source={votes}", f"output_dir={run}", "overwrite=true", *overrides]
     wall = time.perf_counter()
-    run_logged(command, threads, log, f"DPO seed {seed}")
+    harness.train_process("dpo", builtin("smollm2_word_dpo.yaml"), [f"seed={seed}", f"model.adapter={start}",
+                          f"data.source={votes}", f"output_dir={run}", "overwrite=true", *overrides], threads, log,
+                          f"DPO seed {seed}")
     history = json.loads((run / "trainer_state.json").read_text())["log_history"]
     last = next(e for e in reversed(history) if "rewards/accuracies" in e)
     return {"seed": seed, "threads": threads, "run": str(run), "train_s": history[-1].get("train_runtime"),
@@ -47,17 +46,19 @@ def train(seed: int, threads: int, start: str, votes: str, work: Path, overrides
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m bench.studies.real_dpo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--threads", type=int, default=2, help="torch threads for training and scoring")
     parser.add_argument("--start", default="runs/demo-real/sft", help="the SFT adapter the votes were cast on")
     parser.add_argument("--votes", default="runs/real_rm/votes.sqlite", help="the vote store (bench/real_rm.py)")
     parser.add_argument("--held-out", type=int, default=300, help="held-out problems scored (default 300)")
     parser.add_argument("--work", type=Path, default=Path("runs/real_dpo"))
+    harness.add_record_arg(parser)
     args, overrides = parser.parse_known_args()
     for path, made_by in ((args.start, "python -m tinyalign.sft recipes/smollm2_word_sft.yaml train.max_steps=30 "
                                         "train.lr_scheduler_type=constant output_dir=..."),
-                          (args.votes, "python bench/real_rm.py --policy sft=START")):
+                          (args.votes, "python -m bench.studies.real_rm --policy sft=START")):
         if not Path(path).exists():
             sys.exit(f"{path} not found; make it first: {made_by}")
     args.work.mkdir(parents=True, exist_ok=True)
@@ -69,9 +70,7 @@ def main() -> None:
         print(f"seed {seed}: {r['steps']} steps in {r['train_s']:.0f} s; last logged pair accuracy "
               f"{r['pair_accuracy']:.0%}, margin {r['margin']:.2f}", flush=True)
 
-    import torch
-
-    torch.set_num_threads(args.threads)
+    harness.threads(args.threads)
     from tinyalign.config.recipe import builtin
     from tinyalign.measure import solve_rate
 
@@ -82,22 +81,22 @@ def main() -> None:
     scoring_s = time.perf_counter() - start
 
     print(f"\n{args.held_out} held-out word problems, greedy, math_accuracy; {args.threads} torch threads\n")
-    print("| model | held-out accuracy | 95 % interval | gain over the start | DPO train (s) |")
-    print("|---|---:|---:|---:|---:|")
+    rows = []
     for name, share in accuracy.items():
         low, high = solve_rate.interval95(share, args.held_out)
         run = next((r for r in runs if name == f"dpo_s{r['seed']}"), None)
-        gain = "-" if run is None else f"{share - accuracy['sft']:+.1%}"
-        print(f"| {name} | {share:.1%} | {low:.1%}-{high:.1%} | {gain} | "
-              f"{'-' if run is None else format(run['train_s'], '.0f')} |")
+        rows.append((name, f"{share:.1%}", f"{low:.1%}-{high:.1%}", "-" if run is None else f"{share - accuracy['sft']:+.1%}",
+                     "-" if run is None else format(run["train_s"], ".0f")))
+    print(harness.table(rows, ["model", "held-out accuracy", "95 % interval", "gain over the start", "DPO train (s)"]))
     gains = sorted(accuracy[f"dpo_s{r['seed']}"] - accuracy["sft"] for r in runs)
     print(f"\nDPO gain over {len(gains)} seeds: min {gains[0]:+.1%}, median {median(gains):+.1%}, max {gains[-1]:+.1%}; "
           f"scoring {scoring_s:.0f} s")
+    figures = {"start": args.start, "votes": args.votes, "held_out": args.held_out, "threads": args.threads,
+               "overrides": overrides, "runs": runs, "accuracy": accuracy, "scoring_s": scoring_s}
     out = args.work / "results.json"
-    out.write_text(json.dumps({"start": args.start, "votes": args.votes, "held_out": args.held_out,
-                               "threads": args.threads, "overrides": overrides, "runs": runs, "accuracy": accuracy,
-                               "scoring_s": scoring_s}, indent=1) + "\n")
+    out.write_text(json.dumps(figures, indent=1) + "\n")
     print(f"wrote {out}")
+    harness.record("real_dpo", figures, args.record)
 
 
 if __name__ == "__main__":

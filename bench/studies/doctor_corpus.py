@@ -1,9 +1,13 @@
 """Calibrate the doctor on real runs: a labeled corpus of tiny GRPO and DPO runs, and its precision/recall;
 then check it on a held-out corpus of real-model runs that no threshold was tuned on.
 
-    python bench/doctor_corpus.py               # train what the cache lacks, label it, print + write the table
-    python bench/doctor_corpus.py --table-only  # recompute the table from the cached logs and labels only
-    python bench/doctor_corpus.py --corpus real --threads 2   # the held-out SmolLM2 corpus (~13 min a run)
+    python -m bench.studies.doctor_corpus               # train what the cache lacks, label it, print + write the table
+    python -m bench.studies.doctor_corpus --table-only  # recompute the table from the cached logs and labels only
+    python -m bench.studies.doctor_corpus --corpus real --threads 2   # the held-out SmolLM2 corpus (~13 min a run)
+
+A study, not a benchmark: it measures what the doctor says (precision and recall against held-out labels),
+not speed or memory against plain TRL; it reproduces the two doctor sections of bench/RESULTS.md, writing
+their tables there between their markers, and its record (bench/harness.py) to --record.
 
 Each run starts from one short tiny SFT adapter and varies one thing (learning rate, beta, temperature,
 the reward set: including a hackable format reward the model can satisfy without the answer). Each is
@@ -19,7 +23,7 @@ table says, per symptom, how often it fired and on which labels, and per label, 
 named it right. The held-out corpus (`--corpus real`) does the same with SmolLM2-135M-Instruct GRPO runs
 on word problems, started from the real-model demo's SFT stage as recorded (30 steps at a constant LR)
 and labeled by math_accuracy on 300 held-out problems; its table is reported apart, and no threshold may
-be changed to fit it. The caches (bench/doctor_corpus/<run>/ and bench/doctor_corpus_real/<run>/:
+be changed to fit it. The caches (bench/studies/doctor_runs/tiny/<run>/ and .../real/<run>/:
 trainer_state.json, recipe.yaml, completions.jsonl, label.json) are small and kept in git, so the tables
 are rebuilt without training.
 Training and labeling take the shared CPU lock one run at a time (other work runs between runs).
@@ -37,9 +41,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run from a checkout without installing
-from tinyalign.config.recipe import builtin  # noqa: E402
+from bench import harness
+from tinyalign.config.recipe import builtin
+
+ROOT = harness.ROOT
+RUNS = harness.BENCH / "studies" / "doctor_runs"  # the corpora's logs and labels, kept in git
 
 LOCK = "/tmp/tinyalign-cpu.lock"
 KEPT = ("trainer_state.json", "recipe.yaml", "completions.jsonl")
@@ -130,9 +136,9 @@ class Corpus:
 
 
 CORPORA = {c.name: c for c in (
-    Corpus("tiny", GRID, ROOT / "bench" / "doctor_corpus", ROOT / "runs" / "doctor_corpus", "tiny_sft.yaml",
+    Corpus("tiny", GRID, RUNS / "tiny", ROOT / "runs" / "doctor_corpus", "tiny_sft.yaml",
            "tiny_grpo.yaml", "exact_match", 16, "doctor corpus table"),
-    Corpus("real", REAL_GRID, ROOT / "bench" / "doctor_corpus_real", ROOT / "runs" / "doctor_corpus_real",
+    Corpus("real", REAL_GRID, RUNS / "real", ROOT / "runs" / "doctor_corpus_real",
            "smollm2_word_sft.yaml", "smollm2_word_grpo.yaml", "math_accuracy", 32,
            "doctor held-out corpus table", ("train.max_steps=30", "train.lr_scheduler_type=constant")),
 )}
@@ -172,19 +178,21 @@ def cpu_lock():
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def python(*args, threads: int = 1) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
-    result = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True)
+def label_process(corpus: Corpus, run_dir: Path, sft: Path, threads: int) -> None:
+    """label_run in a child process (its own memory; the trained models stay out of this one)."""
+    env = {**harness.child_env(threads), "TOKENIZERS_PARALLELISM": "false"}
+    command = harness.module_command("bench.studies.doctor_corpus", "--label", run_dir, sft, "--corpus", corpus.name)
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     if result.returncode:
-        sys.exit(f"failed: {' '.join(args)}\n{result.stderr[-3000:]}")
+        sys.exit(f"failed: {' '.join(command)}\n{result.stderr[-3000:]}")
 
 
 def start_adapter(corpus: Corpus, threads: int) -> Path:
     sft = corpus.scratch / "sft"
     if not (sft / "adapter_model.safetensors").is_file():
         with cpu_lock():
-            python("-m", "tinyalign.sft", str(builtin(corpus.start_recipe)), *corpus.start_overrides,
-                   f"output_dir={sft}", "overwrite=true", threads=threads)
+            harness.train_process("sft", builtin(corpus.start_recipe), [*corpus.start_overrides, f"output_dir={sft}",
+                                  "overwrite=true"], threads, corpus.scratch / "sft.log", "the start's SFT")
     return sft
 
 
@@ -193,11 +201,11 @@ def train_and_label(corpus: Corpus, name: str, settings: dict, overrides: list[s
     method = "dpo" if settings is DPO else "grpo"
     with cpu_lock():
         began = time.time()
-        python("-m", f"tinyalign.{method}", str(builtin(settings["recipe"])),
-               f"model.adapter={sft}", f"output_dir={out}", "overwrite=true", "doctor=false",
-               *settings["base"], *overrides, threads=threads)
+        harness.train_process(method, builtin(settings["recipe"]), [f"model.adapter={sft}", f"output_dir={out}",
+                              "overwrite=true", "doctor=false", *settings["base"], *overrides], threads,
+                              corpus.scratch / f"{name}.log", name)
         took = time.time() - began
-        python(__file__, "--label", str(out), str(sft), "--corpus", corpus.name, threads=threads)
+        label_process(corpus, out, sft, threads)
     kept = corpus.cache / name
     kept.mkdir(parents=True, exist_ok=True)
     for file in KEPT + ("label.json",):
@@ -267,7 +275,6 @@ def label_of(metrics: dict) -> str:
 
 
 def score_corpus(corpus: Corpus) -> tuple[list[dict], str]:
-    sys.path.insert(0, str(ROOT))
     from tinyalign import doctor
 
     runs = []
@@ -280,42 +287,51 @@ def score_corpus(corpus: Corpus) -> tuple[list[dict], str]:
     return runs, markdown(runs)
 
 
+def summary(runs: list[dict]) -> dict:
+    """The corpus's goals in figures: recall on sick runs, findings on improved ones, false alarms."""
+    sick = [r for r in runs if r["label"] in SICK]
+    # A false alarm: a finding on a run that did not get worse that names no cause its label can have.
+    healthy = [r for r in runs if r["label"] in ("improved", "flat")]
+    return {"sick": len(sick), "sick_named_right": sum(bool(set(r["findings"]) & RIGHT[r["label"]]) for r in sick),
+            "improved": sum(r["label"] == "improved" for r in runs),
+            "improved_with_a_finding": sum(bool(r["findings"]) for r in runs if r["label"] == "improved"),
+            "healthy": len(healthy),
+            "false_alarms": sum(any(not right_on(s, r["label"]) for s in r["findings"]) for r in healthy)}
+
+
 def markdown(runs: list[dict]) -> str:
-    lines = ["| run | held-out accuracy | label | doctor's findings | right? |", "|---|---|---|---|---|"]
+    rows = []
     for r in runs:
         verdict = ("yes" if set(r["findings"]) & RIGHT[r["label"]] else "**missed**") if r["label"] in SICK else \
                   ("yes" if not r["findings"] else "**false alarm**") if r["label"] == "improved" else "-"
-        lines.append(f"| {r['run']} | {r['start']:.2f} → {r['final']:.2f} | {r['label']} | "
-                     f"{', '.join(r['findings']) or '—'} | {verdict} |")
-    lines += ["", "| label | runs | named with a right symptom | any finding |", "|---|---|---|---|"]
+        rows.append((r["run"], f"{r['start']:.2f} → {r['final']:.2f}", r["label"], ", ".join(r["findings"]) or "—",
+                     verdict))
+    parts = [harness.table(rows, ["run", "held-out accuracy", "label", "doctor's findings", "right?"], align="lllll")]
+    rows = []
     for label in ("improved", "flat", "degraded", "collapsed", "hacked"):
         of = [r for r in runs if r["label"] == label]
         if of:
             right = sum(bool(set(r["findings"]) & RIGHT[label]) for r in of)
-            lines.append(f"| {label} | {len(of)} | {f'{right}/{len(of)}' if RIGHT[label] else '-'} | "
-                         f"{sum(bool(r['findings']) for r in of)}/{len(of)} |")
-    symptoms = sorted({s for r in runs for s in r["findings"]})
-    lines += ["", "| symptom | fired on | right label (precision) | labels it fired on |", "|---|---|---|---|"]
-    for s in symptoms:
+            rows.append((label, len(of), f"{right}/{len(of)}" if RIGHT[label] else "-",
+                         f"{sum(bool(r['findings']) for r in of)}/{len(of)}"))
+    parts.append(harness.table(rows, ["label", "runs", "named with a right symptom", "any finding"], align="llll"))
+    rows = []
+    for s in sorted({s for r in runs for s in r["findings"]}):
         fired = [r for r in runs if s in r["findings"]]
         right = [r for r in fired if right_on(s, r["label"])]
-        labels = ", ".join(sorted({r["label"] for r in fired}))
-        lines.append(f"| {s} | {len(fired)} | {len(right)}/{len(fired)} | {labels} |")
-    sick = [r for r in runs if r["label"] in SICK]
-    caught = sum(bool(set(r["findings"]) & RIGHT[r["label"]]) for r in sick)
-    alarms = sum(bool(r["findings"]) for r in runs if r["label"] == "improved")
-    # A false alarm: a finding on a run that did not get worse that names no cause its label can have.
-    healthy = [r for r in runs if r["label"] in ("improved", "flat")]
-    false = sum(any(not right_on(s, r["label"]) for s in r["findings"]) for r in healthy)
-    lines += ["", f"Recall on degraded/collapsed/hacked runs: {caught}/{len(sick)}; improved runs with any finding: "
-              f"{alarms}/{sum(r['label'] == 'improved' for r in runs)}; false alarms on improved or flat runs: "
-              f"{false}/{len(healthy)}."]
-    return "\n".join(lines)
+        rows.append((s, len(fired), f"{len(right)}/{len(fired)}", ", ".join(sorted({r["label"] for r in fired}))))
+    parts.append(harness.table(rows, ["symptom", "fired on", "right label (precision)", "labels it fired on"],
+                               align="llll"))
+    n = summary(runs)
+    parts.append(f"Recall on degraded/collapsed/hacked runs: {n['sick_named_right']}/{n['sick']}; improved runs with "
+                 f"any finding: {n['improved_with_a_finding']}/{n['improved']}; false alarms on improved or flat "
+                 f"runs: {n['false_alarms']}/{n['healthy']}.")
+    return "\n\n".join(parts)
 
 
 def write_results(corpus: Corpus, table: str) -> None:
     """Replace the corpus section of bench/RESULTS.md between its markers (appended the first time)."""
-    path = ROOT / "bench" / "RESULTS.md"
+    path = harness.BENCH / "RESULTS.md"
     begin, end = f"<!-- {corpus.marker}: begin -->", f"<!-- {corpus.marker}: end -->"
     text = path.read_text()
     block = f"{begin}\n{table}\n{end}"
@@ -327,17 +343,17 @@ def write_results(corpus: Corpus, table: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.studies.doctor_corpus", description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", choices=sorted(CORPORA), default="tiny",
                         help="tiny: the corpus the thresholds are tuned on; real: the held-out SmolLM2 runs")
     parser.add_argument("--table-only", action="store_true", help="score the cached corpus; train nothing")
     parser.add_argument("--only", nargs="*", help="train just these grid runs (names as in the corpus's grid)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for training and labeling")
     parser.add_argument("--label", nargs=2, metavar=("RUN_DIR", "SFT_DIR"), help=argparse.SUPPRESS)
+    harness.add_record_arg(parser)
     args = parser.parse_args()
     corpus = CORPORA[args.corpus]
     if args.label:
-        sys.path.insert(0, str(ROOT))
         return label_run(corpus, Path(args.label[0]), Path(args.label[1]))
     if not args.table_only:
         todo = {n: spec for n, spec in corpus.grid.items() if (not args.only or n in args.only)
@@ -349,6 +365,7 @@ def main() -> None:
     runs, table = score_corpus(corpus)
     print(table)
     write_results(corpus, table)
+    harness.record(f"doctor_corpus_{corpus.name}", {"corpus": corpus.name, **summary(runs), "runs": runs}, args.record)
 
 
 if __name__ == "__main__":

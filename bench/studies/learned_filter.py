@@ -1,8 +1,9 @@
 """The sums loop's learned reward as a policy step, several ways, each beside the rule taken the same way.
 
-    python bench/learned_filter.py --rm runs/rmfix/T2_S0_e3 --threads 2     # ~50 min on a 2-core AMD EPYC
+    python -m bench.studies.learned_filter --rm runs/rmfix/T2_S0_e3 --threads 2     # ~50 min on 2 cores
     options: [--start runs/rft/sft15] [--work runs/learned_filter] [--dpo runs/sumsdpo/dpo_s0] [--seeds 0 1 2]
-             [--variants sft_rm sft_both_above ...] [--draw-from runs/learned_filter/draw.json]
+             [--variants sft_rm sft_both_above ...] [--draw-from runs/learned_filter/draw.json] [--same-steps]
+             [--record FILE]
 
 The SFT start draws 8 answers to 600 training sums once (the loop filter's draw: `tinyalign.sample` with the
 sums GRPO recipe, seed 0), and the rule (`math_accuracy`) and the reward model score every answer. Then:
@@ -21,7 +22,8 @@ the same votes, continuing the start), its likelihood (`implicit_reward`, `refer
 answer too, and "both" is the reward model and that likelihood in standard units, summed (`tinyalign.sample
 --standardize`).
 Each stage is cached in --work (`tinyalign.sample`'s own picks under each reward beside the rest:
-rule_top.jsonl, rm_top.jsonl); prints Markdown tables and writes WORK/results.json.
+rule_top.jsonl, rm_top.jsonl); prints Markdown tables, writes WORK/results.json and the run's record
+(bench/harness.py). Each policy step trains through bench.harness.train_process, one at a time.
 """
 
 import argparse
@@ -32,10 +34,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from statistics import mean, pstdev
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run from a checkout without installing
-sys.path.insert(0, str(ROOT / "bench"))
-from launch import run_logged  # noqa: E402
+from bench import harness
 
 K, PROMPTS = 8, 600
 
@@ -166,21 +165,23 @@ def write_sets(drawn: dict, work: Path) -> dict[str, tuple[str, Path]]:
 def train(method: str, start: str, data: Path, run: Path, threads: int, seed: int = 0, steps: int | None = None) -> Path:
     """One epoch of SFT (the loop filter's settings), or `steps` steps of it, or DPO on `data`, from the start;
     cached."""
+    from tinyalign import loop
     from tinyalign.config.recipe import builtin
-    from tinyalign.loop import TASKS, filter_sft_overrides
 
     if (run / "adapter_model.safetensors").is_file():
         return run
-    if method == "sft":
-        command = ["tinyalign.sft", str(builtin("smollm2_sums_sft.yaml")), *filter_sft_overrides(TASKS["smollm2-sums"], data)]
+    if method == "sft":  # the loop filter's SFT settings, however the loop spells them
+        spell = getattr(loop, "filter_sft_settings", None) or loop.filter_sft_overrides
+        recipe, overrides = builtin("smollm2_sums_sft.yaml"), harness.as_overrides(spell(loop.TASKS["smollm2-sums"], data))
         if steps:  # after the epoch's settings: max_steps wins over num_train_epochs, cycling the picks
-            command.append(f"train.max_steps={steps}")
+            overrides.append(f"train.max_steps={steps}")
     else:  # the sums answers are short: 128 tokens hold prompt and answer; 16 new ones, as the task's
-        command = ["tinyalign.dpo", str(builtin("smollm2_word_dpo.yaml")), f"data.source={data}", "train.max_steps=null",
-                   "train.num_train_epochs=1", "train.max_length=128", "generation.max_new_tokens=16"]
-    run_logged([sys.executable, "-m", *command, f"model.adapter={start}", f"seed={seed}", f"output_dir={run}",
-                "overwrite=true"],
-               threads, run.parent / f"log_{run.name}.txt", f"{method} on {data.name}")
+        recipe, overrides = builtin("smollm2_word_dpo.yaml"), [
+            f"data.source={data}", "train.max_steps=null", "train.num_train_epochs=1", "train.max_length=128",
+            "generation.max_new_tokens=16"]
+    harness.train_process(method, recipe, [*overrides, f"model.adapter={start}", f"seed={seed}", f"output_dir={run}",
+                                           "overwrite=true"],
+                          threads, run.parent / f"log_{run.name}.txt", f"{method} on {data.name}")
     return run
 
 
@@ -200,7 +201,8 @@ def rule_of(variant: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m bench.studies.learned_filter", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rm", required=True, help="the reward model, e.g. runs/rmfix/T2_S0_e3")
     parser.add_argument("--start", default="runs/rft/sft15", help="the SFT start (smollm2_sums_sft.yaml's run)")
     parser.add_argument("--threads", type=int, default=2)
@@ -213,14 +215,13 @@ def main() -> None:
                         "steps as the rule's epoch takes (the same budget counted in updates, not in epochs)")
     parser.add_argument("--draw-from", type=Path, help="start --work from another's draw (same start and RM; its "
                                                          "rule and RM scores), e.g. to score it with another --dpo")
+    harness.add_record_arg(parser)
     args = parser.parse_args()
     for folder in (args.rm, args.start, args.dpo or args.start):
         if not Path(folder).is_dir():
             sys.exit(f"{folder} not found (bench/RESULTS.md, \"The SmolLM2 sums RM over seeds\" and "
                      f"\"On an AMD EPYC\", makes them)")
-    import torch
-
-    torch.set_num_threads(args.threads)
+    harness.threads(args.threads)
     from tinyalign.config.recipe import builtin, load
     from tinyalign.measure.solve_rate import held_out_verdicts, paired_interval95
 
@@ -251,27 +252,25 @@ def main() -> None:
         cache.write_text(json.dumps(right) + "\n")
 
     print(f"\n{PROMPTS} training sums, {K} answers each; the kept answer is right for:\n")
-    print("| kept | prompts right |\n|---|---:|")
-    for what, n in picks:
-        print(f"| {what} | {n} ({n / PROMPTS:.1%}) |")
+    print(harness.table([(what, f"{n} ({n / PROMPTS:.1%})") for what, n in picks], ["kept", "prompts right"]))
     print(f"\n500 held-out sums, greedy; start {mean(right['start']):.1%}\n")
-    print(f"| policy step | trained on | seed | held out | gain (95 % interval) | ratio to the rule's mean gain "
-          f"|\n|---|---:|---:|---:|---|---:|")
     gains = {key: paired_interval95(right["start"], right[run.name]) for key, run in runs.items()}
     means = {name: mean(gains[name, seed][0] for seed in args.seeds) for name in {name for name, _ in runs}}
+    rows = []
     for (name, seed), (gain, low, high) in gains.items():
-        rule = means[rule_of(name)]
-        rows = rows_in(args.work / f"{name}.jsonl")
-        print(f"| {run_name(name, 0, steps[name])} | {rows} | {seed} | {mean(right[runs[name, seed].name]):.1%} | {100 * gain:+.1f} "
-              f"({100 * low:+.1f} to {100 * high:+.1f}) | {gain / rule:.2f} |")
+        rows.append((run_name(name, 0, steps[name]), rows_in(args.work / f"{name}.jsonl"), seed,
+                     f"{mean(right[runs[name, seed].name]):.1%}",
+                     f"{100 * gain:+.1f} ({100 * low:+.1f} to {100 * high:+.1f})", f"{gain / means[rule_of(name)]:.2f}"))
+    print(harness.table(rows, ["policy step", "trained on", "seed", "held out", "gain (95 % interval)",
+                               "ratio to the rule's mean gain"], align="lrrrlr"))
     if len(args.seeds) > 1:
         print("\nmean gain over the seeds: " + ", ".join(f"{name} {100 * g:+.1f}" for name, g in means.items()))
+    figures = {"threads": args.threads, "rm": args.rm, "dpo": args.dpo, "picks": picks,
+               "gains": {runs[key].name: gain for key, gain in gains.items()}, "start": mean(right["start"])}
     out = args.work / "results.json"
-    out.write_text(json.dumps({"threads": args.threads, "rm": args.rm, "dpo": args.dpo, "picks": picks,
-                               "gains": {runs[key].name: gain for key, gain in gains.items()},
-                               "start": mean(right["start"])}, indent=1) + "\n")
+    out.write_text(json.dumps(figures, indent=1) + "\n")
     print(f"\nwrote {out}")
-
+    harness.record("learned_filter", {**figures, "seeds": args.seeds, "same_steps": args.same_steps}, args.record)
 
 if __name__ == "__main__":
     main()

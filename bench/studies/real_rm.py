@@ -1,10 +1,10 @@
 """A scalar reward model on a real model: SmolLM2-135M-Instruct trained by `tinyalign.rm` on simulated
 votes over its own answers to word problems, and its held-out accuracy over seeds and torch thread counts.
 
-    python bench/real_rm.py --seeds 0 1 2 --threads 1 2          # the measurement (~3-4 h on a 2-core CPU)
-    python bench/real_rm.py --smoke                               # the harness on the tiny model (~1 min)
+    python -m bench.studies.real_rm --seeds 0 1 2 --threads 1 2      # the measurement (~3-4 h on a 2-core CPU)
+    python -m bench.studies.real_rm --smoke                           # the harness on the tiny model (~1 min)
     options: [--policy NAME=ADAPTER_DIR ...] [--prompts 700] [--sample-seed 0] [--work runs/real_rm]
-             [--out FILE.json] [rm overrides: train.learning_rate=2e-4 ...]
+             [--out FILE.json] [--record FILE] [rm overrides: train.learning_rate=2e-4 ...]
 
 Time, estimated from bench/RESULTS.md's SmolLM2 CPU figures until measured: answers ~15 min; each reward
 model ~25-40 min at 1 thread (~50 steps of 32 sequences of ~100 tokens, then ~500 held-out scores);
@@ -22,14 +22,14 @@ Stages, each cached in --work (a rerun skips the finished ones; other settings n
    equal grades tie, two wrong answers are "both bad" with the task's worked solution ("32 - 15 = 17.
    The answer is 17.") as the annotator's edit, the answer asked for (two pairs:
    the edit over each answer).
-3. rm_T{threads}_S{seed}/: python -m tinyalign.rm recipes/smollm2_rm.yaml on the vote store, whole
+3. rm_T{threads}_S{seed}/: tinyalign.rm (bench.harness.train) with recipes/smollm2_rm.yaml on the vote store, whole
    prompts held out (its data.test_size 0.3, raised to 200 pairs when that is fewer), one subprocess per
    (threads, seed) with OMP_NUM_THREADS set, one at a time. The recipe starts each reward model from
    runs/demo-real/sft (its model.policy); with other --policy answers pass model.policy=THAT_RUN. The
    seed moves the held-out split, the head's initialisation and the batch order; the answers and votes
    are the same for every run.
 Prints a Markdown table (a row per run, then min / median / max of accuracy) and writes --out (default
-WORK/results.json); train (s) is TRL's train_runtime, process (s) the whole child. Besides all
+WORK/results.json) and the run's record (bench/harness.py) to --record; train (s) is TRL's train_runtime, process (s) the whole child. Besides all
 held-out pairs, accuracy is split by kind: model vs model (one answer graded above the other) and edit
 vs model (the annotator's worked solution over a wrong answer). `--smoke` swaps in
 tiny:qwen2-1m, the tiny addition task (tiny_sft.yaml; a policy trained from it when none is given), 16
@@ -44,9 +44,7 @@ import time
 from pathlib import Path
 from statistics import median
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run from a checkout without installing
-from launch import run_logged  # noqa: E402  (bench/, beside this script)
+from bench import harness
 
 REAL = {
     "model": "pkg:smollm2-135m-instruct",
@@ -184,10 +182,7 @@ def votes_stage(cfg: dict, work: Path, answers: list[dict], prompts: int, seed: 
 
 def rm_run(cfg: dict, work: Path, threads: int, seed: int, overrides: list[str]) -> dict:
     """tinyalign.rm on the vote store, in this process; its held-out figures, split by pair kind."""
-    import torch
-
-    torch.set_num_threads(threads)
-    from tinyalign import rm
+    harness.threads(threads)
     from tinyalign.config.recipe import builtin
     from tinyalign.data.loading import text_of
     from tinyalign.measure import reward_model as rm_measure
@@ -203,8 +198,9 @@ def rm_run(cfg: dict, work: Path, threads: int, seed: int, overrides: list[str])
     rm_measure.rm_scores = recording
     run = work / f"rm_T{threads}_S{seed}"
     start = time.perf_counter()
-    rm.main([str(builtin(cfg["rm_recipe"])), f"data.source={work / 'votes.sqlite'}", f"seed={seed}",
-             f"output_dir={run}", "overwrite=true", *cfg["rm_overrides"], *overrides])
+    harness.train("rm", builtin(cfg["rm_recipe"]), [f"data.source={work / 'votes.sqlite'}", f"seed={seed}",
+                                                    f"output_dir={run}", "overwrite=true", *cfg["rm_overrides"],
+                                                    *overrides])
     wall = time.perf_counter() - start
     metrics = json.loads((run / "rm_metrics.json").read_text())
     state = json.loads((run / "trainer_state.json").read_text())
@@ -238,14 +234,13 @@ def print_table(rows: list[dict], stages: dict) -> None:
     votes = stages["votes"]
     print(f"\nvotes: {votes['votes']} ({', '.join(f'{k} {n}' for k, n in sorted(votes['by_vote'].items()))}) -> "
           f"{votes['pairs']} pairs; answers right {votes['right']:.0%}, cut off at the cap {votes['cut_off']:.0%}\n")
-    print("| threads | seed | train pairs | held-out pairs | accuracy | model vs model (n) | edit vs model (n) "
-          "| margin | length bias | train (s) | process (s) |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r['threads']} | {r['seed']} | {r['train_pairs']} | {r['held_out_pairs']} | {r['accuracy']:.1%} | "
-              f"{fmt(r['model_accuracy'], '.1%')} ({r['model_pairs']}) | {fmt(r['edit_accuracy'], '.1%')} "
-              f"({r['edit_pairs']}) | {r['mean_margin']:.3f} | {fmt(r['length_bias'], '+.0%')} | "
-              f"{fmt(r['train_s'], '.0f')} | {r['process_s']:.0f} |")
+    print(harness.table([(r["threads"], r["seed"], r["train_pairs"], r["held_out_pairs"], f"{r['accuracy']:.1%}",
+                          f"{fmt(r['model_accuracy'], '.1%')} ({r['model_pairs']})",
+                          f"{fmt(r['edit_accuracy'], '.1%')} ({r['edit_pairs']})", f"{r['mean_margin']:.3f}",
+                          fmt(r["length_bias"], "+.0%"), fmt(r["train_s"], ".0f"), f"{r['process_s']:.0f}")
+                         for r in rows],
+                        ["threads", "seed", "train pairs", "held-out pairs", "accuracy", "model vs model (n)",
+                         "edit vs model (n)", "margin", "length bias", "train (s)", "process (s)"]))
     accuracy = sorted(r["accuracy"] for r in rows)
     print(f"\nheld-out accuracy over {len(rows)} runs: min {accuracy[0]:.1%}, median {median(accuracy):.1%}, "
           f"max {accuracy[-1]:.1%}")
@@ -283,7 +278,8 @@ def check_settings(work: Path, settings: dict) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m bench.studies.real_rm", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny:qwen2-1m and the tiny task: the harness in ~1 min")
     parser.add_argument("--policy", action="append", default=[], help="NAME=ADAPTER_DIR, repeatable; none: the base")
     parser.add_argument("--prompts", type=int, help="training problems answered (default 700; smoke 300)")
@@ -293,6 +289,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="stage cache (default runs/real_rm; smoke runs/real_rm_smoke)")
     parser.add_argument("--out", type=Path, help="the figures as JSON (default WORK/results.json)")
     parser.add_argument("--one", nargs=2, type=int, help=argparse.SUPPRESS)  # (threads, seed): in the child
+    harness.add_record_arg(parser)
     args, overrides = parser.parse_known_args()
     cfg = SMOKE if args.smoke else REAL
     work = args.work or Path(cfg["work"])
@@ -321,9 +318,9 @@ def main() -> None:
             row = json.loads(done.read_text()) if done.is_file() else None
             if row is None or row["overrides"] != overrides:
                 log = work / f"log_T{threads}_S{seed}.txt"  # the training console, kept off the table
-                command = [sys.executable, __file__, "--one", str(threads), str(seed), "--work", str(work),
-                           *(["--smoke"] if args.smoke else []), *overrides]
-                run_logged(command, threads, log, f"threads {threads} seed {seed}")
+                command = harness.module_command("bench.studies.real_rm", "--one", threads, seed, "--work", work,
+                                                 *(["--smoke"] if args.smoke else []), *overrides)
+                harness.run_logged(command, threads, log, f"threads {threads} seed {seed}")
                 row = json.loads(done.read_text())
             rows.append(row)
             print(f"threads {threads} seed {seed}: {row['accuracy']:.1%} on {row['held_out_pairs']} held-out pairs "
@@ -337,16 +334,16 @@ def main() -> None:
     out = args.out or work / "results.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {out}")
+    harness.record("real_rm", result, args.record, smoke=args.smoke)
 
 
 def tiny_policy(work: Path) -> Path:
     """Smoke only: tiny_sft.yaml's policy (~15 s), trained once into the work folder."""
-    from tinyalign import sft
     from tinyalign.config.recipe import builtin
 
     run = work / "tiny_sft"
     if not (run / "adapter_model.safetensors").is_file():
-        sft.main([str(builtin("tiny_sft.yaml")), f"output_dir={run}", "overwrite=true"])
+        harness.train("sft", builtin("tiny_sft.yaml"), [f"output_dir={run}", "overwrite=true"])
     return run
 
 

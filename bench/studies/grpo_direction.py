@@ -7,17 +7,21 @@ A run that lowers greedy accuracy either moved in a bad direction or moved too f
 sampled share at a = -1 and a = +1 tells which (first order: f(+1) - f(-1)), and random steps of the same
 length tell whether any step that long costs accuracy or only the run's own direction does.
 
-    python bench/grpo_direction.py runs/sw/g4_s0 [more runs] [--start runs/demo-real/sft] [--greedy=-1,-0.5,0.5,1]
-                                  [--sampled=-1,1] [--random 2] [--prompts 300] [--k 4]
+    python -m bench.studies.grpo_direction runs/sw/g4_s0 [more runs] [--start runs/demo-real/sft]
+                                  [--greedy=-1,-0.5,0.5,1] [--sampled=-1,1] [--random 2] [--prompts 300] [--k 4]
+                                  [--record FILE]
+
+At a = +1 the adapter is the run's own final one, so `--greedy=1 --sampled=1 --random 0` is the run against its
+start, greedy and by k samples at temperature 1, each paired gain with its 95 % interval (what the removed
+bench/sampled_gain.py measured). Prints the table and writes the run's record (bench/harness.py).
 """
 
 import argparse
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+from bench import harness
 
 RECIPE = "recipes/smollm2_word_grpo.yaml"
 WEIGHTS = "adapter_model.safetensors"
@@ -49,7 +53,7 @@ def floats(text: str) -> list[float]:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.studies.grpo_direction", description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", help="GRPO run directories that continued --start")
     parser.add_argument("--start", default="runs/demo-real/sft")
     parser.add_argument("--greedy", type=floats, default=[-1, -0.5, 0.5, 1], help="steps a scored greedy")
@@ -57,6 +61,7 @@ def main():
     parser.add_argument("--random", type=int, default=2, help="random steps of the run's length")
     parser.add_argument("--prompts", type=int, default=300)
     parser.add_argument("--k", type=int, default=4)
+    harness.add_record_arg(parser)
     args = parser.parse_args()
     from safetensors.torch import load_file, save_file
 
@@ -96,12 +101,14 @@ def main():
     base = scores["a=+0"]
     print(f"\n{len(rows)} held-out problems; greedy" + (f", and {args.k} samples at temperature 1 where scored"
                                                         if sampled else ""))
+    lines = []
     for name, s in scores.items():
-        line = f"{name:<10} greedy {s['accuracy']:6.1%}  {paired_gain(base, s)}"
-        if SAMPLES_RIGHT in s:
-            line += f"   sampled {s['sampled']:6.1%}  {paired_gain(base, s, SAMPLES_RIGHT)}"
-        print(line)
-
+        sampled_cells = (f"{s['sampled']:.1%}", paired_gain(base, s, SAMPLES_RIGHT)) if SAMPLES_RIGHT in s else ("", "")
+        lines.append((name, f"{s['accuracy']:.1%}", paired_gain(base, s), *sampled_cells))
+    print(harness.table(lines, ["a", "greedy", "paired gain", "sampled", "paired gain"], align="lrlrl"))
+    harness.record("grpo_direction", {"runs": args.runs, "start": args.start, "prompts": len(rows), "k": args.k,
+                                      "steps": {name: {key: s[key] for key in ("accuracy", "sampled") if key in s}
+                                                for name, s in scores.items()}}, args.record)
 
 if __name__ == "__main__":
     main()

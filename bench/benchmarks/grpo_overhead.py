@@ -1,16 +1,16 @@
 """tinyalign GRPO vs the same GRPO written directly against TRL, side by side on the tiny task.
 
-    python bench/grpo_overhead.py [--steps 30] [--rounds 2]
+    python -m bench.benchmarks.grpo_overhead [--steps 30] [--rounds 2] [--adapter runs/bench_sft] [--record FILE]
 
 Both start from the same tiny SFT adapter, with identical GRPOConfig settings, reward and data.
 Each run is its own subprocess (so peak RSS is its own), alternating tinyalign / plain TRL to
 spread machine noise. Reports seconds per step (from TRL's train_runtime, which excludes loading)
-and peak RSS, and the ratios. Target: tinyalign within 2 % of plain TRL.
+and peak RSS, and the ratios. Target: tinyalign within 2 % of plain TRL. `--steps 2 --rounds 1` is a
+smoke run (the harness, not a measurement: its record goes to runs/bench_smoke/).
 """
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -18,9 +18,10 @@ import tempfile
 from pathlib import Path
 from statistics import median
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run from a checkout without installing
-from tinyalign.config.recipe import builtin  # noqa: E402
+from bench import harness
+from tinyalign.config.recipe import builtin
+
+ROOT = harness.ROOT
 
 RECIPE = builtin("tiny_grpo.yaml")
 
@@ -36,6 +37,10 @@ def plain_trl(adapter: str, out: str, steps: int) -> None:
 
     from tinyalign.models import tiny
 
+    try:
+        from tinyalign.data.tasks import task_path
+    except ImportError:  # the tiny tasks lived beside the tiny models before
+        task_path = tiny.task_path
     recipe = yaml.safe_load(RECIPE.read_text())
     path = tiny.model_path(recipe["model"]["name"])
     tokenizer = AutoTokenizer.from_pretrained(path)
@@ -44,7 +49,7 @@ def plain_trl(adapter: str, out: str, steps: int) -> None:
         bnb_4bit_compute_dtype=torch.float32))
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     model = PeftModel.from_pretrained(model, adapter, is_trainable=True)
-    data = load_dataset("json", data_files=str(tiny.task_path("tiny:addition") / "train.jsonl"), split="train")
+    data = load_dataset("json", data_files=str(task_path("tiny:addition") / "train.jsonl"), split="train")
     data = data.map(lambda r: {"prompt": [{"role": "user", "content": r["question"]}], "answer": r["answer"]})
 
     def exact_match(completions, answer, **kwargs):
@@ -67,10 +72,8 @@ def bench_defaults() -> dict:
 
 
 def ours(adapter: str, out: str, steps: int) -> None:
-    from tinyalign import grpo
-
-    grpo.main([str(RECIPE), f"model.adapter={adapter}", f"output_dir={out}", f"train.max_steps={steps}",
-               "train.save_strategy=no", "probe=false", "doctor=false"])
+    harness.train("grpo", RECIPE, [f"model.adapter={adapter}", f"output_dir={out}", f"train.max_steps={steps}",
+                                   "train.save_strategy=no", "probe=false", "doctor=false"])
     state = json.loads((Path(out) / "trainer_state.json").read_text())
     runtime = next(e["train_runtime"] for e in state["log_history"] if "train_runtime" in e)
     print(json.dumps({"runtime": runtime, "steps": state["global_step"], "rss_mb": peak_rss_mb()}))
@@ -87,22 +90,22 @@ def peak_rss_mb() -> float:
 
 def child(which: str, adapter: str, steps: int) -> dict:
     with tempfile.TemporaryDirectory() as out:
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-        proc = subprocess.run([sys.executable, __file__, "--child", which, "--adapter", adapter,
-                               "--steps", str(steps), "--out", f"{out}/run"],
-                              capture_output=True, text=True, env=env, cwd=ROOT)
+        proc = subprocess.run(harness.module_command("bench.benchmarks.grpo_overhead", "--child", which,
+                                                     "--adapter", adapter, "--steps", steps, "--out", f"{out}/run"),
+                              capture_output=True, text=True, env=harness.child_env(1), cwd=ROOT)
         if proc.returncode:
             sys.exit(f"{which} failed:\n{proc.stderr[-3000:]}")
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.benchmarks.grpo_overhead", description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--adapter", help="SFT adapter to start from (default: train recipes/tiny_sft.yaml once)")
     parser.add_argument("--child", choices=["ours", "plain"])
-    parser.add_argument("--out")
+    parser.add_argument("--out", help=argparse.SUPPRESS)  # the child's run directory
+    harness.add_record_arg(parser)
     args = parser.parse_args()
     if args.child:
         (ours if args.child == "ours" else plain_trl)(args.adapter, args.out, args.steps)
@@ -110,9 +113,9 @@ def main():
 
     adapter = args.adapter
     if adapter is None:
-        adapter = str(Path(tempfile.mkdtemp()) / "sft")
-        subprocess.run([sys.executable, "-m", "tinyalign.sft", str(builtin("tiny_sft.yaml")),
-                        f"output_dir={adapter}"], check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        folder = Path(tempfile.mkdtemp())
+        adapter = str(harness.train_process("sft", builtin("tiny_sft.yaml"), [f"output_dir={folder / 'sft'}"], 1,
+                                            folder / "sft.log", "the tiny SFT start"))
     results = {"ours": [], "plain": []}
     for round_ in range(args.rounds):
         for which in ("ours", "plain") if round_ % 2 == 0 else ("plain", "ours"):
@@ -122,12 +125,15 @@ def main():
                   flush=True)
     step = {k: median(r["runtime"] / r["steps"] for r in v) for k, v in results.items()}
     rss = {k: max(r["rss_mb"] for r in v) for k, v in results.items()}
-    print(f"\nGRPO, tiny task, {args.steps} steps x {args.rounds} rounds (median s/step, max peak RSS)")
-    print(f"{'':<12}{'s/step':>9}{'peak RSS MB':>13}")
-    print(f"{'plain TRL':<12}{step['plain']:>9.3f}{rss['plain']:>13.0f}")
-    print(f"{'tinyalign':<12}{step['ours']:>9.3f}{rss['ours']:>13.0f}")
-    print(f"{'ratio':<12}{step['ours'] / step['plain']:>9.3f}{rss['ours'] / rss['plain']:>13.3f}")
-
+    ratio = {"s_per_step": step["ours"] / step["plain"], "peak_rss": rss["ours"] / rss["plain"]}
+    print(f"\nGRPO, tiny task, {args.steps} steps x {args.rounds} rounds (median s/step, max peak RSS)\n")
+    print(harness.table([("plain TRL", f"{step['plain']:.3f}", f"{rss['plain']:.0f}"),
+                         ("tinyalign", f"{step['ours']:.3f}", f"{rss['ours']:.0f}"),
+                         ("ratio", f"{ratio['s_per_step']:.3f}", f"{ratio['peak_rss']:.3f}")],
+                        ["", "s/step (median)", "peak RSS MB"]))
+    harness.record("grpo_overhead", {"steps": args.steps, "rounds": args.rounds, "adapter": args.adapter,
+                                     "runs": results, "s_per_step": step, "peak_rss_mb": rss, "ratio": ratio},
+                   args.record, smoke=args.steps < 5)
 
 if __name__ == "__main__":
     main()

@@ -1,10 +1,10 @@
 """The pairwise judge on the task where SmolLM2's scalar reward model holds: two-digit sums.
 
-    python bench/sums_judge.py --seeds 0 1 --threads 2      # a judge: ~13 min on 2 Intel cores (9 to train, 4 to judge), ~24 on AMD
-    python bench/sums_judge.py --seeds 0 --threads 2 --rl   # then step (b) on each distilled judge (+~20 min on AMD)
-    python bench/sums_judge.py --seeds 0 --threads 2 --rl --hard   # on the pairs it gets wrong only (+16 min to find them)
+    python -m bench.studies.sums_judge --seeds 0 1 --threads 2      # a judge: ~13 min on 2 Intel cores (9 to train, 4 to judge), ~24 on AMD
+    python -m bench.studies.sums_judge --seeds 0 --threads 2 --rl   # then step (b) on each distilled judge (+~20 min on AMD)
+    python -m bench.studies.sums_judge --seeds 0 --threads 2 --rl --hard   # on the pairs it gets wrong only (+16 min to find them)
     options for step (b): [--rl-lr 1e-4] [--rl-seed 1] [--rl-steps 20]
-    options: [--votes runs/loop-sft/s0b/votes-r1.sqlite] [--work runs/sumjudge] [judge SFT overrides ...]
+    options: [--votes runs/loop-sft/s0b/votes-r1.sqlite] [--work runs/sumjudge] [--record FILE] [judge SFT overrides ...]
 
 The votes are a sums loop's round 1 (600 votes by the annotator rule on the SFT start's answers), made on
 their own in ~2 min with
@@ -21,7 +21,7 @@ judge then takes GRPO steps (`recipes/smollm2_judge_grpo.yaml`, RM-R1's step (b)
 both orders (`python -m tinyalign.judge verdicts`), reward 1 when its verdict names the voted answer, and is
 judged the same way; with --hard, only on the training pairs the distilled judge does not already get right in
 both orders (`judge verdicts --judge`: it judges all of them greedily first). Each stage is cached in --work;
-prints a Markdown table and writes WORK/results.json.
+prints a Markdown table, writes WORK/results.json and the run's record (bench/harness.py).
 """
 
 import argparse
@@ -31,10 +31,8 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run from a checkout without installing
-sys.path.insert(0, str(ROOT / "bench"))
-from real_judge import train, write_results  # noqa: E402
+from bench import harness
+from bench.studies.real_judge import train, write_results
 
 STEPS = "train.max_steps=140"  # one epoch of the 1120 judgements
 MAX_NEW_TOKENS = 64  # a sums judgement is ~53 tokens
@@ -89,7 +87,8 @@ def hard_verdicts(judge: Path, train_pairs: Path) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m bench.studies.sums_judge", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--threads", type=int, default=2, help="torch threads for training and judging")
     parser.add_argument("--votes", type=Path, default=Path("runs/loop-sft/s0b/votes-r1.sqlite"))
@@ -99,10 +98,9 @@ def main() -> None:
     parser.add_argument("--rl-seed", type=int, help="the GRPO seed (default: the distilled judge's)")
     parser.add_argument("--rl-lr", type=float, help="the GRPO learning rate (default: the recipe's)")
     parser.add_argument("--rl-steps", type=int, default=20, help="GRPO steps of 4 judge prompts x 8 judgements")
+    harness.add_record_arg(parser)
     args, overrides = parser.parse_known_args()
-    import torch
-
-    torch.set_num_threads(args.threads)
+    harness.threads(args.threads)
     from tinyalign import judge as judging
     from tinyalign.config.recipe import builtin, load
     from tinyalign.core import files
@@ -135,13 +133,12 @@ def main() -> None:
                             **judged(rl["run"], folder / "test.jsonl", rl["run"] / "bench_eval.json")})
 
     print(f"\n{reports[0]['pairs']} held-out pairs, each judged in both orders; {args.threads} threads\n")
-    print("| judge | seed | agreement | ties | position bias | unparsed | train (s) | judging (s) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for r in reports:
-        print(f"| {r['judge']} | {r['seed']} | {r['agreement']:.1%} | {r['ties']:.1%} | {r['position_bias']:.1%} | "
-              f"{r['unparsed']:.1%} | {r['train_s']:.0f} | {r['judge_s']:.0f} |")
+    print(harness.table([(r["judge"], r["seed"], f"{r['agreement']:.1%}", f"{r['ties']:.1%}", f"{r['position_bias']:.1%}",
+                          f"{r['unparsed']:.1%}", f"{r['train_s']:.0f}", f"{r['judge_s']:.0f}") for r in reports],
+                        ["judge", "seed", "agreement", "ties", "position bias", "unparsed", "train (s)", "judging (s)"]))
     print(f"\nwrote {write_results(args.work, args.threads, overrides, reports)}")
-
+    harness.record("sums_judge", {"threads": args.threads, "rl_lr": rl_lr if args.rl else None, "hard": args.hard,
+                                  "overrides": overrides, "runs": reports}, args.record)
 
 if __name__ == "__main__":
     main()

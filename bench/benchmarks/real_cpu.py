@@ -1,6 +1,6 @@
 """One GRPO step on a real model on CPU, broken down: tinyalign vs the same step written against TRL.
 
-    python bench/real_cpu.py [--rounds 1] [--threads auto|N] [--busy]
+    python -m bench.benchmarks.real_cpu [--rounds 1] [--threads auto|N] [--busy] [--demo] [--iterations 1,2]
 
 SmolLM2-135M-Instruct (pkg:smollm2-135m-instruct) in 4-bit NF4 + LoRA r 16, one prompt x 8
 completions of at most 32 tokens, think_format + math_accuracy, tinyalign's GRPO defaults. Each
@@ -18,18 +18,19 @@ variant runs in its own subprocess with the same thread count; TRL's own methods
 `--demo` measures the real-model demo's step instead (recipes/smollm2_word_grpo.yaml's shape): full
 precision, 8 word problems x 8 answers of at most 32 tokens, math_accuracy, its system prompt, from the
 base, with `flat_groups: keep` so that both variants do the same work (`drop` is measured against `keep`
-by bench/dynamic_sampling.py).
+by bench.studies.dynamic_sampling).
 
 `--iterations 1,2` runs each variant at each `num_iterations` (GRPO's inner updates, mu): one generated
 batch then serves mu optimizer steps. Plain TRL pays one more forward pass per batch for the "old"
-log-probs; tinyalign takes them from the batch's first update (tinyalign/old_logps.py). Times are per
+log-probs; tinyalign takes them from the batch's first update (tinyalign/trl_patches/old_logps.py). Times are per
 optimizer step (the run's time over its mu steps); mu > 1 is a different update (clipped reuse of the same
 answers), so this prices the step, not what it learns.
+
+Prints the table and writes the run's record (bench/harness.py) to --record.
 """
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -37,7 +38,9 @@ import time
 from pathlib import Path
 from statistics import median
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench import harness
+
+ROOT = harness.ROOT
 MODEL = "pkg:smollm2-135m-instruct"
 SYSTEM = "Think briefly inside <think> </think>, then give only the final number inside <answer> </answer>."
 PROBLEMS = [("Tom has 3 apples and buys 4 more. How many apples does he have?", "7")]  # one: both sample it
@@ -101,15 +104,13 @@ def write_data(folder: Path) -> Path:
 def ours(out: Path, totals: dict) -> dict:
     import yaml
 
-    from tinyalign import grpo
-
     recipe = {"method": "grpo", "model": {"name": MODEL, "quantization": QUANTIZATION,
                                           "lora": {"r": 16, "alpha": 32, "dropout": 0.05}}, "flat_groups": "keep",
               "data": {"source": str(write_data(out.parent)), "prompt": "{question}", "answer": "{answer}",
                        "system": SYSTEM},
               "rewards": REWARDS, "train": TRAIN, "probe": False, "doctor": False, "output_dir": str(out)}
     (out.parent / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    grpo.main([str(out.parent / "recipe.yaml")])
+    harness.train("grpo", out.parent / "recipe.yaml")
     return summary(json.loads((out / "trainer_state.json").read_text())["log_history"])
 
 
@@ -156,12 +157,11 @@ def summary(log_history: list[dict]) -> dict:
 
 def child(which: str, threads: str, demo: bool = False, iterations: int = 1) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        env.pop("OMP_NUM_THREADS", None)
-        if threads != "auto":
-            env["OMP_NUM_THREADS"] = threads
-        command = [sys.executable, __file__, "--child", which, "--out", f"{tmp}/run", "--iterations", str(iterations),
-                   *(["--demo"] if demo else [])]
+        env = harness.child_env(None if threads == "auto" else threads)
+        if threads == "auto":
+            env.pop("OMP_NUM_THREADS", None)
+        command = harness.module_command("bench.benchmarks.real_cpu", "--child", which, "--out", f"{tmp}/run",
+                                         "--iterations", iterations, *(["--demo"] if demo else []))
         proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
         if proc.returncode:
             sys.exit(f"{which} failed:\n{proc.stderr[-3000:]}")
@@ -183,7 +183,7 @@ def run_child(which: str, out: str, iterations: int) -> None:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.benchmarks.real_cpu", description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=1, help="alternating runs of each variant (median shown)")
     parser.add_argument("--threads", default="auto", help="auto (tinyalign's choice: the cores busy now left to others) or a number")
     parser.add_argument("--busy", action="store_true", help="run a CPU-bound neighbour process throughout")
@@ -191,7 +191,8 @@ def main():
     parser.add_argument("--demo", action="store_true", help="the real-model demo's GRPO step (see above)")
     parser.add_argument("--iterations", default="1", help="num_iterations to run each variant at: 1, or a comma list (1,2)")
     parser.add_argument("--child", choices=["ours", "plain"])
-    parser.add_argument("--out")
+    parser.add_argument("--out", help=argparse.SUPPRESS)  # the child's run directory
+    harness.add_record_arg(parser)
     args = parser.parse_args()
     if args.demo:
         demo_mode()
@@ -219,28 +220,39 @@ def main():
     print(f"\nGRPO step, {MODEL} {QUANTIZATION}, {shape} x 32 tokens, threads {args.threads}"
           f"{', busy neighbour' if args.busy else ''}"
           f" (median of {args.rounds}; seconds per optimizer step)")
-    print(f"{'':<20}{'step':>8}" + "".join(f"{p:>12}" for p in PARTS) + f"{'mean tokens':>13}{'threads':>9}")
+    headers = ["seconds per optimizer step", "step", *PARTS, "mean tokens", "threads"]
+    rows = []
 
-    def line(label: str, row: dict, fmt: str) -> None:
-        print(f"{label:<20}{row['step']:>8{fmt}}" + "".join(f"{row[p]:>12{fmt}}" for p in PARTS)
-              + (f"{row['tokens']:>13{fmt}}" if "tokens" in row else "") + (f"{row['threads']:>9.0f}" if "threads" in row else ""))
+    def line(label: str, row: dict) -> None:
+        rows.append((label, *(f"{row[k]:.2f}" for k in ("step", *PARTS)),
+                     f"{row['tokens']:.1f}" if "tokens" in row else "-",
+                     f"{row['threads']:.0f}" if "threads" in row else "-"))
 
     def ratio(a: dict, b: dict) -> dict:
         return {k: a[k] / max(b[k], 1e-9) for k in ("step", *PARTS, "tokens")}
 
+    ratios = {}
     for mu in iterations:
-        rows = {name: table[name, mu] for name in ("plain", "ours") if (name, mu) in table}
+        rows_mu = {name: table[name, mu] for name in ("plain", "ours") if (name, mu) in table}
         suffix = f", mu {mu}" if len(iterations) > 1 else ""
         for name, label in (("plain", "plain TRL"), ("ours", "tinyalign")):
-            if name in rows:
-                line(label + suffix, rows[name], ".2f")
-        if len(rows) == 2:
-            line("ratio" + suffix, ratio(rows["ours"], rows["plain"]), ".2f")
+            if name in rows_mu:
+                line(label + suffix, rows_mu[name])
+        if len(rows_mu) == 2:
+            ratios[f"ours/plain mu {mu}"] = ratio(rows_mu["ours"], rows_mu["plain"])
+            line("ratio" + suffix, ratios[f"ours/plain mu {mu}"])
     for name, label in (("plain", "plain TRL"), ("ours", "tinyalign")):
         for mu in iterations[1:]:
             if (name, mu) in table and (name, iterations[0]) in table:
-                line(f"{label} mu {mu}/{iterations[0]}", ratio(table[name, mu], table[name, iterations[0]]), ".2f")
-
+                ratios[f"{name} mu {mu}/{iterations[0]}"] = ratio(table[name, mu], table[name, iterations[0]])
+                line(f"{label} mu {mu}/{iterations[0]}", ratios[f"{name} mu {mu}/{iterations[0]}"])
+    print(harness.table(rows, headers))
+    harness.record("real_cpu" + ("_demo" if args.demo else ""),
+                   {"model": MODEL, "quantization": QUANTIZATION, "threads": args.threads, "busy": args.busy,
+                    "rounds": args.rounds, "iterations": iterations,
+                    "runs": {f"{which} mu {mu}": rs for (which, mu), rs in results.items()},
+                    "median": {f"{which} mu {mu}": row for (which, mu), row in table.items()}, "ratios": ratios},
+                   args.record)
 
 if __name__ == "__main__":
     main()

@@ -1,15 +1,16 @@
 """Arena answer latency with several annotators at once: 1, 3 and 8 tabs pressing Send together.
 
-    python bench/arena_latency.py [--tokens 48] [--rounds 5] [--tabs 1 3 8] [--quantization 4bit]
-    python bench/arena_latency.py --model pkg:smollm2-135m-instruct --quantization none --tabs 1 3 \
+    python -m bench.benchmarks.arena_latency [--tokens 48] [--rounds 5] [--tabs 1 3 8] [--quantization 4bit]
+    python -m bench.benchmarks.arena_latency --model pkg:smollm2-135m-instruct --quantization none --tabs 1 3 \
         [--adapter left=runs/demo-real/sft --adapter right=runs/real_dpo/dpo_T2_S0]
 
 Each tab asks both panes (two checkpoints, one adapter each; by default two untrained adapters on the
 4-bit tiny base) and waits for both answers. Per tab: the time from Send to the first token on screen,
 and to the last token of both answers. The engine serves the requests waiting at the start of a
 generate call in that one call; "one at a time" runs the same requests through the same engine behind
-a lock, as the arena did before. Goal: 3 tabs within 1.3x of one tab.
-Figures depend on the machine (and on how busy it is): run it where the arena will run.
+a lock, as the arena did before (the baseline, in the same run). Goal: 3 tabs within 1.3x of one tab.
+Figures depend on the machine (and on how busy it is): run it where the arena will run. Torch threads:
+--threads, else OMP_NUM_THREADS, else 1. Prints the table and writes the run's record (bench/harness.py).
 """
 
 import argparse
@@ -21,7 +22,7 @@ import time
 from pathlib import Path
 from statistics import median
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench import harness
 
 PROMPT = [{"role": "user", "content": "Tell me about the sea, in a few sentences."}]
 
@@ -76,7 +77,7 @@ def tabs_at_once(engine, tabs: int, tokens: int, serial_lock=None) -> list[tuple
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.benchmarks.arena_latency", description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=48, help="max new tokens per answer")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tabs", type=int, nargs="+", default=[1, 3, 8])
@@ -84,35 +85,40 @@ def main():
     parser.add_argument("--model", default="tiny:qwen2-1m", help="the base (default tiny:qwen2-1m)")
     parser.add_argument("--adapter", action="append", default=[],
                         help="left=RUN_DIR and right=RUN_DIR: the panes' checkpoints (default: two untrained adapters)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: OMP_NUM_THREADS, else 1)")
+    harness.add_record_arg(parser)
     args = parser.parse_args()
     given = dict(a.split("=", 1) for a in args.adapter if "=" in a)
     if args.adapter and sorted(given) != ["left", "right"]:
         sys.exit("--adapter takes left=RUN_DIR and right=RUN_DIR, both")
 
-    import torch
-
+    threads = harness.threads(args.threads or int(os.environ.get("OMP_NUM_THREADS", "1")))
     from tinyalign.app.engine import Engine
     from tinyalign.config.recipe import Model
 
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     spec = Model(name=args.model, quantization=args.quantization)
     with tempfile.TemporaryDirectory() as folder:
         engine = Engine.load(spec, given or adapters(Path(folder), spec))
     engine.generate([PROMPT, PROMPT], ["left", "right"], max_new_tokens=4)  # warm-up
-    one = None
-    print("| tabs | first token (s) | both answers (s) | x one tab | one at a time: first token (s) | both answers (s) "
-          "| x one tab |\n|---:|---:|---:|---:|---:|---:|---:|")
+    one, rows, figures = None, [], []
     for tabs in args.tabs:
         batched = [x for _ in range(args.rounds) for x in tabs_at_once(engine, tabs, args.tokens)]
         serial = [x for _ in range(args.rounds) for x in tabs_at_once(engine, tabs, args.tokens, threading.Lock())]
-        (first, done), (serial_first, serial_done) = (map(median, zip(*rows)) for rows in (batched, serial))
+        (first, done), (serial_first, serial_done) = (map(median, zip(*rows_)) for rows_ in (batched, serial))
         one = one or done
-        print(f"| {tabs} | {first:.2f} | {done:.2f} | {done / one:.2f} | {serial_first:.2f} | {serial_done:.2f} "
-              f"| {serial_done / one:.2f} |", flush=True)
+        figures.append({"tabs": tabs, "first_s": first, "both_s": done, "serial_first_s": serial_first,
+                        "serial_both_s": serial_done, "x_one_tab": done / one, "serial_x_one_tab": serial_done / one})
+        rows.append((tabs, f"{first:.2f}", f"{done:.2f}", f"{done / one:.2f}", f"{serial_first:.2f}",
+                     f"{serial_done:.2f}", f"{serial_done / one:.2f}"))
+        print(f"{tabs} tabs: both answers in {done:.2f} s, one at a time {serial_done:.2f} s", flush=True)
+    print(harness.table(rows, ["tabs", "first token (s)", "both answers (s)", "x one tab",
+                               "one at a time: first token (s)", "both answers (s)", "x one tab"]))
     panes = " vs ".join(f"{k}={v}" for k, v in given.items()) or "two untrained adapters"
     print(f"({args.model} {args.quantization}, {panes}; medians over tabs x {args.rounds} rounds; "
-          f"{args.tokens} new tokens, torch threads {torch.get_num_threads()})")
-
+          f"{args.tokens} new tokens, torch threads {threads})")
+    harness.record("arena_latency", {"model": args.model, "quantization": args.quantization, "panes": panes,
+                                     "tokens": args.tokens, "rounds": args.rounds, "threads": threads,
+                                     "tabs": figures}, args.record, smoke=args.rounds == 1 and args.tokens <= 8)
 
 if __name__ == "__main__":
     main()

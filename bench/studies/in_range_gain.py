@@ -2,16 +2,18 @@
 GRPO runs on unseen problems from the *training* ranges (`tiny:word-problems` training problems 1000-1400,
 less every problem a given run trained on), each paired against the start.
 
-    python bench/in_range_gain.py runs/sw/NAME [runs/sw/OTHER ...] [--start runs/demo-real/sft] [--problems 300]
+    python -m bench.studies.in_range_gain runs/sw/NAME [runs/sw/OTHER ...] [--start runs/demo-real/sft]
+                                         [--problems 300] [--record FILE]
+
+Prints the table and writes the run's record (bench/harness.py).
 """
 
 import argparse
 import dataclasses
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+from bench import harness
 
 RECIPE = "recipes/smollm2_word_grpo.yaml"
 
@@ -25,10 +27,11 @@ def trained_on(run: str) -> set[str]:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.studies.in_range_gain", description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", help="GRPO run directories")
     parser.add_argument("--start", default="runs/demo-real/sft", help="the adapter the runs started from")
     parser.add_argument("--problems", type=int, default=300)
+    harness.add_record_arg(parser)
     args = parser.parse_args()
     from tinyalign.config import recipe as recipes
     from tinyalign.data import loading as data
@@ -50,9 +53,12 @@ def main():
         policy.set_adapter(name)
         scores[name] = model_metrics(policy, tokenizer, rows, [], [], solved_by, settings, k=1, batch_size=64,
                                      seed=recipe.seed, name=name)
-    print(f"\n{len(rows)} unseen training-range problems, greedy")
-    for name in adapters:
-        print(f"{name:<16}{scores[name]['accuracy']:7.1%}   {paired_gain(scores['start'], scores[name])}")
+    print(f"\n{len(rows)} unseen training-range problems, greedy\n")
+    print(harness.table([(name, f"{scores[name]['accuracy']:.1%}", paired_gain(scores["start"], scores[name]))
+                         for name in adapters], ["model", "greedy accuracy", "paired gain over the start"],
+                        align="lrl"))
+    harness.record("in_range_gain", {"runs": args.runs, "start": args.start, "problems": len(rows),
+                                     "accuracy": {name: scores[name]["accuracy"] for name in adapters}}, args.record)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """The tiny reward model's held-out accuracy over seeds and torch thread counts: the spread behind every
 figure the README, tiny_rm.yaml's header and tests/test_rm.py state.
 
-    python bench/rm_spread.py [--seeds 0 1 2 3 4] [--threads 1 2] [--prompts 1500] [--held-out 0.25]
-                              [--out runs/rm_spread] [--from-policy] [--dpo] [rm overrides: model.lora.r=32 ...]
+    python -m bench.studies.rm_spread [--seeds 0 1 2 3 4] [--threads 1 2] [--prompts 1500] [--held-out 0.25]
+                              [--out runs/rm_spread] [--from-policy] [--dpo] [--record FILE]
+                              [rm overrides: model.lora.r=32 ...]
 
 Per thread count, the policy whose answers are voted on (`--start`):
   young   tiny_sft.yaml with a cosine decay, which stalls part-way (35-71 % exact match, by CPU); its
@@ -14,28 +15,22 @@ votes through the vote store, whole prompts are held out (`--held-out` of the pa
 continuing the voted policy) trains on the same pairs too, and its implicit reward and its own likelihood
 are measured on the same held-out pairs (`python -m tinyalign.dpo` reports both). Each (threads, seed) is its own
 subprocess, one at a time. Prints a row per run and min / median / max; appends the rows as JSON lines
-to OUT/results.jsonl.
+to OUT/results.jsonl, and writes the run's record (bench/harness.py) to --record.
 """
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from statistics import median
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run from a checkout without installing
-from launch import run_logged  # noqa: E402  (bench/, beside this script)
+from bench import harness
 
 STARTS = {"young": ("tiny_sft.yaml", ["train.lr_scheduler_type=cosine"]), "mixed": ("tiny_sft_mixed.yaml", [])}
 
 
 def one_run(start: str, threads: int, seed: int, prompts: int, held_out: float, out: Path,
             overrides: list[str], from_policy: bool = False, with_dpo: bool = False) -> dict:
-    import torch
-
-    torch.set_num_threads(threads)
-    from tinyalign import dpo, rm, sft
+    harness.threads(threads)
     from tinyalign.config.recipe import builtin
     from tinyalign.experiments import annotators
     from tinyalign.measure.pair_files import split_pairs
@@ -43,7 +38,7 @@ def one_run(start: str, threads: int, seed: int, prompts: int, held_out: float, 
     policy = out / f"{start}_T{threads}"
     if not (policy / "adapter_config.json").is_file():
         recipe, settings = STARTS[start]
-        sft.main([str(builtin(recipe)), *settings, f"output_dir={policy}", "overwrite=true"])
+        harness.train("sft", builtin(recipe), [*settings, f"output_dir={policy}", "overwrite=true"])
     name = f"{start}_T{threads}_S{seed}_P{prompts}"
     db = out / f"votes_{name}.sqlite"
     if not db.exists():
@@ -52,18 +47,19 @@ def one_run(start: str, threads: int, seed: int, prompts: int, held_out: float, 
     if from_policy:  # the reward model starts from the policy whose answers were voted on
         overrides = [f"model.policy={policy}", *overrides]
     run = out / f"rm_{name}{'_from_policy' if from_policy else ''}"
-    rm.main([str(builtin("tiny_rm.yaml")), f"data.source={out / f'pairs_{name}'}", "data.split=train",
-             "data.test_split=test", f"seed={seed}", f"output_dir={run}", "overwrite=true", *overrides])
+    harness.train("rm", builtin("tiny_rm.yaml"), [f"data.source={out / f'pairs_{name}'}", "data.split=train",
+                                                  "data.test_split=test", f"seed={seed}", f"output_dir={run}",
+                                                  "overwrite=true", *overrides])
     metrics = json.loads((run / "rm_metrics.json").read_text())
     row = {"start": start, "threads": threads, "seed": seed, "prompts": prompts, "train_pairs": pairs["train"],
            "test_pairs": pairs["test"], "accuracy": round(metrics["accuracy"], 4),
            "length_bias": metrics["length_bias"], "from_policy": from_policy, "overrides": overrides}
     if with_dpo:  # the same pairs, the same held-out ones; the reward read from the language model
         run = out / f"dpo_{name}"
-        dpo.main([str(builtin("tiny_dpo.yaml")), "model.quantization=none", f"model.adapter={policy}",
-                  f"data.source={out / f'pairs_{name}'}", "data.split=train", "data.test_split=test", "data.limit=null",
-                  "data.prompt=null", "data.chosen=null", "data.rejected=null", f"seed={seed}", f"output_dir={run}",
-                  "overwrite=true"])
+        harness.train("dpo", builtin("tiny_dpo.yaml"), [
+            "model.quantization=none", f"model.adapter={policy}", f"data.source={out / f'pairs_{name}'}",
+            "data.split=train", "data.test_split=test", "data.limit=null", "data.prompt=null", "data.chosen=null",
+            "data.rejected=null", f"seed={seed}", f"output_dir={run}", "overwrite=true"])
         metrics = json.loads((run / "dpo_metrics.json").read_text())
         row |= {"dpo_accuracy": round(metrics["accuracy"], 4),
                 "dpo_likelihood_accuracy": round(metrics["likelihood_accuracy"], 4)}
@@ -71,7 +67,7 @@ def one_run(start: str, threads: int, seed: int, prompts: int, held_out: float, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.studies.rm_spread", description=__doc__.splitlines()[0])
     parser.add_argument("--start", choices=sorted(STARTS), default="young")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
@@ -81,6 +77,7 @@ def main() -> None:
     parser.add_argument("--from-policy", action="store_true", help="start each reward model from the voted policy")
     parser.add_argument("--dpo", action="store_true", help="DPO on the same pairs too, measured the same way")
     parser.add_argument("--one", nargs=2, type=int, help=argparse.SUPPRESS)  # (threads, seed): in the child
+    harness.add_record_arg(parser)
     args, overrides = parser.parse_known_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.one:
@@ -93,25 +90,32 @@ def main() -> None:
     for threads in args.threads:
         for seed in args.seeds:
             log = args.out / f"log_{args.start}_T{threads}_S{seed}.txt"  # the training consoles, kept off the table
-            run_logged([sys.executable, __file__, "--one", str(threads), str(seed), "--start", args.start,
-                        "--prompts", str(args.prompts), "--held-out", str(args.held_out), "--out", str(args.out),
-                        *(["--from-policy"] if args.from_policy else []), *(["--dpo"] if args.dpo else []),
-                        *overrides],
-                       threads, log, f"threads {threads} seed {seed}")
+            harness.run_logged(harness.module_command(
+                "bench.studies.rm_spread", "--one", threads, seed, "--start", args.start, "--prompts", args.prompts,
+                "--held-out", args.held_out, "--out", args.out, *(["--from-policy"] if args.from_policy else []),
+                *(["--dpo"] if args.dpo else []), *overrides), threads, log, f"threads {threads} seed {seed}")
             row = json.loads((args.out / "results.jsonl").read_text().splitlines()[-1])  # the child's row
             rows.append(row)
             dpo = (f"; DPO's implicit reward {row['dpo_accuracy']:.1%}, its likelihood "
                    f"{row['dpo_likelihood_accuracy']:.1%}" if args.dpo else "")
             print(f"threads {threads} seed {seed}: {row['accuracy']:.1%} on {row['test_pairs']} held-out pairs "
                   f"({row['train_pairs']} trained on){dpo}", flush=True)
+    keys = [k for k in ("accuracy", "dpo_accuracy", "dpo_likelihood_accuracy") if k in rows[0]]
     print()
+    print(harness.table([(r["threads"], r["seed"], r["train_pairs"], r["test_pairs"], *(f"{r[k]:.1%}" for k in keys))
+                         for r in rows],
+                        ["threads", "seed", "train pairs", "held-out pairs",
+                         *("reward model", "DPO's implicit reward", "the DPO model's likelihood")[:len(keys)]]))
+    spread = {}
     for key, what in (("accuracy", "reward model"), ("dpo_accuracy", "DPO's implicit reward"),
                       ("dpo_likelihood_accuracy", "the DPO model's likelihood")):
         if key in rows[0]:
             accuracy = sorted(r[key] for r in rows)
+            spread[key] = {"min": accuracy[0], "median": median(accuracy), "max": accuracy[-1]}
             print(f"{what}, held-out accuracy over {len(rows)} runs: min {accuracy[0]:.1%}, "
                   f"median {median(accuracy):.1%}, max {accuracy[-1]:.1%}")
-
+    harness.record("rm_spread", {"start": args.start, "prompts": args.prompts, "held_out": args.held_out,
+                                 "overrides": overrides, "runs": rows, "spread": spread}, args.record)
 
 if __name__ == "__main__":
     main()

@@ -1,21 +1,20 @@
 """A real model learning on CPU: held-out greedy accuracy of SmolLM2-135M-Instruct before and after a few
 LoRA SFT steps, over seeds and torch thread counts (the spread behind the slow test's threshold).
 
-    python bench/real_gain.py --seeds 0 1 2 --threads 1 2
+    python -m bench.studies.real_gain --seeds 0 1 2 --threads 1 2       # [--record FILE]
 
 Task: "What is A plus B?" (A 10-59, B 10-39), system "Reply with the number only.", 16 new tokens. The
 base rambles before (or instead of) the number and most answers hit the cap. SFT teaches it to answer
 with the bare number, on problems that share neither a phrasing nor a number with the held-out ones
 (operands 60-99, four other phrasings). Each (seed, threads) run is its own process with
-OMP_NUM_THREADS set: SFT through `tinyalign.sft.main`, then both the base and the adapter scored by
+OMP_NUM_THREADS set: SFT through `bench.harness.train` (the method's library entry point), then both the base and the adapter scored by
 `tinyalign.measure.solve_rate.held_out_accuracy` under math_accuracy (the last number in the answer, so the
 base is not failed for its words alone). The seed draws the training problems and SFT's own seed; the
-held-out problems are the same for every run.
+held-out problems are the same for every run. Prints the table and writes the run's record (bench/harness.py).
 """
 
 import argparse
 import json
-import os
 import random
 import statistics
 import subprocess
@@ -23,6 +22,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench import harness
 
 PKG = "pkg:smollm2-135m-instruct"
 SYSTEM = "Reply with the number only."
@@ -71,13 +72,12 @@ def write_recipes(folder: Path, problems: Path, seed: int) -> tuple[Path, Path]:
 
 def one_run(seed: int, folder: Path) -> dict:
     """SFT then held-out scoring of base and adapter, in this process; times in seconds."""
-    from tinyalign import sft
     from tinyalign.measure import solve_rate
 
     start = time.perf_counter()
     problems = write_problems(folder / "problems", seed)
     sft_recipe, score_recipe = write_recipes(folder, problems, seed)
-    sft.main([str(sft_recipe)])
+    harness.train("sft", sft_recipe)
     trained = time.perf_counter()
     accuracy = solve_rate.held_out_accuracy(str(score_recipe), {"sft": str(folder / "sft")}, limit=HELD_OUT)
     done = time.perf_counter()
@@ -86,11 +86,12 @@ def one_run(seed: int, folder: Path) -> dict:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m bench.studies.real_gain", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a single run, in a child process
-    parser.add_argument("--out", help="also write the raw figures to this JSON file")
+    harness.add_record_arg(parser)
     args = parser.parse_args(argv)
 
     if args.one is not None:
@@ -101,10 +102,9 @@ def main(argv=None) -> None:
     results = []
     for threads in args.threads:  # one run at a time: the box has 2 cores
         for seed in args.seeds:
-            env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
             wall = time.perf_counter()
-            proc = subprocess.run([sys.executable, __file__, "--one", str(seed)], env=env, capture_output=True,
-                                  text=True)
+            proc = subprocess.run(harness.module_command("bench.studies.real_gain", "--one", seed),
+                                  env=harness.child_env(threads), capture_output=True, text=True)
             line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
             if line is None:
                 sys.exit(f"seed {seed}, {threads} thread(s) failed:\n{proc.stderr[-3000:]}")
@@ -113,18 +113,16 @@ def main(argv=None) -> None:
             print(f"threads {threads} seed {seed}: base {row['base']:.2f} -> sft {row['sft']:.2f} "
                   f"(gain {row['gain']:+.2f}); train {row['train_s']:.0f} s, score {row['score_s']:.0f} s, "
                   f"process {row['wall_s']:.0f} s", flush=True)
-            if args.out:
-                Path(args.out).write_text(json.dumps(results, indent=1))
 
-    print("\n| threads | seed | base | after SFT | gain | SFT (s) | scoring (s) | process (s) |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for r in results:
-        print(f"| {r['threads']} | {r['seed']} | {r['base']:.2f} | {r['sft']:.2f} | {r['gain']:+.2f} | "
-              f"{r['train_s']:.0f} | {r['score_s']:.0f} | {r['wall_s']:.0f} |")
+    print()
+    print(harness.table([(r["threads"], r["seed"], f"{r['base']:.2f}", f"{r['sft']:.2f}", f"{r['gain']:+.2f}",
+                          f"{r['train_s']:.0f}", f"{r['score_s']:.0f}", f"{r['wall_s']:.0f}") for r in results],
+                        ["threads", "seed", "base", "after SFT", "gain", "SFT (s)", "scoring (s)", "process (s)"]))
     gains = [r["gain"] for r in results]
     print(f"\ngain over {len(gains)} runs: min {min(gains):+.2f}, median {statistics.median(gains):+.2f}, "
           f"max {max(gains):+.2f}")
-
+    harness.record("real_gain", {"runs": results, "gain": {"min": min(gains), "median": statistics.median(gains),
+                                                            "max": max(gains)}}, args.record)
 
 if __name__ == "__main__":
     main()

@@ -6,22 +6,21 @@ by kind (the model's two answers; the annotator's worked solution over an answer
 own log-likelihood as an untrained judge.
 
     python -m tinyalign.dpo recipes/smollm2_word_dpo.yaml data.source=PAIRS data.split=train output_dir=runs/implicit/dpo_s0
-    python bench/implicit_reward.py runs/implicit/dpo_s0 [more DPO runs] [--pairs PAIRS] [--start runs/demo-real/sft]
-                                    [--votes runs/real_rm]
+    python -m bench.studies.implicit_reward runs/implicit/dpo_s0 [more DPO runs] [--pairs PAIRS]
+                                    [--start runs/demo-real/sft] [--votes runs/real_rm] [--record FILE]
 
 PAIRS is a folder with train.jsonl / test.jsonl (prompt, chosen, rejected, reference), e.g. the split
-bench/real_judge.py writes (runs/real_judge_final/pairs): the scalar RM and the judge were measured on it.
+bench.studies.real_judge writes (runs/real_judge_final/pairs): the scalar RM and the judge were measured on it.
+Prints the table and writes the run's record (bench/harness.py).
 """
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from statistics import mean
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
-
-from tinyalign.models.likelihood import answer_logps, encode  # noqa: E402
+from bench import harness
+from tinyalign.models.likelihood import answer_logps, encode
 
 RECIPE = "recipes/smollm2_word_dpo.yaml"
 
@@ -33,11 +32,12 @@ def agreement(chosen: list[float], rejected: list[float], picks: list[int]) -> f
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.studies.implicit_reward", description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", help="DPO runs that continued --start on the pairs' training split")
     parser.add_argument("--pairs", default="runs/real_judge_final/pairs")
     parser.add_argument("--start", default="runs/demo-real/sft")
     parser.add_argument("--votes", default="runs/real_rm", help="the folder with the answers voted on (answers.jsonl)")
+    harness.add_record_arg(parser)
     args = parser.parse_args()
     from tinyalign.config import recipe as recipes
     from tinyalign.data.loading import text_of
@@ -66,19 +66,24 @@ def main():
         logps[name] = tuple(answer_logps(policy, tokenizer, rows, f"{adapters[name]}: {side}")
                             for rows, side in zip(encoded, ("chosen", "rejected")))
 
-    def row(label, c, r):
-        return f"| {label} | " + " | ".join(f"{agreement(c, r, picks):.1%}" for picks in kinds.values()) + " |"
+    rows, figures = [], {}
 
-    print(f"\n{len(pairs)} held-out pairs ({', '.join(f'{k}: {len(v)}' for k, v in kinds.items() if k != 'all')})\n")
-    print("| judge | " + " | ".join(kinds) + " |\n|---|" + "---:|" * len(kinds))
+    def row(label, c, r):
+        figures[label] = {kind: agreement(c, r, picks) for kind, picks in kinds.items()}
+        rows.append((label, *(f"{share:.1%}" for share in figures[label].values())))
+
     start_c, start_r = logps["start"]
-    print(row("the start's log-likelihood (untrained)", start_c, start_r))
+    row("the start's log-likelihood (untrained)", start_c, start_r)
     for i, run in enumerate(args.runs):
         c, r = logps[f"run{i}"]
-        print(row(f"{run}: DPO's implicit reward", [beta * (a - b) for a, b in zip(c, start_c)],
-                  [beta * (a - b) for a, b in zip(r, start_r)]))
-        print(row(f"{run}: its log-likelihood", c, r))
-
+        row(f"{run}: DPO's implicit reward", [beta * (a - b) for a, b in zip(c, start_c)],
+            [beta * (a - b) for a, b in zip(r, start_r)])
+        row(f"{run}: its log-likelihood", c, r)
+    print(f"\n{len(pairs)} held-out pairs ({', '.join(f'{k}: {len(v)}' for k, v in kinds.items() if k != 'all')})\n")
+    print(harness.table(rows, ["judge", *kinds]))
+    harness.record("implicit_reward", {"pairs": args.pairs, "start": args.start, "runs": args.runs,
+                                       "kinds": {k: len(v) for k, v in kinds.items()}, "agreement": figures},
+                   args.record)
 
 if __name__ == "__main__":
     main()

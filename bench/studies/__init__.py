@@ -1,0 +1,1 @@
+"""Each study reproduces one section of bench/RESULTS.md with one command."""
