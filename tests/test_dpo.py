@@ -32,9 +32,9 @@ def own_mistakes(run_dir, out_file, prompts=400, k=4):
 
 
 def tiny_task_file(task, split):
-    from tinyalign.models import tiny
+    from tinyalign.data.tasks import task_path
 
-    return tiny.task_path(task) / f"{split}.jsonl"
+    return task_path(task) / f"{split}.jsonl"
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import yaml
 
 from tinyalign import evaluate, sample, sft
 from tinyalign.config import recipe as recipes
-from tinyalign.models import tiny
+from tinyalign.data.tasks import task_path
 from tinyalign.training import run
 
 
@@ -30,7 +30,7 @@ def test_cold_start_loop_sample_then_sft_raises_held_out_accuracy(tiny_sft_run, 
 
     # ── SFT the checkpoint on its own best answers; the held-out split comes along, in SFT's columns
     with open(data_dir / "test.jsonl", "w") as f:
-        for line in (tiny.task_path("tiny:addition") / "test.jsonl").read_text().splitlines():
+        for line in (task_path("tiny:addition") / "test.jsonl").read_text().splitlines():
             row = json.loads(line)
             f.write(json.dumps({**row, "completion": row["answer"]}) + "\n")
     recipe = yaml.safe_load(recipes.builtin("tiny_sft.yaml").read_text())

@@ -6,6 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tinyalign.data import tasks
 from tinyalign.models import tiny
 
 
@@ -37,7 +38,7 @@ def test_model_folder_loads_with_auto_classes():
 
 
 def test_tasks_keep_held_out_questions_apart():
-    for name in tiny.TASKS:
-        folder = tiny.task_path(name)
+    for name in tasks.TASKS:
+        folder = tasks.task_path(name)
         train, test = ([json.loads(line)["question"] for line in open(folder / f"{s}.jsonl")] for s in ("train", "test"))
         assert len(test) >= 300 and not set(train) & set(test)  # 500 sums, 300 word problems

@@ -9,6 +9,8 @@ so an error or a kill leaves the old file as it was.
 import contextlib
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from tinyalign.core.errors import UserError
@@ -182,3 +184,27 @@ def write_atomically(path, text: str | bytes) -> None:
 
 def write_jsonl(path, rows) -> None:
     write_atomically(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+def tinyalign_home() -> Path:
+    """Where built things are cached (tiny models, tiny tasks, converted GGUF): `$TINYALIGN_HOME`, default
+    `~/.cache/tinyalign`."""
+    return Path(os.environ.get("TINYALIGN_HOME", Path.home() / ".cache" / "tinyalign"))
+
+
+def build_atomically(target: Path, write) -> Path:
+    """The folder `target`, made by `write(folder)` on first use: into a temporary sibling, then renamed,
+    so a killed build never leaves half a folder."""
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+    try:
+        write(tmp)
+        tmp.rename(target)
+    except OSError:
+        if not target.exists():  # lost a race with another process: theirs is as good as ours
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target

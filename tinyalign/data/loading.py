@@ -18,14 +18,15 @@ from tinyalign.config.recipe import VOTE_STORES, Data
 from tinyalign.config.types import build, unknown_key
 from tinyalign.core import files
 from tinyalign.core.errors import UserError
+from tinyalign.data import tasks
 from tinyalign.data.messages import as_message, message_text
-from tinyalign.models import tiny
+from tinyalign.models.tiny import is_tiny
 
 LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 
 
 def is_local(source: str) -> bool:
-    return tiny.is_tiny(source) or Path(source).suffix in LOCAL_FORMATS or Path(source).suffix in VOTE_STORES \
+    return is_tiny(source) or Path(source).suffix in LOCAL_FORMATS or Path(source).suffix in VOTE_STORES \
         or source.startswith((".", "/", "~")) or Path(source).exists()
 
 
@@ -35,8 +36,8 @@ def load_split(spec: Data, split: str):
     from datasets.exceptions import DatasetGenerationError
 
     source = spec.source
-    if tiny.is_tiny(source):
-        source = str(tiny.task_path(source))
+    if is_tiny(source):
+        source = str(tasks.task_path(source))
     path = Path(source).expanduser()
     if path.suffix in VOTE_STORES:
         from tinyalign.votes.pairs import load_pairs

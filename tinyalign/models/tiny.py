@@ -1,25 +1,22 @@
-"""Offline tiny models and synthetic tasks, built locally and deterministically.
+"""Offline tiny models, built locally and deterministically.
 
 Recipes name them like hub ids, with a `tiny:` prefix:
 
     model: {name: tiny:qwen2-1m}        # a ~0.8 M-parameter Qwen2 with a byte-level tokenizer
-    data:  {source: tiny:addition}      # 2-digit addition, splits `train` and `test`
 
-On first use each is written under `$TINYALIGN_HOME` (default `~/.cache/tinyalign`) as an
-ordinary Hugging Face model folder or a folder of JSONL files, so everything downstream takes
-the same code path as a real model and dataset: 4-bit loading, LoRA, chat templates, TRL.
+On first use each is written under `$TINYALIGN_HOME` (default `~/.cache/tinyalign`) as an ordinary
+Hugging Face model folder, so everything downstream takes the same code path as a real model: 4-bit
+loading, LoRA, chat templates, TRL. The tiny tasks it is trained on (`tiny:addition`, ...) are data:
+tinyalign.data.tasks.
 """
 
-import json
-import os
 import random
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from tinyalign.data import word_problems
+from tinyalign.core.files import build_atomically
+from tinyalign.core.files import tinyalign_home as home
 
 # ChatML, as Qwen uses, without Qwen's default system prompt.
 CHAT_TEMPLATE = (
@@ -32,7 +29,6 @@ CHAT_TEMPLATE = (
 PRETRAIN_STEPS = 1500
 
 BUILD_VERSION = 1  # bump whenever the build changes, so cached copies of the old one are not reused
-TASK_VERSION = 3  # the same for the tasks' files
 
 MODELS = {
     # hidden 128, 4 layers: big enough to learn 2-digit arithmetic in a minute of CPU training.
@@ -41,29 +37,20 @@ MODELS = {
 }
 
 
-def home() -> Path:
-    return Path(os.environ.get("TINYALIGN_HOME", Path.home() / ".cache" / "tinyalign"))
-
-
 def is_tiny(name) -> bool:
+    """Whether a model or data source names a tiny one (`tiny:...`)."""
     return isinstance(name, str) and name.startswith("tiny:")
 
 
-def _build_atomically(target: Path, write) -> Path:
-    """Write into a temporary sibling and rename, so a killed build never leaves half a folder."""
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
-    try:
-        write(tmp)
-        tmp.rename(target)
-    except OSError:
-        if not target.exists():  # lost a race with another process: theirs is as good as ours
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+_build_atomically = build_atomically  # the name models.gguf calls
+
+
+def addition_sums(seed: int = 0) -> dict[str, list[tuple[int, int]]]:
+    """Every (a, b) with 0 <= a, b < 100, shuffled; the first 500 are held out (`test`): the tiny model is
+    pretrained on the rest only, and the `tiny:addition` task (tinyalign.data.tasks) splits the same way."""
+    pairs = [(a, b) for a in range(100) for b in range(100)]
+    random.Random(seed).shuffle(pairs)
+    return {"test": pairs[:500], "train": pairs[500:]}
 
 
 # ---------------------------------------------------------------- models
@@ -131,7 +118,7 @@ def pretrain(model, tokenizer, steps: int, batch_size: int = 32, lr: float = 2e-
     """
     import torch
 
-    rows = addition_rows()["train"]
+    rows = [{"question": f"{a}+{b}", "answer": str(a + b)} for a, b in addition_sums()["train"]]
     random.Random(0).shuffle(rows)
     encode = lambda text: tokenizer(text, add_special_tokens=False).input_ids
     pairs = [(encode(tokenizer.apply_chat_template([{"role": "user", "content": r["question"]}],
@@ -167,57 +154,6 @@ def model_path(name: str) -> Path:
     # Once per machine, and long enough to look like a hang inside whatever command asked for it: say so.
     print(f"building {name} once (~1-3 min on CPU) into {target}; later runs reuse it", file=sys.stderr, flush=True)
     began = time.time()
-    _build_atomically(target, lambda d: build_model(name, d))
+    build_atomically(target, lambda d: build_model(name, d))
     print(f"built {name} in {time.time() - began:.0f} s", file=sys.stderr, flush=True)
     return target
-
-
-# ---------------------------------------------------------------- tasks
-
-
-def addition_rows(seed: int = 0) -> dict[str, list[dict]]:
-    """Every a+b with 0 <= a, b < 100, shuffled; 500 held out for testing."""
-    pairs = [(a, b) for a in range(100) for b in range(100)]
-    random.Random(seed).shuffle(pairs)
-    rows = [{"question": f"{a}+{b}", "answer": str(a + b)} for a, b in pairs]
-    return {"test": rows[:500], "train": rows[500:]}
-
-
-def subtraction_rows(seed: int = 0) -> dict[str, list[dict]]:
-    """Every a-b with 0 <= b <= a < 100; a second skill, so two adapters can answer differently."""
-    pairs = [(a, b) for a in range(100) for b in range(a + 1)]
-    random.Random(seed).shuffle(pairs)
-    rows = [{"question": f"{a}-{b}", "answer": str(a - b)} for a, b in pairs]
-    return {"test": rows[:500], "train": rows[500:]}
-
-
-def addition_pref_rows(seed: int = 0) -> dict[str, list[dict]]:
-    """Addition preference pairs: chosen = the sum, rejected = a typical slip (carry lost or off by one)."""
-    rng = random.Random(seed)
-    split = {}
-    for name, rows in addition_rows(seed).items():
-        split[name] = []
-        for row in rows:
-            total = int(row["answer"])
-            wrong = max(0, total + rng.choice([-10, -1, 1, 10])) if total else total + 1
-            split[name].append({"question": row["question"], "chosen": row["answer"], "rejected": str(wrong)})
-    return split
-
-
-TASKS = {"tiny:addition": addition_rows, "tiny:subtraction": subtraction_rows, "tiny:addition-prefs": addition_pref_rows,
-         "tiny:word-problems": word_problems.rows}  # for a real model: the real-model demo's task
-
-
-def _write_task(name: str, out: Path) -> None:
-    for split, rows in TASKS[name]().items():
-        with open(out / f"{split}.jsonl", "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in rows)
-
-
-def task_path(name: str) -> Path:
-    """Local folder of `{split}.jsonl` files for tiny task `name`, written on first use."""
-    if name not in TASKS:
-        from tinyalign.core.errors import UserError
-        raise UserError(f"unknown tiny task {name!r}; tiny tasks: {', '.join(TASKS)}")
-    target = home() / "data" / f"{name.split(':', 1)[1]}-v{TASK_VERSION}"
-    return _build_atomically(target, lambda d: _write_task(name, d))
