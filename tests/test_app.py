@@ -343,3 +343,14 @@ def test_app_py_is_the_command(tmp_path):
     assert result.returncode == 2
     assert result.stderr.startswith("error: model.adapter: no adapter") and result.stderr.count("\n") == 1
     assert list(tmp_path.iterdir()) == []  # no vote store appeared
+
+
+def test_the_app_package_map_names_every_module_it_holds():
+    import re
+    from pathlib import Path
+
+    import tinyalign.app
+
+    folder = Path(tinyalign.app.__file__).parent
+    named = set(re.findall(r"^(\w+\.py)  ", tinyalign.app.__doc__, re.M))
+    assert named == {p.name for p in folder.glob("*.py")} - {"__init__.py", "__main__.py"}
