@@ -68,10 +68,10 @@ def check_paths(run_dir: str, out: str) -> tuple[Path, Path]:
 def merged_dtype(spec, choice: str):
     import torch
 
-    from tinyalign.models.loading import compute_dtype
+    from tinyalign.models.loading import weights_dtype
 
-    # compute_dtype reads the run's model.dtype, else the hardware: fp32 on CPU, where fp16 matmuls crawl
-    return compute_dtype(spec) if choice == "auto" else getattr(torch, choice)
+    # the run's model.dtype, else the hardware's: fp32 weights on CPU, where fp16 matmuls crawl
+    return weights_dtype(spec) if choice == "auto" else getattr(torch, choice)
 
 
 def merge(folder: Path, spec, dtype, dequantize: bool = False):

@@ -77,6 +77,7 @@ def main(argv=None):
     hardware = {k: v for k, v in model.hardware_args(recipe.model).items() if k not in recipe.train}
     if hardware:
         notes.append("this machine adds: " + ", ".join(f"{k}={v}" for k, v in hardware.items()))
+    notes.append(f"computes in {model.precision(recipe.model).describe()}")
     run.check_output_dir(recipe)
     notes.append(f"output_dir {recipe.output_dir}: ok")
 

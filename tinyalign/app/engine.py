@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from tinyalign.core.errors import UserError
 from tinyalign.models.chat_template import stop_token_ids
 from tinyalign.models.generate import render
+from tinyalign.models.precision import autocast
 
 BASE = "base"  # the checkpoint name of the base model with every adapter disabled
 PEFT_BASE = "__base__"  # PEFT's name for "no adapter" in a mixed-adapter batch
@@ -243,7 +244,7 @@ class Engine:
         if isinstance(self.model, PeftModel):
             routing["adapter_names"] = [PEFT_BASE if name == BASE else name for name in checkpoints]
         sampling = first.temperature > 0
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(self.model):  # autocast is per thread: entered in the generating one
             self.model.generate(
                 **inputs, **routing, max_new_tokens=max(r.max_new_tokens for r in batch), do_sample=sampling,
                 temperature=first.temperature if sampling else None, top_p=first.top_p if sampling else None,

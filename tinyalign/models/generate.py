@@ -3,6 +3,7 @@
 from tqdm.auto import tqdm
 
 from tinyalign.models.chat_template import stop_token_ids
+from tinyalign.models.precision import autocast
 
 
 def render(tokenizer, messages: list[dict]) -> str:
@@ -33,7 +34,7 @@ def generate(model, tokenizer, prompts: list[list[dict]], *, k: int = 1, max_new
     per_batch = max(1, batch_size // k)
     device = next(model.parameters()).device
     stop = stop_token_ids(model, tokenizer)
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(model):
         for start in tqdm(range(0, len(prompts), per_batch), desc=desc, disable=desc is None, leave=False):
             texts = [render(tokenizer, p) for p in prompts[start:start + per_batch]]
             batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)

@@ -4,6 +4,8 @@ Used by DPO's implicit reward (rewards/implicit.py) and its benchmark: a reward 
 next-token predictions, where a small model's arithmetic lives, rather than from a scalar head.
 """
 
+from tinyalign.models.precision import autocast
+
 
 def encode(tokenizer, prompts: list, answers: list[str]) -> list[tuple[list[int], int]]:
     """Each chat rendered with its answer (and end of turn): (token ids, where the answer starts)."""
@@ -33,7 +35,7 @@ def answer_logps(model, tokenizer, rows: list[tuple[list[int], int]], desc: str 
         width = max(len(ids) for ids, _ in chunk)
         input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in chunk], device=device)
         mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in chunk], device=device)
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(model):
             logits = model(input_ids=input_ids, attention_mask=mask).logits[:, :-1].float()
         logps = torch.log_softmax(logits, -1).gather(-1, input_ids[:, 1:, None])[..., 0]
         totals += [float(logps[row, start - 1:len(ids) - 1].sum()) for row, (ids, start) in enumerate(chunk)]

@@ -14,6 +14,7 @@ from tinyalign.core import files
 from tinyalign.core.errors import UserError
 from tinyalign.core.threads import use_cpu_threads
 from tinyalign.models import tiny
+from tinyalign.models.precision import Precision, choose, mark
 from tinyalign.models.chat_template import align_generation, fix_special_tokens
 
 
@@ -102,30 +103,39 @@ def backend_for(spec: Model) -> str:
     return "transformers"
 
 
+def precision(spec: Model) -> Precision:
+    """What this run computes in here, and why (models/precision.py)."""
+    return choose(spec.dtype, has_cuda())
+
+
 def compute_dtype(spec: Model):
-    """bf16 on GPUs that have it, fp16 on older ones (T4), fp32 on CPU; `model.dtype` overrides."""
+    """The dtype the matmuls run in: bf16 on GPUs that have it, fp16 on older ones (T4); on CPU bf16 where
+    it is native, else fp32; `model.dtype` overrides."""
     import torch
 
-    if spec.dtype != "auto":
-        return getattr(torch, spec.dtype)
-    if not has_cuda():
-        return torch.float32
-    # a T4 "supports" bf16 only by emulation, which is slow: count native support only
-    return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
+    return getattr(torch, precision(spec).compute)
+
+
+def weights_dtype(spec: Model):
+    """The dtype the base model's weights load in (fp32 on CPU, where bf16 runs under autocast)."""
+    import torch
+
+    return getattr(torch, precision(spec).weights)
 
 
 def hardware_args(spec: Model) -> dict:
-    """TrainingArguments that must agree with the hardware and the model's compute dtype.
+    """TrainingArguments that must agree with the hardware and the model's compute dtype: on CPU, `bf16`
+    is accelerate's bf16 autocast over the fp32 weights.
 
     Gradient checkpointing trades compute for memory: worth it on a GPU, pure loss on CPU.
     """
-    import torch
-
-    dtype = compute_dtype(spec)
+    chosen = precision(spec)
     ddp = {"ddp_find_unused_parameters": False} if int(os.environ.get("WORLD_SIZE", 1)) > 1 else {}  # frozen base: no search
     if not has_cuda():
-        return {"use_cpu": True, "bf16": False, "fp16": False, "gradient_checkpointing": False, **ddp}
-    return {"bf16": dtype == torch.bfloat16, "fp16": dtype == torch.float16, "gradient_checkpointing": True, **ddp}
+        return {"use_cpu": True, "bf16": chosen.autocast == "bfloat16", "fp16": False, "gradient_checkpointing": False,
+                **ddp}
+    return {"bf16": chosen.compute == "bfloat16", "fp16": chosen.compute == "float16", "gradient_checkpointing": True,
+            **ddp}
 
 
 def quantization_config(spec: Model):
@@ -200,7 +210,7 @@ def load_base(spec: Model, tokenizer=None, auto_class=None, **kwargs):
         model = (auto_class or AutoModelForCausalLM).from_pretrained(
             name,
             quantization_config=quantization_config(spec),
-            dtype=compute_dtype(spec),
+            dtype=weights_dtype(spec),
             # each DDP process on its own GPU
             device_map={"": int(os.environ.get("LOCAL_RANK", 0))} if torch.cuda.is_available() else None,
             **kwargs,
@@ -209,7 +219,10 @@ def load_base(spec: Model, tokenizer=None, auto_class=None, **kwargs):
         raise UserError(f"model.name: cannot load {spec.name} ({unavailable(name, e)})") from None
     if tokenizer is not None:
         align_generation(model, tokenizer)
-    return model
+    chosen = precision(spec)
+    if chosen.autocast and "emulated" in chosen.reason:
+        console.write(f"note: {spec.name} computes in {chosen.describe()}")
+    return mark(model, chosen)
 
 
 def lora_config(spec: Model, task_type: str = "CAUSAL_LM", **extra):

@@ -74,9 +74,9 @@ def load_for_training(spec: Model, gradient_checkpointing: bool = False):
 
 def head_in_compute_dtype(scorer, spec: Model) -> None:
     """RewardTrainer keeps a quantised model's trainable weights in bf16 (QLoRA's recipe). LoRA layers
-    cast their input to match; the plain `score` head does not, and fails on fp32 (CPU) or fp16 (T4)
-    hidden states: it goes back to the compute dtype."""
-    dtype = model.compute_dtype(spec)
+    cast their input to match; the plain `score` head does not, and fails on fp32 (CPU, outside autocast)
+    or fp16 (T4) hidden states: it goes back to the dtype the model's weights are in."""
+    dtype = model.weights_dtype(spec)
     for name, param in scorer.named_parameters():
         if param.requires_grad and ".score." in f".{name}":
             param.data = param.data.to(dtype)

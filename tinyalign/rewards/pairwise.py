@@ -14,6 +14,7 @@ import contextlib
 import re
 
 from tinyalign.core.errors import UserError
+from tinyalign.models.precision import autocast
 from tinyalign.rewards.judge_model import MAX_CHARS, JudgeModel, judge_missing, task_text
 from tinyalign.rewards.text import completion_text
 
@@ -89,7 +90,7 @@ class PairJudge(JudgeModel):
         tokenizer.padding_side = "left"
         device = next(judge.parameters()).device
         chosen = []
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(judge):
             for start in range(0, len(texts), self.batch_size):
                 batch = tokenizer(texts[start:start + self.batch_size], return_tensors="pt", padding=True,
                                   add_special_tokens=False).to(device)
