@@ -32,6 +32,7 @@ def main(argv=None):
     torch.set_num_threads(1)  # a tiny model's matmuls are too small to gain from threads
 
     from tinyalign import grpo, sft
+    from tinyalign.config import recipe as recipes
     from tinyalign.core import console
     from tinyalign.models import tiny
 
@@ -43,23 +44,24 @@ def main(argv=None):
 
     print("== stage 1: SFT, deliberately short: teach the answer style (4-bit QLoRA)")
     start = time.time()
-    sft.main([recipe_path("tiny_sft.yaml"), f"output_dir={out / 'sft'}", "overwrite=true"])
+    sft_run = sft.train(recipes.load(recipe_path("tiny_sft.yaml"), {"output_dir": out / "sft", "overwrite": True},
+                                     method="sft"))
     timings["sft"] = time.time() - start
 
     print("== stage 2: probe (is RL viable from the SFT adapter?), then GRPO with an exact-match reward")
     start = time.time()
-    grpo.main([recipe_path("tiny_grpo.yaml"), f"model.adapter={out / 'sft'}", f"output_dir={out / 'grpo'}",
-               "overwrite=true"])
+    grpo_run = grpo.train(recipes.load(recipe_path("tiny_grpo.yaml"), {
+        "model.adapter": sft_run, "output_dir": out / "grpo", "overwrite": True}, method="grpo"))
     timings["grpo"] = time.time() - start
 
     print("== stage 3: evaluate the base, the SFT start and every GRPO checkpoint on held-out questions")
     from tinyalign import doctor
     from tinyalign.evaluate import evaluate_run
 
-    table = {row["model"]: row for row in evaluate_run(out / "grpo", k=4, prompts=args.eval_prompts)}
+    table = {row["model"]: row for row in evaluate_run(grpo_run, k=4, prompts=args.eval_prompts)}
 
     print("== stage 4: the doctor reads the GRPO run's logs")
-    doctor.main([str(out / "grpo")])
+    doctor.main([str(grpo_run)])
 
     print(f"\nheld-out accuracy, {args.eval_prompts} questions (greedy, exact match)")
     print(f"{'stage':<6} {'accuracy':>9} {'pass@4':>7} {'train time':>11}")
@@ -68,7 +70,7 @@ def main(argv=None):
         print(f"{stage:<6} {row['accuracy']:>8.1%} {row['pass@4']:>7.1%} {took:>11}")
     if timings["build"] >= 1:
         print(f"(building the tiny model took {timings['build']:.0f} s, once; not counted above)")
-    print(f"\nper checkpoint: {out / 'grpo' / 'eval.md'} and eval.png; bad cases: {out / 'grpo' / 'completions.jsonl'}")
+    print(f"\nper checkpoint: {grpo_run / 'eval.md'} and eval.png; bad cases: {grpo_run / 'completions.jsonl'}")
     print(f"runs in {out}/ — each holds the adapter, recipe.yaml and trainer_state.json")
 
 

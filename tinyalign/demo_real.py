@@ -5,14 +5,13 @@
     problems whose numbers training never saw, and the doctor reads the logs.
 
 The model ships in a registry package (`pkg:smollm2-135m-instruct`), so nothing is downloaded from a
-model hub. The task is `tiny:word-problems` (tinyalign/word_problems.py): one- and two-step problems,
+model hub. The task is `tiny:word-problems` (tinyalign/data/word_problems.py): one- and two-step problems,
 several phrasings; held-out numbers (10-19, 30-39) never appear in training (2-9, 20-29, 40-49).
 
-Why SFT on the task's worked solutions and not on the model's own best answers (rejection sampling,
-`python -m tinyalign.sample`): this base gets 3-4 % of its sampled answers right and rambles past the
-token cap; sampling 4 answers to each of 192 problems took 13.5 minutes on 2 shared cores (48-token
-budget) and kept 24 right answers. A teacher's worked solution ("32 - 15 = 17. The answer is 17.")
-teaches the form in seconds; RL then sharpens what the form lets the model compute.
+SFT on the task's worked solutions, not on the model's own best answers (`python -m tinyalign.sample`):
+this base rarely answers right and rambles past the token cap, so sampling its answers is slow and keeps
+few (bench/RESULTS.md, "The real-model demo, stage by stage"), while a teacher's worked solution ("32 - 15
+= 17. The answer is 17.") teaches the form in seconds; RL then sharpens what the form lets the model compute.
 """
 
 import time
@@ -47,19 +46,20 @@ def main(argv=None):
 
     print("== stage 1: probe the base: can it already solve the task?")
     start = time.time()
-    base = recipes.load(grpo_recipe, ["model.adapter=null"])  # the GRPO recipe's task and reward, on the bare base
+    base = recipes.load(grpo_recipe, {"model.adapter": None})  # the GRPO recipe's task and reward, on the bare base
     probe.run(run.resolve(base), prompts=PROBE_PROMPTS, k=PROBE_K_BASE, out_dir=out / "probe-base")
     timings["probe"] = time.time() - start
 
     print("\n== stage 2: SFT on worked solutions: the answer's form (LoRA)")
     start = time.time()
-    sft.main([str(recipes.builtin(SFT_RECIPE)), f"output_dir={out / 'sft'}", "overwrite=true"])
+    sft_run = sft.train(recipes.load(recipes.builtin(SFT_RECIPE), {"output_dir": out / "sft", "overwrite": True},
+                                     method="sft"))
     timings["sft"] = time.time() - start
 
     print("\n== stage 3: probe from the SFT adapter: is RL viable now?")
     start = time.time()
-    overrides = [f"model.adapter={out / 'sft'}", f"output_dir={out / 'grpo'}", "overwrite=true"]
-    report = probe.run(run.resolve(recipes.load(grpo_recipe, overrides)), prompts=PROBE_PROMPTS, k=PROBE_K_SFT,
+    settings = {"model.adapter": sft_run, "output_dir": out / "grpo", "overwrite": True}
+    report = probe.run(run.resolve(recipes.load(grpo_recipe, settings)), prompts=PROBE_PROMPTS, k=PROBE_K_SFT,
                        out_dir=out / "probe-sft")
     timings["probe"] += time.time() - start
     if report["verdict"] == "no signal":
@@ -67,19 +67,20 @@ def main(argv=None):
 
     print("\n== stage 4: GRPO with the answer-correctness reward")
     start = time.time()
-    grpo.main([grpo_recipe, *overrides, "probe=false"])  # probed just above, on a smaller sample than GRPO's own
+    # probed just above, on a smaller sample than GRPO's own
+    grpo_run = grpo.train(recipes.load(grpo_recipe, {**settings, "probe": False}, method="grpo"))
     timings["grpo"] = time.time() - start
 
     print(f"\n== stage 5: evaluate the base, the SFT adapter and every GRPO checkpoint on {args.eval_prompts} "
           "held-out problems")
-    table = evaluate_run(out / "grpo", k=PASS_K, prompts=args.eval_prompts, pass_k_prompts=PASS_K_PROMPTS)
+    table = evaluate_run(grpo_run, k=PASS_K, prompts=args.eval_prompts, pass_k_prompts=PASS_K_PROMPTS)
 
     print("\n== stage 6: the doctor reads the GRPO run's logs")
-    doctor.main([str(out / "grpo")])
+    doctor.main([str(grpo_run)])
 
     print_table(table, timings, min(args.eval_prompts, word_problems.SIZES["test"]))
     print(f"probes and training {sum(timings.values()) / 60:.1f} min (probes {timings['probe']:.0f} s); "
-          f"per checkpoint: {out / 'grpo' / 'eval.md'}; runs in {out}/")
+          f"per checkpoint: {grpo_run / 'eval.md'}; runs in {out}/")
 
 
 def print_table(table: list[dict], timings: dict, n: int) -> None:

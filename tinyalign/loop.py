@@ -10,7 +10,8 @@ to training prompts, the one the reward model scores highest kept, and one epoch
 reward model between the votes and the policy. Beside it the rule reward takes the same step from the
 same start (GRPO, where the step is DPO): what the learned reward should reach.
 The annotators (tinyalign.experiments.annotators) vote through the app's vote store and its DPO export, so the
-reward model trains on exactly what real votes would give it.
+reward model trains on exactly what real votes would give it; each task's recipes and settings are in
+tinyalign.experiments.tasks. Every stage is a method's `train(recipe)`.
 
     python -m tinyalign.loop votes --policy sft=runs/tiny_sft --db runs/tiny_votes.sqlite
     python -m tinyalign.loop votes --task smollm2-sums --policy sft=runs/smollm2_sums_sft --db runs/sums_votes.sqlite
@@ -23,91 +24,24 @@ reward model trains on exactly what real votes would give it.
 """
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean
 
-from tinyalign.config.recipe import builtin
 from tinyalign.core import files
 from tinyalign.core.errors import ArgumentParser, UserError, cli, positive_int
 from tinyalign.core.run_logs import DPO_METRICS
-from tinyalign.experiments.annotators import annotate, grade, grade_reply
+from tinyalign.experiments.annotators import annotate
+from tinyalign.experiments.tasks import TASKS, Task
 from tinyalign.measure.pair_files import read_pair_rows, read_pairs, split_pairs
 
 HELD_OUT = 500  # held-out problems each policy is scored on
-
-# ---------------------------------------------------------------- the tasks
-
-
-@dataclass(frozen=True)
-class Task:
-    """What one loop runs on: `prompts`' recipe gives the model, the training prompts, their references
-    and the held-out split; `rm` and `grpo` train the reward model and the policy (`sft` the filter's
-    policy step, with `filter_overrides`); `rule` is the annotators'."""
-    prompts: Path
-    rm: Path
-    grpo: Path
-    sft: Path
-    rule: Callable[[str, str], int] = grade
-    rm_overrides: tuple[str, ...] = ()
-    rm_from_policy: bool = False  # with --sft, the RM starts from that policy (model.policy)
-    learned_reward_overrides: tuple[str, ...] = ()  # GRPO's settings when the reward is the RM
-    votes_prompts: int = 1000
-    filter_prompts: int = 600  # training prompts the filter samples 8 answers to
-    filter_overrides: tuple[str, ...] = ()  # the SFT recipe's settings for one epoch on the picks
-    dpo: Path | None = None  # --with-dpo: DPO on round 1's pairs, whose likelihood ranks beside the RM
-    dpo_overrides: tuple[str, ...] = ()
-
-
-TASKS = {
-    # Most of a policy's paired answers are alike (ties teach a reward model nothing), and how many depends
-    # on the policy: 1000 prompts gave ~670 pairs from the young tiny policy. From ~100 pairs (300 prompts on
-    # a stronger start) the reward model learned the training pairs by heart and ranked held-out ones at chance.
-    "tiny": Task(builtin("tiny_sft.yaml"), builtin("tiny_rm.yaml"), builtin("tiny_grpo.yaml"), builtin("tiny_sft.yaml"),
-                 filter_overrides=("train.learning_rate=5e-4", "train.lr_scheduler_type=constant"),
-                 dpo=builtin("tiny_dpo.yaml"), dpo_overrides=("model.quantization=none", "data.limit=null",
-                                                               "data.prompt=null", "data.chosen=null", "data.rejected=null")),
-    # SmolLM2 on sums. From its base nearly every pair is two rambling answers, "both bad" with the sum as
-    # the edit: the RM learns the edit's look and GRPO finds any bare number. From an SFT start that answers
-    # bare (smollm2_sums_sft.yaml) the pairs differ in the number only. The RM then starts from that policy
-    # and also learns from mismatched pairs (another question's answer rejected), or it scores a number's
-    # look ("2222", "122") under any question; GRPO keeps near the start (beta 0.1), where the votes were.
-    # Three epochs, not two: a seed can sit at chance for the first ~50 steps, and two epochs of a decaying
-    # rate left it at 83-86 % held out; three gave 91.7-95.4 % over 5 seeds x 2 thread counts (bench/RESULTS.md).
-    # The filter's SFT: a constant 2e-4, a fifth of the start's peak rate, so one epoch refines the start.
-    "smollm2-sums": Task(builtin("smollm2_sums_grpo.yaml"), builtin("smollm2_rm.yaml"), builtin("smollm2_sums_grpo.yaml"),
-                         builtin("smollm2_sums_sft.yaml"), rule=grade_reply, votes_prompts=600, rm_from_policy=True,
-                         rm_overrides=("model.policy=null", "train.max_length=128", "data.mismatched_pairs=true",
-                                       "train.num_train_epochs=3"),
-                         learned_reward_overrides=("train.beta=0.1",),
-                         filter_overrides=("train.learning_rate=2e-4", "train.lr_scheduler_type=constant"),
-                         # one epoch (70 steps on ~560 pairs); the sums' prompt and bare answer fit 128 tokens
-                         dpo=builtin("smollm2_word_dpo.yaml"),
-                         dpo_overrides=("train.max_steps=null", "train.num_train_epochs=1", "train.max_length=128",
-                                        "generation.max_new_tokens=16")),
-}
-
-
-def rm_accuracy(rm_dir, pairs_file) -> float:
-    """A reward model's accuracy on a JSONL of pairs (chosen scored above rejected)."""
-    from tinyalign.measure import reward_model as rm_measure
-    from tinyalign.models import reward_model as rm_load
-
-    scorer, tokenizer = rm_load.load_for_scoring(rm_dir)
-    return rm_measure.measure(scorer, tokenizer, read_pair_rows(pairs_file))["accuracy"]
-
-
-# ---------------------------------------------------------------- the loop
-
-
-def judge_agreement(judge, pairs_file) -> float | None:
-    """How often a pairwise judge (a PairJudge) sides with the votes on held-out pairs (None: no judge)."""
-    if judge is None:
-        return None
-    from tinyalign.rewards.pairwise import agreement_with_votes
-
-    return agreement_with_votes(judge, read_pairs(pairs_file))["agreement"]
+STEPS = {"grpo": "GRPO", "filter": "best-of-8 then SFT", "dpo": "DPO"}  # the policy steps, as the console names them
+LEARNED = {"grpo": "grpo_rm", "filter": "filter_rm", "dpo": "dpo_votes"}  # the learned step's policy, as tables name it
+RULE_STEP = {"grpo": "grpo", "filter": "filter", "dpo": "grpo"}  # the baseline's step: the rule casts no pairs to DPO on
+# --with-dpo keeps the surest half of the prompts: a share, not a bar, as the likelihood is bounded above and
+# its top picks crowd where a bar moves the kept count by hundreds (bench/RESULTS.md, "Keeping only the two
+# rewards' surest picks")
+SUREST = 0.5
 
 
 def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int = 30, baseline: bool = True,
@@ -122,7 +56,7 @@ def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int
     `judge`: a pairwise judge (a model or a tinyalign.judge run) scored on each round's held-out votes
     beside the RM, so the table shows whether a judge would have served as the reward.
     """
-    from tinyalign import rm
+    from tinyalign import dpo, grpo, rm
     from tinyalign.config import recipe as recipes
     from tinyalign.measure.solve_rate import held_out_verdicts, paired_interval95
     from tinyalign.models.reward_model import held_out_stats
@@ -142,25 +76,24 @@ def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int
         raise UserError(f"--out {out} is not empty; the loop writes its votes, reward models and runs into a new folder")
     table = []
     start = "sft" if sft else "base"
-    rm_start = [f"model.policy={sft}"] if sft and setup.rm_from_policy else []
-    rm_train = [*setup.rm_overrides, *rm_start, "data.split=train", "data.test_split=test", "overwrite=true"]
-    from_start = [f"model.adapter={sft}"] if sft else []
-    learned_reward = ["rewards.0.name=reward_model", f"rewards.0.model={out / 'rm-r1'}"]
+    rm_start = {"model.policy": sft} if sft and setup.rm_from_policy else {}
+    rm_train = {**setup.rm_settings, **rm_start, "data.split": "train", "data.test_split": "test", "overwrite": True}
+    from_start = {"model.adapter": sft} if sft else {}
+    learned_reward = {"rewards": [{"name": "reward_model", "model": out / "rm-r1"}]}
     if with_dpo:  # the two learned rewards in standard units, summed (sample's `standardize`)
-        learned_reward = [f"rewards=[{{name: reward_model, model: {out / 'rm-r1'}}}, "
-                          f"{{name: implicit_reward, model: {out / 'dpo-r1'}, reference: none}}]"]
+        learned_reward = {"rewards": [{"name": "reward_model", "model": out / "rm-r1"},
+                                      {"name": "implicit_reward", "model": out / "dpo-r1", "reference": "none"}]}
 
     drawn = None  # the filter's answers: one draw from the start, scored under each reward
     rule_step = RULE_STEP[policy_step]
     trains_dpo = with_dpo or policy_step == "dpo"
 
-    def step(kind: str, reward: list[str], run_dir: Path, learned: bool) -> None:  # the policy step from the start
+    def step(kind: str, reward: dict, run_dir: Path, learned: bool) -> None:  # the policy step from the start
         nonlocal drawn
         if kind == "grpo":
-            from tinyalign import grpo
-
-            grpo.main([str(setup.grpo), *from_start, "probe=false", "overwrite=true", f"train.max_steps={grpo_steps}",
-                       *(setup.learned_reward_overrides if learned else ()), *reward, f"output_dir={run_dir}"])
+            grpo.train(recipes.load(setup.grpo, {
+                **from_start, "probe": False, "overwrite": True, "train.max_steps": grpo_steps,
+                **(setup.learned_reward_settings if learned else {}), **reward, "output_dir": run_dir}, method="grpo"))
         else:
             bar, top = None, None  # the rule keeps right answers only
             if learned:  # a learned score has no top: every prompt's best; with DPO beside the RM, the surest half
@@ -172,14 +105,14 @@ def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int
     votes1 = annotate(db1, {start: sft}, prompts, seed, setup.prompts, setup.rule)
     print_votes(1, votes1, split_pairs(db1, out / "pairs-r1", seed=seed))
     say(f"round 1: a reward model on those pairs -> {out / 'rm-r1'}")
-    rm.main([str(setup.rm), f"data.source={out / 'pairs-r1'}", *rm_train, f"output_dir={out / 'rm-r1'}"])
+    rm.train(recipes.load(setup.rm, {"data.source": out / "pairs-r1", **rm_train, "output_dir": out / "rm-r1"},
+                          method="rm"))
     if trains_dpo:  # the policy step itself, or a second reward that errs where the RM does not
-        from tinyalign import dpo
-
         role = "the policy step" if policy_step == "dpo" else "its likelihood ranks beside the RM"
         say(f"round 1: DPO on the same pairs, from the start ({role}) -> {out / 'dpo-r1'}")
-        dpo.main([str(setup.dpo), f"data.source={out / 'pairs-r1'}", "data.split=train", "data.test_split=test",
-                  *setup.dpo_overrides, f"model.adapter={sft or 'null'}", "overwrite=true", f"output_dir={out / 'dpo-r1'}"])
+        dpo.train(recipes.load(setup.dpo, {
+            "data.source": out / "pairs-r1", "data.split": "train", "data.test_split": "test", **setup.dpo_settings,
+            "model.adapter": sft, "overwrite": True, "output_dir": out / "dpo-r1"}, method="dpo"))
     learned, learned_run = LEARNED[policy_step], out / ("dpo-r1" if policy_step == "dpo" else f"{policy_step}-r1")
     rule_run = out / f"{rule_step}-rule"
     if policy_step != "dpo":
@@ -189,7 +122,7 @@ def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int
     policies = {learned: str(learned_run)}
     if baseline:  # the rule reward from the same start with the same budget: what the learned one should reach
         say(f"baseline: {STEPS[rule_step]} on the rule reward, same start and budget -> {rule_run}")
-        step(rule_step, [], rule_run, learned=False)
+        step(rule_step, {}, rule_run, learned=False)
         policies[f"{rule_step}_rule"] = str(rule_run)
     say(f"held-out accuracy on {HELD_OUT} problems, greedy:")
     right = held_out_verdicts(str(setup.prompts), {**({start: sft} if sft else {}), **policies},
@@ -214,16 +147,14 @@ def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int
     print_votes(2, votes2, split_pairs(db2, out / "pairs-r2", seed=seed + 1))
     with open(out / "pairs-r2" / "train.jsonl", "a") as f:  # round 1's votes still hold: train on both rounds
         f.write((out / "pairs-r1" / "train.jsonl").read_text())
-    # continued at half the learning rate for half the steps (~1.5 passes over both rounds' pairs): round 2
-    # adds to what round 1 learned rather than relearning it. Round 2 against round 1's RM on round-2 pairs,
-    # five loops (seeds 0-2 at 1 thread, 0-1 at 2, Intel Xeon): at the full rate it fell 4 points below; at
-    # half the rate for all the steps -2.8 to +2.8 points (it overfit after the first third); as here,
-    # 0 to +1.9, never below
-    shipped = recipes.load(setup.rm, setup.rm_overrides).train
+    # continued at half the learning rate for half the steps, so round 2 adds to what round 1 learned rather
+    # than relearning it (and overfitting): bench/RESULTS.md, "Reward model and policy together on the tiny task"
+    shipped = recipes.load(setup.rm, setup.rm_settings).train
     say(f"round 2: round 1's reward model continued on both rounds' pairs -> {out / 'rm-r2'}")
-    rm.main([str(setup.rm), f"data.source={out / 'pairs-r2'}", *rm_train, f"model.adapter={out / 'rm-r1'}",
-             f"train.learning_rate={shipped['learning_rate'] / 2}", *half_the_steps(shipped),
-             f"output_dir={out / 'rm-r2'}"])
+    rm.train(recipes.load(setup.rm, {
+        "data.source": out / "pairs-r2", **rm_train, "model.adapter": out / "rm-r1",
+        "train.learning_rate": shipped["learning_rate"] / 2, **half_the_steps(shipped), "output_dir": out / "rm-r2"},
+        method="rm"))
     ratings = {row["model"]: row["rating"] for row in leaderboard(db2)}
     table.append({"round": 2, "votes": votes2["votes"],
                   "rm_accuracy": held_out_stats(out / "rm-r2")["accuracy"],
@@ -235,31 +166,40 @@ def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int
     return table
 
 
-STEPS = {"grpo": "GRPO", "filter": "best-of-8 then SFT", "dpo": "DPO"}  # the policy steps, as the console names them
-LEARNED = {"grpo": "grpo_rm", "filter": "filter_rm", "dpo": "dpo_votes"}  # the learned step's policy, as tables name it
-RULE_STEP = {"grpo": "grpo", "filter": "filter", "dpo": "grpo"}  # the baseline's step: the rule casts no pairs to DPO on
-# --with-dpo keeps the surest half of the prompts. SmolLM2's sums (bench/RESULTS.md): the pair's best answer
-# was right for 385 of 600 prompts, for 269 of the surest 300. One epoch on the 536 above the average drawn
-# answer gained 0.46-0.79 of the rule's gain (six runs), on the 315 a deviation above it 0.68-0.94 (six), on
-# the surest 300 0.61-0.77 (six). A share, not a bar: the likelihood is bounded above, so its top picks
-# crowd near one deviation, where a bar moves the kept count by hundreds
-SUREST = 0.5
-
-
-def best_of(setup: Task, from_start: list[str], reward: list[str], run_dir: Path, bar: float | None,
+def best_of(setup: Task, from_start: dict, reward: dict, run_dir: Path, bar: float | None,
             top: float | None = None, drawn: tuple | None = None, k: int = 8, standardize: bool = False) -> tuple:
     """The filter: `k` of the start's answers to the task's training prompts, each prompt's best by `reward`
     kept where it scores `bar` or more (`sample`'s min_reward: None, the reward's top), the surest `top`
     share of those, one epoch of SFT on them. `drawn`: the answers an earlier call sampled from the same
     start, scored again; returns them."""
     from tinyalign import sample, sft
+    from tinyalign.config import recipe as recipes
 
     picks = run_dir.with_name(run_dir.name + "-picks.jsonl")
-    recipe, adapter = sample.load_target(setup.grpo, [*from_start, *reward])
+    recipe, adapter = sample.load_target(setup.grpo, {**from_start, **reward})
     report = sample.sample(recipe, picks, k, bar, setup.filter_prompts, adapter, hint=False, drawn=drawn,
                            standardize=standardize, top=top)
-    sft.main([str(setup.sft), *from_start, *filter_sft_overrides(setup, picks), "overwrite=true", f"output_dir={run_dir}"])
+    sft.train(recipes.load(setup.sft, {**from_start, **filter_sft_settings(setup, picks), "overwrite": True,
+                                       "output_dir": run_dir}, method="sft"))
     return report["drawn"]
+
+
+def rm_accuracy(rm_dir, pairs_file) -> float:
+    """A reward model's accuracy on a JSONL of pairs (chosen scored above rejected)."""
+    from tinyalign.measure import reward_model as rm_measure
+    from tinyalign.models import reward_model as rm_load
+
+    scorer, tokenizer = rm_load.load_for_scoring(rm_dir)
+    return rm_measure.measure(scorer, tokenizer, read_pair_rows(pairs_file))["accuracy"]
+
+
+def judge_agreement(judge, pairs_file) -> float | None:
+    """How often a pairwise judge (a PairJudge) sides with the votes on held-out pairs (None: no judge)."""
+    if judge is None:
+        return None
+    from tinyalign.rewards.pairwise import agreement_with_votes
+
+    return agreement_with_votes(judge, read_pairs(pairs_file))["agreement"]
 
 
 def dpo_likelihood(run_dir: Path) -> float:
@@ -267,17 +207,17 @@ def dpo_likelihood(run_dir: Path) -> float:
     return json.loads((run_dir / DPO_METRICS).read_text())["likelihood_accuracy"]
 
 
-def filter_sft_overrides(setup: Task, picks: Path) -> list[str]:
+def filter_sft_settings(setup: Task, picks: Path) -> dict:
     """The filter's SFT recipe settings: one epoch on the picks (their `completion`), none held out."""
-    return [f"data.source={picks}", "data.test_split=null", "data.completion={completion}", "train.max_steps=null",
-            "train.num_train_epochs=1", *setup.filter_overrides]
+    return {"data.source": picks, "data.test_split": None, "data.completion": "{completion}", "train.max_steps": None,
+            "train.num_train_epochs": 1, **setup.filter_settings}
 
 
-def half_the_steps(train: dict) -> list[str]:
-    """Overrides for half a reward-model recipe's training, counted in steps or in epochs."""
+def half_the_steps(train: dict) -> dict:
+    """The settings for half a reward-model recipe's training, counted in steps or in epochs."""
     if train.get("max_steps"):
-        return [f"train.max_steps={train['max_steps'] // 2}"]
-    return [f"train.num_train_epochs={train.get('num_train_epochs', 1) / 2}"]
+        return {"train.max_steps": train["max_steps"] // 2}
+    return {"train.num_train_epochs": train.get("num_train_epochs", 1) / 2}
 
 
 def say(line: str) -> None:
