@@ -1,8 +1,8 @@
 """python -m tinyalign.judge — a pairwise reasoning judge trained from people's votes (RM-R1 in miniature).
 
-The judge (tinyalign/rewards/pairwise.py, asking tinyalign/rewards/judge_model.py) writes the task type, its own solution or a rubric, an
-evaluation of both answers and a verdict, asked in both orders. It learns from the votes in two
-runs, and the held-out votes enter neither:
+The judge (tinyalign/rewards/pairwise.py, asking tinyalign/rewards/judge_model.py) writes the task type,
+its own solution or a rubric, an evaluation of both answers and a verdict, asked in both orders. It
+learns from the votes in two runs, and the held-out votes enter neither:
 
     python -m tinyalign.judge split --pairs runs/tiny_votes.sqlite --out runs/judge_pairs   # train/test
     # (a) distillation by rejection sampling: K judgements per voted pair, keep those that agree
@@ -61,12 +61,10 @@ def reference_judgement(solution: str, a: str, b: str) -> str | None:
     information, the teacher RM-R1 distils from): the solution as its SOLUTION, each answer's final number
     checked against the solution's. None when the final numbers do not tell A from B.
 
-    The right answer's check ends "right, so A": the verdict then repeats a letter the judgement has just
-    written. Without it, SmolLM2 distilled on sums solved and checked both answers correctly and still
-    named the same position in every pair (0 % agreement; 85.9-88.4 % with it, bench/RESULTS.md): the verdict
-    is one token of ~50, and concluding from "A ... right; B ... wrong" to "A" is a step it did not learn.
-    Only final numbers: with every calculation step redone as well ("27 - 22 is 5, not 13"), SmolLM2
-    distilled from the longer traces agreed with 3.9 % of held-out votes against 37.7 % (bench/RESULTS.md)."""
+    The right answer's check ends "right, so A", so the verdict repeats a letter the judgement has just written
+    (a small judge checks both answers right and still misses the step to the verdict); only final numbers are
+    checked, as longer traces that redo every step distil worse (bench/RESULTS.md, "On sums: the verdict
+    repeats the evaluation, and the judge learns")."""
     gold = model_answer(solution)
     right = [math_equal(model_answer(answer), gold) for answer in (a, b)]
     if right[0] == right[1]:
@@ -114,10 +112,9 @@ def verdict_rows(pairs) -> list[dict]:
 def misjudged(judge: PairJudge, pairs) -> list:
     """The voted pairs `judge` does not already get right in both orders (greedily): wrong, or naming one
     position both times. A distilled judge writes nearly the same judgement whenever it is sampled, so on a
-    pair it gets right all of GRPO's judgements score alike and teach nothing: on SmolLM2's sums judge 70 % of
-    the groups were such, and the few that differed taught it to name one position more often. On the pairs
-    it got wrong, 19-36 % were (bench/RESULTS.md). Both orders of each pair stay in the data, so either
-    position is as often the right one. Online difficulty filtering (DAPO, prime-rl), done once, offline."""
+    pair it gets right all of GRPO's judgements score alike and teach nothing (bench/RESULTS.md, "On sums").
+    Both orders of each pair stay in the data, so either position is as often the right one. Online
+    difficulty filtering (DAPO, prime-rl), done once, offline."""
     outcomes = judge.compare(pairs, desc="judging the training pairs")
     return [pair for pair, outcome in zip(pairs, outcomes) if outcome["winner"] != "x"]
 
