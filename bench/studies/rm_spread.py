@@ -1,5 +1,5 @@
 """The tiny reward model's held-out accuracy over seeds and torch thread counts: the spread behind every
-figure the README, tiny_rm.yaml's header and tests/test_rm.py state.
+figure tiny_rm.yaml's header and tests/test_rm.py state.
 
     python -m bench.studies.rm_spread [--seeds 0 1 2 3 4] [--threads 1 2] [--prompts 1500] [--held-out 0.25]
                               [--out runs/rm_spread] [--from-policy] [--dpo] [--record FILE]
