@@ -138,7 +138,7 @@ def test_reward_model_from_votes_ranks_held_out_pairs(rm_run, votes, capsys):
     metrics = json.loads((rm_run / rm_load.METRICS).read_text())
     # Pairs that differ in form ("68" vs "68 (23+45)") it gets right every time; a right wordy answer against a
     # wrong bare one needs it to redo the sum, which this 0.8M classifier does less reliably than it learns the
-    # style. 78 %: the minimum measured over bench/rm_spread.py's seeds and machines less five points
+    # style. 78 %: the minimum measured over bench/studies/rm_spread.py's seeds and machines less five points
     # (bench/RESULTS.md, "The tiny reward model over seeds").
     assert metrics["accuracy"] >= 0.78, metrics
     assert metrics["mean_margin"] > 0.5
@@ -183,7 +183,7 @@ def test_dpo_on_the_same_votes_is_a_reward_that_checks_the_sum(start_run, votes,
     metrics = json.loads((run / implicit.METRICS).read_text())
     assert metrics["pairs"] == json.loads((rm_run / rm_load.METRICS).read_text())["pairs"]  # the RM's held-out votes
     assert f"held-out: the implicit reward sides with {metrics['accuracy']:.1%}" in capsys.readouterr().out
-    # Floors: each minimum measured over bench/rm_spread.py --dpo's five seeds less ~5 (the likelihood's: 90 %,
+    # Floors: each minimum measured over bench/studies/rm_spread.py --dpo's five seeds less ~5 (the likelihood's: 90 %,
     # the goal for a learned reward here); bench/RESULTS.md, "DPO on the same votes".
     assert metrics["accuracy"] >= 0.86, metrics
     assert metrics["likelihood_accuracy"] >= 0.90, metrics
@@ -376,7 +376,7 @@ def test_policy_and_reward_model_improve_together(start_run, tmp_path, capsys):
     first, rule, second = table
     assert first["votes"] == second["votes"] == 1000
     # Floors from seven loops on two machines (bench/RESULTS.md, "Reward model and policy together on the tiny
-    # task"): RM round 1 at bench/rm_spread.py's minimum less a margin, so an RM at chance fails it; 30 GRPO
+    # task"): RM round 1 at bench/studies/rm_spread.py's minimum less a margin, so an RM at chance fails it; 30 GRPO
     # steps end near the policy's flip from wordy to bare answers, which a CPU's float sums move by a few
     # steps, so the learned reward's share of the rule's gain (0.70-1.10 measured) is asked at 0.6.
     assert first["rm_accuracy"] >= 0.78, table

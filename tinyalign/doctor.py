@@ -4,8 +4,8 @@
     python -m tinyalign.doctor runs/qwen_1.5b_math --json   # the same findings for scripts
 
 The checks themselves are in `tinyalign.symptoms` (one small function per row of the symptoms -> remedies
-table in docs/practice.md, calibrated on a labeled corpus of real runs: bench/doctor_corpus.py); this module reads
-run directories, writes the report and the commands to try, and warns while training.
+table in docs/practice.md, calibrated on a labeled corpus of real runs: bench/studies/doctor_corpus.py); this
+module reads run directories, writes the report and the commands to try, and warns while training.
 
 While training, `DoctorCallback` (tinyalign.symptoms.callback, importable from here too) runs the same
 checks every few logs and prints one line the first time each symptom shows (`recipe.doctor: true`).

@@ -123,6 +123,7 @@ def check_output_dir(recipe: recipes.Recipe) -> str | None:
 def prepare(recipe: recipes.Recipe) -> str | None:
     """Every check that needs no model loaded: output_dir, the TRL config, the model and adapter
     folders. Writes nothing; returns the checkpoint to resume from, if any."""
+    console.quiet()  # before any data is read, for a method called as a library (the loop, bench) too
     resume = check_output_dir(recipe)
     trl_config(recipe, recipes.trl_config_class(recipe.method))
     check_model(recipe.model)
