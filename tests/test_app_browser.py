@@ -516,7 +516,7 @@ def test_votes_become_a_dpo_run_whose_adapter_the_app_serves(arena, page, tmp_pa
     subprocess.run([sys.executable, "-m", "tinyalign.dpo", str(recipe), f"model.adapter={runs['aaa']}",
                     f"data.source={pairs}", "data.prompt=null", "data.chosen=null", "data.rejected=null",
                     "data.test_split=null", "data.limit=null", "train.max_steps=30",
-                    "train.learning_rate=1e-2", "train.warmup_steps=0",  # 10 steps left the AMD box's answer as it was
+                    "train.learning_rate=1e-2", "train.warmup_steps=0",  # 10 steps left one machine's answer as it was
                     "train.per_device_train_batch_size=2", f"output_dir={out}"],
                    check=True, capture_output=True, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     assert (out / "adapter_model.safetensors").is_file()
@@ -532,10 +532,8 @@ def test_votes_become_a_dpo_run_whose_adapter_the_app_serves(arena, page, tmp_pa
         served.stop()
     # Each pane shows what its own adapter answers outside the app, and the two differ, so the new DPO run is
     # what answers on the left. The vote's edit "A." (chosen over both answers) moves the DPO adapter to an
-    # answer with nothing in it but the edit's characters. Measured: the start answered "AAAAAAAAAAA" (11
-    # tokens, the cap) on 2-core AMD EPYCs and "AAAA" on a 2-core Intel Xeon; after 10 DPO steps the adapter
-    # answered "" (the turn's end at once) on the Intel box and "A" on one AMD box, but on another it still
-    # answered as its start did; after 30 steps "..........." there. Float sums differ by CPU, so the answer does.
+    # answer with nothing in it but the edit's characters. Which answer depends on the CPU (float sums differ),
+    # so the test compares each pane with its adapter's own answer, not with a fixed string.
     from tinyalign.app.engine import Engine
     from tinyalign.config import recipe as recipes
 

@@ -15,7 +15,7 @@ that in mind.
 (SimPO's reference-free reward, summed rather than averaged). The log-ratio keeps only what the votes
 changed; the likelihood keeps what the model knew before them too. On the tiny sums the log-ratio learned
 the asked style and ordered a right bare sum over a wrong one about half the time (no vote had changed the
-sums), the likelihood 98-100 % (bench/RESULTS.md, "The tiny reward model over seeds").
+sums), the likelihood nearly always (bench/RESULTS.md, "The tiny reward model over seeds").
 """
 
 import json
