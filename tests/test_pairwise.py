@@ -45,9 +45,9 @@ def test_two_orders_combine_and_position_bias_cancels(first, second, winner, bia
     assert pairwise.combine(first, second) == {"winner": winner, "position_bias": biased}
 
 
-def scripted(monkeypatch, reply):
+def scripted(monkeypatch, reply, **params):
     """A pairwise_judge reward whose judge model is `reply(prompt text) -> judgement`."""
-    reward = resolve({"name": "pairwise_judge", "judge": "tiny:qwen2-1m"})
+    reward = resolve({"name": "pairwise_judge", "judge": "tiny:qwen2-1m", **params})
     asked = []
 
     def ask(self, conversations, k=1, max_new_tokens=None, desc=None):
@@ -73,19 +73,52 @@ def test_group_answers_are_scored_by_their_win_rate_in_both_orders(monkeypatch):
     logged, metrics = {}, {}
     scores = reward(["46", "45", "47", "46"], prompts=[MATH] * 4, log_extra=logged.__setitem__,
                     log_metric=metrics.__setitem__)
-    # 2 opponents in a group of 4: the 6 distinct pairs (each answer plays 3), each asked in both orders
-    assert len(asked) == 1 and len(asked[0]) == 12
+    # 2 opponents in a group of 4: 6 pairs (each answer plays 3). The two "46"s tie without a call, and
+    # 46-45, 46-47 each come up twice: 3 distinct pairs, each asked once in both orders
+    assert len(asked) == 1 and len(asked[0]) == 6
     assert scores == pytest.approx([2.5 / 3, 0.5 / 3, 0.5 / 3, 2.5 / 3])
-    assert metrics == {"pairwise_judge/unparsed": 0.0, "pairwise_judge/position_bias": 0.0}
+    assert metrics == {"pairwise_judge/unparsed": 0.0, "pairwise_judge/position_bias": 0.0, "pairwise_judge/judged": 0.5}
     assert len(logged["judge_verdicts"]) == 4 and "VERDICT" in logged["judge_verdicts"][0]
 
 
 def test_with_a_reference_each_answer_meets_it_and_a_biased_judge_gives_ties(monkeypatch):
-    reward, asked = scripted(monkeypatch, lambda prompt: "VERDICT: [[A]]")  # always the first position
+    reward, asked = scripted(monkeypatch, lambda prompt: "VERDICT: [[A]]", against="reference")  # always position A
     metrics = {}
     scores = reward(["46", "45"], prompts=[MATH] * 2, answer=["46", "46"], log_metric=metrics.__setitem__)
-    assert [shown(m[-1]["content"]) for m in asked[0]] == [("46", "46"), ("46", "46"), ("45", "46"), ("46", "45")]
+    # "46" against the reference "46" is the same answer twice: a tie without a call
+    assert [shown(m[-1]["content"]) for m in asked[0]] == [("45", "46"), ("46", "45")]
     assert scores == [0.5, 0.5] and metrics["pairwise_judge/position_bias"] == 1.0
+
+
+def test_by_default_the_judge_never_sees_the_reference_and_the_checker_only_watches(monkeypatch):
+    # A judge gamed by length: the longer answer wins. The answers meet each other, never the reference;
+    # the checker (the rule) is right about the judge being wrong, and the reward is the judge's alone.
+    def reply(prompt):
+        a, b = shown(prompt)
+        return "VERDICT: [[A]]" if len(a) > len(b) else "VERDICT: [[B]]" if len(b) > len(a) else "VERDICT: [[tie]]"
+
+    reward, asked = scripted(monkeypatch, reply, checker="exact_match")
+    metrics = {}
+    scores = reward(["46", "4545"], prompts=[MATH] * 2, answer=["46", "46"], log_metric=metrics.__setitem__)
+    assert sorted(shown(m[-1]["content"]) for m in asked[0]) == [("4545", "46"), ("46", "4545")]
+    assert scores == [0.0, 1.0]
+    assert metrics["pairwise_judge/checker_agreement"] == 0.0
+
+
+def test_a_step_of_identical_answers_asks_the_judge_nothing(monkeypatch):
+    reward, asked = scripted(monkeypatch, lambda prompt: pytest.fail("judged identical answers"))
+    metrics = {}
+    assert reward(["46"] * 8, prompts=[MATH] * 8, log_metric=metrics.__setitem__) == [0.5] * 8
+    assert asked == [] and metrics["pairwise_judge/judged"] == 0.0 and reward.fn.judged == 0
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"against": "answers"}, "against must be group or reference"),
+    ({"checker": "rubric_judge"}, "checker must be one of math_accuracy, exact_match"),
+])
+def test_pairwise_judge_names_a_bad_setting(params, message):
+    with pytest.raises(UserError, match=message):
+        resolve({"name": "pairwise_judge", "judge": "tiny:qwen2-1m", **params})
 
 
 def test_judgements_without_a_verdict_are_finished_by_the_judge_and_counted(monkeypatch):

@@ -35,6 +35,18 @@ def check_judge(judge: str, flag: str = "--judge") -> None:
         raise UserError(f"{flag} {judge} not found; give a model (hub id, folder, tiny:qwen2-1m) or a judge run directory")
 
 
+# judges loaded in this process, by name and the adapter's stamp: one copy however many rewards ask
+_LOADED: dict = {}
+
+
+def _stamp(judge: str):
+    """A judge folder's adapter as saved now (so a judge trained again in place loads again), else None."""
+    folder = Path(judge).expanduser()
+    weights = next((folder / name for name in ("adapter_model.safetensors", "model.safetensors")
+                    if (folder / name).is_file()), None)
+    return (str(folder.resolve()), weights.stat().st_mtime_ns) if weights else None
+
+
 class JudgeModel:
     """A judge given as a model or a run directory, loaded on first use, once; picklable like the
     other rewards (the model is not copied, but reloaded where it is used)."""
@@ -48,10 +60,13 @@ class JudgeModel:
 
     def load(self):
         if self._model is None:
-            from tinyalign.models import loading as model
+            key = (self.judge, _stamp(self.judge))
+            if key not in _LOADED:
+                from tinyalign.models import loading as model
 
-            spec, adapters = judge_model(self.judge)
-            self._model, self._tokenizer = model.load_with_adapters(spec, adapters)
+                spec, adapters = judge_model(self.judge)
+                _LOADED[key] = model.load_with_adapters(spec, adapters)
+            self._model, self._tokenizer = _LOADED[key]
         return self._model, self._tokenizer
 
     def ask(self, conversations: list[list[dict]], k: int = 1, max_new_tokens: int | None = None,
