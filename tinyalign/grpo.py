@@ -52,12 +52,11 @@ def train(recipe) -> Path:
     from transformers import set_seed
     from trl import GRPOConfig, GRPOTrainer
 
-    from tinyalign import rewards
+    from tinyalign import rewards, trl_patches
     from tinyalign.data import loading as data
     from tinyalign.models import loading as model
     from tinyalign.training import run
     from tinyalign.training.completions import CompletionLog
-    from tinyalign.trl_patches import flat_groups, old_logps
 
     # ── settings and run directory: everything that can be checked is, before anything is written
     recipe = resolve(recipe)
@@ -84,14 +83,12 @@ def train(recipe) -> Path:
         # ── model: 4-bit base + LoRA (usually continued from an SFT adapter)
         policy, tokenizer = model.load_for_training(recipe.model, config.gradient_checkpointing)
 
-        # ── trainer (flat groups dropped unless `flat_groups: keep`; at num_iterations > 1 the old log-probs
-        # come from each batch's first update, not an extra pass); completions with their per-reward scores
-        # go to completions.jsonl
+        # ── trainer, with tinyalign's changes to TRL (trl_patches: flat groups dropped unless `flat_groups:
+        # keep`, the old log-probs from each batch's first update, generation under the CPU's autocast);
+        # completions with their per-reward scores go to completions.jsonl
         trainer = GRPOTrainer(model=policy, args=config, train_dataset=train_rows, reward_funcs=reward_fns,
                               processing_class=tokenizer, callbacks=run.callbacks(recipe))
-        if recipe.flat_groups == "drop":
-            flat_groups.drop_flat_groups(trainer)
-        old_logps.reuse_old_logps(trainer)
+        trl_patches.patch_grpo(trainer, drop_flat_groups=recipe.flat_groups == "drop")
         trainer.add_callback(CompletionLog(trainer, recipe.output_dir))
 
         # ── train and save: only now does anything in output_dir change
