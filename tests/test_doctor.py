@@ -595,3 +595,17 @@ def test_the_trl_defaults_the_checks_fall_back_on_are_read_from_trl_when_first_a
     assert set(trl_defaults("dpo")) == {"learning_rate", "beta", "max_grad_norm"} and trl_defaults("rm") == {}
     code = "import sys, tinyalign.core.run_logs; assert 'trl' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+JUDGE_RECIPE = {**GRPO_RECIPE, "rewards": [{"name": "pairwise_judge", "judge": "runs/judge", "checker": "math_accuracy"}]}
+
+
+@pytest.mark.parametrize("late, named", [(0.45, True), (0.8, False)])
+def test_a_judge_the_checker_stops_backing_is_named_gamed(late, named):
+    history = logs({**HEALTHY_GRPO, "pairwise_judge/checker_agreement": curve(0.9, late, 0.02)}, n=40)
+    findings = diagnose(history, JUDGE_RECIPE)
+    assert ("judge_gamed" in {f.symptom for f in findings}) == named, [f.symptom for f in findings]
+    if named:
+        found = finding(findings, "judge_gamed")
+        assert "checker_agreement" in found.evidence and found.overrides == ["rewards.0.weight=0.5"]
+

@@ -38,7 +38,8 @@ from tinyalign.symptoms.grpo import (
     reward_zero_std,
 )
 from tinyalign.symptoms.loss import loss_spikes, overfitting
-from tinyalign.symptoms.reward_model import rm_at_chance, rm_hacked, rm_margins_collapsing, rm_tracks_length
+from tinyalign.symptoms.reward_model import (judge_gamed, rm_at_chance, rm_hacked, rm_margins_collapsing,
+                                              rm_tracks_length)
 from tinyalign.symptoms.samples import identical_completions, looping_completions
 
 __all__ = ["CHECKS", "METHODS", "RECIPE_CHECKS", "Finding", "Run", "diagnose", "infer_method", "nothing_learned"]
@@ -56,7 +57,7 @@ CHECKS = {
 # Checks that need the recipe to say what was trained (a reward model's logs read like SFT's), after the above.
 RECIPE_CHECKS = {
     "rm": [rm_at_chance, rm_margins_collapsing, rm_tracks_length],
-    "grpo": [rm_hacked],
+    "grpo": [rm_hacked, judge_gamed],
 }
 
 

@@ -17,7 +17,9 @@ LENGTH_BIAS = 0.2  # the longer answer wins 20 points more often than people cho
 LENGTH_MIN_PAIRS = 10  # fewer pairs that differ in length cannot show a bias
 HACK_RM_RISE = 0.5  # the learned reward rising half a held-out standard deviation ...
 HACK_RULE_GAIN = 0.02  # ... while the rule metric on the same completions gains under 2 points: hacking
-LEARNED_REWARDS = ("reward_model", "implicit_reward")  # rewards learned from votes, which a policy can game
+JUDGE_CHECKER_FLOOR = 0.6  # a judge whose decisive verdicts the checker backs under 60 % of the time is near chance
+CHECKER_AGREEMENT = "pairwise_judge/checker_agreement"
+LEARNED_REWARDS = ("reward_model", "implicit_reward", "pairwise_judge")  # learned from votes: a policy can game them
 
 
 def _learning_rate(run: Run) -> float:
@@ -97,4 +99,24 @@ def rm_hacked(run: Run) -> "Finding | None":
         "the policy found what the learned reward pays for without being right (it was never trained on its answers)",
         "vote on this checkpoint's answers and retrain the reward on them (python -m tinyalign.loop); "
         "add a rule reward where one can judge",
+        [f"rewards.{index}.weight=0.5"])
+
+
+def judge_gamed(run: Run) -> "Finding | None":
+    """GRPO on a pairwise judge with a `checker`: over the run's last quarter, the checker backs too few of the
+    judge's verdicts on the policy's own answers (logged per step by the reward as pairwise_judge/checker_agreement)."""
+    points = [v for _, v in run.points(CHECKER_AGREEMENT)]
+    if len(points) < 4:
+        return None
+    late = median(points[-max(1, len(points) // 4):])
+    if late >= JUDGE_CHECKER_FLOOR:
+        return None
+    names = [r.get("name") for r in run.recipe.get("rewards", [])]
+    index = names.index("pairwise_judge") if "pairwise_judge" in names else 0
+    return Finding(
+        "judge_gamed", f"{CHECKER_AGREEMENT} is {late:.0%} over the last quarter of the run (from {points[0]:.0%} at "
+                       "its first log): the judge's verdicts on the policy's own answers are near chance",
+        "the policy writes answers the judge misjudges (it was trained on older answers than these)",
+        "vote on this checkpoint's answers and train the judge again on the pairs it gets wrong "
+        "(python -m tinyalign.judge verdicts --judge ...); add a rule reward where one can judge",
         [f"rewards.{index}.weight=0.5"])
