@@ -549,7 +549,7 @@ def test_killed_rm_run_resumes_to_the_same_weights(votes, tmp_path):
 def test_pairwise_judge_from_votes_runs_every_step_on_a_real_model(votes, rm_run, start_run, tmp_path, capsys):
     """split -> untrained judge -> rejection-sampled traces -> SFT -> GRPO on verdicts -> the judge as a
     GRPO reward. The 0.8M tiny base cannot write the judging form, so this checks each step's contract
-    on real models, not how good the judge gets (see the README for those figures)."""
+    on real models, not how good the judge gets (bench/RESULTS.md has those figures)."""
     from tinyalign import grpo, judge
 
     pairs = tmp_path / "pairs"
@@ -605,7 +605,7 @@ def test_pairwise_judge_from_votes_runs_every_step_on_a_real_model(votes, rm_run
 
     # the trained judge as a policy's reward: each answer meets the reference, verdicts logged for review
     grpo.main([str(builtin("tiny_grpo.yaml")), f"model.adapter={start_run}", "probe=false",
-               "rewards.0.name=pairwise_judge", f"rewards.0.judge={tmp_path / 'judge_grpo'}",
+               "rewards.0.name=pairwise_judge", f"rewards.0.judge={tmp_path / 'judge_grpo'}", "rewards.0.against=reference",
                "rewards.0.max_new_tokens=8", "train.max_steps=1", "train.per_device_train_batch_size=16",
                "train.logging_steps=1", f"output_dir={tmp_path / 'policy'}"])
     rows = [json.loads(line) for line in open(tmp_path / "policy" / "completions.jsonl")]

@@ -281,7 +281,7 @@ def main(argv=None):
                            "model's likelihood in standard units, and keeps the surest half of the prompts")
     loop.add_argument("--grpo-steps", type=positive_int, default=30)
     loop.add_argument("--no-baseline", action="store_true", help="skip the policy step on the rule reward")
-    loop.add_argument("--seed", type=int, default=0, help="sampling and held-out split; the README's table: 0, 1, 2")
+    loop.add_argument("--seed", type=int, default=0, help="sampling and held-out split (bench/RESULTS.md's loop tables: 0, 1, 2)")
     loop.add_argument("--judge", help="a pairwise judge (model or tinyalign.judge run) scored on each round's held-out votes")
     args = parser.parse_args(argv)
     if args.command == "run" and args.judge:

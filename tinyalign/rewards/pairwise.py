@@ -180,8 +180,8 @@ def agreement_with_votes(judge: "str | PairJudge", pairs, max_new_tokens: int = 
 
 # the rules that may check a judge's verdicts (logged, never rewarded)
 CHECKERS = {"math_accuracy": math_accuracy, "exact_match": exact_match}
-IDENTICAL = {"winner": "tie", "position_bias": False, "judgements": ["(the same answer twice: a tie, not judged)"] * 2,
-             "unparsed": 0}
+IDENTICAL = {"winner": "tie", "position_bias": False, "unparsed": 0,
+             "judgements": ["(the same answer twice: not judged)\nVERDICT: [[tie]]"] * 2}
 
 
 def flipped(outcome: dict) -> dict:
