@@ -1,6 +1,7 @@
 """One GRPO step on a real model on CPU, broken down: tinyalign vs the same step written against TRL.
 
     python -m bench.benchmarks.real_cpu [--rounds 1] [--threads auto|N] [--busy] [--demo] [--iterations 1,2]
+                                        [--variants ours,ours-fp32,plain,plain-default]
 
 SmolLM2-135M-Instruct (pkg:smollm2-135m-instruct) in 4-bit NF4 + LoRA r 16, one prompt x 8
 completions of at most 32 tokens, think_format + math_accuracy, tinyalign's GRPO defaults. Each
@@ -26,11 +27,17 @@ log-probs; tinyalign takes them from the batch's first update (tinyalign/trl_pat
 optimizer step (the run's time over its mu steps); mu > 1 is a different update (clipped reuse of the same
 answers), so this prices the step, not what it learns.
 
+Variants: `ours` is tinyalign as it chooses on this machine (bf16 autocast over fp32 weights on a CPU with
+native bf16, tinyalign/models/precision.py), `ours-fp32` the same with model.dtype=float32; `plain` is the
+step written against TRL with bf16 off (fp32, as tinyalign trained before), `plain-default` the same with
+TRL's own default precision (GRPOConfig(use_cpu=True) leaves bf16 on).
+
 Prints the table and writes the run's record (bench/harness.py) to --record.
 """
 
 import argparse
 import json
+import resource
 import subprocess
 import sys
 import tempfile
@@ -101,10 +108,10 @@ def write_data(folder: Path) -> Path:
     return path
 
 
-def ours(out: Path, totals: dict) -> dict:
+def ours(out: Path, totals: dict, dtype: str = "auto") -> dict:
     import yaml
 
-    recipe = {"method": "grpo", "model": {"name": MODEL, "quantization": QUANTIZATION,
+    recipe = {"method": "grpo", "model": {"name": MODEL, "quantization": QUANTIZATION, "dtype": dtype,
                                           "lora": {"r": 16, "alpha": 32, "dropout": 0.05}}, "flat_groups": "keep",
               "data": {"source": str(write_data(out.parent)), "prompt": "{question}", "answer": "{answer}",
                        "system": SYSTEM},
@@ -114,8 +121,9 @@ def ours(out: Path, totals: dict) -> dict:
     return summary(json.loads((out / "trainer_state.json").read_text())["log_history"])
 
 
-def plain_trl(out: Path, totals: dict) -> dict:
-    """What a user would write by hand with TRL, bitsandbytes and PEFT, on the same folder and settings."""
+def plain_trl(out: Path, totals: dict, trl_default: bool = False) -> dict:
+    """What a user would write by hand with TRL, bitsandbytes and PEFT, on the same folder and settings:
+    fp32, or (`trl_default`) with the precision GRPOConfig picks when it is not told."""
     import torch
     from datasets import load_dataset
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
@@ -141,12 +149,20 @@ def plain_trl(out: Path, totals: dict) -> dict:
     data = data.map(lambda r: {"prompt": [{"role": "system", "content": SYSTEM},
                                           {"role": "user", "content": r["question"]}]})
     settings = {**{k: v for k, v in DEFAULTS.items() if k not in ("save_steps", "save_total_limit")}, **TRAIN}
-    config = GRPOConfig(output_dir=str(out), use_cpu=True, bf16=False, gradient_checkpointing=False, beta=0.0,
+    precision = {} if trl_default else {"bf16": False}
+    config = GRPOConfig(output_dir=str(out), use_cpu=True, **precision, gradient_checkpointing=False, beta=0.0,
                         reward_weights=[r["weight"] for r in REWARDS], **settings)
     trainer = GRPOTrainer(model=model, args=config, train_dataset=data, processing_class=tokenizer,
                           reward_funcs=[rewards.resolve(r) for r in REWARDS])
     trainer.train()
     return summary(trainer.state.log_history)
+
+
+VARIANTS = {"ours": ours, "ours-fp32": lambda out, totals: ours(out, totals, "float32"), "plain": plain_trl,
+            "plain-default": lambda out, totals: plain_trl(out, totals, trl_default=True)}
+LABELS = {"ours": "tinyalign", "ours-fp32": "tinyalign fp32", "plain": "plain TRL fp32",
+          "plain-default": "plain TRL default"}
+COMPARED = (("ours", "plain"), ("ours", "ours-fp32"), ("ours", "plain-default"))  # time ratios: < 1 is faster
 
 
 def summary(log_history: list[dict]) -> dict:
@@ -177,9 +193,10 @@ def run_child(which: str, out: str, iterations: int) -> None:
     TRAIN = {**TRAIN, "num_iterations": iterations, "max_steps": iterations}  # one generated batch, all its updates
     threads.use_cpu_threads()  # both variants: OMP_NUM_THREADS if the parent set it, else by load
     totals = instrument()
-    result = (ours if which == "ours" else plain_trl)(Path(out), totals)
+    result = VARIANTS[which](Path(out), totals)
     per_step = {part: seconds / iterations for part, seconds in totals.items()}
-    print(json.dumps({**result, **per_step, "threads": torch.get_num_threads()}))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # GiB (Linux reports KiB)
+    print(json.dumps({**result, **per_step, "threads": torch.get_num_threads(), "peak_rss_gib": peak}))
 
 
 def main():
@@ -187,10 +204,10 @@ def main():
     parser.add_argument("--rounds", type=int, default=1, help="alternating runs of each variant (median shown)")
     parser.add_argument("--threads", default="auto", help="auto (tinyalign's choice: the cores busy now left to others) or a number")
     parser.add_argument("--busy", action="store_true", help="run a CPU-bound neighbour process throughout")
-    parser.add_argument("--variants", default="ours,plain", help="comma list of ours, plain")
+    parser.add_argument("--variants", default="ours,plain", help=f"comma list of {', '.join(VARIANTS)}")
     parser.add_argument("--demo", action="store_true", help="the real-model demo's GRPO step (see above)")
     parser.add_argument("--iterations", default="1", help="num_iterations to run each variant at: 1, or a comma list (1,2)")
-    parser.add_argument("--child", choices=["ours", "plain"])
+    parser.add_argument("--child", choices=list(VARIANTS))
     parser.add_argument("--out", help=argparse.SUPPRESS)  # the child's run directory
     harness.add_record_arg(parser)
     args = parser.parse_args()
@@ -201,6 +218,7 @@ def main():
         return run_child(args.child, args.out, iterations[0])
 
     from tinyalign.models import gguf
+    from tinyalign.models.precision import cpu_bf16
 
     gguf.model_path(MODEL)  # convert once, outside the timings
     neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
@@ -214,33 +232,34 @@ def main():
     finally:
         if neighbour:
             neighbour.kill()
-    table = {v: {k: median(r[k] for r in rs) for k in ("step", *PARTS, "tokens", "threads")}
+    table = {v: {k: median(r.get(k, 0.0) for r in rs) for k in ("step", *PARTS, "tokens", "threads", "peak_rss_gib")}
              for v, rs in results.items()}
     shape = f"{len(PROBLEMS)} x 8" if args.demo else "8"
     print(f"\nGRPO step, {MODEL} {QUANTIZATION}, {shape} x 32 tokens, threads {args.threads}"
           f"{', busy neighbour' if args.busy else ''}"
           f" (median of {args.rounds}; seconds per optimizer step)")
-    headers = ["seconds per optimizer step", "step", *PARTS, "mean tokens", "threads"]
+    headers = ["seconds per optimizer step", "step", *PARTS, "mean tokens", "threads", "peak RSS GiB"]
     rows = []
 
     def line(label: str, row: dict) -> None:
         rows.append((label, *(f"{row[k]:.2f}" for k in ("step", *PARTS)),
                      f"{row['tokens']:.1f}" if "tokens" in row else "-",
-                     f"{row['threads']:.0f}" if "threads" in row else "-"))
+                     f"{row['threads']:.0f}" if "threads" in row else "-",
+                     f"{row['peak_rss_gib']:.2f}" if "peak_rss_gib" in row else "-"))
 
     def ratio(a: dict, b: dict) -> dict:
-        return {k: a[k] / max(b[k], 1e-9) for k in ("step", *PARTS, "tokens")}
+        return {k: a[k] / max(b[k], 1e-9) for k in ("step", *PARTS, "tokens", "peak_rss_gib")}
 
     ratios = {}
     for mu in iterations:
-        rows_mu = {name: table[name, mu] for name in ("plain", "ours") if (name, mu) in table}
+        rows_mu = {name: table[name, mu] for name in VARIANTS if (name, mu) in table}
         suffix = f", mu {mu}" if len(iterations) > 1 else ""
-        for name, label in (("plain", "plain TRL"), ("ours", "tinyalign")):
-            if name in rows_mu:
-                line(label + suffix, rows_mu[name])
-        if len(rows_mu) == 2:
-            ratios[f"ours/plain mu {mu}"] = ratio(rows_mu["ours"], rows_mu["plain"])
-            line("ratio" + suffix, ratios[f"ours/plain mu {mu}"])
+        for name, row in rows_mu.items():
+            line(LABELS[name] + suffix, row)
+        for a, b in COMPARED:
+            if a in rows_mu and b in rows_mu:
+                ratios[f"{a}/{b} mu {mu}"] = ratio(rows_mu[a], rows_mu[b])
+                line(f"{LABELS[a]} / {LABELS[b]}" + suffix, ratios[f"{a}/{b} mu {mu}"])
     for name, label in (("plain", "plain TRL"), ("ours", "tinyalign")):
         for mu in iterations[1:]:
             if (name, mu) in table and (name, iterations[0]) in table:
@@ -249,6 +268,7 @@ def main():
     print(harness.table(rows, headers))
     harness.record("real_cpu" + ("_demo" if args.demo else ""),
                    {"model": MODEL, "quantization": QUANTIZATION, "threads": args.threads, "busy": args.busy,
+                    "cpu_bf16": cpu_bf16(),
                     "rounds": args.rounds, "iterations": iterations,
                     "runs": {f"{which} mu {mu}": rs for (which, mu), rs in results.items()},
                     "median": {f"{which} mu {mu}": row for (which, mu), row in table.items()}, "ratios": ratios},
