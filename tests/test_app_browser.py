@@ -542,4 +542,5 @@ def test_votes_become_a_dpo_run_whose_adapter_the_app_serves(arena, page, tmp_pa
     own = {name: engine.generate([[{"role": "user", "content": "Say something"}]], [name], temperature=0.0,
                                  max_new_tokens=settings.generation["max_new_tokens"])[0].strip() for name in ("dpo", "aaa")}
     assert shown == (own["dpo"], own["aaa"]), own
-    assert set(shown[1]) == {"A"} and set(shown[0]) <= set("A.") and shown[0] != shown[1], shown
+    # (nothing but the edit's characters, and line breaks between them: bf16 autocast on some CPUs breaks the line)
+    assert set(shown[1]) == {"A"} and set("".join(shown[0].split())) <= set("A.") and shown[0] != shown[1], shown
