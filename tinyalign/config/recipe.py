@@ -36,7 +36,7 @@ class Lora:
 class Model:
     name: str = ""  # hub id, local folder, or tiny:qwen2-1m
     quantization: Literal["4bit", "8bit", "none"] = "4bit"  # 4bit = NF4 with double quantisation
-    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"  # auto: bf16, fp16 on T4, fp32 on CPU
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"  # auto: models/precision.py
     backend: Literal["auto", "transformers", "unsloth"] = "auto"  # auto: unsloth when CUDA + unsloth
     lora: Lora = field(default_factory=Lora)
     adapter: Optional[str] = None  # start from this adapter (a run directory) instead of a fresh LoRA
