@@ -1,6 +1,8 @@
 """Chat messages to text and back: the one rule for the text of a completion, a prompt or a message,
 used by the rewards, the judge, the pair files, the doctor and the app alike."""
 
+from tinyalign.models.chat_template import as_message  # noqa: F401  (text as messages, for this room's callers)
+
 MAX_CHARS = 4000  # of a task or an answer shown to a judge: a runaway answer must not blow its context
 
 
@@ -35,8 +37,3 @@ def task_text(prompt) -> str:
     if len(turns) == 1:
         return message_text(turns)[:MAX_CHARS]
     return "\n".join(f"{m.get('role', 'user').upper()}: {message_text(m)}" for m in turns)[-MAX_CHARS:]
-
-
-def as_message(role: str, content) -> list[dict]:
-    """`content` as chat messages: a list of messages as it is, a text as one message of `role`."""
-    return content if isinstance(content, list) else [{"role": role, "content": str(content)}]

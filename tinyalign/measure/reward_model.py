@@ -10,33 +10,9 @@ from statistics import mean, pstdev
 
 from tinyalign.core.errors import UserError
 from tinyalign.data import loading as data
-from tinyalign.data.messages import as_message, message_text
+from tinyalign.data.messages import message_text
 from tinyalign.models import loading as model
-from tinyalign.models.reward_model import METRICS, held_out_stats, load_for_scoring
-from tinyalign.models.precision import autocast
-
-
-def rm_scores(scorer, tokenizer, prompts: list, answers: list, batch_size: int = 32) -> list[float]:
-    """One scalar per (prompt, answer): the chat rendered exactly as RewardTrainer renders a pair's side."""
-    import torch
-
-    ids = [tokenizer.apply_chat_template(as_message("user", p) + as_message("assistant", a), tokenize=True,
-                                         return_dict=True)["input_ids"] for p, a in zip(prompts, answers)]
-    device = next(scorer.parameters()).device
-    was_training = scorer.training
-    scorer.eval()
-    scores = []
-    with torch.inference_mode(), autocast(scorer):
-        for start in range(0, len(ids), batch_size):
-            chunk = ids[start:start + batch_size]
-            width = max(map(len, chunk))
-            pad = tokenizer.pad_token_id
-            input_ids = torch.tensor([x + [pad] * (width - len(x)) for x in chunk], device=device)
-            mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in chunk], device=device)
-            logits = scorer(input_ids=input_ids, attention_mask=mask).logits
-            scores.extend(logits[:, 0].float().tolist())
-    scorer.train(was_training)
-    return scores
+from tinyalign.models.reward_model import METRICS, held_out_stats, load_for_scoring, rm_scores
 
 
 def measure(scorer, tokenizer, pairs) -> dict:

@@ -67,3 +67,8 @@ def align_generation(model, tokenizer) -> None:
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.config.eos_token_id = tokenizer.eos_token_id
     model.config.pad_token_id = tokenizer.pad_token_id
+
+
+def as_message(role: str, content) -> list[dict]:
+    """`content` as chat messages: a list of messages as it is, a text as one message of `role`."""
+    return content if isinstance(content, list) else [{"role": role, "content": str(content)}]

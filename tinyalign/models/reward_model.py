@@ -19,6 +19,8 @@ from tinyalign.core import files
 from tinyalign.core.errors import UserError
 from tinyalign.core.run_logs import RM_METRICS as METRICS
 from tinyalign.models import loading as model
+from tinyalign.models.chat_template import as_message
+from tinyalign.models.precision import autocast
 
 
 def load_base(spec: Model):
@@ -124,3 +126,26 @@ def write_metrics(metrics: dict, run_dir) -> Path:
     path = Path(run_dir) / METRICS
     files.write_atomically(path, json.dumps(metrics, indent=2) + "\n")
     return path
+
+
+def rm_scores(scorer, tokenizer, prompts: list, answers: list, batch_size: int = 32) -> list[float]:
+    """One scalar per (prompt, answer): the chat rendered exactly as RewardTrainer renders a pair's side."""
+    import torch
+
+    ids = [tokenizer.apply_chat_template(as_message("user", p) + as_message("assistant", a), tokenize=True,
+                                         return_dict=True)["input_ids"] for p, a in zip(prompts, answers)]
+    device = next(scorer.parameters()).device
+    was_training = scorer.training
+    scorer.eval()
+    scores = []
+    with torch.inference_mode(), autocast(scorer):
+        for start in range(0, len(ids), batch_size):
+            chunk = ids[start:start + batch_size]
+            width = max(map(len, chunk))
+            pad = tokenizer.pad_token_id
+            input_ids = torch.tensor([x + [pad] * (width - len(x)) for x in chunk], device=device)
+            mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in chunk], device=device)
+            logits = scorer(input_ids=input_ids, attention_mask=mask).logits
+            scores.extend(logits[:, 0].float().tolist())
+    scorer.train(was_training)
+    return scores

@@ -39,7 +39,7 @@ class RewardModel:
     def __call__(self, completions, prompts=None, answer=None, log_extra=None, log_metric=None, **_):
         if prompts is None:
             raise UserError("reward_model needs the prompts the answers reply to; call it with prompts=[...]")
-        from tinyalign.measure.reward_model import rm_scores
+        from tinyalign.models.reward_model import rm_scores
 
         scorer, tokenizer = self._load()
         raw = rm_scores(scorer, tokenizer, list(prompts), [completion_text(c) for c in completions], self.batch_size)
