@@ -6,6 +6,7 @@ import random
 import re
 
 import pytest
+import yaml
 
 from tinyalign import dpo, loop, rm, sft
 from tinyalign.config import recipe as recipes
@@ -634,3 +635,128 @@ def test_the_loop_s_dpo_step_trains_the_policy_on_the_votes_themselves(start_run
     printed = capsys.readouterr().out
     assert "DPO on the votes alone: +" in printed and "GRPO on the rule: +" in printed
     assert "round 1: DPO on the same pairs, from the start (the policy step)" in printed
+
+
+# ---------------------------------------------------------------- the loop with the pairwise judge as its reward
+
+
+@pytest.mark.parametrize("options, named", [({"policy_step": "filter"}, "--policy-step filter"),
+                                            ({"policy_step": "dpo"}, "--policy-step dpo"),
+                                            ({"with_dpo": True}, "--with-dpo"), ({"judge": "tiny:qwen2-1m"}, "--judge")])
+def test_the_loop_refuses_the_judge_reward_with_an_rm_option_before_it_writes_anything(tmp_path, options, named):
+    with pytest.raises(UserError, match=f"^--reward judge takes GRPO steps on the judge it trains from the votes; "
+                                        f"{named} is for --reward rm$"):
+        loop.run_loop(None, tmp_path / "loop", reward="judge", **options)
+    assert not (tmp_path / "loop").exists()
+
+
+def test_loop_run_names_a_judge_reward_it_cannot_take_in_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exited:
+        loop.main(["run", "--reward", "judge", "--policy-step", "dpo", "--out", str(tmp_path / "loop")])
+    assert exited.value.code == 2 and not (tmp_path / "loop").exists()
+    said = ("error: --reward judge takes GRPO steps on the judge it trains from the votes; --policy-step dpo is for "
+            "--reward rm")
+    assert capsys.readouterr().err.strip().splitlines() == [said]
+
+
+@pytest.mark.parametrize("name", list(loop.TASKS))
+def test_each_loop_task_s_judge_rounds_have_a_reference_and_recipes_that_take_their_settings(name, tmp_path):
+    """A wrong key in the judge's settings would surface only after round 1's votes; the checker's reference
+    must be the prompt's own sum."""
+    from tinyalign.data.messages import task_text
+    from tinyalign.experiments import judge_rounds
+
+    task = loop.TASKS[name]
+    prompts = recipes.load(task.prompts)
+    train, _ = data.splits(prompts.data, prompts.seed)
+    for row in train.select(range(20)):
+        a, b = map(int, row["question"].split("+"))
+        assert task.reference(task_text(data.prompt_messages(prompts.data, row))) == f"{a} + {b} = {int(row['answer'])}"
+    first = recipes.load(task.judge_sft, judge_rounds.judge_sft_settings(task, tmp_path / "t.jsonl", tmp_path / "j1"),
+                         method="sft")
+    second = recipes.load(task.judge_sft, judge_rounds.judge_sft_settings(task, tmp_path / "t.jsonl", tmp_path / "j2",
+                                                                          continued=tmp_path / "j1"), method="sft")
+    assert str(second.model.adapter) == str(tmp_path / "j1") and first.model.adapter is None
+    assert second.train["learning_rate"] == first.train["learning_rate"] / 2
+    assert second.train["max_steps"] == first.train["max_steps"] // 2
+    policy = recipes.load(task.grpo, {**task.learned_reward_settings, **judge_rounds.judge_reward(task, tmp_path)},
+                          method="grpo")
+    [reward] = policy.rewards
+    assert (reward["name"], reward["against"], reward["checker"]) == ("pairwise_judge", "group", task.checker)
+    assert task.checker in pairwise.CHECKERS and first.model.name == policy.model.name
+    if name == "smollm2-sums":  # the judge bench/studies/sums_judge.py measured
+        assert first.train["max_steps"] == 140 and task.judge_max_new_tokens == 64
+
+
+@pytest.mark.slow
+def test_the_loop_trains_a_judge_and_a_policy_on_it_round_after_round(start_run, tmp_path, capsys, monkeypatch):
+    """--reward judge on the tiny task, on a small budget: the judge distilled from the checker's traces, GRPO
+    on it alone, round 2's judge continued on the pairs round 1's gets wrong, GRPO round 2 from round 1's
+    policy. The 0.8M model cannot judge (it names one position or ties, 0 % agreement), so this checks
+    the contract, not a gain."""
+    import dataclasses
+
+    tiny = loop.TASKS["tiny"]
+    monkeypatch.setitem(loop.TASKS, "tiny", dataclasses.replace(
+        tiny, judge_sft_settings={"train.max_steps": 4},
+        learned_reward_settings={"train.per_device_train_batch_size": 16, "train.logging_steps": 1}))
+    out = tmp_path / "loop"
+    table = loop.run_loop(str(start_run), out, prompts=100, grpo_steps=2, reward="judge")
+    first, rule, second = table
+    assert (first["policy"], rule["policy"], second["policy"]) == ("grpo_judge", "grpo_rule", "grpo_judge_r2")
+    for row in (first, second):  # the judge's figures on each round's held-out pairs, where the RM's would be
+        assert all(0.0 <= row[f"judge_{k}"] <= 1.0 for k in ("agreement", "position_bias", "unparsed")), table
+        assert "rm_accuracy" not in row and row["traces"] > 0
+    assert 0.0 <= second["judge_r1_agreement_on_r2"] <= 1.0 and 0.0 <= second["judge_r1_position_bias_on_r2"] <= 1.0
+    assert 0 <= second["misjudged"] and second["arena_rating"].keys() == {"sft", "grpo_judge"}
+    low, high = second["gain_over_r1_interval"]
+    assert low <= second["policy_accuracy"] - second["r1_accuracy"] <= high
+    # every pair carries its worked solution; round 2's judge learned round 1's traces and the new ones
+    assert all(json.loads(line)["reference"] for line in (out / "pairs-r2" / "train.jsonl").read_text().splitlines())
+    assert len((out / "judge-r2-traces.jsonl").read_text().splitlines()) == first["traces"] + second["traces"]
+    judge2 = yaml.safe_load((out / "judge-r2" / "recipe.yaml").read_text())
+    assert judge2["model"]["adapter"] == str(out / "judge-r1") and judge2["train"]["max_steps"] == 2
+    # each policy trained on the judge alone, against its group, the rule only logged beside it
+    for run, start, judge in (("grpo-judge-r1", start_run, "judge-r1"), ("grpo-judge-r2", out / "grpo-judge-r1", "judge-r2")):
+        recipe = yaml.safe_load((out / run / "recipe.yaml").read_text())
+        assert recipe["model"]["adapter"] == str(start), run  # round 2 went on from round 1's policy
+        assert [(r["name"], r["judge"], r["against"], r["checker"]) for r in recipe["rewards"]] == [
+            ("pairwise_judge", str(out / judge), "group", "exact_match")]
+        history = json.loads((out / run / "trainer_state.json").read_text())["log_history"]
+        steps = [entry for entry in history if "rewards/pairwise_judge/mean" in entry]
+        assert [entry["step"] for entry in steps] == [1, 2], history
+        assert all("pairwise_judge/position_bias" in entry and "pairwise_judge/judged" in entry for entry in steps)
+        assert (out / run / "adapter_model.safetensors").is_file()
+    assert json.loads((out / "loop.json").read_text()) == json.loads(json.dumps(table))
+    printed = capsys.readouterr().out
+    assert ("| round | votes | judge_agreement | judge_position_bias | judge_r1_agreement_on_r2 | "
+            "judge_r1_position_bias_on_r2 | start_accuracy | policy_accuracy | gain | arena_rating |") in printed
+    assert "GRPO on the judge alone: " in printed and "GRPO on the rule: " in printed
+    assert "GRPO round 2 on round 2's judge, from round 1's policy: " in printed and " over round 1" in printed
+
+
+@pytest.mark.slow
+def test_the_loop_s_grpo_on_a_judge_logs_the_rule_s_agreement_with_its_verdicts_each_step(start_run, tmp_path,
+                                                                                         monkeypatch):
+    """The loop's GRPO stage on a judge that decides (a stand-in that judges as the rule does, in both orders:
+    the tiny judge decides nothing, so nothing would be checked): each step logs how often the rule sides with
+    its verdicts on the policy's own answers."""
+    import dataclasses
+
+    from tinyalign.experiments import judge_rounds
+
+    def as_the_rule(self, triples, desc=None):  # the answer that is the task's sum wins; else a tie
+        outcomes = []
+        for task, x, y in triples:
+            right = str(sum(map(int, task.split("+"))))
+            winner = "x" if x.strip() == right != y.strip() else "y" if y.strip() == right != x.strip() else "tie"
+            outcomes.append({"winner": winner, "position_bias": False, "unparsed": 0,
+                             "judgements": ["VERDICT: [[A]]", "VERDICT: [[B]]"]})
+        return outcomes
+
+    monkeypatch.setattr(pairwise.PairJudge, "compare", as_the_rule)
+    task = dataclasses.replace(loop.TASKS["tiny"], learned_reward_settings={"train.logging_steps": 1})
+    judge_rounds.grpo_on_judge(task, start_run, start_run, 2, tmp_path / "policy")
+    history = json.loads((tmp_path / "policy" / "trainer_state.json").read_text())["log_history"]
+    steps = [entry for entry in history if "rewards/pairwise_judge/mean" in entry]
+    assert len(steps) == 2 and all(entry["pairwise_judge/checker_agreement"] == 1.0 for entry in steps), history

@@ -21,6 +21,10 @@ tinyalign.experiments.tasks. Every stage is a method's `train(recipe)`.
     python -m tinyalign.loop run --task smollm2-sums --sft ... --policy-step filter --out ...   # best-of-8, then SFT
     python -m tinyalign.loop run --task smollm2-sums --sft ... --policy-step filter --with-dpo --out ...
     python -m tinyalign.loop run --task smollm2-sums --sft ... --policy-step dpo --out ...      # DPO on the votes
+    python -m tinyalign.loop run --task smollm2-sums --sft ... --reward judge --out ...         # the judge as reward
+
+With --reward judge the learned reward is a pairwise reasoning judge distilled from a checker's judgements of
+the voted pairs (tinyalign.experiments.judge_rounds); round 2 continues it on the new pairs it gets wrong.
 """
 
 import json
@@ -37,6 +41,7 @@ from tinyalign.measure.pair_files import read_pair_rows, read_pairs, split_pairs
 HELD_OUT = 500  # held-out problems each policy is scored on
 STEPS = {"grpo": "GRPO", "filter": "best-of-8 then SFT", "dpo": "DPO"}  # the policy steps, as the console names them
 LEARNED = {"grpo": "grpo_rm", "filter": "filter_rm", "dpo": "dpo_votes"}  # the learned step's policy, as tables name it
+REWARDS = {"rm": "a scalar reward model", "judge": "a pairwise reasoning judge"}  # --reward: what the votes train
 RULE_STEP = {"grpo": "grpo", "filter": "filter", "dpo": "grpo"}  # the baseline's step: the rule casts no pairs to DPO on
 # --with-dpo keeps the surest half of the prompts: a share, not a bar, as the likelihood is bounded above and
 # its top picks crowd where a bar moves the kept count by hundreds (bench/RESULTS.md, "Keeping only the two
@@ -46,7 +51,7 @@ SUREST = 0.5
 
 def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int = 30, baseline: bool = True,
              seed: int = 0, judge: str | None = None, task: str = "tiny", policy_step: str = "grpo",
-             with_dpo: bool = False) -> list[dict]:
+             with_dpo: bool = False, reward: str = "rm") -> list[dict]:
     """Two rounds of votes -> RM -> a policy step on the RM; returns one row per round (and the rule baseline).
 
     `sft`: the starting policy's run directory (None: the base model). `task`: a name in TASKS.
@@ -55,10 +60,11 @@ def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int
     `with_dpo`: DPO on the same pairs too; the filter ranks by the RM and the DPO model's likelihood together.
     `judge`: a pairwise judge (a model or a tinyalign.judge run) scored on each round's held-out votes
     beside the RM, so the table shows whether a judge would have served as the reward.
+    `reward`: "rm", or "judge": a pairwise judge trained on the votes is the reward (run_judge_loop).
     """
     from tinyalign import dpo, grpo, rm
     from tinyalign.config import recipe as recipes
-    from tinyalign.measure.solve_rate import held_out_verdicts, paired_interval95
+    from tinyalign.measure.solve_rate import held_out_verdicts
     from tinyalign.models.reward_model import held_out_stats
     from tinyalign.rewards.pairwise import PairJudge
     from tinyalign.votes import leaderboard
@@ -66,6 +72,12 @@ def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int
     setup = TASKS[task]
     if policy_step not in STEPS:
         raise UserError(f"policy_step must be one of {', '.join(STEPS)}, not {policy_step!r}")
+    if reward not in REWARDS:
+        raise UserError(f"reward must be one of {', '.join(REWARDS)}, not {reward!r}")
+    if reward == "judge" and (policy_step != "grpo" or with_dpo or judge):
+        extra = f"--policy-step {policy_step}" if policy_step != "grpo" else "--with-dpo" if with_dpo else "--judge"
+        raise UserError(f"--reward judge takes GRPO steps on the judge it trains from the votes; {extra} is for "
+                        "--reward rm")
     if with_dpo and policy_step != "filter":
         raise UserError("--with-dpo ranks the filter's answers (--policy-step filter); GRPO takes the reward model "
                         "alone, and --policy-step dpo is the DPO run itself")
@@ -74,6 +86,8 @@ def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int
     pair_judge = PairJudge(judge) if judge else None  # loaded on first use, once for both rounds
     if out.exists() and any(out.iterdir()):  # it appends votes and replaces runs: only in a folder of its own
         raise UserError(f"--out {out} is not empty; the loop writes its votes, reward models and runs into a new folder")
+    if reward == "judge":
+        return run_judge_loop(setup, sft, out, prompts, grpo_steps, baseline, seed)
     table = []
     start = "sft" if sft else "base"
     rm_start = {"model.policy": sft} if sft and setup.rm_from_policy else {}
@@ -129,9 +143,7 @@ def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int
                               limit=HELD_OUT, base=not sft)
 
     def scored(policy):  # accuracies, and the gain's paired 95 % interval (the same questions for both)
-        _, low, high = paired_interval95(right[start], right[policy])
-        return {"policy": policy, "start_accuracy": mean(right[start]), "policy_accuracy": mean(right[policy]),
-                "gain_interval": [low, high]}
+        return paired_gain(right, start, policy)
 
     rm1 = held_out_stats(out / "rm-r1")["accuracy"]
     table.append({"round": 1, "votes": votes1["votes"], "rm_accuracy": rm1,
@@ -164,6 +176,68 @@ def run_loop(sft: "str | None", out, prompts: int | None = None, grpo_steps: int
     (out / "loop.json").write_text(json.dumps(table, indent=2) + "\n")
     print_table(table, policy_step)
     return table
+
+
+def run_judge_loop(setup: Task, sft: "str | None", out: Path, prompts: int, grpo_steps: int, baseline: bool,
+                   seed: int) -> list[dict]:
+    """run_loop's two rounds with a pairwise judge as the learned reward: votes -> pairs with their worked
+    solutions -> the checker's traces -> judge SFT -> GRPO on the judge alone; round 2: votes on the new
+    policy -> the pairs round 1's judge gets wrong -> the judge continued on them -> GRPO from round 1's policy."""
+    from tinyalign import grpo
+    from tinyalign.config import recipe as recipes
+    from tinyalign.experiments import judge_rounds as judging
+    from tinyalign.measure.solve_rate import held_out_verdicts
+    from tinyalign.votes import leaderboard
+
+    start = "sft" if sft else "base"
+    judge1, judge2, policy1, policy2 = out / "judge-r1", out / "judge-r2", out / "grpo-judge-r1", out / "grpo-judge-r2"
+    from_start = {"model.adapter": sft} if sft else {}
+    # round 1: the start's answers, voted; each pair given its worked solution, which the checker judges from
+    db1 = out / "votes-r1.sqlite"
+    votes1 = annotate(db1, {start: sft}, prompts, seed, setup.prompts, setup.rule)
+    print_votes(1, votes1, split_pairs(db1, out / "pairs-r1", seed=seed))
+    judging.with_references(out / "pairs-r1", setup)
+    traces1, judged1 = judging.first_judge(setup, out / "pairs-r1", out / "judge-r1-traces.jsonl", judge1)
+    say(f"round 1: GRPO on the judge alone, each answer against others of its group -> {policy1}")
+    judging.grpo_on_judge(setup, sft, judge1, grpo_steps, policy1)
+    if baseline:  # the rule reward from the same start with the same budget: what the judge should reach
+        say(f"baseline: GRPO on the rule reward, same start and budget -> {out / 'grpo-rule'}")
+        grpo.train(recipes.load(setup.grpo, {**from_start, "probe": False, "overwrite": True,
+                                             "train.max_steps": grpo_steps, "output_dir": out / "grpo-rule"}, method="grpo"))
+
+    # round 2: round 1's policy against its start; the judge continued on the new pairs it gets wrong
+    db2 = out / "votes-r2.sqlite"
+    votes2 = annotate(db2, {start: sft, "grpo_judge": str(policy1)}, prompts, seed + 1, setup.prompts, setup.rule)
+    print_votes(2, votes2, split_pairs(db2, out / "pairs-r2", seed=seed + 1))
+    judging.with_references(out / "pairs-r2", setup)
+    judged2 = judging.next_judge(setup, judge1, traces1, out / "pairs-r2", out / "judge-r2-traces.jsonl", judge2)
+    say(f"round 2: GRPO on round 2's judge alone, from round 1's policy -> {policy2}")
+    judging.grpo_on_judge(setup, policy1, judge2, grpo_steps, policy2)
+
+    say(f"held-out accuracy on {HELD_OUT} problems, greedy:")
+    policies = {"grpo_judge": str(policy1), **({"grpo_rule": str(out / "grpo-rule")} if baseline else {}),
+                "grpo_judge_r2": str(policy2)}
+    right = held_out_verdicts(str(setup.prompts), {**({start: sft} if sft else {}), **policies},
+                              limit=HELD_OUT, base=not sft)
+    table = [{"round": 1, "votes": votes1["votes"], **judged1, **paired_gain(right, start, "grpo_judge")}]
+    if baseline:
+        table.append({"round": "rule", **paired_gain(right, start, "grpo_rule")})
+    table.append({"round": 2, "votes": votes2["votes"], **judged2, **paired_gain(right, start, "grpo_judge_r2"),
+                  "r1_accuracy": mean(right["grpo_judge"]),
+                  "gain_over_r1_interval": paired_gain(right, "grpo_judge", "grpo_judge_r2")["gain_interval"],
+                  "arena_rating": {row["model"]: round(row["rating"]) for row in leaderboard(db2)}})
+    (out / "loop.json").write_text(json.dumps(table, indent=2) + "\n")
+    print_table(table, "grpo")
+    return table
+
+
+def paired_gain(right: dict, start: str, policy: str) -> dict:
+    """Two policies' held-out accuracies, and the gain's paired 95 % interval (the same questions for both)."""
+    from tinyalign.measure.solve_rate import paired_interval95
+
+    _, low, high = paired_interval95(right[start], right[policy])
+    return {"policy": policy, "start_accuracy": mean(right[start]), "policy_accuracy": mean(right[policy]),
+            "gain_interval": [low, high]}
 
 
 def best_of(setup: Task, from_start: dict, reward: dict, run_dir: Path, bar: float | None,
@@ -231,28 +305,40 @@ def print_votes(round_: int, votes: dict, pairs: dict) -> None:
 
 
 def print_table(table: list[dict], policy_step: str) -> None:
+    judged = "judge_position_bias" in table[0]  # --reward judge: the judge's figures where the RM's are
     dpo = ["dpo_likelihood_accuracy"] if "dpo_likelihood_accuracy" in table[0] else []
     shares = ["rm_accuracy", *dpo, "rm_r1_on_r2", "judge_agreement", "start_accuracy", "policy_accuracy"]
+    if judged:
+        shares = ["judge_agreement", "judge_position_bias", "judge_r1_agreement_on_r2", "judge_r1_position_bias_on_r2",
+                  "start_accuracy", "policy_accuracy"]
 
     def fmt(key, v):  # a share that came out whole (an RM right on every pair) is still a share
         return "-" if v is None else f"{v:.1%}" if key in shares else str(v)
 
-    keys = ["round", "votes", *shares, "arena_rating"]
+    keys = ["round", "votes", *shares, *(["gain"] if judged else []), "arena_rating"]
     print("\n| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
     for row in table:
-        print("| " + " | ".join(fmt(k, row.get(k)) for k in keys) + " |")
+        cells = {**row, "gain": gain(row["policy_accuracy"] - row["start_accuracy"], row, short=True) if judged else None}
+        print("| " + " | ".join(fmt(k, cells.get(k)) for k in keys) + " |")
     rule = next((row for row in table if row["round"] == "rule"), None)
     if rule:  # what the loop is for: how much of the rule's gain the learned reward alone reached
         learned, ruled = (row["policy_accuracy"] - row["start_accuracy"] for row in (table[0], rule))
         share = f"; {learned / ruled:.2f} of the rule's gain" if ruled > 0 else ""
-        what = "the votes alone" if policy_step == "dpo" else "the learned reward alone"
+        what = "the votes alone" if policy_step == "dpo" else "the judge alone" if judged else "the learned reward alone"
         print(f"\n{STEPS[policy_step]} on {what}: {gain(learned, table[0])}{share}\n"
               f"{STEPS[RULE_STEP[policy_step]]} on the rule: {gain(ruled, rule)}")
+    if judged:  # round 2 went on from round 1's policy: its gain over the start, and over round 1
+        second = table[-1]
+        print(f"GRPO round 2 on round 2's judge, from round 1's policy: "
+              f"{gain(second['policy_accuracy'] - second['start_accuracy'], second)} over the start, "
+              f"{gain(second['policy_accuracy'] - second['r1_accuracy'], second, 'gain_over_r1_interval')} over round 1")
 
 
-def gain(points: float, row: dict) -> str:
+def gain(points: float, row: dict, interval: str = "gain_interval", short: bool = False) -> str:
     """A gain as "+4.8 points (95 % interval +1.9 to +7.7)", the interval paired over the same questions."""
-    low, high = row["gain_interval"]
+    low, high = row[interval]
+    if short:
+        return f"{points * 100:+.1f} ({low * 100:+.1f} to {high * 100:+.1f})"
     return f"{points * 100:+.1f} points (95 % interval {low * 100:+.1f} to {high * 100:+.1f})"
 
 
@@ -279,6 +365,9 @@ def main(argv=None):
     loop.add_argument("--with-dpo", action="store_true",
                       help="DPO on the same votes too; the filter ranks answers by the reward model and the DPO "
                            "model's likelihood in standard units, and keeps the surest half of the prompts")
+    loop.add_argument("--reward", choices=list(REWARDS), default="rm",
+                      help="what the votes train as the learned reward: rm, a scalar reward model; judge, a pairwise "
+                           "reasoning judge distilled from a checker's judgements of the voted pairs (GRPO only)")
     loop.add_argument("--grpo-steps", type=positive_int, default=30)
     loop.add_argument("--no-baseline", action="store_true", help="skip the policy step on the rule reward")
     loop.add_argument("--seed", type=int, default=0, help="sampling and held-out split (bench/RESULTS.md's loop tables: 0, 1, 2)")
@@ -297,7 +386,7 @@ def main(argv=None):
         print(f"recorded {done['votes']} votes in {args.db}: " + ", ".join(f"{k} {n}" for k, n in done["by_vote"].items()))
     else:
         run_loop(args.sft, args.out, args.prompts, args.grpo_steps, not args.no_baseline, args.seed, args.judge,
-                 args.task, args.policy_step, args.with_dpo)
+                 args.task, args.policy_step, args.with_dpo, args.reward)
 
 
 if __name__ == "__main__":
