@@ -684,6 +684,10 @@ def test_each_loop_task_s_judge_rounds_have_a_reference_and_recipes_that_take_th
     [reward] = policy.rewards
     assert (reward["name"], reward["against"], reward["checker"]) == ("pairwise_judge", "group", task.checker)
     assert task.checker in pairwise.CHECKERS and first.model.name == policy.model.name
+    rl = recipes.load(task.judge_rl, {**task.judge_rl_settings, "data.source": tmp_path, "model.adapter": tmp_path},
+                      method="grpo")
+    assert rl.train["learning_rate"] == 2e-5 and [r["name"] for r in rl.rewards] == ["judge_verdict"]
+    assert rl.model.name == first.model.name
     if name == "smollm2-sums":  # the judge bench/studies/sums_judge.py measured
         assert first.train["max_steps"] == 140 and task.judge_max_new_tokens == 64
 
@@ -699,6 +703,7 @@ def test_the_loop_trains_a_judge_and_a_policy_on_it_round_after_round(start_run,
     tiny = loop.TASKS["tiny"]
     monkeypatch.setitem(loop.TASKS, "tiny", dataclasses.replace(
         tiny, judge_sft_settings={"train.max_steps": 4},
+        judge_rl_settings={**tiny.judge_rl_settings, "train.max_steps": 1, "train.per_device_train_batch_size": 16},
         learned_reward_settings={"train.per_device_train_batch_size": 16, "train.logging_steps": 1}))
     out = tmp_path / "loop"
     table = loop.run_loop(str(start_run), out, prompts=100, grpo_steps=2, reward="judge")
@@ -708,14 +713,21 @@ def test_the_loop_trains_a_judge_and_a_policy_on_it_round_after_round(start_run,
         assert all(0.0 <= row[f"judge_{k}"] <= 1.0 for k in ("agreement", "position_bias", "unparsed")), table
         assert "rm_accuracy" not in row and row["traces"] > 0
     assert 0.0 <= second["judge_r1_agreement_on_r2"] <= 1.0 and 0.0 <= second["judge_r1_position_bias_on_r2"] <= 1.0
-    assert 0 <= second["misjudged"] and second["arena_rating"].keys() == {"sft", "grpo_judge"}
+    assert second["arena_rating"].keys() == {"sft", "grpo_judge"}
     low, high = second["gain_over_r1_interval"]
     assert low <= second["policy_accuracy"] - second["r1_accuracy"] <= high
     # every pair carries its worked solution; round 2's judge learned round 1's traces and the new ones
     assert all(json.loads(line)["reference"] for line in (out / "pairs-r2" / "train.jsonl").read_text().splitlines())
     assert len((out / "judge-r2-traces.jsonl").read_text().splitlines()) == first["traces"] + second["traces"]
+    # continued by SFT at half the rate for half the steps, then RL on its mistakes at 2e-5
+    distilled = yaml.safe_load((out / "judge-r2-sft" / "recipe.yaml").read_text())
+    assert distilled["model"]["adapter"] == str(out / "judge-r1") and distilled["train"]["max_steps"] == 2
+    assert second["judge_rl"] and second["misjudged"] > 0, table
     judge2 = yaml.safe_load((out / "judge-r2" / "recipe.yaml").read_text())
-    assert judge2["model"]["adapter"] == str(out / "judge-r1") and judge2["train"]["max_steps"] == 2
+    assert judge2["method"] == "grpo" and judge2["model"]["adapter"] == str(out / "judge-r2-sft")
+    assert judge2["train"]["learning_rate"] == 2e-5 and [r["name"] for r in judge2["rewards"]] == ["judge_verdict"]
+    verdicts = (out / "judge-r2-verdicts.jsonl").read_text().splitlines()
+    assert len(verdicts) == 2 * second["misjudged"]
     # each policy trained on the judge alone, against its group, the rule only logged beside it
     for run, start, judge in (("grpo-judge-r1", start_run, "judge-r1"), ("grpo-judge-r2", out / "grpo-judge-r1", "judge-r2")):
         recipe = yaml.safe_load((out / run / "recipe.yaml").read_text())

@@ -74,14 +74,29 @@ def figures(setup: Task, judge_dir: Path, pairs_file: Path) -> dict:
     return {key: report[key] for key in FIGURES}
 
 
-def misjudged_rows(setup: Task, judge_dir: Path, pairs_file: Path) -> list[dict]:
-    """The pairs of `pairs_file` (rows, with their references) that the judge does not get right in both
-    orders, greedily (`tinyalign.judge.misjudged`)."""
+def misjudged_rows(setup: Task, judge_dir: Path, pairs_file: Path) -> tuple[list[dict], list[tuple]]:
+    """The pairs of `pairs_file` that the judge does not get right in both orders, greedily
+    (`tinyalign.judge.misjudged`): (their rows, with the references; their (task, chosen, rejected))."""
     from tinyalign.judge import misjudged
 
     rows, pairs = read_pair_rows(pairs_file), read_pairs(pairs_file)
     wrong = set(misjudged(pair_judge(setup, judge_dir), pairs))
-    return [row for row, pair in zip(rows, pairs) if pair in wrong]
+    kept = [(row, pair) for row, pair in zip(rows, pairs) if pair in wrong]
+    return [row for row, _ in kept], [pair for _, pair in kept]
+
+
+def rl_on_mistakes(setup: Task, pairs: list[tuple], judge_dir: Path, run_dir: Path) -> Path:
+    """RM-R1's step (b) on the pairs a judge got wrong: GRPO from `judge_dir`, reward 1 when the verdict names
+    the voted answer (`judge_verdict`), both orders of each pair, at the task's judge RL settings (2e-5)."""
+    from tinyalign import grpo
+    from tinyalign.config import recipe as recipes
+    from tinyalign.judge import verdict_rows
+
+    verdicts = run_dir.with_name(run_dir.name + "-verdicts.jsonl")
+    files.write_jsonl(verdicts, verdict_rows(pairs))
+    return grpo.train(recipes.load(setup.judge_rl, {
+        "data.source": verdicts, "model.adapter": str(judge_dir), **setup.judge_rl_settings, "probe": False,
+        "overwrite": True, "output_dir": run_dir}, method="grpo"))
 
 
 def judge_reward(setup: Task, judge_dir: Path) -> dict:
@@ -119,17 +134,31 @@ def first_judge(setup: Task, pairs: Path, traces: Path, run_dir: Path) -> tuple[
 
 def next_judge(setup: Task, earlier: Path, earlier_traces: list[dict], pairs: Path, traces: Path, run_dir: Path) -> dict:
     """Round 2's judge: the training pairs `earlier`'s judge gets wrong, the checker's traces of them (after
-    round 1's), `earlier` continued on them; both judges' figures on the held-out pairs."""
+    round 1's), `earlier` continued on them by SFT, then (where the task has `judge_rl`) RL on them;
+    both judges' figures on the held-out pairs."""
     say("round 2: round 1's judge on those training pairs, in both orders: the ones it gets wrong")
-    wrong = misjudged_rows(setup, earlier, pairs / "train.jsonl")
+    wrong, wrong_pairs = misjudged_rows(setup, earlier, pairs / "train.jsonl")
     written = checker_traces(wrong, traces, earlier=earlier_traces)
+    rl = setup.judge_rl is not None and bool(wrong)
+    distilled = run_dir.with_name(run_dir.name + "-sft") if rl else run_dir
     say(f"round 2: round 1's judge continued on the checker's {len(written)} judgements of the {len(wrong)} pairs "
-        f"it got wrong, and round 1's -> {run_dir}")
-    train_judge(setup, traces, run_dir, continued=earlier)
+        f"it got wrong, and round 1's -> {distilled}")
+    train_judge(setup, traces, distilled, continued=earlier)
+    if rl:
+        rate = judge_rl_rate(setup)
+        say(f"round 2: RL on those {len(wrong)} pairs, reward 1 when the verdict names the voted answer, "
+            f"lr {rate:g} -> {run_dir}")
+        rl_on_mistakes(setup, wrong_pairs, distilled, run_dir)
     say("round 2: both rounds' judges on round 2's held-out pairs")
-    return {"misjudged": len(wrong), "traces": len(written),
+    return {"misjudged": len(wrong), "traces": len(written), "judge_rl": rl,
             **named(figures(setup, run_dir, pairs / "test.jsonl"), "judge_{}"),
             **named(figures(setup, earlier, pairs / "test.jsonl"), "judge_r1_{}_on_r2")}
+
+
+def judge_rl_rate(setup: Task) -> float:
+    from tinyalign.config import recipe as recipes
+
+    return recipes.load(setup.judge_rl, setup.judge_rl_settings, method="grpo").train["learning_rate"]
 
 
 def named(report: dict, pattern: str) -> dict:

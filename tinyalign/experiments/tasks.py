@@ -45,6 +45,8 @@ class Task:
     judge_sft: Path | None = None  # --reward judge: the recipe that distils the judge from the checker's traces
     judge_sft_settings: dict = field(default_factory=dict)
     judge_max_new_tokens: int = 64  # a judgement of a sum is ~53 tokens
+    judge_rl: Path | None = None  # round 2: GRPO on judge_verdict over the pairs the judge got wrong (None: SFT only)
+    judge_rl_settings: dict = field(default_factory=dict)
     checker: str = "exact_match"  # the rule as an accuracy reward: logged beside the judge's verdicts, never rewarded
 
 
@@ -56,7 +58,8 @@ TASKS = {
                  dpo=builtin("tiny_dpo.yaml"),
                  dpo_settings={"model.quantization": "none", "data.limit": None, "data.prompt": None,
                                "data.chosen": None, "data.rejected": None},
-                 judge_sft=builtin("tiny_judge_sft.yaml")),
+                 judge_sft=builtin("tiny_judge_sft.yaml"), judge_rl=builtin("tiny_judge_grpo.yaml"),
+                 judge_rl_settings={"train.learning_rate": 2e-5}),
     # SmolLM2 on sums, from an SFT start that answers bare (from the base, the RM learns an edit's look and
     # GRPO games it). The RM starts from that policy and also learns mismatched pairs, or it scores a
     # number's look under any question; three epochs, as a late-learning seed needs; GRPO keeps near the
@@ -74,5 +77,10 @@ TASKS = {
                                        "generation.max_new_tokens": 16},
                          # the judge as bench/studies/sums_judge.py trains it: 140 steps of 8 traces
                          judge_sft=builtin("smollm2_judge_sft.yaml"), judge_sft_settings={"train.max_steps": 140},
+                         # RL on its mistakes at the rate that held it (2e-5; 1e-4 cost it 6-8 points), 20 steps
+                         # of 4 judge prompts x 8 judgements, as sums_judge.py --rl --hard
+                         judge_rl=builtin("smollm2_judge_grpo.yaml"),
+                         judge_rl_settings={"train.learning_rate": 2e-5, "train.max_steps": 20,
+                                            "train.max_completion_length": 64, "generation.max_new_tokens": 64},
                          checker="math_accuracy"),
 }
