@@ -664,7 +664,7 @@ def test_each_loop_task_s_judge_rounds_have_a_reference_and_recipes_that_take_th
     """A wrong key in the judge's settings would surface only after round 1's votes; the checker's reference
     must be the prompt's own sum."""
     from tinyalign.data.messages import task_text
-    from tinyalign.experiments import judge_rounds
+    from tinyalign.loop import judge_rounds
 
     task = loop.TASKS[name]
     prompts = recipes.load(task.prompts)
@@ -755,7 +755,7 @@ def test_the_loop_s_grpo_on_a_judge_logs_the_rule_s_agreement_with_its_verdicts_
     its verdicts on the policy's own answers."""
     import dataclasses
 
-    from tinyalign.experiments import judge_rounds
+    from tinyalign.loop import judge_rounds
 
     def as_the_rule(self, triples, desc=None):  # the answer that is the task's sum wins; else a tie
         outcomes = []

@@ -3,7 +3,7 @@ distilled from a checker's traces on the voted pairs, as GRPO's learned reward, 
 it gets wrong once the new policy's answers are voted on.
 
 Each stage is a library entry point given a recipe object (`sft.train`, `grpo.train`, `tinyalign.judge`'s
-functions); the loop (tinyalign/loop.py) calls them in order.
+functions); the loop command (tinyalign/loop/__init__.py) calls them in order.
 """
 
 from pathlib import Path

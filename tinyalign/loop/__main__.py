@@ -1,0 +1,3 @@
+from tinyalign.loop import main
+
+main()
