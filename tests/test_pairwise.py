@@ -77,6 +77,7 @@ def test_group_answers_are_scored_by_their_win_rate_in_both_orders(monkeypatch):
     # 46-45, 46-47 each come up twice: 3 distinct pairs, each asked once in both orders
     assert len(asked) == 1 and len(asked[0]) == 6
     assert scores == pytest.approx([2.5 / 3, 0.5 / 3, 0.5 / 3, 2.5 / 3])
+    assert metrics.pop("pairwise_judge/seconds") >= 0
     assert metrics == {"pairwise_judge/unparsed": 0.0, "pairwise_judge/position_bias": 0.0, "pairwise_judge/judged": 0.5}
     assert len(logged["judge_verdicts"]) == 4 and "VERDICT" in logged["judge_verdicts"][0]
 

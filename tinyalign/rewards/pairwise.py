@@ -12,6 +12,7 @@ reward, so a trained judge is asked exactly what it was trained on.
 
 import contextlib
 import re
+import time
 
 from tinyalign.core.errors import UserError
 from tinyalign.models.precision import autocast
@@ -246,6 +247,7 @@ class PairwiseJudgeReward:
     def __call__(self, completions, prompts=None, answer=None, log_extra=None, log_metric=None, **_):
         if prompts is None:
             raise UserError("pairwise_judge needs the prompts to judge answers against; call it with prompts=[...]")
+        started = time.perf_counter()
         tasks = [task_text(p) for p in prompts]
         texts = [completion_text(c) for c in completions]
         references = answer if isinstance(answer, list) else None
@@ -274,6 +276,7 @@ class PairwiseJudgeReward:
             log_metric("pairwise_judge/unparsed", missing / max(1, 2 * len(judged)))
             log_metric("pairwise_judge/position_bias", sum(o["position_bias"] for o in judged) / max(1, len(judged)))
             log_metric("pairwise_judge/judged", len(judged) / max(1, len(pairs)))  # the rest tied or met before
+            log_metric("pairwise_judge/seconds", time.perf_counter() - started)  # the reward's cost, beside the step's
             agreement = self.checker_agreement(pairs, outcomes, completions, references)
             if agreement is not None:
                 log_metric("pairwise_judge/checker_agreement", agreement)
