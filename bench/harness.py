@@ -94,27 +94,18 @@ def as_overrides(overrides) -> list[str]:
 
 def train(method: str, recipe_path, overrides=()) -> Path:
     """One `method` run (sft, dpo, grpo, rm) from a recipe file and overrides (`key=value` strings or a
-    mapping of dotted keys to values), in this process; returns its run directory. Calls the method's
-    library entry point `train(recipe)` where the module has one, else its command line
-    `main([recipe, *overrides])`."""
+    mapping of dotted keys to values), in this process, through the method's library entry point
+    `train(recipe)`; returns its run directory."""
     from tinyalign.config import recipe as recipes
     from tinyalign.core import console
     from tinyalign.core.errors import UserError
 
     console.quiet()
-    overrides = as_overrides(overrides)
+    settings = overrides if isinstance(overrides, dict) else [str(o) for o in overrides]
     try:
-        recipe = recipes.load(recipe_path, overrides, method=method)
+        return Path(importlib.import_module(f"tinyalign.{method}").train(recipes.load(recipe_path, settings, method=method)))
     except UserError as e:
         sys.exit(f"error: {e}")
-    module = importlib.import_module(f"tinyalign.{method}")
-    if hasattr(module, "train"):
-        try:
-            return Path(module.train(recipe))
-        except UserError as e:
-            sys.exit(f"error: {e}")
-    module.main([str(recipe_path), *overrides])
-    return Path(recipe.output_dir)
 
 
 def train_process(method: str, recipe_path, overrides, threads: int, log: Path, what: str | None = None) -> Path:
