@@ -170,9 +170,9 @@ def train(method: str, start: str, data: Path, run: Path, threads: int, seed: in
 
     if (run / "adapter_model.safetensors").is_file():
         return run
-    if method == "sft":  # the loop filter's SFT settings, however the loop spells them
-        spell = getattr(loop, "filter_sft_settings", None) or loop.filter_sft_overrides
-        recipe, overrides = builtin("smollm2_sums_sft.yaml"), harness.as_overrides(spell(loop.TASKS["smollm2-sums"], data))
+    if method == "sft":  # the loop filter's SFT settings
+        settings = loop.filter_sft_settings(loop.TASKS["smollm2-sums"], data)
+        recipe, overrides = builtin("smollm2_sums_sft.yaml"), harness.as_overrides(settings)
         if steps:  # after the epoch's settings: max_steps wins over num_train_epochs, cycling the picks
             overrides.append(f"train.max_steps={steps}")
     else:  # the sums answers are short: 128 tokens hold prompt and answer; 16 new ones, as the task's
