@@ -36,11 +36,15 @@ class Precision:
 def cpu_bf16() -> "str | None":
     """This CPU's native bf16 instructions by name (e.g. "AVX512-BF16"), or None."""
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        return native_bf16(Path("/proc/cpuinfo").read_text())
     except OSError:
         return None
+
+
+def native_bf16(cpuinfo: str) -> "str | None":
+    """The native bf16 instructions a /proc/cpuinfo text lists (its `flags`, or an Arm CPU's `Features`)."""
     flags = set()
-    for line in text.splitlines():
+    for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
         if key.strip() in ("flags", "Features"):
             flags.update(value.split())
