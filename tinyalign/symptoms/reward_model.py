@@ -19,7 +19,9 @@ HACK_RM_RISE = 0.5  # the learned reward rising half a held-out standard deviati
 HACK_RULE_GAIN = 0.02  # ... while the rule metric on the same completions gains under 2 points: hacking
 JUDGE_CHECKER_FLOOR = 0.6  # a judge whose decisive verdicts the checker backs under 60 % of the time is near chance
 CHECKER_AGREEMENT = "pairwise_judge/checker_agreement"
-LEARNED_REWARDS = ("reward_model", "implicit_reward", "pairwise_judge")  # learned from votes: a policy can game them
+# learned from votes: a policy can game them (a pairwise judge's win rate averages 0.5 by construction, so it
+# cannot rise: judge_gamed reads its checker agreement instead)
+LEARNED_REWARDS = ("reward_model", "implicit_reward")
 
 
 def _learning_rate(run: Run) -> float:
