@@ -244,12 +244,11 @@ def test_a_few_sft_steps_raise_held_out_accuracy_on_sums_it_never_saw(smollm2, t
     "A + B = C") through `sft.main`, then greedy held-out accuracy of the base and the adapter through
     `solve_rate.held_out_accuracy` (math_accuracy, 16 new tokens) on 100 problems "What is A plus B?"
     whose (A, B) pairs and phrasing no training problem has (bench/studies/real_gain.py builds both)."""
+    from bench.studies import real_gain as bench
     from tinyalign import sft
     from tinyalign.config import recipe as recipes
     from tinyalign.data import loading as data
     from tinyalign.measure import solve_rate
-
-    from bench.studies import real_gain as bench
 
     problems = bench.write_problems(tmp_path / "problems", seed=0)
     sft_recipe, score_recipe = bench.write_recipes(tmp_path, problems, seed=0)

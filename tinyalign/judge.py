@@ -26,9 +26,10 @@ compared on the same held-out votes.
 from tinyalign.core import files
 from tinyalign.core.errors import ArgumentParser, UserError, cli, positive_int
 from tinyalign.data.loading import text_of
+from tinyalign.data.messages import task_text
 from tinyalign.measure.pair_files import HELD_OUT, read_pair_rows, read_pairs, split_pairs
 from tinyalign.rewards.accuracy import math_equal, model_answer
-from tinyalign.rewards.judge_model import check_judge, task_text
+from tinyalign.rewards.judge_model import check_judge
 from tinyalign.rewards.pairwise import PairJudge, agreement_with_votes, pair_messages, parse_verdict
 
 TRACE_COLUMNS = {"judge_prompt", "judgement"}

@@ -41,8 +41,8 @@ def main():
     args = parser.parse_args()
     from tinyalign.config import recipe as recipes
     from tinyalign.data.loading import text_of
+    from tinyalign.data.messages import task_text
     from tinyalign.models import loading as model
-    from tinyalign.rewards.judge_model import task_text
 
     pairs = [json.loads(line) for line in (Path(args.pairs) / "test.jsonl").read_text().splitlines() if line]
     prompts = [p["prompt"] for p in pairs]

@@ -130,7 +130,7 @@ def main() -> None:
     from tinyalign import judge as judging
     from tinyalign.core import files
     from tinyalign.data.loading import text_of
-    from tinyalign.rewards.judge_model import task_text
+    from tinyalign.data.messages import task_text
 
     folder = pairs(votes(args.votes), args.work, args.held_out)
     traces = args.work / "traces.jsonl"

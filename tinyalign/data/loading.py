@@ -8,7 +8,6 @@ Sources: a hub dataset id (+ config, split), a local .jsonl/.json/.parquet/.csv 
 `{split}.jsonl` files, a vote store (.sqlite/.db) from the app, or a `tiny:` task.
 """
 
-import dataclasses
 import json
 import random
 import string

@@ -19,8 +19,8 @@ import importlib.metadata
 from functools import lru_cache
 from pathlib import Path
 
+from tinyalign.core import files
 from tinyalign.core.errors import UserError
-from tinyalign.models import tiny
 from tinyalign.models.chat_template import fix_special_tokens
 
 PREFIX = "pkg:"
@@ -61,7 +61,7 @@ def model_path(name: str) -> Path:
     if not file.is_file():
         raise UserError(f"model.name: GGUF file not found: {name}")
     folder = f"gguf-{_content_hash(file.resolve(), *_stamp(file))[:16]}-v{BUILD_VERSION}"
-    return tiny._build_atomically(tiny.home() / "models" / folder, lambda out: convert(file, out))
+    return files.build_atomically(files.tinyalign_home() / "models" / folder, lambda out: convert(file, out))
 
 
 def _stamp(file: Path) -> tuple[int, int]:

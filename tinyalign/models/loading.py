@@ -14,8 +14,8 @@ from tinyalign.core import files
 from tinyalign.core.errors import UserError
 from tinyalign.core.threads import use_cpu_threads
 from tinyalign.models import tiny
-from tinyalign.models.precision import Precision, choose, mark
 from tinyalign.models.chat_template import align_generation, fix_special_tokens
+from tinyalign.models.precision import Precision, choose, mark
 
 
 def resolve_name(name: str) -> str:

@@ -42,7 +42,6 @@ def is_tiny(name) -> bool:
     return isinstance(name, str) and name.startswith("tiny:")
 
 
-_build_atomically = build_atomically  # the name models.gguf calls
 
 
 def addition_sums(seed: int = 0) -> dict[str, list[tuple[int, int]]]:

@@ -4,7 +4,6 @@ directory, loaded on first use, once, and the task as a judge reads it."""
 from pathlib import Path
 
 from tinyalign.core.errors import UserError
-from tinyalign.data.messages import MAX_CHARS, task_text  # noqa: F401  (the task as the judge reads it, its cut)
 
 
 def judge_model(judge: str):

@@ -15,9 +15,10 @@ import re
 import time
 
 from tinyalign.core.errors import UserError
+from tinyalign.data.messages import MAX_CHARS, task_text
 from tinyalign.models.precision import autocast
 from tinyalign.rewards.accuracy import exact_match, math_accuracy
-from tinyalign.rewards.judge_model import MAX_CHARS, JudgeModel, judge_missing, task_text
+from tinyalign.rewards.judge_model import JudgeModel, judge_missing
 from tinyalign.rewards.text import completion_text
 
 # Short on purpose: a small judge must hold it, the task and both answers in its context.

@@ -13,7 +13,8 @@ and the `rubric_judge/unparsed` metric): a confused judge must not crash a train
 import re
 
 from tinyalign.core.errors import UserError
-from tinyalign.rewards.judge_model import MAX_CHARS, JudgeModel, judge_missing, task_text
+from tinyalign.data.messages import MAX_CHARS, task_text
+from tinyalign.rewards.judge_model import JudgeModel, judge_missing
 from tinyalign.rewards.text import completion_text
 
 SYSTEM = "You are a careful, strict grader of answers written by an AI assistant."

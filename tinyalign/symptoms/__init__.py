@@ -38,8 +38,13 @@ from tinyalign.symptoms.grpo import (
     reward_zero_std,
 )
 from tinyalign.symptoms.loss import loss_spikes, overfitting
-from tinyalign.symptoms.reward_model import (judge_gamed, rm_at_chance, rm_hacked, rm_margins_collapsing,
-                                              rm_tracks_length)
+from tinyalign.symptoms.reward_model import (
+    judge_gamed,
+    rm_at_chance,
+    rm_hacked,
+    rm_margins_collapsing,
+    rm_tracks_length,
+)
 from tinyalign.symptoms.samples import identical_completions, looping_completions
 
 __all__ = ["CHECKS", "METHODS", "RECIPE_CHECKS", "Finding", "Run", "diagnose", "infer_method", "nothing_learned"]
