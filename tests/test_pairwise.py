@@ -231,7 +231,11 @@ def test_traces_from_the_reference_check_each_final_number_and_keep_the_voted_si
     pairs.write_text("".join(json.dumps(row) + "\n" for row in rows))
     judging.main(["traces", "--from-reference", "--pairs", str(pairs), "--out", str(tmp_path / "t.jsonl")])
     traces = [json.loads(line) for line in open(tmp_path / "t.jsonl")]
-    assert len(traces) == 2  # the first pair, in both orders
+    traces, solves = traces[:2], traces[2:]  # the first pair, in both orders; then each task solved alone
+    assert [row["judgement"] for row in solves] == [f"TYPE: reasoning\nSOLUTION: {row['reference']}" for row in rows]
+    assert [pairwise.parse_head(row["judgement"]) for row in solves] == [("reasoning", row["reference"]) for row in rows]
+    assert all(row["judge_prompt"].endswith(f"Task: {pair['prompt']}") and "Answer A" not in row["judge_prompt"]
+               for row, pair in zip(solves, rows))
     for trace, (a, b), verdict in zip(traces, [("7", "8"), ("8", "7")], ["A", "B"]):
         assert shown(trace["judge_prompt"])[0].endswith(f"{a}.") and shown(trace["judge_prompt"])[1].endswith(f"{b}.")
         assert trace["judgement"].startswith("TYPE: reasoning\nSOLUTION: 3 + 4 = 7. The answer is 7.\n")
@@ -272,3 +276,79 @@ def test_bad_arguments_get_one_line_and_change_nothing(tmp_path, capsys, args, m
     err = capsys.readouterr().err
     assert message.format(tmp=tmp_path) in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert db.read_bytes() == before and not (tmp_path / "v.jsonl").exists()
+
+
+def copying_judge(monkeypatch):
+    """A double of the defect solve-first fixes: shown the answers, its SOLUTION copies answer A; asked the
+    task alone, it solves it. Its EVALUATION then backs whichever answer matches its solution."""
+    solve_asks = []
+
+    def verdict(solution, a, b):
+        return "A" if a == solution != b else "B" if b == solution != a else "tie"
+
+    def ask(self, conversations, k=1, max_new_tokens=None, desc=None):
+        replies = []
+        for chat in conversations:
+            prompt = chat[-1]["content"]
+            if "Answer A:" not in prompt:  # the task alone
+                solve_asks.append(prompt)
+                x, y = map(int, re.search(r"(\d+)\+(\d+)", prompt).groups())
+                replies.append([f"TYPE: reasoning\nSOLUTION: {x + y}"] * k)
+            else:
+                a, b = shown(prompt)
+                replies.append([f"TYPE: reasoning\nSOLUTION: {a}\nEVALUATION: ...\nVERDICT: [[{verdict(a, a, b)}]]"] * k)
+        return replies
+
+    def ask_after(self, texts, k=1, desc=None):
+        out = []
+        for text in texts:
+            a, b = re.search(r"Answer A: (.*)\nAnswer B: (.*?)<", text).groups()
+            solution = re.findall(r"SOLUTION: (.*)\n", text)[-1]
+            out.append([f" checked.\nVERDICT: [[{verdict(solution, a, b)}]]"] * k)
+        return out
+
+    monkeypatch.setattr(pairwise.PairJudge, "ask", ask)
+    monkeypatch.setattr(pairwise.PairJudge, "ask_after", ask_after)
+    return solve_asks
+
+
+def test_solving_first_keeps_the_answers_from_steering_the_judges_solution(monkeypatch):
+    solve_asks = copying_judge(monkeypatch)
+    answers, prompts = ["46", "45", "47", "44"], [MATH] * 4
+    inline, metrics = {}, {}
+    scores = resolve({"name": "pairwise_judge", "judge": "tiny:qwen2-1m", "checker": "math_accuracy"})(
+        answers, prompts=prompts, answer=["46"] * 4, log_metric=inline.__setitem__)
+    assert inline["pairwise_judge/position_bias"] == 1.0  # answer A wins every pair, whichever it is
+    assert scores == pytest.approx([0.5] * 4)  # the right answer gains nothing
+    first = resolve({"name": "pairwise_judge", "judge": "tiny:qwen2-1m", "checker": "math_accuracy", "solve_first": True})
+    scores = first(answers, prompts=prompts, answer=["46"] * 4, log_metric=metrics.__setitem__)
+    assert len(solve_asks) == 1 and "Answer" not in solve_asks[0]  # once per task, before any answer is read
+    assert scores[0] == 1.0 and max(scores[1:]) < 0.5  # the right answer wins every game it is in
+    assert metrics["pairwise_judge/position_bias"] == 0.0 and metrics["pairwise_judge/checker_agreement"] == 1.0
+
+
+def test_one_order_halves_the_judgements_and_alternates_the_positions(monkeypatch):
+    copying_judge(monkeypatch)
+    asked = []
+    real = pairwise.PairJudge.ask_after
+    monkeypatch.setattr(pairwise.PairJudge, "ask_after", lambda self, texts, k=1, desc=None: asked.extend(texts) or real(self, texts, k))
+    metrics = {}
+    reward = resolve({"name": "pairwise_judge", "judge": "tiny:qwen2-1m", "solve_first": True, "orders": 1})
+    scores = reward(["46", "45", "47", "44"], prompts=[MATH] * 4, log_metric=metrics.__setitem__)
+    assert len(asked) == 6  # the ring's 6 distinct pairs (2 opponents in a group of 4), each once, not twice
+    firsts = [re.search(r"Answer A: (\d+)", text).group(1) for text in asked]
+    answers, ring = ["46", "45", "47", "44"], [(0, 1), (1, 2), (2, 3), (3, 0), (0, 2), (1, 3)]
+    assert firsts == [answers[x] if i % 2 == 0 else answers[y] for i, (x, y) in enumerate(ring)]  # every other swapped
+    assert scores[0] == 1.0 and max(scores[1:]) < 0.5
+    assert "pairwise_judge/position_bias" not in metrics  # one order cannot show it
+
+
+def test_a_solve_reply_is_read_up_to_the_next_heading():
+    assert pairwise.parse_head("TYPE: reasoning\nSOLUTION: 37 + 84 = 121\nSOLUTION: again\nTYPE:") == ("reasoning", "37 + 84 = 121")
+    assert pairwise.parse_head("TYPE: chat\nSOLUTION: 1. clear\n2. short\nEVALUATION: x") == ("chat", "1. clear\n2. short")
+    assert pairwise.parse_head("TYPE: chat\nSOLUTION: ") is None and pairwise.parse_head("121") is None
+
+
+def test_pairwise_judge_refuses_an_order_count_but_one_or_two():
+    with pytest.raises(UserError, match="orders must be 1 or 2"):
+        resolve({"name": "pairwise_judge", "judge": "tiny:qwen2-1m", "orders": 3})

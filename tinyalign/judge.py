@@ -30,7 +30,14 @@ from tinyalign.data.messages import task_text
 from tinyalign.measure.pair_files import HELD_OUT, read_pair_rows, read_pairs, split_pairs
 from tinyalign.rewards.accuracy import math_equal, model_answer
 from tinyalign.rewards.judge_model import check_judge
-from tinyalign.rewards.pairwise import PairJudge, agreement_with_votes, pair_messages, parse_verdict
+from tinyalign.rewards.pairwise import (
+    PairJudge,
+    agreement_with_votes,
+    head,
+    pair_messages,
+    parse_verdict,
+    solve_messages,
+)
 
 TRACE_COLUMNS = {"judge_prompt", "judgement"}
 VERDICT_COLUMNS = {"judge_prompt", "verdict"}
@@ -77,18 +84,23 @@ def reference_judgement(solution: str, a: str, b: str) -> str | None:
 
 
 def reference_traces(rows) -> list[dict]:
-    """(a) SFT rows written by the checker from each pair's `reference` (a worked solution), in both orders.
+    """(a) SFT rows written by the checker from each pair's `reference` (a worked solution), in both orders,
+    and once per task the solution alone, as the reply to the task alone (what a solve-first judge is asked).
 
     A pair whose final numbers do not single out the voted answer (both right, both wrong, or the vote
-    against the solution) is left out: the judge learns no verdict the checker cannot justify."""
-    out = []
+    against the solution) is left out: the judge learns no verdict the checker cannot justify. None left: []."""
+    out, solutions = [], {}
     for row in rows:
         task, chosen, rejected = task_text(row["prompt"]), text_of(row["chosen"]), text_of(row["rejected"])
+        solutions.setdefault(task, str(row["reference"]))
         for a, b, voted in ((chosen, rejected, "A"), (rejected, chosen, "B")):
             text = reference_judgement(str(row["reference"]), a, b)
             if text is not None and parse_verdict(text) == voted:
                 out.append({"judge_prompt": pair_messages(task, a, b)[0]["content"], "judgement": text})
-    return out
+    if not out:  # no verdict to teach: nothing for a judge to learn
+        return []
+    return out + [{"judge_prompt": solve_messages(task)[0]["content"], "judgement": head("reasoning", solution).rstrip()}
+                  for task, solution in solutions.items()]
 
 
 def reference_rows(path) -> list[dict]:
@@ -121,11 +133,11 @@ def misjudged(judge: PairJudge, pairs) -> list:
 
 
 def evaluate(judge: "str | PairJudge", pairs, rm: str | None = None, max_new_tokens: int = 256,
-             batch_size: int = 16) -> dict:
+             batch_size: int = 16, solve_first: bool = False) -> dict:
     """Agreement with the votes, ties, position bias and unparsed rate; the scalar RM's accuracy alongside.
 
     `judge`: a model or judge run, or a PairJudge already made (its model loads once, however often asked)."""
-    report = agreement_with_votes(judge, pairs, max_new_tokens, batch_size)
+    report = agreement_with_votes(judge, pairs, max_new_tokens, batch_size, solve_first)
     if rm:
         from tinyalign.measure import reward_model as rm_measure
         from tinyalign.models import reward_model as rm_load
@@ -181,6 +193,8 @@ def main(argv=None):
     score = commands.add_parser("eval", parents=[pairs], help="agreement with held-out votes")
     score.add_argument("--judge", required=True, help="a model or judge run directory")
     score.add_argument("--rm", help="a reward-model run to score on the same pairs")
+    score.add_argument("--solve-first", action="store_true",
+                       help="the judge solves each task before it reads the answers, as GRPO's solve_first reward asks")
     for command in (sample, score, rl):
         command.add_argument("--max-new-tokens", type=positive_int, default=256)
         command.add_argument("--batch-size", type=positive_int, default=16, help="judgements generated at once")
@@ -197,10 +211,11 @@ def main(argv=None):
         if args.from_reference:
             pairs = reference_rows(args.pairs)
             rows = reference_traces(pairs)
+            judged = sum(parse_verdict(row["judgement"]) is not None for row in rows)
             empty = (f"--pairs {args.pairs}: in none of {len(pairs)} pairs does the reference's final number "
                      "single out the voted answer")
-            done = (f"wrote {len(rows)} judgements (both orders) on the {len(rows) // 2} of {len(pairs)} voted "
-                    "pairs whose final numbers single out the voted answer")
+            done = (f"wrote {judged} judgements (both orders) on the {judged // 2} of {len(pairs)} voted pairs whose "
+                    f"final numbers single out the voted answer, and {len(rows) - judged} solutions to their tasks alone")
         else:
             if args.temperature <= 0:
                 raise UserError("--temperature must be above 0: rejection sampling needs varied judgements")
@@ -226,7 +241,8 @@ def main(argv=None):
         which = f" the judge gets wrong, of {len(pairs)}" if args.judge else ""
         print(f"wrote {len(rows)} judge prompts (both orders of {len(kept)} voted pairs{which}) -> {out}")
     else:
-        print(summary(evaluate(args.judge, read_pairs(args.pairs), args.rm, args.max_new_tokens, args.batch_size)))
+        print(summary(evaluate(args.judge, read_pairs(args.pairs), args.rm, args.max_new_tokens, args.batch_size,
+                               args.solve_first)))
     return 0
 
 

@@ -1,6 +1,7 @@
 """The pairwise judge on the task where SmolLM2's scalar reward model holds: two-digit sums.
 
     python -m bench.studies.sums_judge --seeds 0 1 --threads 2      # a judge: ~13 min on 2 Intel cores (9 to train, 4 to judge), ~24 on AMD
+    python -m bench.studies.sums_judge --seeds 0 --threads 2 --solve-first   # judged solving each task first
     python -m bench.studies.sums_judge --seeds 0 --threads 2 --rl   # then step (b) on each distilled judge (+~20 min on AMD)
     python -m bench.studies.sums_judge --seeds 0 --threads 2 --rl --hard   # on the pairs it gets wrong only (+16 min to find them)
     options for step (b): [--rl-lr 1e-4] [--rl-seed 1] [--rl-steps 20]
@@ -34,7 +35,7 @@ from pathlib import Path
 from bench import harness
 from bench.studies.real_judge import train, write_results
 
-STEPS = "train.max_steps=140"  # one epoch of the 1120 judgements
+BATCH = 8  # the judge recipe's per_device_train_batch_size: one epoch of the traces is len(traces) / BATCH steps
 MAX_NEW_TOKENS = 64  # a sums judgement is ~53 tokens
 RL = [f"train.max_completion_length={MAX_NEW_TOKENS}", f"generation.max_new_tokens={MAX_NEW_TOKENS}"]
 
@@ -60,15 +61,16 @@ def pairs(db: Path, folder: Path) -> Path:
     return folder
 
 
-def judged(judge: Path, test: Path, out: Path) -> dict:
-    """`python -m tinyalign.judge eval`'s figures on the held-out pairs, cached in `out`."""
+def judged(judge: Path, test: Path, solve_first: bool) -> dict:
+    """`python -m tinyalign.judge eval [--solve-first]`'s figures on the held-out pairs, cached beside the judge."""
+    out = judge / ("bench_eval_solve_first.json" if solve_first else "bench_eval.json")
     if out.is_file():
         return json.loads(out.read_text())
     from tinyalign import judge as judging
     from tinyalign.measure.pair_files import read_pairs
 
     start = time.perf_counter()
-    report = {**judging.evaluate(str(judge), read_pairs(test), max_new_tokens=MAX_NEW_TOKENS),
+    report = {**judging.evaluate(str(judge), read_pairs(test), max_new_tokens=MAX_NEW_TOKENS, solve_first=solve_first),
               "judge_s": time.perf_counter() - start}
     out.write_text(json.dumps(report, indent=1, default=str) + "\n")
     return report
@@ -98,6 +100,8 @@ def main() -> None:
     parser.add_argument("--rl-seed", type=int, help="the GRPO seed (default: the distilled judge's)")
     parser.add_argument("--rl-lr", type=float, help="the GRPO learning rate (default: the recipe's)")
     parser.add_argument("--rl-steps", type=int, default=20, help="GRPO steps of 4 judge prompts x 8 judgements")
+    parser.add_argument("--solve-first", action="store_true",
+                        help="judge the held-out pairs solving each task before reading the answers")
     harness.add_record_arg(parser)
     args, overrides = parser.parse_known_args()
     harness.threads(args.threads)
@@ -114,11 +118,12 @@ def main() -> None:
     verdicts = args.work / "verdicts.jsonl"
     if args.rl and not verdicts.is_file():
         files.write_jsonl(verdicts, judging.verdict_rows(judging.read_pairs(folder / "train.jsonl")))
+    steps = f"train.max_steps={-(-sum(1 for _ in files.read_jsonl(traces)) // BATCH)}"  # one epoch
     reports = []
     for seed in args.seeds:  # one training process at a time: the box has 2 cores
-        sft = train("sft", args.work / f"judge_T{args.threads}_S{seed}", traces, seed, args.threads, [STEPS, *overrides])
+        sft = train("sft", args.work / f"judge_T{args.threads}_S{seed}", traces, seed, args.threads, [steps, *overrides])
         reports.append({"judge": "distilled", "seed": seed, "train_s": sft["train_s"],
-                        **judged(sft["run"], folder / "test.jsonl", sft["run"] / "bench_eval.json")})
+                        **judged(sft["run"], folder / "test.jsonl", args.solve_first)})
         if args.rl:
             rl_seed = seed if args.rl_seed is None else args.rl_seed
             data, name = verdicts, f"judge_T{args.threads}_S{seed}_rl{args.rl_steps}"
@@ -130,14 +135,14 @@ def main() -> None:
                         *RL])
             what = f"RL on the pairs it gets wrong, lr {rl_lr:g}" if args.hard else f"RL, lr {rl_lr:g}"
             reports.append({"judge": f"{what}, {args.rl_steps} steps", "seed": rl_seed, "train_s": rl["train_s"],
-                            **judged(rl["run"], folder / "test.jsonl", rl["run"] / "bench_eval.json")})
+                            **judged(rl["run"], folder / "test.jsonl", args.solve_first)})
 
     print(f"\n{reports[0]['pairs']} held-out pairs, each judged in both orders; {args.threads} threads\n")
     print(harness.table([(r["judge"], r["seed"], f"{r['agreement']:.1%}", f"{r['ties']:.1%}", f"{r['position_bias']:.1%}",
                           f"{r['unparsed']:.1%}", f"{r['train_s']:.0f}", f"{r['judge_s']:.0f}") for r in reports],
                         ["judge", "seed", "agreement", "ties", "position bias", "unparsed", "train (s)", "judging (s)"]))
     print(f"\nwrote {write_results(args.work, args.threads, overrides, reports)}")
-    harness.record("sums_judge", {"threads": args.threads, "rl_lr": rl_lr if args.rl else None, "hard": args.hard,
+    harness.record("sums_judge", {"threads": args.threads, "solve_first": args.solve_first, "rl_lr": rl_lr if args.rl else None, "hard": args.hard,
                                   "overrides": overrides, "runs": reports}, args.record)
 
 if __name__ == "__main__":

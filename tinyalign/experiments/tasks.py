@@ -45,6 +45,7 @@ class Task:
     judge_sft: Path | None = None  # --reward judge: the recipe that distils the judge from the checker's traces
     judge_sft_settings: dict = field(default_factory=dict)
     judge_max_new_tokens: int = 64  # a judgement of a sum is ~53 tokens
+    judge_solve_first: bool = True  # the judge solves each task before it reads the answers (PairJudge)
     judge_rl: Path | None = None  # round 2: GRPO on judge_verdict over the pairs the judge got wrong (None: SFT only)
     judge_rl_settings: dict = field(default_factory=dict)
     checker: str = "exact_match"  # the rule as an accuracy reward: logged beside the judge's verdicts, never rewarded
@@ -75,8 +76,9 @@ TASKS = {
                          dpo=builtin("smollm2_word_dpo.yaml"),
                          dpo_settings={"train.max_steps": None, "train.num_train_epochs": 1, "train.max_length": 128,
                                        "generation.max_new_tokens": 16},
-                         # the judge as bench/studies/sums_judge.py trains it: 140 steps of 8 traces
-                         judge_sft=builtin("smollm2_judge_sft.yaml"), judge_sft_settings={"train.max_steps": 140},
+                         # the judge as bench/studies/sums_judge.py trains it: one epoch of its traces, 8 a step
+                         judge_sft=builtin("smollm2_judge_sft.yaml"),
+                         judge_sft_settings={"train.max_steps": None, "train.num_train_epochs": 1},
                          # RL on its mistakes at the rate that held it (2e-5; 1e-4 cost it 6-8 points), 20 steps
                          # of 4 judge prompts x 8 judgements, as sums_judge.py --rl --hard
                          judge_rl=builtin("smollm2_judge_grpo.yaml"),

@@ -63,7 +63,7 @@ def pair_judge(setup: Task, judge_dir: Path):
     """A PairJudge on a judge run, asked as GRPO's reward asks it (greedy, the task's judgement length)."""
     from tinyalign.rewards.pairwise import PairJudge
 
-    return PairJudge(str(judge_dir), setup.judge_max_new_tokens)
+    return PairJudge(str(judge_dir), setup.judge_max_new_tokens, solve_first=setup.judge_solve_first)
 
 
 def figures(setup: Task, judge_dir: Path, pairs_file: Path) -> dict:
@@ -103,7 +103,8 @@ def judge_reward(setup: Task, judge_dir: Path) -> dict:
     """GRPO's rewards: the judge alone, each answer against others of its group (never the reference, which
     is the rule's), the rule's agreement with its verdicts logged per step and never rewarded."""
     return {"rewards": [{"name": "pairwise_judge", "judge": str(judge_dir), "against": "group",
-                         "checker": setup.checker, "max_new_tokens": setup.judge_max_new_tokens}]}
+                         "checker": setup.checker, "max_new_tokens": setup.judge_max_new_tokens,
+                         "solve_first": setup.judge_solve_first, "batch_size": 64}]}
 
 
 def grpo_on_judge(setup: Task, adapter: "str | Path | None", judge_dir: Path, steps: int, run_dir: Path) -> Path:
@@ -126,7 +127,7 @@ def first_judge(setup: Task, pairs: Path, traces: Path, run_dir: Path) -> tuple[
     if not written:
         raise UserError(f"{pairs}: in none of {len(rows)} training pairs does the reference's final number single "
                         "out the voted answer, so the checker writes no judgement to distil; vote on more prompts")
-    say(f"round 1: a pairwise judge distilled from the checker's {len(written)} judgements of those pairs -> {run_dir}")
+    say(f"round 1: a pairwise judge distilled from the checker's {len(written)} traces of those pairs -> {run_dir}")
     train_judge(setup, traces, run_dir)
     say("round 1: the judge on the held-out pairs, in both orders")
     return written, {"traces": len(written), **named(figures(setup, run_dir, pairs / "test.jsonl"), "judge_{}")}
@@ -141,7 +142,7 @@ def next_judge(setup: Task, earlier: Path, earlier_traces: list[dict], pairs: Pa
     written = checker_traces(wrong, traces, earlier=earlier_traces)
     rl = setup.judge_rl is not None and bool(wrong)
     distilled = run_dir.with_name(run_dir.name + "-sft") if rl else run_dir
-    say(f"round 2: round 1's judge continued on the checker's {len(written)} judgements of the {len(wrong)} pairs "
+    say(f"round 2: round 1's judge continued on the checker's {len(written)} traces of the {len(wrong)} pairs "
         f"it got wrong, and round 1's -> {distilled}")
     train_judge(setup, traces, distilled, continued=earlier)
     if rl:

@@ -26,6 +26,14 @@ def generate(model, tokenizer, prompts: list[list[dict]], *, k: int = 1, max_new
              ) -> list[list[str]]:
     """k completions per chat prompt (greedy when temperature is 0), as plain text, each ending at
     the chat template's end of turn (or at max_new_tokens)."""
+    return continue_texts(model, tokenizer, [render(tokenizer, p) for p in prompts], k=k, max_new_tokens=max_new_tokens,
+                          temperature=temperature, top_p=top_p, batch_size=batch_size, desc=desc)
+
+
+def continue_texts(model, tokenizer, texts: list[str], *, k: int = 1, max_new_tokens: int = 64,
+                   temperature: float = 0.0, top_p: float = 1.0, batch_size: int = 64, desc: str | None = None,
+                   ) -> list[list[str]]:
+    """generate() from texts already rendered, e.g. a chat prompt with the start of its reply written."""
     import torch
 
     tokenizer.padding_side = "left"  # decoder-only models continue from the right edge
@@ -35,9 +43,9 @@ def generate(model, tokenizer, prompts: list[list[dict]], *, k: int = 1, max_new
     device = next(model.parameters()).device
     stop = stop_token_ids(model, tokenizer)
     with torch.inference_mode(), autocast(model):
-        for start in tqdm(range(0, len(prompts), per_batch), desc=desc, disable=desc is None, leave=False):
-            texts = [render(tokenizer, p) for p in prompts[start:start + per_batch]]
-            batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+        for start in tqdm(range(0, len(texts), per_batch), desc=desc, disable=desc is None, leave=False):
+            batch = tokenizer(texts[start:start + per_batch], return_tensors="pt", padding=True,
+                              add_special_tokens=False).to(device)
             out = model.generate(
                 **batch, max_new_tokens=max_new_tokens, do_sample=sampling, num_return_sequences=k,
                 temperature=temperature if sampling else None, top_p=top_p if sampling else None, top_k=None,

@@ -82,6 +82,19 @@ def mark(model, precision: Precision):
     return model
 
 
+def answering_only(model):
+    """`model` (a judge this process never trains) with its weights in its autocast dtype, autocast off:
+    recasting fp32 weights at every decoding step costs more than the step itself."""
+    dtype = getattr(model, "tinyalign_autocast", None)
+    quantized = getattr(model, "hf_quantizer", None) is not None  # 4-bit weights stay as they are
+    if dtype is not None and not quantized and next(model.parameters()).device.type == "cpu":
+        import torch
+
+        model.to(getattr(torch, dtype))
+        model.tinyalign_autocast = None
+    return model
+
+
 def autocast(model):
     """The autocast context a model loaded by tinyalign computes in: bf16 on a CPU that has it, else none.
     Autocast is per thread: a generation thread enters its own."""

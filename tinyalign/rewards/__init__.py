@@ -26,7 +26,7 @@ from tinyalign.rewards.accuracy import exact_match, math_accuracy
 from tinyalign.rewards.format import answer_format, think_format
 from tinyalign.rewards.implicit import implicit_reward
 from tinyalign.rewards.length import length_penalty, overlong, repetition
-from tinyalign.rewards.pairwise import judge_verdict, pairwise_judge
+from tinyalign.rewards.pairwise_reward import judge_verdict, pairwise_judge
 from tinyalign.rewards.reward_model import reward_model
 from tinyalign.rewards.rubric import rubric_judge
 from tinyalign.rewards.structured import json_valid, regex_match

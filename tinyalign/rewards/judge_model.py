@@ -62,9 +62,11 @@ class JudgeModel:
             key = (self.judge, _stamp(self.judge))
             if key not in _LOADED:
                 from tinyalign.models import loading as model
+                from tinyalign.models.precision import answering_only
 
                 spec, adapters = judge_model(self.judge)
-                _LOADED[key] = model.load_with_adapters(spec, adapters)
+                judge, tokenizer = model.load_with_adapters(spec, adapters)
+                _LOADED[key] = answering_only(judge), tokenizer
             self._model, self._tokenizer = _LOADED[key]
         return self._model, self._tokenizer
 
@@ -76,3 +78,11 @@ class JudgeModel:
         judge, tokenizer = self.load()
         return generate(judge, tokenizer, conversations, k=k, max_new_tokens=max_new_tokens or self.max_new_tokens,
                         temperature=self.temperature, batch_size=self.batch_size, desc=desc)
+
+    def ask_after(self, texts: list[str], k: int = 1, desc: str | None = None) -> list[list[str]]:
+        """k continuations of each text: a rendered conversation with the start of the judge's reply."""
+        from tinyalign.models.generate import continue_texts
+
+        judge, tokenizer = self.load()
+        return continue_texts(judge, tokenizer, texts, k=k, max_new_tokens=self.max_new_tokens,
+                              temperature=self.temperature, batch_size=self.batch_size, desc=desc)

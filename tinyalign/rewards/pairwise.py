@@ -1,4 +1,5 @@
-"""A pairwise chain-of-rubrics judge (RM-R1 in miniature), and `pairwise_judge`, the GRPO reward on it.
+"""A pairwise chain-of-rubrics judge (RM-R1 in miniature); `pairwise_judge`, the GRPO reward on it, is in
+tinyalign/rewards/pairwise_reward.py.
 
 For a task and two answers the judge writes, in a fixed form: the task type (chat or reasoning);
 for reasoning its own solution, for chat a rubric; an evaluation of both answers against it; then
@@ -12,14 +13,10 @@ reward, so a trained judge is asked exactly what it was trained on.
 
 import contextlib
 import re
-import time
 
-from tinyalign.core.errors import UserError
-from tinyalign.data.messages import MAX_CHARS, task_text
+from tinyalign.data.messages import MAX_CHARS
 from tinyalign.models.precision import autocast
-from tinyalign.rewards.accuracy import exact_match, math_accuracy
-from tinyalign.rewards.judge_model import JudgeModel, judge_missing
-from tinyalign.rewards.text import completion_text
+from tinyalign.rewards.judge_model import JudgeModel
 
 # Short on purpose: a small judge must hold it, the task and both answers in its context.
 PAIR_PROMPT = """Which answer to the task is better? Reply in exactly this form:
@@ -32,13 +29,40 @@ Task: {task}
 Answer A: {a}
 Answer B: {b}"""
 
+# Solve first (`solve_first`): the judge writes its TYPE and SOLUTION to the task alone, once per task,
+# and they open its judgement of every pair; written beside the answers, a small judge's solution copies one.
+SOLVE_PROMPT = """Before you read any answer, solve the task yourself. Reply in exactly this form:
+TYPE: chat or reasoning
+SOLUTION: your own solution and final answer (reasoning) or a rubric of 2-4 criteria (chat)
+
+Task: {task}"""
+
 VERDICTS = ("A", "B", "tie")
 _VERDICT_RE = re.compile(r"VERDICT\W*?:?\W*?(?:\[\[\s*)?(A|B|tie)\b", re.IGNORECASE)
+_HEAD_RE = re.compile(r"TYPE\W*(chat|reasoning)\b.*?SOLUTION\s*:\s*(.*?)\s*(?=\n\s*(?:TYPE|SOLUTION|EVALUATION|VERDICT)\b|$)",
+                      re.IGNORECASE | re.DOTALL)  # the solution ends where the next heading starts
+
+
+def head(kind: str, solution: str) -> str:
+    """A judgement's opening lines: the judge's task type and its own solution (or rubric)."""
+    return f"TYPE: {kind}\nSOLUTION: {solution}\n"
 
 
 def guided_head(kind: str, solution: str) -> str:
     """A guided judgement up to the verdict's letter: the judge's type and solution in the fixed form."""
-    return f"TYPE: {kind}\nSOLUTION: {solution}\nVERDICT: [["
+    return head(kind, solution) + "VERDICT: [["
+
+
+def parse_head(reply: str) -> "tuple[str, str] | None":
+    """(type, solution) from a reply to SOLVE_PROMPT; None when it lacks either."""
+    found = _HEAD_RE.search(reply)
+    if not found or not found.group(2).strip():
+        return None
+    return found.group(1).lower(), found.group(2).strip()
+
+
+def solve_messages(task: str) -> list[dict]:
+    return [{"role": "user", "content": SOLVE_PROMPT.format(task=task[:MAX_CHARS])}]
 
 
 def pair_messages(task: str, a: str, b: str) -> list[dict]:
@@ -82,7 +106,16 @@ class PairJudge(JudgeModel):
     judging), then its choice of A, B or tie after "VERDICT: [[" (likeliest, or drawn when
     sampling). So a small or untrained judge still gives its own verdict, and its position bias can
     be measured; such judgements are counted as unparsed. Loaded on first use.
+
+    With `solve_first`, the TYPE and SOLUTION lines of every judgement of a task are the judge's reply to
+    the task alone (SOLVE_PROMPT), asked once per task; the judge writes only the EVALUATION and VERDICT
+    beside the answers. A reply without both lines is written guided, as above.
     """
+
+    def __init__(self, judge: str, max_new_tokens: int = 256, batch_size: int = 16, temperature: float = 0.0,
+                 solve_first: bool = False):
+        super().__init__(judge, max_new_tokens, batch_size, temperature)
+        self.solve_first = solve_first
 
     def choose(self, texts: list[str], options: tuple[str, ...]) -> list[str]:
         """The judge's next choice among `options` after each text (rendered chat plus reply so far)."""
@@ -117,38 +150,83 @@ class PairJudge(JudgeModel):
             answers = self.ask([[{"role": "user", "content": task}] for task in tasks], max_new_tokens=64)
         return [(a[0].strip().splitlines() or [""])[0] for a in answers]
 
-    def guided(self, pairs: list[tuple[str, str, str]]) -> list[str]:
+    def guided(self, pairs: list[tuple[str, str, str]], heads: "dict[str, str] | None" = None) -> list[str]:
         """One judgement per (task, a, b), written field by field: the harness writes the headings, the
-        judge its choice of type, its own solution (reference-guided judging) and its choice of verdict."""
+        judge its choice of type, its own solution (reference-guided judging) and its choice of verdict.
+        `heads`: each task's TYPE and SOLUTION lines already written (solve first)."""
         from tinyalign.models.generate import render
 
         _, tokenizer = self.load()
         starts = [render(tokenizer, pair_messages(*pair)) for pair in pairs]
-        kinds = self.choose([s + "TYPE: " for s in starts], ("reasoning", "chat"))
-        # One solution per task, shared by both orders and every answer of a GRPO group: solved once, and
-        # the two orders differ only in the answers' places, so position bias is not a different solution.
-        tasks = list(dict.fromkeys(t for t, _, _ in pairs))
-        solutions = dict(zip(tasks, self.solve(tasks)))
-        heads = [guided_head(kind, solutions[task]) for kind, (task, _, _) in zip(kinds, pairs)]
-        verdicts = self.choose([s + h for s, h in zip(starts, heads)], VERDICTS)
-        return [f"{head}{verdict}]]" for head, verdict in zip(heads, verdicts)]
+        if heads is None:
+            kinds = self.choose([s + "TYPE: " for s in starts], ("reasoning", "chat"))
+            # One solution per task, shared by both orders and every answer of a GRPO group: solved once, and
+            # the two orders differ only in the answers' places, so position bias is not a different solution.
+            tasks = list(dict.fromkeys(t for t, _, _ in pairs))
+            solutions = dict(zip(tasks, self.solve(tasks)))
+            opened = [guided_head(kind, solutions[task]) for kind, (task, _, _) in zip(kinds, pairs)]
+        else:
+            opened = [heads[task] + "VERDICT: [[" for task, _, _ in pairs]
+        verdicts = self.choose([s + h for s, h in zip(starts, opened)], VERDICTS)
+        return [f"{opening}{verdict}]]" for opening, verdict in zip(opened, verdicts)]
+
+    def heads(self, tasks: list[str]) -> dict[str, str]:
+        """Each distinct task's TYPE and SOLUTION lines, the judge's reply to the task alone; written guided
+        (its choice of type, its base model's answer) where the reply lacks them."""
+        from tinyalign.models.generate import render
+
+        tasks = list(dict.fromkeys(tasks))
+        parsed = dict(zip(tasks, (parse_head(r[0]) for r in self.ask([solve_messages(t) for t in tasks]))))
+        missing = [t for t in tasks if parsed[t] is None]
+        if missing:
+            _, tokenizer = self.load()
+            kinds = self.choose([render(tokenizer, solve_messages(t)) + "TYPE: " for t in missing], ("reasoning", "chat"))
+            parsed.update(zip(missing, zip(kinds, self.solve(missing))))
+        return {task: head(*parsed[task]) for task in tasks}
+
+    def replies(self, pairs: list[tuple[str, str, str]], k: int, desc: str | None
+                ) -> "tuple[list[list[str]], dict[str, str] | None]":
+        """k judgements per pair as the judge writes them, and the solve-first heads they open with (or None)."""
+        if not self.solve_first:
+            return self.ask([pair_messages(*pair) for pair in pairs], k, desc=desc), None
+        from tinyalign.models.generate import render
+
+        heads = self.heads([task for task, _, _ in pairs])
+        _, tokenizer = self.load()
+        opened = [heads[pair[0]] + "EVALUATION:" for pair in pairs]
+        written = self.ask_after([render(tokenizer, pair_messages(*pair)) + opening
+                                  for pair, opening in zip(pairs, opened)], k, desc)
+        return [[opening + reply for reply in group] for opening, group in zip(opened, written)], heads
 
     def judgements(self, pairs: list[tuple[str, str, str]], k: int = 1, desc: str | None = None
                    ) -> list[list[tuple[str, bool]]]:
         """k judgements per (task, a, b): (text ending in a verdict, whether the judge wrote it in the form)."""
-        replies = self.ask([pair_messages(*pair) for pair in pairs], k, desc=desc)
+        replies, heads = self.replies(pairs, k, desc)
         missing = [(i, j) for i, group in enumerate(replies) for j, r in enumerate(group) if parse_verdict(r) is None]
         if missing and desc:  # a command, not a reward inside training: say what the next wait is
             print(f"{len(missing)} of {len(pairs) * k} judgements have no VERDICT line: redoing them guided "
                   "(counted as unparsed)", flush=True)
-        redone = self.guided([pairs[i] for i, _ in missing]) if missing else []
+        redo = [pairs[i] for i, _ in missing]
+        redone = (self.guided(redo) if heads is None else self.guided(redo, heads)) if missing else []
         judged = [[(reply, True) for reply in group] for group in replies]
         for (i, j), text in zip(missing, redone):
             judged[i][j] = (text, False)
         return judged
 
-    def compare(self, triples: list[tuple[str, str, str]], desc: str | None = None) -> list[dict]:
-        """One outcome per (task, x, y): combine()'s dict, the two judgements and how many lacked the form."""
+    def compare(self, triples: list[tuple[str, str, str]], desc: str | None = None, orders: int = 2) -> list[dict]:
+        """One outcome per (task, x, y): combine()'s dict, the judgements and how many lacked the form.
+
+        `orders=1` asks each pair once, x shown first in every other pair: half the cost, for a judge measured
+        position-fair in both orders; its outcomes then cannot show position bias."""
+        if orders == 1:
+            shown = [(t, x, y) if i % 2 == 0 else (t, y, x) for i, (t, x, y) in enumerate(triples)]
+            outcomes = []
+            for i, (text, wrote) in enumerate(group[0] for group in self.judgements(shown, desc=desc)):
+                as_x = {"A": "y", "B": "x"} if i % 2 else {"A": "x", "B": "y"}
+                verdict = parse_verdict(text)
+                outcomes.append({"winner": as_x.get(verdict, verdict),  # a tie stays one, no verdict stays None
+                                 "position_bias": False, "judgements": [text], "unparsed": 1 - wrote})
+            return outcomes
         both = [pair for task, x, y in triples for pair in ((task, x, y), (task, y, x))]
         judged = [group[0] for group in self.judgements(both, desc=desc)]
         outcomes = []
@@ -171,161 +249,11 @@ def agreement(outcomes: list[dict]) -> dict:
     }
 
 
-def agreement_with_votes(judge: "str | PairJudge", pairs, max_new_tokens: int = 256, batch_size: int = 16) -> dict:
+def agreement_with_votes(judge: "str | PairJudge", pairs, max_new_tokens: int = 256, batch_size: int = 16,
+                         solve_first: bool = False) -> dict:
     """agreement() of a judge over voted (task, chosen, rejected) pairs.
 
     `judge`: a model or judge run, or a PairJudge already made (its model loads once, however often asked)."""
     if isinstance(judge, str):
-        judge = PairJudge(judge, max_new_tokens, batch_size)
+        judge = PairJudge(judge, max_new_tokens, batch_size, solve_first=solve_first)
     return agreement(judge.compare(pairs, desc="judging"))
-
-
-# the rules that may check a judge's verdicts (logged, never rewarded)
-CHECKERS = {"math_accuracy": math_accuracy, "exact_match": exact_match}
-IDENTICAL = {"winner": "tie", "position_bias": False, "unparsed": 0,
-             "judgements": ["(the same answer twice: not judged)\nVERDICT: [[tie]]"] * 2}
-
-
-def flipped(outcome: dict) -> dict:
-    """An outcome of (task, y, x) read as one of (task, x, y)."""
-    return {**outcome, "winner": {"x": "y", "y": "x"}.get(outcome["winner"], outcome["winner"]),
-            "judgements": outcome["judgements"][::-1]}
-
-
-class PairwiseJudgeReward:
-    """The GRPO reward: each completion judged against its group's others (or, `against: reference`, the
-    reference answer), scored by its win rate: wins + half the ties, over the comparisons it was in.
-
-    A step's comparisons cost a judge call only once each: identical answers tie without one, and a pair
-    of distinct answers met more than once (a sure policy repeats itself) is judged once, in both orders.
-    With a `checker` (an accuracy reward's name) and the `answer` column, the share of the judge's decisive
-    verdicts that the checker agrees with is logged per step: whether the judge is right about what the
-    policy writes now, not about old votes. The checker never enters the reward."""
-
-    def __init__(self, judge: PairJudge, opponents: int, against: str = "group", checker=None):
-        self.judge, self.opponents, self.against, self.checker = judge, opponents, against, checker
-        self.unparsed = self.judged = 0
-
-    def pairs(self, tasks: list[str], references) -> list[tuple[int, int]]:
-        """(i, j) completion indices to compare; j = -1 - i for completion i against its reference."""
-        if self.against == "reference":
-            return [(i, -1 - i) for i in range(len(tasks))]
-        groups: dict[str, list[int]] = {}
-        for i, task in enumerate(tasks):
-            groups.setdefault(task, []).append(i)
-        pairs = []
-        for members in groups.values():  # rings: every answer meets up to `opponents` others of its group
-            met = set()
-            for step in range(1, min(self.opponents, len(members) - 1) + 1):
-                for k in range(len(members)):
-                    pair = (members[k], members[(k + step) % len(members)])
-                    if frozenset(pair) not in met:  # half-way round a ring meets the same pairs twice
-                        met.add(frozenset(pair))
-                        pairs.append(pair)
-        return pairs
-
-    def judge_once(self, triples: list[tuple[str, str, str]]) -> tuple[list[dict], int]:
-        """One outcome per (task, x, y), each distinct pair of distinct answers judged once; (outcomes, calls)."""
-        asked: dict[tuple, int] = {}
-        keys = []
-        for task, x, y in triples:
-            if x.strip() == y.strip():
-                keys.append(None)
-                continue
-            key = (task, y, x) if (task, y, x) in asked else (task, x, y)
-            asked.setdefault(key, len(asked))
-            keys.append(key)
-        judged = self.judge.compare(list(asked)) if asked else []
-        outcomes = []
-        for (task, x, y), key in zip(triples, keys):
-            if key is None:
-                outcomes.append(IDENTICAL)
-            else:
-                outcome = judged[asked[key]]
-                outcomes.append(outcome if key[1] == x else flipped(outcome))
-        return outcomes, judged
-
-    def __call__(self, completions, prompts=None, answer=None, log_extra=None, log_metric=None, **_):
-        if prompts is None:
-            raise UserError("pairwise_judge needs the prompts to judge answers against; call it with prompts=[...]")
-        started = time.perf_counter()
-        tasks = [task_text(p) for p in prompts]
-        texts = [completion_text(c) for c in completions]
-        references = answer if isinstance(answer, list) else None
-        if self.against == "reference" and references is None:
-            raise UserError("pairwise_judge with against: reference needs the data's `answer` column")
-        pairs = self.pairs(tasks, references)
-        answer_of = lambda j: texts[j] if j >= 0 else references[-1 - j]
-        outcomes, judged = self.judge_once([(tasks[i], texts[i], answer_of(j)) for i, j in pairs])
-
-        points = [0.0] * len(texts)
-        games = [0] * len(texts)
-        logs = [[] for _ in texts]
-        for (i, j), outcome in zip(pairs, outcomes):
-            share = {"x": 1.0, "y": 0.0, "tie": 0.5, None: 0.5}[outcome["winner"]]
-            for side, won in ((i, share), (j, 1.0 - share)):
-                if side >= 0:
-                    points[side] += won
-                    games[side] += 1
-                    logs[side].append(outcome["judgements"][0])
-        missing = sum(o["unparsed"] for o in judged)
-        self.unparsed += missing
-        self.judged += 2 * len(judged)
-        if log_extra is not None:
-            log_extra("judge_verdicts", ["\n---\n".join(entry) for entry in logs])
-        if log_metric is not None:
-            log_metric("pairwise_judge/unparsed", missing / max(1, 2 * len(judged)))
-            log_metric("pairwise_judge/position_bias", sum(o["position_bias"] for o in judged) / max(1, len(judged)))
-            log_metric("pairwise_judge/judged", len(judged) / max(1, len(pairs)))  # the rest tied or met before
-            log_metric("pairwise_judge/seconds", time.perf_counter() - started)  # the reward's cost, beside the step's
-            agreement = self.checker_agreement(pairs, outcomes, completions, references)
-            if agreement is not None:
-                log_metric("pairwise_judge/checker_agreement", agreement)
-        return [p / g if g else 0.5 for p, g in zip(points, games)]
-
-    def checker_agreement(self, pairs, outcomes, completions, references) -> "float | None":
-        """Of the decisive verdicts on pairs the checker tells apart, the share naming the answer it scores higher."""
-        if self.checker is None or references is None:
-            return None
-        scores = self.checker(completions, answer=references)
-        agree = told = 0
-        for (i, j), outcome in zip(pairs, outcomes):
-            if j < 0 or outcome["winner"] not in ("x", "y") or scores[i] == scores[j]:
-                continue
-            told += 1
-            agree += (outcome["winner"] == "x") == (scores[i] > scores[j])
-        return agree / told if told else None
-
-
-def pairwise_judge(judge: str, opponents: int = 2, max_new_tokens: int = 256, batch_size: int = 16,
-                   against: str = "group", checker: "str | None" = None):
-    """0..1: win rate under a pairwise chain-of-rubrics judge, against the group's answers or the reference.
-
-    `judge`: a model (hub id, local folder) or a judge run directory (tinyalign.judge). Every
-    comparison is asked in both orders. `against`: group (each completion meets `opponents` other answers
-    of its group: the judge never sees the reference, which is the rule's) or reference (each meets the
-    data's `answer`). `checker`: an accuracy reward (e.g. math_accuracy) whose agreement with the judge's
-    verdicts is logged per step as pairwise_judge/checker_agreement; it never enters the reward.
-    """
-    if judge_missing(judge):
-        raise UserError(f"reward 'pairwise_judge': judge model or run directory not found: {judge}")
-    if opponents < 1 or max_new_tokens < 1 or batch_size < 1:
-        raise UserError("reward 'pairwise_judge': opponents, max_new_tokens and batch_size must be at least 1")
-    if against not in ("group", "reference"):
-        raise UserError(f"reward 'pairwise_judge': against must be group or reference, not {against!r}")
-    if checker is not None and checker not in CHECKERS:
-        raise UserError(f"reward 'pairwise_judge': checker must be one of {', '.join(CHECKERS)}, not {checker!r}")
-    check = CHECKERS[checker]() if checker else None
-    return PairwiseJudgeReward(PairJudge(judge, max_new_tokens, batch_size), opponents, against, check)
-
-
-def _verdict_scores(completions, answer, **_):
-    return [float(parse_verdict(completion_text(c)) == str(a).strip()) for c, a in zip(completions, answer)]
-
-
-def judge_verdict():
-    """1.0 when a judgement's VERDICT names the side people chose (the `answer` column: A, B or tie), else 0.0.
-
-    The verifiable reward that trains a pairwise judge with GRPO (tinyalign.judge verdicts).
-    """
-    return _verdict_scores
