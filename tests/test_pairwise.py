@@ -55,7 +55,7 @@ def scripted(monkeypatch, reply, **params):
         return [[reply(c[-1]["content"])] for c in conversations]
 
     monkeypatch.setattr(pairwise.PairJudge, "ask", ask)
-    monkeypatch.setattr(pairwise.PairJudge, "guided", lambda self, pairs: ["SOLUTION: 46\nVERDICT: [[A]]"] * len(pairs))
+    monkeypatch.setattr(pairwise.PairJudge, "guided", lambda self, pairs, heads=None: ["SOLUTION: 46\nVERDICT: [[A]]"] * len(pairs))
     return reward, asked
 
 
@@ -208,7 +208,7 @@ def test_traces_keep_only_judgements_that_agree_with_the_vote(tmp_path, monkeypa
     db = vote_store(tmp_path / "votes.sqlite")
     samples = iter(["VERDICT: [[A]]", "VERDICT: [[B]]", "rambling"] * 100)
     monkeypatch.setattr(pairwise.PairJudge, "ask", lambda self, c, k=1, desc=None: [[next(samples) for _ in range(k)] for _ in c])
-    monkeypatch.setattr(pairwise.PairJudge, "guided", lambda self, pairs: ["VERDICT: [[tie]]"] * len(pairs))
+    monkeypatch.setattr(pairwise.PairJudge, "guided", lambda self, pairs, heads=None: ["VERDICT: [[tie]]"] * len(pairs))
     rows, stats = judging.traces(pairwise.PairJudge("tiny:qwen2-1m"), judging.read_pairs(db)[:8], k=3)
     assert stats == {"pairs": 8, "sampled": 48, "kept": 16, "unparsed": 16 / 48}
     for row in rows:

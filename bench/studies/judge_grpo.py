@@ -74,8 +74,9 @@ def logged(run: Path) -> dict:
     return out
 
 
-def held_out(runs: dict[str, Path], start: Path, steps: int) -> dict:
-    """Accuracy on the 500 held-out sums at each checkpoint, and the paired interval against the start."""
+def held_out(runs: dict[str, Path], start: Path, steps: int, cache: Path) -> dict:
+    """Accuracy on the 500 held-out sums at each checkpoint, and the paired interval against the start; each
+    checkpoint's verdicts cached in `cache` by its folder."""
     from tinyalign.measure.solve_rate import held_out_verdicts, paired_interval95
 
     adapters = {"start": str(start)}
@@ -83,7 +84,12 @@ def held_out(runs: dict[str, Path], start: Path, steps: int) -> dict:
         for step in range(10, steps, 10):
             adapters[f"{name}@{step}"] = str(run / f"checkpoint-{step}")
         adapters[f"{name}@{steps}"] = str(run)
-    right = held_out_verdicts(RECIPE, adapters, 500, base=False)
+    known = json.loads(cache.read_text()) if cache.is_file() else {}
+    missing = {name: path for name, path in adapters.items() if path not in known}
+    if missing:
+        known |= {missing[name]: right for name, right in held_out_verdicts(RECIPE, missing, 500, base=False).items()}
+        cache.write_text(json.dumps(known) + "\n")
+    right = {name: known[path] for name, path in adapters.items()}
     out = {"start": {"accuracy": sum(right["start"]) / len(right["start"])}}
     for name in adapters:
         if name != "start":
@@ -113,7 +119,7 @@ def main() -> None:
 
     rm = scalar_rm(args.votes, args.start, args.work, args.threads) if "rm" in args.rewards else None
     runs = {f"{reward}_s{seed}": policy(reward, seed, args, rm) for seed in args.seeds for reward in args.rewards}
-    scores = held_out(runs, args.start, args.steps)
+    scores = held_out(runs, args.start, args.steps, args.work / "held_out_verdicts.json")
     logs = {name: logged(run) for name, run in runs.items()}
 
     rows = []

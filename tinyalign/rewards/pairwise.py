@@ -207,7 +207,7 @@ class PairJudge(JudgeModel):
             print(f"{len(missing)} of {len(pairs) * k} judgements have no VERDICT line: redoing them guided "
                   "(counted as unparsed)", flush=True)
         redo = [pairs[i] for i, _ in missing]
-        redone = (self.guided(redo) if heads is None else self.guided(redo, heads)) if missing else []
+        redone = self.guided(redo, heads) if missing else []
         judged = [[(reply, True) for reply in group] for group in replies]
         for (i, j), text in zip(missing, redone):
             judged[i][j] = (text, False)
