@@ -47,7 +47,7 @@ def test_two_orders_combine_and_position_bias_cancels(first, second, winner, bia
 
 def scripted(monkeypatch, reply, **params):
     """A pairwise_judge reward whose judge model is `reply(prompt text) -> judgement`."""
-    reward = resolve({"name": "pairwise_judge", "judge": "tiny:qwen2-1m", **params})
+    reward = resolve({"name": "pairwise_judge", "judge": "tiny:qwen2-1m", "solve_first": False, **params})  # inline
     asked = []
 
     def ask(self, conversations, k=1, max_new_tokens=None, desc=None):
@@ -316,11 +316,11 @@ def test_solving_first_keeps_the_answers_from_steering_the_judges_solution(monke
     solve_asks = copying_judge(monkeypatch)
     answers, prompts = ["46", "45", "47", "44"], [MATH] * 4
     inline, metrics = {}, {}
-    scores = resolve({"name": "pairwise_judge", "judge": "tiny:qwen2-1m", "checker": "math_accuracy"})(
+    scores = resolve({"name": "pairwise_judge", "judge": "tiny:qwen2-1m", "checker": "math_accuracy", "solve_first": False})(
         answers, prompts=prompts, answer=["46"] * 4, log_metric=inline.__setitem__)
     assert inline["pairwise_judge/position_bias"] == 1.0  # answer A wins every pair, whichever it is
     assert scores == pytest.approx([0.5] * 4)  # the right answer gains nothing
-    first = resolve({"name": "pairwise_judge", "judge": "tiny:qwen2-1m", "checker": "math_accuracy", "solve_first": True})
+    first = resolve({"name": "pairwise_judge", "judge": "tiny:qwen2-1m", "checker": "math_accuracy"})  # the default
     scores = first(answers, prompts=prompts, answer=["46"] * 4, log_metric=metrics.__setitem__)
     assert len(solve_asks) == 1 and "Answer" not in solve_asks[0]  # once per task, before any answer is read
     assert scores[0] == 1.0 and max(scores[1:]) < 0.5  # the right answer wins every game it is in

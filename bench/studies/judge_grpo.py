@@ -29,7 +29,7 @@ REWARDS = {  # name -> the run's reward settings; None: the recipe's rule
     "rm": {"name": "reward_model"},
     "judge": {**JUDGE, "solve_first": True},
     "judge-1order": {**JUDGE, "solve_first": True, "orders": 1},
-    "judge-inline": {**JUDGE, "max_new_tokens": 64},
+    "judge-inline": {**JUDGE, "solve_first": False, "max_new_tokens": 64},
 }
 
 

@@ -130,7 +130,7 @@ class PairwiseJudgeReward:
 
 
 def pairwise_judge(judge: str, opponents: int = 2, max_new_tokens: int = 256, batch_size: int = 16,
-                   against: str = "group", checker: "str | None" = None, solve_first: bool = False, orders: int = 2):
+                   against: str = "group", checker: "str | None" = None, solve_first: bool = True, orders: int = 2):
     """0..1: win rate under a pairwise chain-of-rubrics judge, against the group's answers or the reference.
 
     `judge`: a model (hub id, local folder) or a judge run directory (tinyalign.judge). Every
@@ -138,7 +138,8 @@ def pairwise_judge(judge: str, opponents: int = 2, max_new_tokens: int = 256, ba
     of its group: the judge never sees the reference, which is the rule's) or reference (each meets the
     data's `answer`). `checker`: an accuracy reward (e.g. math_accuracy) whose agreement with the judge's
     verdicts is logged per step as pairwise_judge/checker_agreement; it never enters the reward.
-    `solve_first`: the judge writes its solution to each task before it reads the group's answers (PairJudge).
+    `solve_first` (default): the judge writes its solution to each task before it reads the group's answers
+    (PairJudge); false asks it inline, its solution written beside the answers, which a policy learns to steer.
     `orders`: 2 asks every pair in both orders; 1 once (half the cost), for a judge measured position-fair.
     """
     if judge_missing(judge):
