@@ -69,3 +69,15 @@ def test_inference_on_a_marked_model_runs_under_its_autocast(cpu):
     unmarked = loading.load_base(spec)
     with precision.autocast(unmarked):
         assert unmarked(input_ids=ids).logits.dtype == torch.float32
+
+
+def test_a_judge_that_only_answers_holds_its_weights_in_bf16_where_the_cpu_computes_it(cpu):
+    cpu("AVX512-BF16")
+    spec = Model(name="tiny:qwen2-1m", quantization="none")
+    judge = precision.answering_only(loading.load_base(spec, loading.load_tokenizer(spec)))
+    assert {p.dtype for p in judge.parameters()} == {torch.bfloat16}
+    with precision.autocast(judge):  # nothing left to cast
+        assert not torch.is_autocast_enabled("cpu")
+    cpu(None)
+    fp32 = precision.answering_only(loading.load_base(spec))
+    assert {p.dtype for p in fp32.parameters()} == {torch.float32}
