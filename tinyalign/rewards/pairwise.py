@@ -170,13 +170,14 @@ class PairJudge(JudgeModel):
         verdicts = self.choose([s + h for s, h in zip(starts, opened)], VERDICTS)
         return [f"{opening}{verdict}]]" for opening, verdict in zip(opened, verdicts)]
 
-    def heads(self, tasks: list[str]) -> dict[str, str]:
+    def heads(self, tasks: list[str], desc: str | None = None) -> dict[str, str]:
         """Each distinct task's TYPE and SOLUTION lines, the judge's reply to the task alone; written guided
         (its choice of type, its base model's answer) where the reply lacks them."""
         from tinyalign.models.generate import render
 
         tasks = list(dict.fromkeys(tasks))
-        parsed = dict(zip(tasks, (parse_head(r[0]) for r in self.ask([solve_messages(t) for t in tasks]))))
+        replies = self.ask([solve_messages(t) for t in tasks], desc=desc)
+        parsed = dict(zip(tasks, (parse_head(r[0]) for r in replies)))
         missing = [t for t in tasks if parsed[t] is None]
         if missing:
             _, tokenizer = self.load()
@@ -191,7 +192,7 @@ class PairJudge(JudgeModel):
             return self.ask([pair_messages(*pair) for pair in pairs], k, desc=desc), None
         from tinyalign.models.generate import render
 
-        heads = self.heads([task for task, _, _ in pairs])
+        heads = self.heads([task for task, _, _ in pairs], desc=desc and "solving each task first")
         _, tokenizer = self.load()
         opened = [heads[pair[0]] + "EVALUATION:" for pair in pairs]
         written = self.ask_after([render(tokenizer, pair_messages(*pair)) + opening
