@@ -223,10 +223,8 @@ class PairJudge(JudgeModel):
             shown = [(t, x, y) if i % 2 == 0 else (t, y, x) for i, (t, x, y) in enumerate(triples)]
             outcomes = []
             for i, (text, wrote) in enumerate(group[0] for group in self.judgements(shown, desc=desc)):
-                as_x = {"A": "y", "B": "x"} if i % 2 else {"A": "x", "B": "y"}
-                verdict = parse_verdict(text)
-                outcomes.append({"winner": as_x.get(verdict, verdict),  # a tie stays one, no verdict stays None
-                                 "position_bias": False, "judgements": [text], "unparsed": 1 - wrote})
+                verdicts = (None, parse_verdict(text)) if i % 2 else (parse_verdict(text), None)  # the order asked
+                outcomes.append({**combine(*verdicts), "judgements": [text], "unparsed": 1 - wrote})
             return outcomes
         both = [pair for task, x, y in triples for pair in ((task, x, y), (task, y, x))]
         judged = [group[0] for group in self.judgements(both, desc=desc)]
