@@ -42,6 +42,7 @@ def scalar_rm(votes: Path, start: Path, work: Path, threads: int) -> Path:
     if not is_reward_model(str(run)):
         settings = {**setup.rm_settings, "model.policy": str(start), "data.split": "train", "data.test_split": "test",
                     "data.source": str(votes), "overwrite": True, "output_dir": str(run)}
+        print(f"the scalar RM on {votes} -> {run} (console: {work / 'log_rm.txt'})", flush=True)
         harness.train_process("rm", setup.rm, settings, threads, work / "log_rm.txt", "the scalar RM")
     return run
 
@@ -57,7 +58,9 @@ def policy(reward: str, seed: int, args, rm: "Path | None") -> Path:
     if chosen is not None:
         extra = {"model": str(rm)} if reward == "rm" else {"judge": str(args.judge)}
         settings.update({"rewards": [{**chosen, **extra}], "train.beta": 0.1})
-    harness.train_process("grpo", RECIPE, settings, args.threads, args.work / f"log_{run.name}.txt", f"GRPO {run.name}")
+    log = args.work / f"log_{run.name}.txt"
+    print(f"GRPO on {reward}, seed {seed}, {args.steps} steps -> {run} (console: {log})", flush=True)
+    harness.train_process("grpo", RECIPE, settings, args.threads, log, f"GRPO {run.name}")
     return run
 
 
