@@ -27,7 +27,8 @@ class PairwiseJudgeReward:
     reference answer), scored by its win rate: wins + half the ties, over the comparisons it was in.
 
     A step's comparisons cost a judge call only once each: identical answers tie without one, and a pair
-    of distinct answers met more than once (a sure policy repeats itself) is judged once, in both orders.
+    of distinct answers met more than once (a sure policy repeats itself) is judged once, in both orders
+    (or, `orders: 1`, in one).
     With a `checker` (an accuracy reward's name) and the `answer` column, the share of the judge's decisive
     verdicts that the checker agrees with is logged per step: whether the judge is right about what the
     policy writes now, not about old votes. The checker never enters the reward."""
@@ -55,7 +56,7 @@ class PairwiseJudgeReward:
         return pairs
 
     def judge_once(self, triples: list[tuple[str, str, str]]) -> tuple[list[dict], int]:
-        """One outcome per (task, x, y), each distinct pair of distinct answers judged once; (outcomes, calls)."""
+        """One outcome per (task, x, y), each distinct pair of distinct answers judged once; (outcomes, the judged)."""
         asked: dict[tuple, int] = {}
         keys = []
         for task, x, y in triples:
