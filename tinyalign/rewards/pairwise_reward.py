@@ -108,7 +108,8 @@ class PairwiseJudgeReward:
         if log_metric is not None:
             log_metric("pairwise_judge/unparsed", missing / max(1, calls))
             if self.orders == 2:
-                log_metric("pairwise_judge/position_bias", sum(o["position_bias"] for o in judged) / max(1, len(judged)))
+                biased = sum(o["position_bias"] for o in judged)
+                log_metric("pairwise_judge/position_bias", biased / max(1, len(judged)))
             log_metric("pairwise_judge/judged", len(judged) / max(1, len(pairs)))  # the rest tied or met before
             log_metric("pairwise_judge/seconds", time.perf_counter() - started)  # the reward's cost, beside the step's
             agreement = self.checker_agreement(pairs, outcomes, completions, references)
