@@ -44,6 +44,21 @@ def test_reward_rises_and_completions_are_logged_with_scores(grpo_run):
     assert any(line["rewards"]["exact_match"] == 0.0 for line in lines)  # bad cases are there to read
 
 
+def test_the_policy_continues_a_reply_the_data_opens_and_only_its_own_words_are_scored(tiny_sft_run, tmp_path):
+    """data.reply_start: each prompt ends with the reply's opening (TRL would start a new turn after a chat's
+    last assistant message), and the completions the rewards score are what the policy wrote after it."""
+    out = tmp_path / "begun"
+    grpo.main([RECIPE, f"model.adapter={tiny_sft_run}", "data.reply_start=({question}) =", "probe=false",
+               "train.max_steps=1", "train.logging_steps=1", f"output_dir={out}"])
+    rows = [json.loads(line) for line in (out / "completions.jsonl").read_text().splitlines()]
+    assert rows
+    for row in rows:
+        question = row["prompt"].split("user\n")[1].split("\n")[0]  # logged without the special tokens
+        assert row["prompt"].endswith(f"assistant\n({question}) ="), row["prompt"]
+        assert f"({question}) =" not in row["completion"], row
+    assert json.loads((out / "trainer_state.json").read_text())["log_history"][-1]["step"] == 1
+
+
 def test_no_signal_refuses_to_train(tiny_sft_run, tmp_path, capsys):
     # a reference no answer can match: pass@k is 0, GRPO would see only zero-advantage groups
     out = tmp_path / "run"

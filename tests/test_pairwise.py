@@ -168,7 +168,7 @@ def test_split_then_verdict_rows_hold_both_orders_and_no_held_out_vote(tmp_path)
     rows = [json.loads(line) for line in open(tmp_path / "v.jsonl")]
     held_out = judging.read_pairs(tmp_path / "pairs" / "test.jsonl")
     assert len(rows) == 16 and len(held_out) == 2
-    assert [r["verdict"] for r in rows[:2]] == ["A", "B"]
+    assert [r["verdict"] for r in rows[:2]] == ["A", "B"] and {r["judge_start"] for r in rows} == {""}  # asked inline
     assert shown(rows[0]["judge_prompt"])[::-1] == shown(rows[1]["judge_prompt"])
     trained = {r["judge_prompt"].split("Task: ")[1].split("\n")[0] for r in rows}
     assert trained.isdisjoint(task for task, _, _ in held_out)
@@ -202,6 +202,37 @@ def test_verdicts_from_a_judge_keep_both_orders_of_the_pairs_it_gets_wrong(tmp_p
         judging.main(["verdicts", "--pairs", str(db), "--judge", "tiny:qwen2-1m", "--out", str(tmp_path / "all.jsonl")])
     assert exit.value.code == 2 and "already agrees with every vote" in capsys.readouterr().err
     assert not (tmp_path / "all.jsonl").exists()
+
+
+def test_solve_first_verdicts_open_each_reply_with_the_judge_s_own_solution(tmp_path, monkeypatch, capsys):
+    """`verdicts --solve-first`: the pairs a solve-first judge gets wrong, each prompt's reply opened with that
+    judge's own solution of its task (what GRPO's reward asks it to continue), each task solved once."""
+    db = vote_store(tmp_path / "votes.sqlite", n=6)  # task "i+1": people chose i+1 over i+2
+    solved = []
+
+    def ask(self, chats, k=1, max_new_tokens=None, desc=None):  # the task alone: wrong on even tasks
+        tasks = [int(re.search(r"Task: (\d+)\+1", chat[0]["content"]).group(1)) for chat in chats]
+        solved.extend(tasks)
+        return [[f"TYPE: reasoning\nSOLUTION: {i + 2 if i % 2 == 0 else i + 1}"] * k for i in tasks]
+
+    def ask_after(self, texts, k=1, desc=None):  # backs the answer its solution matches
+        out = []
+        for text in texts:
+            a, b = re.search(r"Answer A: (.*)\nAnswer B: (.*?)<", text).groups()
+            solution = re.findall(r"SOLUTION: (.*)\n", text)[-1]
+            out.append([f" checked.\nVERDICT: [[{'A' if a == solution else 'B'}]]"] * k)
+        return out
+
+    monkeypatch.setattr(pairwise.PairJudge, "ask", ask)
+    monkeypatch.setattr(pairwise.PairJudge, "ask_after", ask_after)
+    judging.main(["verdicts", "--pairs", str(db), "--judge", "tiny:qwen2-1m", "--solve-first",
+                  "--out", str(tmp_path / "v.jsonl")])
+    rows = [json.loads(line) for line in open(tmp_path / "v.jsonl")]
+    tasks = [int(r["judge_prompt"].split("Task: ")[1].split("+")[0]) for r in rows]
+    assert tasks == [0, 0, 2, 2, 4, 4] and [r["verdict"] for r in rows] == ["A", "B"] * 3
+    opened = [f"TYPE: reasoning\nSOLUTION: {i + 2}\nEVALUATION:" for i in (0, 2, 4)]  # its wrong solutions
+    assert [r["judge_start"] for r in rows[::2]] == opened
+    assert sorted(solved) == list(range(6))  # once per task, for judging both orders and for the rows
 
 
 def test_traces_keep_only_judgements_that_agree_with_the_vote(tmp_path, monkeypatch):
@@ -250,6 +281,8 @@ def test_traces_from_the_reference_check_each_final_number_and_keep_the_voted_si
     (["traces", "--from-reference", "--judge", "x", "--pairs", "{tmp}/votes.sqlite", "--out", "{tmp}/v.jsonl"],
      "not allowed with argument"),
     (["verdicts", "--pairs", "{tmp}/missing.sqlite", "--out", "{tmp}/v.jsonl"], "not found"),
+    (["verdicts", "--pairs", "{tmp}/votes.sqlite", "--solve-first", "--out", "{tmp}/v.jsonl"],
+     "name the judge with --judge"),
     (["verdicts", "--pairs", "{tmp}/votes.sqlite", "--out", "{tmp}/votes.sqlite"], "the file being read"),
     (["split", "--pairs", "{tmp}/votes.sqlite", "--held-out", "1", "--out", "{tmp}/v"], "--held-out"),
     (["split", "--pairs", "{tmp}/votes.sqlite", "--out", "{tmp}/notes.jsonl"], "is a file"),

@@ -196,6 +196,11 @@ def test_mismatched_pairs_are_for_reward_models_only(recipe_file):
         recipes.load(recipe_file(), ["data.mismatched_pairs=true"])
 
 
+def test_a_begun_reply_is_for_grpo_only(recipe_file):
+    with pytest.raises(UserError, match="data.reply_start opens the reply GRPO's policy writes"):
+        recipes.load(recipe_file(), ["data.reply_start={answer}"])
+
+
 def test_a_reward_model_is_not_a_policy_to_start_from(recipe_file, tmp_path):
     rm_run = tmp_path / "rm_run"
     rm_run.mkdir()

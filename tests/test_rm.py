@@ -729,8 +729,11 @@ def test_the_loop_trains_a_judge_and_a_policy_on_it_round_after_round(start_run,
     judge2 = yaml.safe_load((out / "judge-r2" / "recipe.yaml").read_text())
     assert judge2["method"] == "grpo" and judge2["model"]["adapter"] == str(out / "judge-r2-sft")
     assert judge2["train"]["learning_rate"] == 2e-5 and [r["name"] for r in judge2["rewards"]] == ["judge_verdict"]
-    verdicts = (out / "judge-r2-verdicts.jsonl").read_text().splitlines()
+    verdicts = [json.loads(line) for line in (out / "judge-r2-verdicts.jsonl").read_text().splitlines()]
     assert len(verdicts) == 2 * second["misjudged"]
+    # RL continues the judge's own solution of each task, as GRPO's reward asks it, not an inline judgement
+    assert judge2["data"]["reply_start"] == "{judge_start}"
+    assert all(v["judge_start"].startswith("TYPE: ") and v["judge_start"].endswith("\nEVALUATION:") for v in verdicts)
     # each policy trained on the judge alone, against its group, the rule only logged beside it
     for run, start, judge in (("grpo-judge-r1", start_run, "judge-r1"), ("grpo-judge-r2", out / "grpo-judge-r1", "judge-r2")):
         recipe = yaml.safe_load((out / run / "recipe.yaml").read_text())

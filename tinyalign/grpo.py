@@ -55,6 +55,7 @@ def train(recipe) -> Path:
     from tinyalign import rewards, trl_patches
     from tinyalign.data import loading as data
     from tinyalign.models import loading as model
+    from tinyalign.models.generate import begun_as_text
     from tinyalign.training import run
     from tinyalign.training.completions import CompletionLog
 
@@ -82,6 +83,8 @@ def train(recipe) -> Path:
 
         # ── model: 4-bit base + LoRA (usually continued from an SFT adapter)
         policy, tokenizer = model.load_for_training(recipe.model, config.gradient_checkpointing)
+        if recipe.data.reply_start:  # the policy writes the rest of a reply the data opens
+            train_rows = begun_as_text(train_rows, tokenizer)
 
         # ── trainer, with tinyalign's changes to TRL (trl_patches: flat groups dropped unless `flat_groups:
         # keep`, the old log-probs from each batch's first update, generation under the CPU's autocast);

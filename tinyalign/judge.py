@@ -34,13 +34,14 @@ from tinyalign.rewards.pairwise import (
     PairJudge,
     agreement_with_votes,
     head,
+    opening,
     pair_messages,
     parse_verdict,
     solve_messages,
 )
 
 TRACE_COLUMNS = {"judge_prompt", "judgement"}
-VERDICT_COLUMNS = {"judge_prompt", "verdict"}
+VERDICT_COLUMNS = {"judge_prompt", "judge_start", "verdict"}
 
 
 def traces(judge: PairJudge, pairs, k: int) -> tuple[list[dict], dict]:
@@ -113,12 +114,17 @@ def reference_rows(path) -> list[dict]:
     return rows
 
 
-def verdict_rows(pairs) -> list[dict]:
-    """(b) GRPO rows: the judge prompt in both orders, with the side people chose."""
+def verdict_rows(pairs, heads: "dict[str, str] | None" = None) -> list[dict]:
+    """(b) GRPO rows: the judge prompt in both orders, with the side people chose. `heads`: a solve-first
+    judge's TYPE and SOLUTION lines for each task (PairJudge.heads), which open the reply it continues
+    (`judge_start`, the recipes' data.reply_start), as GRPO's reward asks it; else the reply starts empty."""
     rows = []
     for task, chosen, rejected in pairs:
-        rows.append({"judge_prompt": pair_messages(task, chosen, rejected)[0]["content"], "verdict": "A"})
-        rows.append({"judge_prompt": pair_messages(task, rejected, chosen)[0]["content"], "verdict": "B"})
+        start = opening(heads[task]) if heads else ""
+        rows.append({"judge_prompt": pair_messages(task, chosen, rejected)[0]["content"], "judge_start": start,
+                     "verdict": "A"})
+        rows.append({"judge_prompt": pair_messages(task, rejected, chosen)[0]["content"], "judge_start": start,
+                     "verdict": "B"})
     return rows
 
 
@@ -190,6 +196,9 @@ def main(argv=None):
     rl.add_argument("--out", required=True, help="GRPO data, e.g. runs/judge_verdicts.jsonl")
     rl.add_argument("--judge", help="keep only the pairs this judge (e.g. the distilled one) does not already get "
                                     "right in both orders")
+    rl.add_argument("--solve-first", action="store_true",
+                    help="with --judge: the judge solves each task first, and each prompt opens its reply with that "
+                         "solution, as GRPO's solve_first reward asks it")
     score = commands.add_parser("eval", parents=[pairs], help="agreement with held-out votes")
     score.add_argument("--judge", required=True, help="a model or judge run directory")
     score.add_argument("--rm", help="a reward-model run to score on the same pairs")
@@ -231,12 +240,15 @@ def main(argv=None):
         print(f"{done} -> {out}")
     elif args.command == "verdicts":
         out = files.check_jsonl_out(args.out, columns=VERDICT_COLUMNS, inputs=[args.pairs])
+        if args.solve_first and not args.judge:
+            raise UserError("--solve-first opens each prompt with a judge's own solution: name the judge with --judge")
         pairs = read_pairs(args.pairs)
-        kept = misjudged(PairJudge(args.judge, args.max_new_tokens, args.batch_size), pairs) if args.judge else pairs
+        judge = args.judge and PairJudge(args.judge, args.max_new_tokens, args.batch_size, solve_first=args.solve_first)
+        kept = misjudged(judge, pairs) if judge else pairs
         if not kept:
             raise UserError(f"--judge {args.judge} already agrees with every vote in --pairs, in both orders: "
                             "RL on them has nothing to correct")
-        rows = verdict_rows(kept)
+        rows = verdict_rows(kept, judge.heads([task for task, _, _ in kept]) if args.solve_first else None)
         files.write_jsonl(out, rows)
         which = f" the judge gets wrong, of {len(pairs)}" if args.judge else ""
         print(f"wrote {len(rows)} judge prompts (both orders of {len(kept)} voted pairs{which}) -> {out}")

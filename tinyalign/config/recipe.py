@@ -56,6 +56,7 @@ class Data:
     prompt: Optional[str] = None  # template over columns, e.g. "{question}"
     completion: Optional[str] = None  # SFT target template
     answer: Optional[str] = None  # GRPO reference template, passed to rewards as `answer`
+    reply_start: Optional[str] = None  # GRPO: the reply's opening (a template); the model writes and learns the rest
     chosen: Optional[str] = None  # DPO columns (templates); default: the dataset's own
     rejected: Optional[str] = None
     messages: Optional[str] = None  # column already holding chat messages (SFT)
@@ -166,6 +167,9 @@ def load(path, overrides=(), method: Optional[str] = None) -> Recipe:
     if recipe.data.mismatched_pairs and recipe.method != "rm":
         raise UserError(f"data.mismatched_pairs adds pairs a reward model trains on; remove it from this {recipe.method} "
                         "recipe")
+    if recipe.data.reply_start and recipe.method != "grpo":
+        raise UserError(f"data.reply_start opens the reply GRPO's policy writes the rest of; remove it from this "
+                        f"{recipe.method} recipe (SFT: put the opening in data.completion)")
     if recipe.flat_groups and recipe.method != "grpo":
         raise UserError(f"`flat_groups` applies to GRPO only; remove it from this {recipe.method} recipe")
     if recipe.data.dimension and Path(recipe.data.source).suffix not in VOTE_STORES:

@@ -109,8 +109,8 @@ def template_columns(template: str | None) -> list[str]:
 
 def needed_columns(spec: Data, method: str) -> dict[str, list[str]]:
     """Recipe key -> the dataset columns it reads."""
-    keys = {"sft": ("prompt", "completion"), "grpo": ("prompt", "answer"), "dpo": ("prompt", "chosen", "rejected"),
-            "rm": ("prompt", "chosen", "rejected")}
+    keys = {"sft": ("prompt", "completion"), "grpo": ("prompt", "answer", "reply_start"),
+            "dpo": ("prompt", "chosen", "rejected"), "rm": ("prompt", "chosen", "rejected")}
     needed = {k: template_columns(getattr(spec, k)) for k in keys[method]}
     if spec.messages:
         needed["messages"] = [spec.messages]
@@ -143,6 +143,12 @@ def prompt_messages(spec: Data, row: dict) -> list[dict]:
     return messages + [{"role": "user", "content": fill(spec.prompt, row, "prompt")}]
 
 
+def grpo_prompt(spec: Data, row: dict) -> list[dict]:
+    """A GRPO prompt: the chat, and the reply's opening (data.reply_start) as its last message, where set."""
+    begun = [{"role": "assistant", "content": fill(spec.reply_start, row, "reply_start")}] if spec.reply_start else []
+    return prompt_messages(spec, row) + begun
+
+
 def text_of(content) -> str:
     """The text of an answer or prompt, whether plain or chat messages (all its messages, joined)."""
     return message_text(content, join="")
@@ -167,8 +173,7 @@ def to_rows(spec: Data, method: str):
                 "completion": [{"role": "assistant", "content": fill(spec.completion, row, "completion")}]}
 
     def grpo(row):
-        return {"prompt": prompt_messages(spec, row),
-                "answer": fill(spec.answer, row, "answer") if spec.answer else None}
+        return {"prompt": grpo_prompt(spec, row), "answer": fill(spec.answer, row, "answer") if spec.answer else None}
 
     def dpo(row):
         prompt = prompt_messages(spec, row) if spec.prompt else as_message("user", column(row, "prompt"))
@@ -259,7 +264,7 @@ def eval_rows(spec: Data, limit: int | None = None, seed: int = 42) -> list[dict
     if limit:
         raw = raw.select(range(min(limit, len(raw))))
     template = spec.answer or spec.completion  # the reference: GRPO's answer, else SFT's target
-    return [{**row, "prompt": prompt_messages(spec, row), "answer": fill(template, row, "answer") if template else None}
+    return [{**row, "prompt": grpo_prompt(spec, row), "answer": fill(template, row, "answer") if template else None}
             for row in raw]
 
 

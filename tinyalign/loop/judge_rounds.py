@@ -87,13 +87,15 @@ def misjudged_rows(setup: Task, judge_dir: Path, pairs_file: Path) -> tuple[list
 
 def rl_on_mistakes(setup: Task, pairs: list[tuple], judge_dir: Path, run_dir: Path) -> Path:
     """RM-R1's step (b) on the pairs a judge got wrong: GRPO from `judge_dir`, reward 1 when the verdict names
-    the voted answer (`judge_verdict`), both orders of each pair, at the task's judge RL settings (2e-5)."""
+    the voted answer (`judge_verdict`), both orders of each pair, at the task's judge RL settings (2e-5); a
+    solve-first judge continues its own solution of each task, as GRPO's reward asks it."""
     from tinyalign import grpo
     from tinyalign.config import recipe as recipes
     from tinyalign.judge import verdict_rows
 
     verdicts = run_dir.with_name(run_dir.name + "-verdicts.jsonl")
-    files.write_jsonl(verdicts, verdict_rows(pairs))
+    heads = pair_judge(setup, judge_dir).heads([task for task, _, _ in pairs]) if setup.judge_solve_first else None
+    files.write_jsonl(verdicts, verdict_rows(pairs, heads))
     return grpo.train(recipes.load(setup.judge_rl, {
         "data.source": verdicts, "model.adapter": str(judge_dir), **setup.judge_rl_settings, "probe": False,
         "overwrite": True, "output_dir": run_dir}, method="grpo"))

@@ -7,7 +7,18 @@ from tinyalign.models.precision import autocast
 
 
 def render(tokenizer, messages: list[dict]) -> str:
+    """The chat as the model's input, up to where its reply goes; a last assistant message is a reply already
+    begun (data.reply_start), which the model continues."""
+    *chat, last = messages
+    if last["role"] == "assistant":
+        return tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True) + last["content"]
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def begun_as_text(rows, tokenizer):
+    """GRPO rows whose chat prompt ends in a reply already begun, as plain-text prompts that end with its
+    opening: TRL renders a chat prompt only up to a new assistant turn."""
+    return rows.map(lambda row: {"prompt": render(tokenizer, row["prompt"])}, desc="opening each reply")
 
 
 def generation_settings(recipe) -> dict:

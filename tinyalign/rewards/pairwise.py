@@ -48,6 +48,12 @@ def head(kind: str, solution: str) -> str:
     return f"TYPE: {kind}\nSOLUTION: {solution}\n"
 
 
+def opening(head_lines: str) -> str:
+    """A solve-first judgement's start beside the answers: the task's TYPE and SOLUTION lines (heads()), then
+    the heading the judge writes its evaluation after."""
+    return head_lines + "EVALUATION:"
+
+
 def guided_head(kind: str, solution: str) -> str:
     """A guided judgement up to the verdict's letter: the judge's type and solution in the fixed form."""
     return head(kind, solution) + "VERDICT: [["
@@ -116,6 +122,7 @@ class PairJudge(JudgeModel):
                  solve_first: bool = False):
         super().__init__(judge, max_new_tokens, batch_size, temperature)
         self.solve_first = solve_first
+        self.solved: dict[str, str] = {}  # task -> heads() of a greedy judge
 
     def choose(self, texts: list[str], options: tuple[str, ...]) -> list[str]:
         """The judge's next choice among `options` after each text (rendered chat plus reply so far)."""
@@ -172,18 +179,23 @@ class PairJudge(JudgeModel):
 
     def heads(self, tasks: list[str], desc: str | None = None) -> dict[str, str]:
         """Each distinct task's TYPE and SOLUTION lines, the judge's reply to the task alone; written guided
-        (its choice of type, its base model's answer) where the reply lacks them."""
+        (its choice of type, its base model's answer) where the reply lacks them. A greedy judge's are kept,
+        so a task is solved once however often it is judged."""
         from tinyalign.models.generate import render
 
         tasks = list(dict.fromkeys(tasks))
-        replies = self.ask([solve_messages(t) for t in tasks], desc=desc)
-        parsed = dict(zip(tasks, (parse_head(r[0]) for r in replies)))
-        missing = [t for t in tasks if parsed[t] is None]
+        new = [t for t in tasks if t not in self.solved]
+        replies = self.ask([solve_messages(t) for t in new], desc=desc) if new else []
+        parsed = dict(zip(new, (parse_head(r[0]) for r in replies)))
+        missing = [t for t in new if parsed[t] is None]
         if missing:
             _, tokenizer = self.load()
             kinds = self.choose([render(tokenizer, solve_messages(t)) + "TYPE: " for t in missing], ("reasoning", "chat"))
             parsed.update(zip(missing, zip(kinds, self.solve(missing))))
-        return {task: head(*parsed[task]) for task in tasks}
+        written = {task: head(*parsed[task]) for task in new}
+        if self.temperature == 0:
+            self.solved.update(written)
+        return {task: self.solved.get(task) or written[task] for task in tasks}
 
     def replies(self, pairs: list[tuple[str, str, str]], k: int, desc: str | None
                 ) -> "tuple[list[list[str]], dict[str, str] | None]":
@@ -194,7 +206,7 @@ class PairJudge(JudgeModel):
 
         heads = self.heads([task for task, _, _ in pairs], desc=desc and "solving each task first")
         _, tokenizer = self.load()
-        opened = [heads[pair[0]] + "EVALUATION:" for pair in pairs]
+        opened = [opening(heads[pair[0]]) for pair in pairs]
         written = self.ask_after([render(tokenizer, pair_messages(*pair)) + opening
                                   for pair, opening in zip(pairs, opened)], k, desc)
         return [[opening + reply for reply in group] for opening, group in zip(opened, written)], heads
