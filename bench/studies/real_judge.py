@@ -3,6 +3,7 @@ of voted pairs (RM-R1's step (a)), and its agreement with held-out votes beside 
 
     python -m bench.studies.real_judge --seeds 0 --threads 2        # ~35 min on 2 cores once the votes exist
     python -m bench.studies.real_judge --seeds 0 --threads 2 --rl   # then step (b) on each distilled judge (~15 min)
+    python -m bench.studies.real_judge --seeds 0 --threads 2 --solve-first   # judged solving each problem first
     options: [--votes runs/real_rm] [--work runs/real_judge] [--held-out 0.34] [--max-new-tokens 96]
              [--no-untrained] [--record FILE] [judge SFT overrides: train.max_steps=120 ...]
 
@@ -14,7 +15,7 @@ store. Then, each stage cached in --work:
 2. traces.jsonl: python -m tinyalign.judge traces --from-reference: for every training pair in both orders,
    the judgement a checker who knows the solution writes (the solution, each answer's final number checked,
    the verdict), kept when it names the voted answer.
-3. judge_T{threads}_S{seed}/: tinyalign.sft with recipes/smollm2_judge_sft.yaml on the traces
+3. judge_T{threads}_S{seed}/: tinyalign.sft with recipes/smollm2_judge_sft.yaml, one epoch of the traces
    (bench.harness.train_process: its own process with OMP_NUM_THREADS set).
 4. With --rl, judge_T{threads}_S{seed}_rl/: tinyalign.grpo with recipes/smollm2_judge_grpo.yaml from the
    distilled judge, on the training pairs in both orders with the voted side (tinyalign.judge verdicts),
@@ -36,6 +37,7 @@ from bench.studies import real_rm
 
 BASE = "pkg:smollm2-135m-instruct"
 START = "runs/demo-real/sft"
+BATCH = 8  # the judge recipe's per_device_train_batch_size: one epoch of the traces is len(traces) / BATCH steps
 
 
 def votes(work: Path) -> Path:
@@ -86,8 +88,11 @@ def train(method: str, run: Path, data: Path, seed: int, threads: int, overrides
     return {"run": run, "train_s": train_s}
 
 
-def judged(judge: str, test: Path, answered: set, max_new_tokens: int, out: Path) -> dict:
-    """The judge's figures on the held-out pairs (cached in `out`), with agreement by kind of pair."""
+def judged(judge: str, test: Path, answered: set, max_new_tokens: int, out: Path, solve_first: bool = False) -> dict:
+    """The judge's figures on the held-out pairs (cached in `out`, or beside it with `solve_first`), with
+    agreement by kind of pair."""
+    if solve_first:
+        out = out.with_name(out.stem + "_solve_first.json")
     if out.is_file():
         return json.loads(out.read_text())
     from tinyalign.measure.pair_files import read_pairs
@@ -95,7 +100,8 @@ def judged(judge: str, test: Path, answered: set, max_new_tokens: int, out: Path
 
     held = read_pairs(test)
     start = time.perf_counter()
-    outcomes = PairJudge(judge, max_new_tokens, batch_size=16).compare(held, desc=f"judging ({Path(judge).name})")
+    asked = PairJudge(judge, max_new_tokens, batch_size=32, solve_first=solve_first)
+    outcomes = asked.compare(held, desc=f"judging ({Path(judge).name})")
     report = {"judge": judge, **agreement(outcomes), "judge_s": time.perf_counter() - start}
     for kind in ("model", "edit"):
         agreed = [o["winner"] == "x" for (task, chosen, _), o in zip(held, outcomes)
@@ -124,6 +130,8 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=96, help="of each judgement")
     parser.add_argument("--no-untrained", action="store_true", help="skip judging with the untrained model")
     parser.add_argument("--rl", action="store_true", help="then GRPO on each distilled judge (step b)")
+    parser.add_argument("--solve-first", action="store_true",
+                        help="each judge solves the problem alone before it reads the answers, as GRPO's reward asks")
     harness.add_record_arg(parser)
     args, overrides = parser.parse_known_args()
     harness.threads(args.threads)
@@ -146,20 +154,26 @@ def main() -> None:
     reports = []
     if not args.no_untrained:
         reports.append({"name": "untrained", "train_s": None,
-                        **judged(BASE, test, answered, args.max_new_tokens, args.work / "eval_untrained.json")})
+                        **judged(BASE, test, answered, args.max_new_tokens, args.work / "eval_untrained.json",
+                                 args.solve_first)})
     verdicts = args.work / "verdicts.jsonl"
     if args.rl and not verdicts.is_file():
         files.write_jsonl(verdicts, judging.verdict_rows(judging.read_pairs(folder / "train.jsonl")))
+    epoch = f"train.max_steps={-(-sum(1 for _ in files.read_jsonl(traces)) // BATCH)}"  # overrides may set others
     for seed in args.seeds:  # one training process at a time: the box has 2 cores
-        sft = train("sft", args.work / f"judge_T{args.threads}_S{seed}", traces, seed, args.threads, overrides)
-        report = judged(str(sft["run"]), test, answered, args.max_new_tokens, sft["run"] / "bench_eval.json")
+        run = args.work / f"judge_T{args.threads}_S{seed}"
+        sft = train("sft", run, traces, seed, args.threads, [epoch, *overrides])
+        report = judged(str(sft["run"]), test, answered, args.max_new_tokens, sft["run"] / "bench_eval.json",
+                        args.solve_first)
         reports.append({"name": f"distilled, seed {seed}", "train_s": sft["train_s"], **report})
         if args.rl:
             rl = train("grpo", Path(f"{sft['run']}_rl"), verdicts, seed, args.threads, [f"model.adapter={sft['run']}"])
-            report = judged(str(rl["run"]), test, answered, args.max_new_tokens, rl["run"] / "bench_eval.json")
+            report = judged(str(rl["run"]), test, answered, args.max_new_tokens, rl["run"] / "bench_eval.json",
+                            args.solve_first)
             reports.append({"name": f"RL on it, seed {seed}", "train_s": rl["train_s"], **report})
 
-    print(f"\n{reports[0]['pairs']} held-out pairs, each judged in both orders; SmolLM2-135M-Instruct, "
+    asked = "each problem solved alone first" if args.solve_first else "asked inline"
+    print(f"\n{reports[0]['pairs']} held-out pairs, each judged in both orders, {asked}; SmolLM2-135M-Instruct, "
           f"{args.threads} threads\n")
     print(harness.table([(r["name"], f"{r['agreement']:.1%}", f"{r['model_agreement']:.1%} ({r['model_pairs']})",
                           f"{r['edit_agreement']:.1%} ({r['edit_pairs']})", f"{r['ties']:.1%}",
@@ -170,7 +184,8 @@ def main() -> None:
                          "unparsed", "train (s)", "judging (s)"]))
     out = write_results(args.work, args.threads, overrides, reports)
     print(f"\nan example judgement ({reports[-1]['name']}):\n{reports[-1]['example']}\n\nwrote {out}")
-    harness.record("real_judge", {"threads": args.threads, "overrides": overrides, "runs": reports}, args.record)
+    harness.record("real_judge", {"threads": args.threads, "solve_first": args.solve_first, "overrides": overrides,
+                                  "runs": reports}, args.record)
 
 
 if __name__ == "__main__":
