@@ -195,7 +195,7 @@ class PairJudge(JudgeModel):
         written = {task: head(*parsed[task]) for task in new}
         if self.temperature == 0:
             self.solved.update(written)
-        return {task: self.solved.get(task) or written[task] for task in tasks}
+        return {task: written[task] if task in written else self.solved[task] for task in tasks}
 
     def replies(self, pairs: list[tuple[str, str, str]], k: int, desc: str | None
                 ) -> "tuple[list[list[str]], dict[str, str] | None]":
@@ -207,9 +207,9 @@ class PairJudge(JudgeModel):
         heads = self.heads([task for task, _, _ in pairs], desc=desc and "solving each task first")
         _, tokenizer = self.load()
         opened = [opening(heads[pair[0]]) for pair in pairs]
-        written = self.ask_after([render(tokenizer, pair_messages(*pair)) + opening
-                                  for pair, opening in zip(pairs, opened)], k, desc)
-        return [[opening + reply for reply in group] for opening, group in zip(opened, written)], heads
+        written = self.ask_after([render(tokenizer, pair_messages(*pair)) + start
+                                  for pair, start in zip(pairs, opened)], k, desc)
+        return [[start + reply for reply in group] for start, group in zip(opened, written)], heads
 
     def judgements(self, pairs: list[tuple[str, str, str]], k: int = 1, desc: str | None = None
                    ) -> list[list[tuple[str, bool]]]:
