@@ -1,16 +1,18 @@
 """GRPO on the sums judge against the rule and the scalar RM of the same votes, from the same start and budget.
 
     python -m bench.studies.judge_grpo --seeds 0 1 --rewards rule rm judge    # ~80 min on 2 cores, bf16
-    options: [--steps 30] [--threads 2] [--start runs/rft/sft15] [--votes runs/loop-sft/s0b/votes-r1.sqlite]
-             [--judge runs/sumjudge2/judge_T2_S0] [--work runs/judge_grpo] [--record FILE]
+    python -m bench.studies.judge_grpo --task words --seeds 0 --rewards rule judge   # word problems, ~30 min
+    options: [--steps N] [--threads 2] [--start RUN] [--votes STORE] [--judge RUN] [--work DIR] [--record FILE]
     rewards: rule, rm, judge (solving first, both orders), judge-1order, judge-inline (its solution beside the answers)
 
-The start, the votes and the judge are bench.studies.sums_judge's (its docstring makes them). Each run is
-recipes/smollm2_sums_grpo.yaml from --start: --steps steps of 8 prompts x 8 answers, a checkpoint every 10,
-the learned rewards at beta 0.1 as `python -m tinyalign.loop run --task smollm2-sums` runs them. The scalar RM
-is trained once from the votes as the loop trains it. The judge compares each answer with two others of its
-group, never with the reference. Held out: greedy accuracy on the 500 sums at each checkpoint, with the
-paired 95 % interval against the start. From each judge run's log: the share of the judge's decisive verdicts
+--task sums (the defaults): the start, the votes and the judge are bench.studies.sums_judge's (its docstring
+makes them); recipes/smollm2_sums_grpo.yaml, 30 steps of 8 prompts x 8 answers, a checkpoint every 10, the
+learned rewards at beta 0.1 as `python -m tinyalign.loop run --task smollm2-sums` runs them, 500 held-out sums.
+--task words: the word-problem judge of bench.studies.real_judge from the 10-step word SFT start (bench/RESULTS.md,
+"From a shorter SFT start"); recipes/smollm2_word_grpo.yaml as it is, 12 steps, a checkpoint every 6, 300
+held-out problems. The scalar RM is trained once from the votes as the loop trains it. The judge compares each
+answer with two others of its group, never with the reference. Held out: greedy accuracy at each checkpoint,
+with the paired 95 % interval against the start. From each judge run's log: the share of the judge's decisive verdicts
 on the policy's own answers that the checker backs, per step; the judge's seconds against the step's.
 Each run is cached in --work; prints Markdown tables, writes WORK/results.json and the run's record.
 """
@@ -22,8 +24,15 @@ from pathlib import Path
 
 from bench import harness
 
-RECIPE = "recipes/smollm2_sums_grpo.yaml"
-JUDGE = {"name": "pairwise_judge", "checker": "math_accuracy", "max_new_tokens": 40, "batch_size": 64}
+TASKS = {  # --task -> the recipe, its budget, the held-out count, the defaults of the paths, the judgement length
+    "sums": {"recipe": "recipes/smollm2_sums_grpo.yaml", "steps": 30, "every": 10, "held_out": 500, "beta": 0.1,
+             "start": "runs/rft/sft15", "votes": "runs/loop-sft/s0b/votes-r1.sqlite",
+             "judge": "runs/sumjudge2/judge_T2_S0", "work": "runs/judge_grpo", "max_new_tokens": 40},
+    "words": {"recipe": "recipes/smollm2_word_grpo.yaml", "steps": 12, "every": 6, "held_out": 300, "beta": None,
+              "start": "runs/wsft/c30/checkpoint-10", "votes": "runs/real_rm/votes.sqlite",
+              "judge": "runs/real_judge2/judge_T2_S0", "work": "runs/judge_grpo_words", "max_new_tokens": 64},
+}
+JUDGE = {"name": "pairwise_judge", "checker": "math_accuracy", "batch_size": 64}
 REWARDS = {  # name -> the run's reward settings; None: the recipe's rule
     "rule": None,
     "rm": {"name": "reward_model"},
@@ -52,15 +61,17 @@ def policy(reward: str, seed: int, args, rm: "Path | None") -> Path:
     run = args.work / f"{reward}_s{seed}"
     if (run / "trainer_state.json").is_file():
         return run
+    task = TASKS[args.task]
     settings = {"model.adapter": str(args.start), "probe": False, "overwrite": True, "seed": seed,
-                "train.max_steps": args.steps, "train.save_steps": 10, "output_dir": str(run)}
+                "train.max_steps": args.steps, "train.save_steps": task["every"], "output_dir": str(run)}
     chosen = REWARDS[reward]
     if chosen is not None:
-        extra = {"model": str(rm)} if reward == "rm" else {"judge": str(args.judge)}
-        settings.update({"rewards": [{**chosen, **extra}], "train.beta": 0.1})
+        settings["rewards"] = [{**chosen, "model": str(rm)} if reward == "rm" else
+                               {"max_new_tokens": task["max_new_tokens"], **chosen, "judge": str(args.judge)}]
+        settings.update({"train.beta": task["beta"]} if task["beta"] is not None else {})
     log = args.work / f"log_{run.name}.txt"
     print(f"GRPO on {reward}, seed {seed}, {args.steps} steps -> {run} (console: {log})", flush=True)
-    harness.train_process("grpo", RECIPE, settings, args.threads, log, f"GRPO {run.name}")
+    harness.train_process("grpo", task["recipe"], settings, args.threads, log, f"GRPO {run.name}")
     return run
 
 
@@ -77,20 +88,21 @@ def logged(run: Path) -> dict:
     return out
 
 
-def held_out(runs: dict[str, Path], start: Path, steps: int, cache: Path) -> dict:
-    """Accuracy on the 500 held-out sums at each checkpoint, and the paired interval against the start; each
-    checkpoint's verdicts cached in `cache` by its folder."""
+def held_out(runs: dict[str, Path], start: Path, steps: int, task: dict, cache: Path) -> dict:
+    """Accuracy on the task's held-out problems at each checkpoint, and the paired interval against the start;
+    each checkpoint's verdicts cached in `cache` by its folder."""
     from tinyalign.measure.solve_rate import held_out_verdicts, paired_interval95
 
     adapters = {"start": str(start)}
     for name, run in runs.items():
-        for step in range(10, steps, 10):
+        for step in range(task["every"], steps, task["every"]):
             adapters[f"{name}@{step}"] = str(run / f"checkpoint-{step}")
         adapters[f"{name}@{steps}"] = str(run)
     known = json.loads(cache.read_text()) if cache.is_file() else {}
     missing = {name: path for name, path in adapters.items() if path not in known}
     if missing:
-        known |= {missing[name]: right for name, right in held_out_verdicts(RECIPE, missing, 500, base=False).items()}
+        verdicts = held_out_verdicts(task["recipe"], missing, task["held_out"], base=False)
+        known |= {missing[name]: right for name, right in verdicts.items()}
         cache.write_text(json.dumps(known) + "\n")
     right = {name: known[path] for name, path in adapters.items()}
     out = {"start": {"accuracy": sum(right["start"]) / len(right["start"])}}
@@ -104,32 +116,36 @@ def held_out(runs: dict[str, Path], start: Path, steps: int, cache: Path) -> dic
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.studies.judge_grpo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", choices=list(TASKS), default="sums")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--rewards", nargs="+", choices=list(REWARDS), default=["rule", "rm", "judge"])
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps", type=int, help="default: the task's (sums 30, words 12)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--start", type=Path, default=Path("runs/rft/sft15"))
-    parser.add_argument("--votes", type=Path, default=Path("runs/loop-sft/s0b/votes-r1.sqlite"))
-    parser.add_argument("--judge", type=Path, default=Path("runs/sumjudge2/judge_T2_S0"))
-    parser.add_argument("--work", type=Path, default=Path("runs/judge_grpo"))
+    for path in ("start", "votes", "judge", "work"):
+        parser.add_argument(f"--{path}", type=Path, help="default: the task's (see above)")
     harness.add_record_arg(parser)
     args = parser.parse_args()
+    task = TASKS[args.task]
+    for key in ("steps", "start", "votes", "judge", "work"):
+        if getattr(args, key) is None:
+            setattr(args, key, task[key] if key == "steps" else Path(task[key]))
     harness.threads(args.threads)
-    for need in (args.start, args.votes, args.judge):
+    needed = [args.start, args.judge] + ([args.votes] if "rm" in args.rewards else [])
+    for need in needed:
         if not need.exists():
-            raise SystemExit(f"{need} not found; make it with bench.studies.sums_judge (see its docstring)")
+            raise SystemExit(f"{need} not found; make it as this module's docstring says")
     args.work.mkdir(parents=True, exist_ok=True)
 
     rm = scalar_rm(args.votes, args.start, args.work, args.threads) if "rm" in args.rewards else None
     runs = {f"{reward}_s{seed}": policy(reward, seed, args, rm) for seed in args.seeds for reward in args.rewards}
-    scores = held_out(runs, args.start, args.steps, args.work / "held_out_verdicts.json")
+    scores = held_out(runs, args.start, args.steps, task, args.work / "held_out_verdicts.json")
     logs = {name: logged(run) for name, run in runs.items()}
 
     rows = []
     for name in runs:
         reward, seed = name.rsplit("_s", 1)
         cells = [reward, seed]
-        for step in range(10, args.steps + 1, 10):
+        for step in range(task["every"], args.steps + 1, task["every"]):
             s = scores[f"{name}@{step}"]
             cells.append(f"{s['gain'] * 100:+.1f} ({s['interval'][0] * 100:+.1f}..{s['interval'][1] * 100:+.1f})")
         log = logs[name]
@@ -138,11 +154,13 @@ def main() -> None:
                   f"{log['judge_s']:.1f}" if "judge_s" in log else "",
                   f"{statistics.median(agreement):.2f} ({min(agreement):.2f}..{max(agreement):.2f})" if agreement else ""]
         rows.append(cells)
-    headers = ["reward", "seed", *[f"gain @{s}" for s in range(10, args.steps + 1, 10)], "held out", "step (s)",
+    headers = ["reward", "seed", *[f"gain @{s}" for s in range(task["every"], args.steps + 1, task["every"])],
+               "held out", "step (s)",
                "judge (s)", "checker agrees (median, range)"]
-    print(f"\nstart {scores['start']['accuracy']:.1%} on 500 held-out sums; gains in points, paired 95 % intervals\n")
+    print(f"\nstart {scores['start']['accuracy']:.1%} on {task['held_out']} held-out problems ({args.task}); gains in "
+          "points, paired 95 % intervals\n")
     print(harness.table(rows, headers))
-    figures = {"steps": args.steps, "seeds": args.seeds, "start": str(args.start), "judge": str(args.judge),
+    figures = {"task": args.task, "steps": args.steps, "seeds": args.seeds, "start": str(args.start), "judge": str(args.judge),
                "held_out": scores, "logs": logs}
     (args.work / "results.json").write_text(json.dumps(figures, indent=1) + "\n")
     print(f"\nwrote {harness.record('judge_grpo', figures, args.record)}")
