@@ -204,6 +204,21 @@ def test_verdicts_from_a_judge_keep_both_orders_of_the_pairs_it_gets_wrong(tmp_p
     assert not (tmp_path / "all.jsonl").exists()
 
 
+def matching(solution, a, b):
+    """The verdict of a judge that backs the answer its solution matches, and ties where that is neither or both."""
+    return "A" if a == solution != b else "B" if b == solution != a else "tie"
+
+
+def evaluating_against_its_solution(self, texts, k=1, desc=None):
+    """A double of PairJudge.ask_after for a solve-first judge: its EVALUATION and VERDICT, from the SOLUTION
+    its reply opened with."""
+    out = []
+    for text in texts:
+        a, b = re.search(r"Answer A: (.*)\nAnswer B: (.*?)<", text).groups()
+        out.append([f" checked.\nVERDICT: [[{matching(re.findall(r'SOLUTION: (.*)', text)[-1], a, b)}]]"] * k)
+    return out
+
+
 def test_solve_first_verdicts_open_each_reply_with_the_judge_s_own_solution(tmp_path, monkeypatch, capsys):
     """`verdicts --solve-first`: the pairs a solve-first judge gets wrong, each prompt's reply opened with that
     judge's own solution of its task (what GRPO's reward asks it to continue), each task solved once."""
@@ -215,16 +230,8 @@ def test_solve_first_verdicts_open_each_reply_with_the_judge_s_own_solution(tmp_
         solved.extend(tasks)
         return [[f"TYPE: reasoning\nSOLUTION: {i + 2 if i % 2 == 0 else i + 1}"] * k for i in tasks]
 
-    def ask_after(self, texts, k=1, desc=None):  # backs the answer its solution matches
-        out = []
-        for text in texts:
-            a, b = re.search(r"Answer A: (.*)\nAnswer B: (.*?)<", text).groups()
-            solution = re.findall(r"SOLUTION: (.*)\n", text)[-1]
-            out.append([f" checked.\nVERDICT: [[{'A' if a == solution else 'B'}]]"] * k)
-        return out
-
     monkeypatch.setattr(pairwise.PairJudge, "ask", ask)
-    monkeypatch.setattr(pairwise.PairJudge, "ask_after", ask_after)
+    monkeypatch.setattr(pairwise.PairJudge, "ask_after", evaluating_against_its_solution)
     judging.main(["verdicts", "--pairs", str(db), "--judge", "tiny:qwen2-1m", "--solve-first",
                   "--out", str(tmp_path / "v.jsonl")])
     rows = [json.loads(line) for line in open(tmp_path / "v.jsonl")]
@@ -316,9 +323,6 @@ def copying_judge(monkeypatch):
     task alone, it solves it. Its EVALUATION then backs whichever answer matches its solution."""
     solve_asks = []
 
-    def verdict(solution, a, b):
-        return "A" if a == solution != b else "B" if b == solution != a else "tie"
-
     def ask(self, conversations, k=1, max_new_tokens=None, desc=None):
         replies = []
         for chat in conversations:
@@ -329,19 +333,11 @@ def copying_judge(monkeypatch):
                 replies.append([f"TYPE: reasoning\nSOLUTION: {x + y}"] * k)
             else:
                 a, b = shown(prompt)
-                replies.append([f"TYPE: reasoning\nSOLUTION: {a}\nEVALUATION: ...\nVERDICT: [[{verdict(a, a, b)}]]"] * k)
+                replies.append([f"TYPE: reasoning\nSOLUTION: {a}\nEVALUATION: ...\nVERDICT: [[{matching(a, a, b)}]]"] * k)
         return replies
 
-    def ask_after(self, texts, k=1, desc=None):
-        out = []
-        for text in texts:
-            a, b = re.search(r"Answer A: (.*)\nAnswer B: (.*?)<", text).groups()
-            solution = re.findall(r"SOLUTION: (.*)\n", text)[-1]
-            out.append([f" checked.\nVERDICT: [[{verdict(solution, a, b)}]]"] * k)
-        return out
-
     monkeypatch.setattr(pairwise.PairJudge, "ask", ask)
-    monkeypatch.setattr(pairwise.PairJudge, "ask_after", ask_after)
+    monkeypatch.setattr(pairwise.PairJudge, "ask_after", evaluating_against_its_solution)
     return solve_asks
 
 
