@@ -143,6 +143,24 @@ def test_every_generator_stops_at_the_turn_end_when_eos_says_otherwise(tmp_path)
     assert arena.generate(prompts, ["base"] * 3, max_new_tokens=32) == answers
 
 
+def test_prompts_that_open_alike_are_prefilled_once_and_answered_as_when_padded(smollm2, monkeypatch):
+    """A batch whose prompts share their first tokens (here the system prompt) is prefilled once for all rows;
+    greedy answers are the ones the padded batch gives, token for token (fp32, so no rounding differs)."""
+    from tinyalign.models import generate as generation
+
+    spec = Model(name=PKG, quantization="none", dtype="float32")
+    policy, tokenizer = model.load_with_adapters(spec, {})
+    prompts = [[{"role": "system", "content": SYSTEM}, {"role": "user", "content": q}] for q, _ in PROBLEMS]
+    texts = [render(tokenizer, p) for p in prompts]
+    shared = generation.prefilled(policy, tokenizer, texts, k=2)
+    assert shared["past_key_values"].get_seq_length() >= 30 and shared["input_ids"].shape[0] == 2 * len(texts)
+    once = generate(policy, tokenizer, prompts, max_new_tokens=24)
+    monkeypatch.setattr(generation, "SHARED_PREFIX", 10 ** 6)  # every prompt prefilled in full, left-padded
+    assert generation.prefilled(policy, tokenizer, texts, k=1) is None
+    assert once == generate(policy, tokenizer, prompts, max_new_tokens=24)
+    assert len({a[0] for a in once}) > 1  # the answers differ by question
+
+
 def test_training_tokenizer_stops_trl_at_the_turn_end_and_pads_with_another_token(tmp_path):
     """GRPO's stop ids are TRL's (tokenizer eos + generation config eos): the end of turn must be one."""
     spec = Model(name=str(qwen_base_style(tmp_path / "qwen-base-style")), quantization="none")

@@ -6,6 +6,11 @@ from tinyalign.models.chat_template import stop_token_ids
 from tinyalign.models.precision import autocast
 
 
+# A batch's prompts that open with this many tokens alike are prefilled once (`prefilled`): on a CPU the prefill of a
+# judge's instructions for every pair costs about what decoding its judgements does.
+SHARED_PREFIX = 16
+
+
 def render(tokenizer, messages: list[dict]) -> str:
     """The chat as the model's input, up to where its reply goes; a last assistant message is a reply already
     begun (data.reply_start), which the model continues."""
@@ -55,13 +60,49 @@ def continue_texts(model, tokenizer, texts: list[str], *, k: int = 1, max_new_to
     stop = stop_token_ids(model, tokenizer)
     with torch.inference_mode(), autocast(model):
         for start in tqdm(range(0, len(texts), per_batch), desc=desc, disable=desc is None, leave=False):
-            batch = tokenizer(texts[start:start + per_batch], return_tensors="pt", padding=True,
-                              add_special_tokens=False).to(device)
+            chunk = texts[start:start + per_batch]
+            inputs = prefilled(model, tokenizer, chunk, k) if device.type == "cpu" else None
+            if inputs is None:
+                inputs = {**tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(device),
+                          "num_return_sequences": k}
             out = model.generate(
-                **batch, max_new_tokens=max_new_tokens, do_sample=sampling, num_return_sequences=k,
+                **inputs, max_new_tokens=max_new_tokens, do_sample=sampling,
                 temperature=temperature if sampling else None, top_p=top_p if sampling else None, top_k=None,
                 pad_token_id=tokenizer.pad_token_id, eos_token_id=stop,
             )
-            decoded = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+            decoded = tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
             results.extend(decoded[i:i + k] for i in range(0, len(decoded), k))
     return results
+
+
+def prefilled(model, tokenizer, texts: list[str], k: int) -> "dict | None":
+    """generate()'s inputs for `texts`, each k times, with the tokens they all open with (a judge's
+    instructions, a system prompt) run once and cached: rows of [shared][padding][own], which generate
+    positions by the attention mask as if unpadded. None where they share fewer than SHARED_PREFIX tokens."""
+    import torch
+    from transformers import DynamicCache
+
+    ids = tokenizer(texts, add_special_tokens=False).input_ids
+    shared = min(common_prefix(ids), min(map(len, ids)) - 1)  # every row keeps a token of its own to start from
+    if shared < SHARED_PREFIX or len(ids) * k < 2:
+        return None
+    own = [row[shared:] for row in ids]
+    width = max(map(len, own))
+    rows = [ids[0][:shared] + [tokenizer.pad_token_id] * (width - len(o)) + o for o in own]
+    mask = [[1] * shared + [0] * (width - len(o)) + [1] * len(o) for o in own]
+    device = next(model.parameters()).device
+    cache = DynamicCache(config=model.config)
+    model(input_ids=torch.tensor([ids[0][:shared]], device=device), past_key_values=cache, use_cache=True,
+          logits_to_keep=1)
+    cache.batch_repeat_interleave(len(rows) * k)
+    return {"input_ids": torch.tensor(rows, device=device).repeat_interleave(k, 0),
+            "attention_mask": torch.tensor(mask, device=device).repeat_interleave(k, 0), "past_key_values": cache}
+
+
+def common_prefix(rows: list[list[int]]) -> int:
+    """How many tokens every row opens with."""
+    first = rows[0]
+    for n, column in enumerate(zip(*rows)):
+        if any(token != first[n] for token in column):
+            return n
+    return min(map(len, rows))
