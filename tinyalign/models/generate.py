@@ -5,7 +5,6 @@ from tqdm.auto import tqdm
 from tinyalign.models.chat_template import stop_token_ids
 from tinyalign.models.precision import autocast
 
-
 # A batch's prompts that open with this many tokens alike are prefilled once (`prefilled`): on a CPU the prefill of a
 # judge's instructions for every pair costs about what decoding its judgements does.
 SHARED_PREFIX = 16
