@@ -154,10 +154,10 @@ def test_prompts_that_open_alike_are_prefilled_once_and_answered_as_when_padded(
     texts = [render(tokenizer, p) for p in prompts]
     shared = generation.prefilled(policy, tokenizer, texts, k=2)
     assert shared["past_key_values"].get_seq_length() >= 30 and shared["input_ids"].shape[0] == 2 * len(texts)
-    once = generate(policy, tokenizer, prompts, max_new_tokens=24)
-    monkeypatch.setattr(generation, "SHARED_PREFIX", 10 ** 6)  # every prompt prefilled in full, left-padded
+    once = generate(policy, tokenizer, prompts, max_new_tokens=24, share_prefix=True)
+    assert once == generate(policy, tokenizer, prompts, max_new_tokens=24)  # every prompt prefilled, left-padded
+    monkeypatch.setattr(generation, "SHARED_PREFIX", 10 ** 6)
     assert generation.prefilled(policy, tokenizer, texts, k=1) is None
-    assert once == generate(policy, tokenizer, prompts, max_new_tokens=24)
     assert len({a[0] for a in once}) > 1  # the answers differ by question
 
 

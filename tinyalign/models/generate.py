@@ -5,8 +5,8 @@ from tqdm.auto import tqdm
 from tinyalign.models.chat_template import stop_token_ids
 from tinyalign.models.precision import autocast
 
-# A batch's prompts that open with this many tokens alike are prefilled once (`prefilled`): on a CPU the prefill of a
-# judge's instructions for every pair costs about what decoding its judgements does.
+# A batch's prompts that open with this many tokens alike are prefilled once where asked (`prefilled`): on a CPU the
+# prefill of a judge's instructions for every pair costs about what decoding its judgements does.
 SHARED_PREFIX = 16
 
 
@@ -38,17 +38,22 @@ def generation_settings(recipe) -> dict:
 
 def generate(model, tokenizer, prompts: list[list[dict]], *, k: int = 1, max_new_tokens: int = 64,
              temperature: float = 0.0, top_p: float = 1.0, batch_size: int = 64, desc: str | None = None,
-             ) -> list[list[str]]:
+             share_prefix: bool = False) -> list[list[str]]:
     """k completions per chat prompt (greedy when temperature is 0), as plain text, each ending at
-    the chat template's end of turn (or at max_new_tokens)."""
+    the chat template's end of turn (or at max_new_tokens). `share_prefix`: see continue_texts."""
     return continue_texts(model, tokenizer, [render(tokenizer, p) for p in prompts], k=k, max_new_tokens=max_new_tokens,
-                          temperature=temperature, top_p=top_p, batch_size=batch_size, desc=desc)
+                          temperature=temperature, top_p=top_p, batch_size=batch_size, desc=desc,
+                          share_prefix=share_prefix)
 
 
 def continue_texts(model, tokenizer, texts: list[str], *, k: int = 1, max_new_tokens: int = 64,
                    temperature: float = 0.0, top_p: float = 1.0, batch_size: int = 64, desc: str | None = None,
-                   ) -> list[list[str]]:
-    """generate() from texts already rendered, e.g. a chat prompt with the start of its reply written."""
+                   share_prefix: bool = False) -> list[list[str]]:
+    """generate() from texts already rendered, e.g. a chat prompt with the start of its reply written.
+
+    `share_prefix`: on a CPU, the tokens a batch's texts open alike are prefilled once (`prefilled`). Off by
+    default: in bf16 a batch computed another way rounds differently, and greedy answers then part from those
+    of the arena, evaluate and sample, which must agree; a judge asking its fixed instructions turns it on."""
     import torch
 
     tokenizer.padding_side = "left"  # decoder-only models continue from the right edge
@@ -60,7 +65,7 @@ def continue_texts(model, tokenizer, texts: list[str], *, k: int = 1, max_new_to
     with torch.inference_mode(), autocast(model):
         for start in tqdm(range(0, len(texts), per_batch), desc=desc, disable=desc is None, leave=False):
             chunk = texts[start:start + per_batch]
-            inputs = prefilled(model, tokenizer, chunk, k) if device.type == "cpu" else None
+            inputs = prefilled(model, tokenizer, chunk, k) if share_prefix and device.type == "cpu" else None
             if inputs is None:
                 inputs = {**tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(device),
                           "num_return_sequences": k}

@@ -72,12 +72,13 @@ class JudgeModel:
 
     def ask(self, conversations: list[list[dict]], k: int = 1, max_new_tokens: int | None = None,
             desc: str | None = None) -> list[list[str]]:
-        """k replies per conversation, as the judge writes them."""
+        """k replies per conversation, as the judge writes them; the instructions its prompts open with are
+        prefilled once a batch."""
         from tinyalign.models.generate import generate
 
         judge, tokenizer = self.load()
         return generate(judge, tokenizer, conversations, k=k, max_new_tokens=max_new_tokens or self.max_new_tokens,
-                        temperature=self.temperature, batch_size=self.batch_size, desc=desc)
+                        temperature=self.temperature, batch_size=self.batch_size, desc=desc, share_prefix=True)
 
     def ask_after(self, texts: list[str], k: int = 1, desc: str | None = None) -> list[list[str]]:
         """k continuations of each text: a rendered conversation with the start of the judge's reply."""
@@ -85,4 +86,4 @@ class JudgeModel:
 
         judge, tokenizer = self.load()
         return continue_texts(judge, tokenizer, texts, k=k, max_new_tokens=self.max_new_tokens,
-                              temperature=self.temperature, batch_size=self.batch_size, desc=desc)
+                              temperature=self.temperature, batch_size=self.batch_size, desc=desc, share_prefix=True)
