@@ -68,7 +68,8 @@ def policy(reward: str, seed: int, args, rm: "Path | None") -> Path:
     if chosen is not None:
         settings["rewards"] = [{**chosen, "model": str(rm)} if reward == "rm" else
                                {"max_new_tokens": task["max_new_tokens"], **chosen, "judge": str(args.judge)}]
-        settings.update({"train.beta": task["beta"]} if task["beta"] is not None else {})
+        if task["beta"] is not None:  # else the recipe's
+            settings["train.beta"] = task["beta"]
     log = args.work / f"log_{run.name}.txt"
     print(f"GRPO on {reward}, seed {seed}, {args.steps} steps -> {run} (console: {log})", flush=True)
     harness.train_process("grpo", task["recipe"], settings, args.threads, log, f"GRPO {run.name}")
@@ -160,7 +161,8 @@ def main() -> None:
     print(f"\nstart {scores['start']['accuracy']:.1%} on {task['held_out']} held-out problems ({args.task}); gains in "
           "points, paired 95 % intervals\n")
     print(harness.table(rows, headers))
-    figures = {"task": args.task, "steps": args.steps, "seeds": args.seeds, "start": str(args.start), "judge": str(args.judge),
+    figures = {"task": args.task, "steps": args.steps, "seeds": args.seeds, "start": str(args.start),
+               "judge": str(args.judge),
                "held_out": scores, "logs": logs}
     (args.work / "results.json").write_text(json.dumps(figures, indent=1) + "\n")
     print(f"\nwrote {harness.record('judge_grpo', figures, args.record)}")

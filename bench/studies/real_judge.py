@@ -112,6 +112,13 @@ def judged(judge: str, test: Path, answered: set, max_new_tokens: int, out: Path
     return report
 
 
+def one_epoch(traces: Path) -> str:
+    """The override that trains the judge recipe for one epoch of `traces`."""
+    from tinyalign.core import files
+
+    return f"train.max_steps={-(-sum(1 for _ in files.read_jsonl(traces)) // BATCH)}"
+
+
 def write_results(work: Path, threads: int, overrides: list[str], reports: list[dict]) -> Path:
     """WORK/results.json: the runs' figures with the settings they were measured at."""
     out = work / "results.json"
@@ -159,7 +166,7 @@ def main() -> None:
     verdicts = args.work / "verdicts.jsonl"
     if args.rl and not verdicts.is_file():
         files.write_jsonl(verdicts, judging.verdict_rows(judging.read_pairs(folder / "train.jsonl")))
-    epoch = f"train.max_steps={-(-sum(1 for _ in files.read_jsonl(traces)) // BATCH)}"  # overrides may set others
+    epoch = one_epoch(traces)  # an override of train.max_steps, given later, wins
     for seed in args.seeds:  # one training process at a time: the box has 2 cores
         run = args.work / f"judge_T{args.threads}_S{seed}"
         sft = train("sft", run, traces, seed, args.threads, [epoch, *overrides])

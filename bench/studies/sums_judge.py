@@ -33,9 +33,8 @@ import time
 from pathlib import Path
 
 from bench import harness
-from bench.studies.real_judge import train, write_results
+from bench.studies.real_judge import one_epoch, train, write_results
 
-BATCH = 8  # the judge recipe's per_device_train_batch_size: one epoch of the traces is len(traces) / BATCH steps
 MAX_NEW_TOKENS = 64  # a sums judgement is ~53 tokens
 RL = [f"train.max_completion_length={MAX_NEW_TOKENS}", f"generation.max_new_tokens={MAX_NEW_TOKENS}"]
 
@@ -118,7 +117,7 @@ def main() -> None:
     verdicts = args.work / "verdicts.jsonl"
     if args.rl and not verdicts.is_file():
         files.write_jsonl(verdicts, judging.verdict_rows(judging.read_pairs(folder / "train.jsonl")))
-    steps = f"train.max_steps={-(-sum(1 for _ in files.read_jsonl(traces)) // BATCH)}"  # one epoch
+    steps = one_epoch(traces)
     reports = []
     for seed in args.seeds:  # one training process at a time: the box has 2 cores
         sft = train("sft", args.work / f"judge_T{args.threads}_S{seed}", traces, seed, args.threads, [steps, *overrides])
